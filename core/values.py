@@ -1,0 +1,218 @@
+"""Atomic values of the data model: keywords, symbols, datoms, and the total order of values.
+
+Attribute names are plain ``str`` (``"person/name"``); keyword *values* are ``Keyword`` objects,
+interned so that equality is identity. Values of different types share one index, so every value
+gets a type rank and indexes compare ``(rank, value)``, never Python objects of different types.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _decimal
+import uuid as _uuid
+from typing import Any, NamedTuple
+
+
+class Keyword:
+    """An interned keyword value such as ``:db.type/ref`` (spelled ``kw("db.type/ref")``)."""
+
+    __slots__ = ("name", "ns", "local", "__weakref__")
+    _interned: dict[str, Keyword] = {}
+
+    name: str
+    ns: str | None
+    local: str
+
+    def __new__(cls, name: str) -> Keyword:
+        name = name[1:] if name.startswith(":") else name
+        existing = cls._interned.get(name)
+        if existing is not None:
+            return existing
+        self = object.__new__(cls)
+        slash = name.find("/", 1)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "ns", name[:slash] if slash > 0 else None)
+        object.__setattr__(self, "local", name[slash + 1:] if slash > 0 else name)
+        cls._interned[name] = self
+        return self
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Keyword is immutable")
+
+    def __repr__(self) -> str:
+        return f"kw({self.name!r})"
+
+    def __str__(self) -> str:
+        return ":" + self.name
+
+    def __hash__(self) -> int:
+        return hash((Keyword, self.name))
+
+    def __reduce__(self):
+        return (Keyword, (self.name,))
+
+    def __lt__(self, other: Keyword) -> bool:
+        return self.name < other.name
+
+    def __le__(self, other: Keyword) -> bool:
+        return self.name <= other.name
+
+    def __gt__(self, other: Keyword) -> bool:
+        return self.name > other.name
+
+    def __ge__(self, other: Keyword) -> bool:
+        return self.name >= other.name
+
+
+def kw(name: str) -> Keyword:
+    """The keyword named ``name`` (a leading colon is optional)."""
+    return Keyword(name)
+
+
+class Symbol:
+    """An EDN symbol such as ``?e``, ``...`` or ``pull``; interned like ``Keyword``."""
+
+    __slots__ = ("name", "__weakref__")
+    _interned: dict[str, Symbol] = {}
+
+    name: str
+
+    def __new__(cls, name: str) -> Symbol:
+        existing = cls._interned.get(name)
+        if existing is not None:
+            return existing
+        self = object.__new__(cls)
+        object.__setattr__(self, "name", name)
+        cls._interned[name] = self
+        return self
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Symbol is immutable")
+
+    def __repr__(self) -> str:
+        return f"Symbol({self.name!r})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __hash__(self) -> int:
+        return hash((Symbol, self.name))
+
+    def __reduce__(self):
+        return (Symbol, (self.name,))
+
+    def __lt__(self, other: Symbol) -> bool:
+        return self.name < other.name
+
+
+def sym(name: str) -> Symbol:
+    """The symbol named ``name``."""
+    return Symbol(name)
+
+
+class Datom(NamedTuple):
+    """One fact: entity ``e`` has attribute ``a`` with value ``v``, asserted (or retracted) in ``tx``."""
+
+    e: int
+    a: str
+    v: Any
+    tx: int
+    added: bool = True
+
+    def __repr__(self) -> str:
+        return f"#datom [{self.e} {self.a!r} {self.v!r} {self.tx} {'true' if self.added else 'false'}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Total order of values: DataScript's, booleans < numbers < strings < keywords < ... < tuples.
+
+RANK_NIL = 0
+RANK_BOOL = 1
+RANK_NUMBER = 2
+RANK_STRING = 3
+RANK_KEYWORD = 4
+RANK_SYMBOL = 5
+RANK_UUID = 6
+RANK_INSTANT = 7
+RANK_BYTES = 8
+RANK_TUPLE = 9
+RANK_OTHER = 10
+
+_RANKS: dict[type, int] = {
+    type(None): RANK_NIL,
+    bool: RANK_BOOL,
+    int: RANK_NUMBER,
+    float: RANK_NUMBER,
+    _decimal.Decimal: RANK_NUMBER,
+    str: RANK_STRING,
+    Keyword: RANK_KEYWORD,
+    Symbol: RANK_SYMBOL,
+    _uuid.UUID: RANK_UUID,
+    _dt.datetime: RANK_INSTANT,
+    bytes: RANK_BYTES,
+    tuple: RANK_TUPLE,
+}
+
+
+def value_rank(v: Any) -> int:
+    """The rank of ``v``'s type in the total order of values."""
+    r = _RANKS.get(type(v))
+    if r is not None:
+        return r
+    for t, rank in _RANKS.items():
+        if isinstance(v, t) and t is not type(None):
+            return rank
+    return RANK_OTHER
+
+
+class OrderedTuple(tuple):
+    """A tuple value that compares element-wise in the total order of values (``None`` included).
+
+    Equal to, and hashed like, the plain tuple it wraps; indexes store tuple values in this form so
+    that ``(1, None) < (1, "a")`` is defined.
+    """
+
+    __slots__ = ()
+
+    def _cmp(self, other: tuple) -> int:
+        for x, y in zip(self, other):
+            c = compare_values(x, y)
+            if c:
+                return c
+        return (len(self) > len(other)) - (len(self) < len(other))
+
+    def __lt__(self, other: tuple) -> bool:  # type: ignore[override]
+        return self._cmp(other) < 0
+
+    def __le__(self, other: tuple) -> bool:  # type: ignore[override]
+        return self._cmp(other) <= 0
+
+    def __gt__(self, other: tuple) -> bool:  # type: ignore[override]
+        return self._cmp(other) > 0
+
+    def __ge__(self, other: tuple) -> bool:  # type: ignore[override]
+        return self._cmp(other) >= 0
+
+    __eq__ = tuple.__eq__
+    __hash__ = tuple.__hash__
+
+
+def index_value(v: Any) -> Any:
+    """``v`` in the form indexes store: tuples become ``OrderedTuple``, everything else is itself."""
+    if isinstance(v, tuple) and type(v) is not OrderedTuple:
+        return OrderedTuple(index_value(x) for x in v)
+    return v
+
+
+def compare_values(a: Any, b: Any) -> int:
+    """Three-way comparison of any two values in the total order (-1, 0 or 1)."""
+    ra, rb = value_rank(a), value_rank(b)
+    if ra != rb:
+        return -1 if ra < rb else 1
+    if ra == RANK_NIL:
+        return 0
+    if ra == RANK_TUPLE:
+        return index_value(a)._cmp(b)
+    if ra == RANK_OTHER:
+        a, b = (type(a).__name__, repr(a)), (type(b).__name__, repr(b))
+    return -1 if a < b else (1 if b < a else 0)

@@ -1,0 +1,1 @@
+"""datsync.shell: the imperative shell (trio): storage, network, the process and the CLI."""
