@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 class Keyword:
     """An interned keyword value such as ``:db.type/ref`` (spelled ``kw("db.type/ref")``)."""
 
-    __slots__ = ("name", "ns", "local", "__weakref__")
+    __slots__ = ("__weakref__", "local", "name", "ns")
     _interned: dict[str, Keyword] = {}
 
     name: str
@@ -72,7 +72,7 @@ def kw(name: str) -> Keyword:
 class Symbol:
     """An EDN symbol such as ``?e``, ``...`` or ``pull``; interned like ``Keyword``."""
 
-    __slots__ = ("name", "__weakref__")
+    __slots__ = ("__weakref__", "name")
     _interned: dict[str, Symbol] = {}
 
     name: str

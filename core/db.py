@@ -1,0 +1,489 @@
+"""The database value: schema, four covering indexes, and views over time and filters.
+
+A ``DB`` is immutable. Its indexes hold plain key tuples in index order (see ``core.index``):
+
+    eavt  (e, a, rank, v, tx)       every current datom
+    aevt  (a, e, rank, v, tx)       every current datom
+    avet  (a, rank, v, e, tx)       datoms of indexed attributes (unique, db/index, ref, tuple)
+    vaet  (v, a, e, tx)             datoms of ref attributes
+
+``rank`` is the value's type rank (``core.values.value_rank``), so values of different types never
+meet in a comparison. The Datomic flavor also keeps history indexes of every assertion and
+retraction: ``heavt (e, a, rank, v, tx, added)`` and ``haevt (a, e, rank, v, tx, added)``.
+
+Reads go through ``datoms``/``seek_datoms``/``index_range``; a view (``as_of``, ``since``,
+``history``, ``filter_db``) is the same value with a time basis or predicate that those honor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .errors import ResolveError
+from .index import TOP, SortedIndex
+from .schema import IMPLICIT_SCHEMA, Props, normalize_schema, validate_datascript_schema
+from .values import Datom, Keyword, index_value, value_rank
+
+E0 = 0
+TX0 = 0x20000000
+"""Transaction ids are ``TX0 + t``; entity ids stay below it (DataScript's layout)."""
+EMAX = 0x7FFFFFFF
+
+INDEXES = ("eavt", "aevt", "avet", "vaet")
+FLAVORS = ("datascript", "datomic")
+
+
+class DB:
+    """An immutable database value. Build with ``empty_db``/``init_db``; change with ``transact``."""
+
+    __slots__ = (
+        "_hash",
+        "aevt",
+        "avet",
+        "eavt",
+        "flavor",
+        "haevt",
+        "heavt",
+        "idents",
+        "max_eid",
+        "max_tx",
+        "pred",
+        "props",
+        "schema",
+        "vaet",
+        "view",
+    )
+
+    flavor: str
+    schema: dict[str, dict[str, Any]]
+    props: Props
+    eavt: SortedIndex
+    aevt: SortedIndex
+    avet: SortedIndex
+    vaet: SortedIndex
+    max_eid: int
+    max_tx: int
+    heavt: SortedIndex | None
+    haevt: SortedIndex | None
+    idents: dict[Any, Any]
+    view: tuple | None
+    pred: Callable[[Datom], bool] | None
+
+    def __init__(self, **fields: Any):
+        for k in self.__slots__:
+            object.__setattr__(self, k, fields.get(k))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("DB is immutable")
+
+    def replace(self, **changes: Any) -> DB:
+        """A copy of this value with some fields replaced."""
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        fields["_hash"] = None
+        return DB(**fields)
+
+    @property
+    def is_view(self) -> bool:
+        """True for ``as_of``/``since``/``history``/``filter_db`` views (read-only)."""
+        return self.view is not None or self.pred is not None
+
+    def __len__(self) -> int:
+        if not self.is_view:
+            return len(self.eavt)
+        return sum(1 for _ in datoms(self, "eavt"))
+
+    def __iter__(self) -> Iterator[Datom]:
+        return iter(datoms(self, "eavt"))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DB):
+            return NotImplemented
+        if self is other:
+            return True
+        return self.schema == other.schema and list(datoms(self, "eavt")) == list(datoms(other, "eavt"))
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash(tuple(datoms(self, "eavt")))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __repr__(self) -> str:
+        view = f" view={self.view}" if self.view else ""
+        return f"<DB {self.flavor} {len(self.eavt)} datoms max_tx={self.max_tx}{view}>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Construction
+
+
+def _props_for(schema: dict[str, dict[str, Any]], flavor: str) -> Props:
+    if flavor == "datascript":
+        return Props({**IMPLICIT_SCHEMA, **schema})
+    return Props(schema)
+
+
+def make_db(
+    schema: dict[str, dict[str, Any]],
+    flavor: str,
+    datoms_: Iterable[Datom] = (),
+    *,
+    max_eid: int | None = None,
+    max_tx: int | None = None,
+    history: Iterable[Datom] | None = None,
+    idents: dict[Any, Any] | None = None,
+) -> DB:
+    """Bulk-build a database from current datoms (and, for the Datomic flavor, history)."""
+    props = _props_for(schema, flavor)
+    ds = list(datoms_)
+    eav = [(d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3]) for d in ds]
+    eav.sort()
+    aev = sorted((k[1], k[0], k[2], k[3], k[4]) for k in eav)
+    indexed, ref = props.indexed, props.ref
+    ave = sorted((k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed)
+    vae = sorted((k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref)
+    if max_eid is None:
+        max_eid = max((k[0] for k in eav if k[0] < TX0), default=E0)
+        for k in vae:
+            if max_eid < k[0] < TX0:
+                max_eid = k[0]
+    if max_tx is None:
+        max_tx = max((k[4] for k in eav), default=TX0)
+    heavt = haevt = None
+    if flavor == "datomic":
+        hist = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
+        hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in hist)
+        heavt = SortedIndex.from_sorted(hk)
+        haevt = SortedIndex.from_sorted(sorted((k[1], k[0], k[2], k[3], k[4], k[5]) for k in hk))
+    return DB(
+        flavor=flavor,
+        schema=schema,
+        props=props,
+        eavt=SortedIndex.from_sorted(_dedupe_sorted(eav)),
+        aevt=SortedIndex.from_sorted(_dedupe_sorted(aev)),
+        avet=SortedIndex.from_sorted(_dedupe_sorted(ave)),
+        vaet=SortedIndex.from_sorted(_dedupe_sorted(vae)),
+        max_eid=max_eid,
+        max_tx=max_tx,
+        heavt=heavt,
+        haevt=haevt,
+        idents=idents if idents is not None else {},
+        view=None,
+        pred=None,
+    )
+
+
+def _dedupe_sorted(keys: list) -> list:
+    if len(keys) < 2:
+        return keys
+    out = [keys[0]]
+    for k in keys[1:]:
+        if k != out[-1]:
+            out.append(k)
+    return out
+
+
+def empty_db(schema: Mapping[str, Mapping[str, Any]] | None = None, *, flavor: str = "datascript") -> DB:
+    """An empty database. DataScript flavor: ``schema`` is a map; Datomic flavor: schema is data,
+    so ``schema`` (if given) is installed as attribute entities by a first transaction."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}: expected one of {FLAVORS}")
+    if flavor == "datomic":
+        from .datomic import empty_datomic_db
+
+        return empty_datomic_db(schema)
+    norm = normalize_schema(schema)
+    validate_datascript_schema(norm)
+    return make_db(norm, "datascript")
+
+
+def init_db(
+    datoms_: Iterable[Any],
+    schema: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    flavor: str = "datascript",
+) -> DB:
+    """A database holding exactly ``datoms_`` (``Datom`` or ``(e, a, v[, tx])`` tuples), built in bulk."""
+    ds = []
+    for d in datoms_:
+        if not isinstance(d, tuple) or len(d) < 3:
+            raise TypeError(f"init_db expects datoms or (e, a, v[, tx]) tuples, got {d!r}")
+        ds.append(Datom(d[0], d[1], d[2], d[3] if len(d) > 3 else TX0, True))
+    if flavor == "datomic":
+        from .datomic import init_datomic_db
+
+        return init_datomic_db(ds, schema)
+    norm = normalize_schema(schema)
+    validate_datascript_schema(norm)
+    return make_db(norm, "datascript", ds)
+
+
+# ------------------------------------------------------------------------------------------------
+# Entity id resolution
+
+
+def is_lookup_ref(x: Any) -> bool:
+    """Lookup refs are ``(attr, value)`` tuples (lists are accepted too, as DataScript does)."""
+    return isinstance(x, tuple | list) and len(x) == 2 and isinstance(x[0], str | Keyword)
+
+
+def entid(db: DB, eid: Any) -> int | None:
+    """The entity id ``eid`` names: an int, a lookup ref ``(attr, value)``, or an ident keyword.
+    None when a lookup ref or ident matches nothing; ``ResolveError`` when ``eid`` is malformed."""
+    if type(eid) is int:
+        if eid > EMAX and db.flavor == "datascript":
+            raise ResolveError("entity-id", f"Highest supported entity id is {EMAX}, got {eid}", {"value": eid})
+        return eid if eid > 0 else _bad_eid(eid)
+    if isinstance(eid, tuple | list):
+        if len(eid) != 2:
+            raise ResolveError(
+                "lookup-ref/syntax", f"Lookup ref should contain 2 elements: {eid!r}", {"entity-id": eid}
+            )
+        attr, value = eid
+        if isinstance(attr, Keyword):
+            attr = attr.name
+        if attr not in db.props.unique:
+            raise ResolveError(
+                "lookup-ref/unique", f"Lookup ref attribute should be marked as :db/unique: {eid!r}", {"entity-id": eid}
+            )
+        if value is None:
+            return None
+        if attr in db.props.ref and not isinstance(value, int):
+            value = entid(db, value)
+            if value is None:
+                return None
+        for d in datoms(db, "avet", attr, value):
+            return d.e
+        return None
+    if isinstance(eid, Keyword):
+        if db.flavor == "datomic" and not db.is_view:
+            return db.idents.get(eid)
+        for d in datoms(db, "avet", "db/ident", eid):
+            return d.e
+        return None
+    if isinstance(eid, bool) or not isinstance(eid, int):
+        raise ResolveError(
+            "entity-id/syntax", f"Expected number or lookup ref for entity id, got {eid!r}", {"entity-id": eid}
+        )
+    return eid if eid > 0 else _bad_eid(eid)
+
+
+def _bad_eid(eid: Any) -> None:
+    raise ResolveError("entity-id/syntax", f"Expected a positive entity id, got {eid!r}", {"entity-id": eid})
+
+
+def entid_strict(db: DB, eid: Any) -> int:
+    """``entid``, raising ``ResolveError`` (``entity-id/missing``) when nothing matches."""
+    e = entid(db, eid)
+    if e is None:
+        raise ResolveError("entity-id/missing", f"Nothing found for entity id {eid!r}", {"entity-id": eid})
+    return e
+
+
+# ------------------------------------------------------------------------------------------------
+# Index access
+
+
+def _attr_name(a: Any) -> Any:
+    return a.name if isinstance(a, Keyword) else a
+
+
+def _resolve_components(db: DB, index: str, components: tuple) -> tuple:
+    """Components in index order with attribute keywords as names and eids/ref values resolved."""
+    comps = list(components)
+    if index == "eavt":
+        slots = ("e", "a", "v", "tx")
+    elif index == "aevt":
+        slots = ("a", "e", "v", "tx")
+    elif index == "avet":
+        slots = ("a", "v", "e", "tx")
+    elif index == "vaet":
+        slots = ("v", "a", "e", "tx")
+    else:
+        raise ResolveError("index/unknown", f"Unknown index {index!r}: expected one of {INDEXES}", {"index": index})
+    if len(comps) > 4:
+        raise ResolveError("index/components", f"Too many components for {index}: {components!r}", {})
+    named = dict(zip(slots, comps))
+    a = named.get("a")
+    if a is not None:
+        named["a"] = a = _attr_name(a)
+    for slot in ("e", "tx"):
+        x = named.get(slot)
+        if x is not None and type(x) is not int:
+            named[slot] = entid_strict(db, x)
+    v = named.get("v")
+    if v is not None and type(v) is not int and (index == "vaet" or (a is not None and a in db.props.ref)):
+        named["v"] = entid_strict(db, v)
+    out = []
+    for slot in slots[: len(comps)]:
+        x = named[slot]
+        if x is None:
+            break
+        out.append(x)
+    return tuple(out)
+
+
+def _prefix(index: str, comps: tuple) -> tuple:
+    """The key prefix of ``comps`` (already in index order) for ``index``'s key layout."""
+    if index == "eavt" or index == "aevt":
+        if len(comps) <= 2:
+            return comps
+        v = comps[2]
+        return (comps[0], comps[1], value_rank(v), index_value(v), *comps[3:])
+    if index == "avet":
+        if len(comps) <= 1:
+            return comps
+        v = comps[1]
+        return (comps[0], value_rank(v), index_value(v), *comps[2:])
+    return comps
+
+
+def key_to_datom(index: str, k: tuple) -> Datom:
+    """The datom a key of ``index`` stands for."""
+    if index == "eavt":
+        return Datom(k[0], k[1], k[3], k[4], True)
+    if index == "aevt":
+        return Datom(k[1], k[0], k[3], k[4], True)
+    if index == "avet":
+        return Datom(k[3], k[0], k[2], k[4], True)
+    return Datom(k[2], k[1], k[0], k[3], True)
+
+
+def _converter(index: str) -> Callable[[tuple], Datom]:
+    if index == "eavt":
+        return lambda k: Datom(k[0], k[1], k[3], k[4], True)
+    if index == "aevt":
+        return lambda k: Datom(k[1], k[0], k[3], k[4], True)
+    if index == "avet":
+        return lambda k: Datom(k[3], k[0], k[2], k[4], True)
+    return lambda k: Datom(k[2], k[1], k[0], k[3], True)
+
+
+def _check_avet(db: DB, index: str, comps: tuple) -> None:
+    if index == "avet" and comps and comps[0] not in db.props.indexed and db.flavor == "datascript":
+        raise ResolveError(
+            "index-access",
+            f"Attribute {comps[0]} should be marked as :db/index true",
+            {"index": "avet", "components": comps},
+        )
+
+
+def datoms(db: DB, index: str, *components: Any) -> list[Datom]:
+    """Datoms of ``index`` (``"eavt" "aevt" "avet" "vaet"``) whose leading components match.
+
+    Components are given in index order: ``datoms(db, "eavt", e, a)``, ``datoms(db, "avet", a, v)``.
+    Entity ids may be lookup refs or idents; ref values may be too.
+    """
+    comps = _resolve_components(db, index, components)
+    _check_avet(db, index, comps)
+    if db.view is not None:
+        from .history import view_datoms
+
+        out = view_datoms(db, index, comps)
+    else:
+        keys = getattr(db, index).prefix_list(_prefix(index, comps))
+        conv = _converter(index)
+        out = [conv(k) for k in keys]
+    if db.pred is not None:
+        out = list(filter(db.pred, out))
+    return out
+
+
+def seek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
+    """Datoms of ``index`` from the first one at or after ``components`` to the end of the index."""
+    comps = _resolve_components(db, index, components)
+    _check_avet(db, index, comps)
+    if db.view is not None:
+        from .history import view_seek
+
+        it: Iterable[Datom] = view_seek(db, index, comps)
+    else:
+        conv = _converter(index)
+        it = map(conv, getattr(db, index).seek(_prefix(index, comps)))
+    if db.pred is not None:
+        return filter(db.pred, it)
+    return iter(it)
+
+
+def rseek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
+    """Datoms of ``index`` from the last one at or before ``components`` back to the start."""
+    comps = _resolve_components(db, index, components)
+    _check_avet(db, index, comps)
+    if db.view is not None:
+        from .history import view_datoms
+
+        all_ = view_datoms(db, index, ())
+        hi = (*_prefix(index, comps), TOP)
+        conv_key = _datom_to_key(index)
+        it: Iterable[Datom] = (d for d in reversed(all_) if conv_key(d) <= hi)
+    else:
+        conv = _converter(index)
+        it = map(conv, getattr(db, index).rseek((*_prefix(index, comps), TOP)))
+    if db.pred is not None:
+        return filter(db.pred, it)
+    return iter(it)
+
+
+def _datom_to_key(index: str) -> Callable[[Datom], tuple]:
+    if index == "eavt":
+        return lambda d: (d.e, d.a, value_rank(d.v), index_value(d.v), d.tx)
+    if index == "aevt":
+        return lambda d: (d.a, d.e, value_rank(d.v), index_value(d.v), d.tx)
+    if index == "avet":
+        return lambda d: (d.a, value_rank(d.v), index_value(d.v), d.e, d.tx)
+    return lambda d: (d.v, d.a, d.e, d.tx)
+
+
+def index_range(db: DB, attr: Any, start: Any = None, end: Any = None) -> list[Datom]:
+    """AVET datoms of ``attr`` with ``start <= v <= end`` (either bound may be None: open)."""
+    attr = _attr_name(attr)
+    _check_avet(db, "avet", (attr,))
+    if attr in db.props.ref:
+        start = entid_strict(db, start) if start is not None else None
+        end = entid_strict(db, end) if end is not None else None
+    lo = (attr,) if start is None else (attr, value_rank(start), index_value(start))
+    hi = (attr, TOP) if end is None else (attr, value_rank(end), index_value(end), TOP)
+    if db.view is not None:
+        key = _datom_to_key("avet")
+        out = [d for d in datoms(db, "avet", attr) if lo <= key(d) < hi]
+    else:
+        conv = _converter("avet")
+        out = [conv(k) for k in db.avet.slice(lo, hi)]
+        if db.pred is not None:
+            out = list(filter(db.pred, out))
+    return out
+
+
+# Fast internal lookups used by transact, entity and pull (current, unfiltered values only).
+
+
+def first_v(db: DB, e: int, a: str) -> Any:
+    """The value of the first datom ``[e a _]``, or None."""
+    k = db.eavt.first((e, a))
+    return None if k is None else k[3]
+
+
+def filter_db(db: DB, pred: Callable[[DB, Datom], bool]) -> DB:
+    """A view of ``db`` holding only the datoms for which ``pred(unfiltered_db, datom)`` is true.
+
+    Filters compose: filtering a filtered view keeps the datoms that pass both predicates."""
+    base = unfiltered(db)
+    prev = db.pred
+
+    def keep(datom: Datom) -> bool:
+        return (prev is None or prev(datom)) and pred(base, datom)
+
+    return db.replace(pred=keep)
+
+
+def unfiltered(db: DB) -> DB:
+    """The database under a filtered view (time views are kept)."""
+    return db.replace(pred=None) if db.pred is not None else db
+
+
+def is_filtered(db: DB) -> bool:
+    """True when ``db`` is a ``filter_db`` view."""
+    return db.pred is not None
