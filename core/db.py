@@ -23,7 +23,7 @@ from typing import Any
 from .errors import ResolveError
 from .index import TOP, SortedIndex
 from .schema import IMPLICIT_SCHEMA, Props, normalize_schema, validate_datascript_schema
-from .values import Datom, Keyword, index_value, value_rank
+from .values import RANKS, Datom, Keyword, index_value, value_rank
 
 E0 = 0
 TX0 = 0x20000000
@@ -138,13 +138,13 @@ def make_db(
 ) -> DB:
     """Bulk-build a database from current datoms (and, for the Datomic flavor, history)."""
     props = _props_for(schema, flavor)
-    ds = list(datoms_)
-    eav = [(d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3]) for d in ds]
+    ds = datoms_ if isinstance(datoms_, list) else list(datoms_)
+    eav = eavt_keys(ds)
     eav.sort()
-    aev = sorted((k[1], k[0], k[2], k[3], k[4]) for k in eav)
+    aev = sorted([(k[1], k[0], k[2], k[3], k[4]) for k in eav])
     indexed, ref = props.indexed, props.ref
-    ave = sorted((k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed)
-    vae = sorted((k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref)
+    ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
+    vae = sorted([(k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref])
     if max_eid is None:
         max_eid = max((k[0] for k in eav if k[0] < TX0), default=E0)
         for k in vae:
@@ -174,6 +174,22 @@ def make_db(
         view=None,
         pred=None,
     )
+
+
+def eavt_keys(ds: Iterable[tuple]) -> list[tuple]:
+    """EAVT keys ``(e, a, rank, v, tx)`` of datoms or ``(e, a, v, tx)`` tuples, in input order."""
+    ranks = RANKS.get
+    out = []
+    append = out.append
+    for d in ds:
+        v = d[2]
+        t = type(v)
+        r = ranks(t)
+        if r is None or t is tuple:
+            r = value_rank(v)
+            v = index_value(v)
+        append((d[0], d[1], r, v, d[3]))
+    return out
 
 
 def _dedupe_sorted(keys: list) -> list:
@@ -209,9 +225,9 @@ def init_db(
     """A database holding exactly ``datoms_`` (``Datom`` or ``(e, a, v[, tx])`` tuples), built in bulk."""
     ds = []
     for d in datoms_:
-        if not isinstance(d, tuple) or len(d) < 3:
+        if not isinstance(d, tuple | list) or not 3 <= len(d) <= 5:
             raise TypeError(f"init_db expects datoms or (e, a, v[, tx]) tuples, got {d!r}")
-        ds.append(Datom(d[0], d[1], d[2], d[3] if len(d) > 3 else TX0, True))
+        ds.append(d if len(d) >= 4 else (d[0], d[1], d[2], TX0))
     if flavor == "datomic":
         from .datomic import init_datomic_db
 

@@ -28,6 +28,10 @@ read as tuples (recursively): ``{[:a 1] x}`` reads as ``{(kw("a"), 1): x}``. A m
 or a set element (that is an ``EdnError``). Commas are whitespace, ``;`` starts a line comment and
 ``#_`` discards the next form.
 
+Reading then writing is not always the identity on *text*: characters come back as strings, vectors
+in map keys/set elements come back as lists ``(...)``, ``42N`` as ``42``. Writing then reading is
+the identity on *values*: ``read_edn(write_edn(x)) == x`` for every type above.
+
 The scanner is one compiled regular expression with a named group per token kind (whitespace and
 comments are swallowed as the prefix of every token), driven by ``finditer``; collections are built
 with an explicit stack, so there is no Python recursion and no per-character Python loop.
@@ -41,7 +45,8 @@ import functools
 import math
 import re
 import uuid as _uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .values import Keyword, Symbol
@@ -346,6 +351,7 @@ def _parse(text: str, single: bool, tag_readers: Mapping[str, TagReader] | None)
     kind: Any = None  # innermost open frame: "[", "(", "{", "#{", "#_", "#tag"; None at top level
     fm: Any = None  # match that opened the innermost frame
     prefix = False  # innermost frame is "#_" or a tag, waiting for one form
+    discarding = 0  # open "#_" frames: tag readers are not called inside a discarded form (EDN spec)
     m: Any = None
     g: Any = None
     try:
@@ -391,7 +397,11 @@ def _parse(text: str, single: bool, tag_readers: Mapping[str, TagReader] | None)
                 if g == "tag" and kind is None and single and out:
                     raise _trailing(m.start(g) - 1, text)
                 push((kind, items, fm, prefix))
-                kind = "#" + m.group(g) if g == "tag" else "#_"
+                if g == "tag":
+                    kind = "#" + m.group(g)
+                else:
+                    kind = "#_"
+                    discarding += 1
                 items = None
                 fm = m
                 prefix = True
@@ -409,7 +419,11 @@ def _parse(text: str, single: bool, tag_readers: Mapping[str, TagReader] | None)
                 raise _junk_error(m, text)
             if prefix:  # the value completes "#_ v" or "#tag v" (possibly several nested)
                 while True:
-                    v = _SKIP if kind == "#_" else _apply_tag(kind[1:], v, fm, text, tag_readers)
+                    if kind == "#_":
+                        v = _SKIP
+                        discarding -= 1
+                    elif not discarding:
+                        v = _apply_tag(kind[1:], v, fm, text, tag_readers)
                     kind, items, fm, prefix = pop()
                     if v is _SKIP or not prefix:
                         break
@@ -572,7 +586,8 @@ _WRITERS: dict[type, Callable[[Any, Callable[[str], Any]], None]] = {
     _dt.datetime: _write_datetime,
     _uuid.UUID: lambda v, w: w(f'#uuid "{v}"'),
 }
-# Subclasses (OrderedTuple, Datom, IntEnum, ...) are written as their first listed base here.
+# Subclasses (OrderedTuple, Datom, IntEnum, ...) are written as their first listed base here; other
+# Mappings, Sets and Sequences (pyrsistent's pmap, pset, pvector) as maps, sets and vectors.
 _BASES = (bool, int, float, _decimal.Decimal, str, Keyword, Symbol, _dt.datetime, _uuid.UUID,
           tuple, list, dict, frozenset, set)
 
@@ -587,8 +602,13 @@ def _write(v: Any, w: Callable[[str], Any]) -> None:
         else:
             if isinstance(v, Mapping):
                 f = _write_map
+            elif isinstance(v, AbstractSet):
+                f = _WRITERS[frozenset]
+            elif isinstance(v, Sequence) and not isinstance(v, (bytes, bytearray, memoryview)):
+                f = _WRITERS[list]
             else:
                 raise TypeError(f"cannot write a {type(v).__name__} as EDN: {v!r}")
+        _WRITERS[type(v)] = f
     f(v, w)
 
 

@@ -464,7 +464,9 @@ def _map_form(state: _TxState, entity: Mapping, es: deque) -> None:
 
 
 def _is_coll(v: Any) -> bool:
-    return isinstance(v, list | tuple | set | frozenset)
+    """A collection of values in a map form: lists and sets. A tuple is one value (a tuple value or
+    a lookup ref), which is how Python spells what DataScript guesses from an array's shape."""
+    return isinstance(v, list | set | frozenset)
 
 
 def _resolve_upserts(state: _TxState, entity: dict) -> tuple[dict, dict]:
@@ -669,8 +671,13 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         state.allocate(e, eid)
         es.appendleft((op, eid, a, v))
         return
-    if a in props.identity and e in state.reverse_tempids and v is not None:
-        upserted = state.first_e_av(a, v)
+    if a in props.identity and e in state.reverse_tempids:
+        # Any op, and with no value the attribute's first datom: DataScript 1.8.1 does exactly this.
+        if v is None:
+            k = state.avet.first((a,))
+            upserted = None if k is None else k[3]
+        else:
+            upserted = state.first_e_av(a, v)
         if upserted is not None and upserted != e:
             for tempid in state.reverse_tempids[e]:
                 if tempid not in state.upserted_tempids:

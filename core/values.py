@@ -138,7 +138,8 @@ RANK_BYTES = 8
 RANK_TUPLE = 9
 RANK_OTHER = 10
 
-_RANKS: dict[type, int] = {
+RANKS: dict[type, int] = {
+    # exact types only: value_rank handles subclasses
     type(None): RANK_NIL,
     bool: RANK_BOOL,
     int: RANK_NUMBER,
@@ -156,10 +157,10 @@ _RANKS: dict[type, int] = {
 
 def value_rank(v: Any) -> int:
     """The rank of ``v``'s type in the total order of values."""
-    r = _RANKS.get(type(v))
+    r = RANKS.get(type(v))
     if r is not None:
         return r
-    for t, rank in _RANKS.items():
+    for t, rank in RANKS.items():
         if isinstance(v, t) and t is not type(None):
             return rank
     return RANK_OTHER

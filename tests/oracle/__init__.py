@@ -1,0 +1,1 @@
+"""Differential-testing harness against the real DataScript (see README.md here)."""
