@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from .errors import DatsyncError
 from .values import Keyword, Symbol
 
 __all__ = ["EdnError", "TagReader", "read_edn", "read_edn_all", "read_edn_cached", "write_edn"]
@@ -57,30 +58,33 @@ TagReader = Callable[[Any], Any]
 """A function from the form following a tag (``#db/id [...]``) to the value it denotes."""
 
 
-class EdnError(ValueError):
-    """Malformed EDN text. ``position`` is the 0-based character offset, ``line``/``column`` 1-based."""
+class EdnError(DatsyncError, ValueError):
+    """Malformed EDN text: a ``ValueError`` and a ``DatsyncError`` with code ``"edn/parse-error"``.
+
+    ``position`` is the 0-based character offset of the problem, ``line``/``column`` are 1-based and
+    end the message as ``(at line:column)``; ``reason`` is the message without them.
+    """
 
     code = "edn/parse-error"
 
-    def __init__(self, message: str, position: int, text: str = "") -> None:
-        line = text.count("\n", 0, position) + 1
-        column = position - (text.rfind("\n", 0, position) + 1) + 1
-        super().__init__(f"{message} (at {line}:{column})")
-        self.message = message
+    def __init__(self, reason: str, position: int, text: str = "", *,
+                 line: int | None = None, column: int | None = None) -> None:
+        if line is None or column is None:
+            line = text.count("\n", 0, position) + 1
+            column = position - (text.rfind("\n", 0, position) + 1) + 1
+        super().__init__("edn/parse-error", f"{reason} (at {line}:{column})",
+                         {"position": position, "line": line, "column": column})
+        self.reason = reason
         self.position = position
         self.line = line
         self.column = column
 
     def __reduce__(self):
-        return (_rebuild_error, (self.message, self.position, self.line, self.column))
+        return (_rebuild_error, (self.reason, self.position, self.line, self.column))
 
 
-def _rebuild_error(message: str, position: int, line: int, column: int) -> EdnError:
-    # Unpickling has no source text; rebuild from the stored line/column.
-    err = EdnError.__new__(EdnError)
-    ValueError.__init__(err, f"{message} (at {line}:{column})")
-    err.message, err.position, err.line, err.column = message, position, line, column
-    return err
+def _rebuild_error(reason: str, position: int, line: int, column: int) -> EdnError:
+    return EdnError(reason, position, line=line, column=column)
 
 
 def _linecol(text: str, position: int) -> str:
@@ -208,9 +212,9 @@ def _make_map(items: list[Any], fm: re.Match[str], text: str) -> dict[Any, Any]:
     except TypeError:
         try:
             keys = [_freeze(k) for k in items[::2]]
+            d = dict(zip(keys, items[1::2], strict=True))
         except TypeError as e:
-            raise EdnError(str(e), fm.start("open"), text) from None
-        d = dict(zip(keys, items[1::2], strict=True))
+            raise EdnError(f"unhashable map key: {e}", fm.start("open"), text) from None
         items = [x for kv in zip(keys, items[1::2], strict=True) for x in kv]
     if len(d) * 2 != n:
         seen: set[Any] = set()
@@ -227,9 +231,9 @@ def _make_set(items: list[Any], fm: re.Match[str], text: str) -> frozenset[Any]:
     except TypeError:
         try:
             items = [_freeze(x) for x in items]
+            s = frozenset(items)
         except TypeError as e:
-            raise EdnError(str(e), fm.start("open"), text) from None
-        s = frozenset(items)
+            raise EdnError(f"unhashable set element: {e}", fm.start("open"), text) from None
     if len(s) != len(items):
         seen: set[Any] = set()
         for x in items:

@@ -191,3 +191,18 @@ def is_reverse_attr(attr: str) -> bool:
     """True for reverse-ref names such as ``"person/_friends"``."""
     slash = attr.rfind("/")
     return attr[slash + 1:slash + 2] == "_"
+
+
+def datascript_schema(schema: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A Datomic-style schema map as DataScript accepts it: DataScript types only refs and tuples,
+    so other ``db/valueType``s (and Datomic-only properties) are dropped; the rest is kept."""
+    keep = {"db/cardinality", "db/unique", "db/isComponent", "db/index", "db/tupleAttrs", "db/doc"}
+    out: dict[str, dict[str, Any]] = {}
+    for attr, props in normalize_schema(schema).items():
+        p = {k: v for k, v in props.items() if k in keep}
+        if props.get("db/valueType") in (TYPE_REF, TYPE_TUPLE):
+            p["db/valueType"] = props["db/valueType"]
+        if p.get("db/valueType") == TYPE_TUPLE and "db/tupleAttrs" not in p:
+            del p["db/valueType"]
+        out[attr] = p
+    return out

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datsync.core.edn import EdnError, read_edn, read_edn_all, read_edn_cached, write_edn
+from datsync.core.errors import DatsyncError
 from datsync.core.values import Datom, Keyword, Symbol, kw, sym
 
 UTC = dt.UTC
@@ -315,7 +316,9 @@ def test_errors(text: str, position: int, line_col: tuple[int, int], fragment: s
         read_edn(text)
     err = info.value
     assert isinstance(err, ValueError)
+    assert isinstance(err, DatsyncError)
     assert err.code == "edn/parse-error"
+    assert err.data == {"position": position, "line": line_col[0], "column": line_col[1]}
     assert fragment in str(err)
     assert err.position == position
     assert (err.line, err.column) == line_col
@@ -326,8 +329,9 @@ def test_error_pickles() -> None:
     with pytest.raises(EdnError) as info:
         read_edn("[1\n 2")
     err = pickle.loads(pickle.dumps(info.value))
-    assert (err.position, err.line, err.column, str(err)) == (
-        info.value.position, info.value.line, info.value.column, str(info.value))
+    assert (err.position, err.line, err.column, err.reason, str(err)) == (
+        info.value.position, info.value.line, info.value.column, info.value.reason, str(info.value))
+    assert err.to_value() == {"code": "edn/parse-error", "message": str(err)}
 
 
 def test_tag_reader_failure_is_edn_error() -> None:
@@ -337,6 +341,13 @@ def test_tag_reader_failure_is_edn_error() -> None:
     with pytest.raises(EdnError, match="invalid #x literal: no good") as info:
         read_edn("[#x 1]", tag_readers={"x": boom})
     assert info.value.position == 1
+
+
+def test_unhashable_tag_values_in_keys_are_edn_errors() -> None:
+    with pytest.raises(EdnError, match="unhashable set element"):
+        read_edn("#{#s [1]}", tag_readers={"s": set})
+    with pytest.raises(EdnError, match="unhashable map key"):
+        read_edn("{#s [1] 2}", tag_readers={"s": set})
 
 
 def test_read_edn_all_errors_too() -> None:

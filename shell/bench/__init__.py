@@ -1,0 +1,85 @@
+"""``datsync bench``: DataScript's benchmark suite on our engine and on DataScript, in one run.
+
+Prints one row per benchmark: our median ms/op, DataScript's, and the ratio ours / DataScript
+(below 1.0: we are faster). DataScript runs from ``tests/oracle`` when Node is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import sys
+import tracemalloc
+from typing import Any
+
+from . import datascript
+from .engine import BENCHMARKS, SETUP, datasets, empty
+from .harness import bench
+
+
+def bytes_per_datom() -> tuple[float, int]:
+    """Memory the 20k-people database holds per datom (values are shared with the input data)."""
+    from datsync.core import db_with
+
+    people = datasets().people
+    empty()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    db = db_with(empty(), people)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / len(db.eavt), len(db.eavt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks named on the command line (all by default) and print the table."""
+    p = argparse.ArgumentParser(prog="datsync bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {' '.join(BENCHMARKS)}")
+    p.add_argument("--samples", type=int, default=5, help="samples per benchmark (default 5)")
+    p.add_argument("--sample-ms", type=float, default=1000, help="minimum length of one sample (default 1000)")
+    p.add_argument("--warmup-ms", type=float, default=2000, help="warm-up before sampling (default 2000)")
+    p.add_argument("--no-datascript", action="store_true", help="do not run DataScript alongside")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = p.parse_args(argv)
+    names = args.names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s): {' '.join(unknown)}")
+
+    print(f"datsync bench: Python {platform.python_version()}, {platform.machine()}, "
+          f"{args.samples} samples x {args.sample_ms:.0f} ms, warm-up {args.warmup_ms:.0f} ms", flush=True)
+    theirs: dict[str, Any] = {}
+    why_not = "disabled (--no-datascript)" if args.no_datascript else datascript.available()
+    if why_not is None:
+        print("running DataScript (Node) ...", flush=True)
+        theirs = datascript.run(names, samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+    else:
+        print(f"DataScript not run: {why_not}", flush=True)
+
+    width = max(len(n) for n in names)
+    print(f"{'bench':<{width}}  {'datsync ms':>11}  {'DataScript ms':>13}  {'ratio':>6}")
+    results: dict[str, Any] = {}
+    for name in names:
+        if name in SETUP:
+            SETUP[name]()
+        t = bench(BENCHMARKS[name], samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+        ds = theirs.get(name, {}).get("median")
+        ratio = f"{t.median / ds:6.2f}" if ds else "     -"
+        ds_s = f"{ds:13.3f}" if ds else f"{'-':>13}"
+        print(f"{name:<{width}}  {t.median:11.3f}  {ds_s}  {ratio}", flush=True)
+        results[name] = {"datsync_ms": t.median, "datascript_ms": ds, "min": t.min, "max": t.max}
+    per_datom, n = bytes_per_datom()
+    print(f"memory: {per_datom:.0f} bytes per datom (20k-people database, {n} datoms, values shared)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "bytes_per_datom": per_datom}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
