@@ -58,7 +58,10 @@ def test_four_indexes_hold_the_same_datoms(case):
 
 
 def _norm(v: object) -> object:
-    return tuple(v) if isinstance(v, list | tuple) else v
+    """Comparable form of a value: tuples for arrays, and booleans kept apart from 0 and 1."""
+    if isinstance(v, bool):
+        return ("#bool", v)
+    return tuple(_norm(x) for x in v) if isinstance(v, list | tuple) else v
 
 
 @pytest.mark.differential

@@ -55,6 +55,8 @@ def random_eid(rng: random.Random, schema: dict, *, tempids: bool = True) -> Any
     r = rng.random()
     if r < 0.35:
         return rng.randint(1, 6)
+    if r < 0.4 and tempids:
+        return "datomic.tx"
     if r < 0.65 and tempids:
         return rng.choice([-1, -2, -3, "a", "b"])
     uniques = _unique_attrs(schema)
@@ -74,6 +76,8 @@ def random_value(rng: random.Random, schema: dict, attr: str, *, depth: int = 0)
         return rng.choice(NAMES)
     if attr in ("age", "score"):
         return rng.randint(0, 3)
+    if attr == "tags":
+        return rng.choice(["x", "y", 1, True, False, 0])
     return rng.choice(WORDS)
 
 
