@@ -1,5 +1,6 @@
 """datsync.core: pure functions over immutable database values (no I/O, no clock, no randomness)."""
 
+from .datomic import from_history, ident
 from .db import (
     DB,
     TX0,
@@ -15,12 +16,14 @@ from .db import (
     unfiltered,
 )
 from .errors import DatsyncError, QueryError, ResolveError, SchemaError, TxError
+from .history import TimeView, as_of, as_of_t, basis_t, history, is_history, since, since_t
 from .transact import TxReport, db_with, transact
 from .values import Datom, Keyword, Symbol, compare_values, kw, sym
 
 __all__ = [
     "DB", "TX0", "Datom", "DatsyncError", "Keyword", "QueryError", "ResolveError", "SchemaError",
-    "Symbol", "TxError", "TxReport", "compare_values", "datoms", "db_with", "empty_db", "entid",
-    "filter_db", "index_range", "init_db", "is_filtered", "kw", "rseek_datoms", "seek_datoms", "sym",
-    "transact", "unfiltered",
+    "Symbol", "TimeView", "TxError", "TxReport", "as_of", "as_of_t", "basis_t", "compare_values", "datoms",
+    "db_with", "empty_db", "entid", "filter_db", "from_history", "history", "ident", "index_range", "init_db",
+    "is_filtered", "is_history", "kw", "rseek_datoms", "seek_datoms", "since", "since_t", "sym", "transact",
+    "unfiltered",
 ]

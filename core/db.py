@@ -275,7 +275,7 @@ def entid(db: DB, eid: Any) -> int | None:
             return d.e
         return None
     if isinstance(eid, Keyword):
-        if db.flavor == "datomic" and not db.is_view:
+        if db.flavor == "datomic":
             return db.idents.get(eid)
         for d in datoms(db, "avet", "db/ident", eid):
             return d.e
