@@ -15,13 +15,16 @@ from .db import (
     seek_datoms,
     unfiltered,
 )
+from .entity import Entity, entity, entity_db, touch
 from .errors import DatsyncError, QueryError, ResolveError, SchemaError, TxError
 from .history import TimeView, as_of, as_of_t, basis_t, history, is_history, since, since_t
+from .pull import parse_pull_pattern, pull, pull_many
 from .transact import TxReport, db_with, transact
 from .values import Datom, Keyword, Symbol, compare_values, kw, sym
 
 __all__ = [
-    "DB", "TX0", "Datom", "DatsyncError", "Keyword", "QueryError", "ResolveError", "SchemaError",
+    "DB", "TX0", "Datom", "DatsyncError", "Entity", "entity", "entity_db", "touch", "parse_pull_pattern",
+    "pull", "pull_many", "Keyword", "QueryError", "ResolveError", "SchemaError",
     "Symbol", "TimeView", "TxError", "TxReport", "as_of", "as_of_t", "basis_t", "compare_values", "datoms",
     "db_with", "empty_db", "entid", "filter_db", "from_history", "history", "ident", "index_range", "init_db",
     "is_filtered", "is_history", "kw", "rseek_datoms", "seek_datoms", "since", "since_t", "sym", "transact",
