@@ -1,0 +1,218 @@
+"""Model-based tests of ``core.index`` against a plain sorted Python list.
+
+The machine edits a ``TransientIndex`` and mirrors every edit on a sorted list; from time to time it
+freezes the transient into a ``SortedIndex`` version and keeps that version together with a copy of
+the model. Later it may branch off any kept version (as a transaction starts from an older database
+value). Every read is compared with the model, and every kept version must keep answering exactly as
+it did when it was frozen, whatever happened to its descendants. ``LEAF_SIZE`` is patched to 2 so that
+leaves split and empty after a few keys.
+"""
+
+from __future__ import annotations
+
+import bisect
+from contextlib import contextmanager
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from datsync.core import index
+from datsync.core.index import TOP, SortedIndex
+
+LEAF = 2
+
+# Keys look like index keys: (component, component). Small ranges make collisions and shared
+# prefixes likely.
+keys = st.tuples(st.integers(0, 12), st.integers(0, 3))
+bounds = st.one_of(
+    keys,
+    st.tuples(st.integers(-1, 13)),
+    st.tuples(st.integers(-1, 13), st.just(TOP)),
+)
+prefixes = st.one_of(st.just(()), st.tuples(st.integers(-1, 13)), keys)
+
+
+def model_slice(model: list, lo, hi) -> list:
+    return model[bisect.bisect_left(model, lo):bisect.bisect_left(model, hi)]
+
+
+def model_prefix(model: list, prefix: tuple) -> list:
+    return [k for k in model if k[:len(prefix)] == prefix]
+
+
+def model_seek(model: list, start) -> list:
+    return model[bisect.bisect_left(model, start):]
+
+
+def model_rseek(model: list, start) -> list:
+    return list(reversed(model[:bisect.bisect_right(model, start)]))
+
+
+def check_reads(ix, model: list, lo, hi, prefix: tuple) -> None:
+    """Every read of ``ix`` agrees with the sorted list ``model``."""
+    assert list(ix) == model
+    assert len(ix) == len(model)
+    assert list(ix.slice(lo, hi)) == model_slice(model, lo, hi)
+    assert ix.slice_list(lo, hi) == model_slice(model, lo, hi)
+    expected_prefix = model_prefix(model, prefix)
+    assert list(ix.prefix(prefix)) == expected_prefix
+    assert ix.prefix_list(prefix) == expected_prefix
+    assert ix.first(prefix) == (expected_prefix[0] if expected_prefix else None)
+    assert list(ix.seek(lo)) == model_seek(model, lo)
+    assert list(ix.rseek(hi)) == model_rseek(model, hi)
+
+
+def check_structure(ix) -> None:
+    assert all(ix._leaves), "empty leaf"
+    assert list(ix._maxes) == [leaf[-1] for leaf in ix._leaves]
+    assert all(len(leaf) <= 2 * LEAF for leaf in ix._leaves)
+
+
+@contextmanager
+def small_leaves():
+    with mock.patch.object(index, "LEAF_SIZE", LEAF):
+        yield
+
+
+class IndexMachine(RuleBasedStateMachine):
+    """A transient under edit plus every version frozen so far, each with its model."""
+
+    versions = Bundle("versions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._patch = mock.patch.object(index, "LEAF_SIZE", LEAF)
+        self._patch.start()
+        self.transient = SortedIndex().transient()
+        self.model: list = []
+        self.kept: list[tuple[SortedIndex, list]] = []
+
+    def teardown(self) -> None:
+        self._patch.stop()
+
+    @initialize(target=versions, initial=st.lists(keys, max_size=20))
+    def bulk_build(self, initial):
+        model = sorted(set(initial))
+        version = SortedIndex.from_sorted(model, leaf_size=LEAF)
+        self.kept.append((version, list(model)))
+        self.transient = version.transient()
+        self.model = list(model)
+        return version
+
+    @rule(key=keys)
+    def add(self, key):
+        present = key in self.model
+        assert self.transient.add(key) is (not present)
+        if not present:
+            bisect.insort(self.model, key)
+
+    @rule(key=keys)
+    def discard(self, key):
+        present = key in self.model
+        assert self.transient.discard(key) is present
+        if present:
+            self.model.remove(key)
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def discard_existing(self, data):
+        key = data.draw(st.sampled_from(self.model))
+        assert self.transient.discard(key) is True
+        self.model.remove(key)
+
+    @rule(new=st.lists(keys, max_size=8))
+    def update(self, new):
+        self.transient.update(new)
+        self.model = sorted(set(self.model) | set(new))
+
+    @rule(target=versions)
+    def freeze(self):
+        """Freeze the transient into a kept version and continue editing a transient of it."""
+        version = self.transient.persistent()
+        self.kept.append((version, list(self.model)))
+        self.transient = version.transient()
+        return version
+
+    @rule(version=versions)
+    def branch(self, version):
+        """Start editing from an older version (its current descendants are abandoned)."""
+        (model,) = [m for v, m in self.kept if v is version]
+        self.transient = version.transient()
+        self.model = list(model)
+
+    @rule(version=versions, key=keys)
+    def second_transient_of_a_version(self, version, key):
+        """Edit a second transient of a kept version: the current transient is not affected."""
+        (model,) = [m for v, m in self.kept if v is version]
+        other = version.transient()
+        other.add(key)
+        other.discard(model[0] if model else key)
+        expected = sorted((set(model) | {key}) - {model[0] if model else key})
+        assert list(other.persistent()) == expected
+
+    @rule(lo=bounds, hi=bounds, prefix=prefixes)
+    def read_transient(self, lo, hi, prefix):
+        check_reads(self.transient, self.model, lo, hi, prefix)
+
+    @rule(lo=bounds, hi=bounds, prefix=prefixes, data=st.data())
+    def read_kept_version(self, lo, hi, prefix, data):
+        version, model = data.draw(st.sampled_from(self.kept))
+        check_reads(version, model, lo, hi, prefix)
+
+    @invariant()
+    def transient_matches_model(self):
+        assert list(self.transient) == self.model
+        assert len(self.transient) == len(self.model)
+        check_structure(self.transient)
+
+    @invariant()
+    def kept_versions_never_change(self):
+        for version, model in self.kept:
+            assert list(version) == model
+            assert len(version) == len(model)
+            check_structure(version)
+
+
+IndexMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestIndexMachine = IndexMachine.TestCase
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    initial=st.lists(keys, max_size=30),
+    ops=st.lists(st.tuples(st.booleans(), keys), max_size=60),
+    lo=bounds,
+    hi=bounds,
+    prefix=prefixes,
+)
+def test_operation_lists_match_a_sorted_list(initial, ops, lo, hi, prefix):
+    """One batch of adds and discards on a transient of a bulk-built index; the base never changes."""
+    with small_leaves():
+        base_model = sorted(set(initial))
+        assert list(SortedIndex.from_keys(initial)) == base_model
+        base = SortedIndex.from_sorted(base_model, leaf_size=LEAF)
+        t = base.transient()
+        model = list(base_model)
+        for is_add, key in ops:
+            if is_add:
+                assert t.add(key) is (key not in model)
+                if key not in model:
+                    bisect.insort(model, key)
+            else:
+                assert t.discard(key) is (key in model)
+                if key in model:
+                    model.remove(key)
+            check_structure(t)
+        check_reads(t, model, lo, hi, prefix)
+        frozen = t.persistent()
+        check_reads(frozen, model, lo, hi, prefix)
+        check_reads(base, base_model, lo, hi, prefix)
