@@ -97,17 +97,23 @@ class DB:
     def __iter__(self) -> Iterator[Datom]:
         return iter(datoms(self, "eavt"))
 
+    def _facts(self) -> list[tuple]:
+        """``(e, a, rank, v)`` of every datom: what equality compares (DataScript ignores tx)."""
+        if not self.is_view:
+            return [k[:4] for k in self.eavt]
+        return [(d.e, d.a, value_rank(d.v), index_value(d.v)) for d in datoms(self, "eavt")]
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DB):
             return NotImplemented
         if self is other:
             return True
-        return self.schema == other.schema and list(datoms(self, "eavt")) == list(datoms(other, "eavt"))
+        return self.schema == other.schema and self._facts() == other._facts()
 
     def __hash__(self) -> int:
         h = self._hash
         if h is None:
-            h = hash(tuple(datoms(self, "eavt")))
+            h = hash(tuple(self._facts()))
             object.__setattr__(self, "_hash", h)
         return h
 

@@ -87,12 +87,38 @@ def validate_datascript_schema(schema: Mapping[str, Mapping[str, Any]]) -> None:
             v = props.get(key)
             if v is not None and v not in allowed:
                 raise bad_value(attr, key, v, expected)
-        if props.get("db/valueType") == TYPE_TUPLE and "db/tupleAttrs" not in props:
+        tuple_keys = [k for k in ("db/tupleAttrs", "db/tupleTypes", "db/tupleType") if k in props]
+        if props.get("db/valueType") == TYPE_TUPLE and not tuple_keys:
             raise SchemaError(
                 "schema/validation",
                 f"Bad attribute specification for {attr}: {{:db/valueType :db.type/tuple}} should also "
-                "have :db/tupleAttrs",
+                "have :db/tupleAttrs, :db/tupleTypes or :db/tupleType",
                 {"attribute": attr, "key": "db/valueType"},
+            )
+        if len(tuple_keys) > 1:
+            raise SchemaError(
+                "schema/validation",
+                f"Bad attribute specification for {attr}: only one of :db/tupleAttrs, :db/tupleTypes or "
+                ":db/tupleType is allowed",
+                {"attribute": attr, "key": tuple_keys[1]},
+            )
+        if "db/tupleTypes" in props:
+            types = props["db/tupleTypes"]
+            if not isinstance(types, list | tuple) or len(types) < 2 or not all(
+                isinstance(t, Keyword) for t in types
+            ):
+                raise SchemaError(
+                    "schema/validation",
+                    f"Bad attribute specification for {attr}: :db/tupleTypes must be a sequence of at least "
+                    f"2 keywords, got {types!r}",
+                    {"attribute": attr, "key": "db/tupleTypes"},
+                )
+        if "db/tupleType" in props and not isinstance(props["db/tupleType"], Keyword):
+            raise SchemaError(
+                "schema/validation",
+                f"Bad attribute specification for {attr}: :db/tupleType must be a keyword, "
+                f"got {props['db/tupleType']!r}",
+                {"attribute": attr, "key": "db/tupleType"},
             )
         if "db/tupleAttrs" in props:
             data = {"attribute": attr, "key": "db/tupleAttrs"}

@@ -239,6 +239,8 @@ class _TxState:
     # -- writes
 
     def allocate(self, e: Any, eid: int) -> None:
+        if type(e) is Keyword or e == ":db/current-tx":
+            e = CURRENT_TX_KEY
         if is_tx_tempid(e) or is_tempid(e):
             self.tempids[e] = eid
             self.reverse_tempids.setdefault(eid, []).append(e)
@@ -326,7 +328,7 @@ def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | N
     """Apply ``tx_data`` to ``db`` and report what happened; raise ``TxError`` and change nothing
     if it fails. ``instant`` is the Datomic flavor's transaction time (the core reads no clock)."""
     if db.is_view:
-        raise TxError("db/view", "Cannot transact against a filtered or time view of a database", {})
+        raise TxError("transaction/filtered", "Filtered DB cannot be modified (a filter or time view)", {})
     if db.flavor == "datomic":
         from .datomic import transact_datomic
 
@@ -352,6 +354,14 @@ def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | N
             if isinstance(err, TxError):
                 raise
             raise TxError(err.code, err.message, err.data) from None
+        except TypeError as err:
+            if "not supported between instances" not in str(err):
+                raise
+            raise TxError(
+                "transact/unorderable-value",
+                f"Values of one attribute must be orderable against each other: {err}",
+                {},
+            ) from None
         break
     _check_value_tempids(state)
     state.tempids = {k: v for k, v in state.tempids.items() if type(k) is not AutoTempid}
@@ -588,6 +598,8 @@ def _transact_add(state: _TxState, e: Any, a: Any, v: Any, tx: Any, form: Any) -
     props = state.props
     if a in props.ref:
         v = state.entid_strict(v)
+    elif type(v) is list:
+        v = tuple(v)
     if a in props.many:
         if state.find_eav(e, a, v) is not None:
             state.redundant.append(e)
@@ -628,7 +640,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         fn = e
         if not callable(fn):
             raise TxError("transact/syntax", f"db.fn/call expects a function, got {fn!r}", {"tx-data": entity})
-        es.extendleft(reversed(list(fn(state.snapshot(), *entity[2:]))))
+        es.extendleft(reversed(list(fn(state.snapshot(), *entity[2:]) or ())))
         return
     if op not in BUILTIN_OPS:
         _call_installed_fn(state, op, entity, es)
@@ -744,9 +756,9 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
 
 
 def _cas(state: _TxState, entity: Any, es: deque) -> None:
-    if len(entity) != 5:
+    if len(entity) < 5:
         raise TxError("transact/syntax", f"Bad :db/cas form {entity!r}: expected [op e a old new]", {"tx-data": entity})
-    _, e, a, ov, nv = entity
+    _, e, a, ov, nv = entity[:5]
     e = state.entid_strict(e)
     a = _attr(a, entity)
     props = state.props
@@ -793,7 +805,7 @@ def _call_installed_fn(state: _TxState, op: Any, entity: Any, es: deque) -> None
             f"Entity {op!r} expected to have :db/fn attribute with fn? value",
             {"operation": "db.fn/call", "tx-data": entity},
         )
-    es.extendleft(reversed(list(fn(state.snapshot(), *entity[1:]))))
+    es.extendleft(reversed(list(fn(state.snapshot(), *entity[1:]) or ())))
 
 
 __all__ = ["CURRENT_TX_KEY", "TxReport", "db_with", "is_tempid", "is_tx_tempid", "make_db", "transact"]

@@ -167,20 +167,21 @@ def value_rank(v: Any) -> int:
 
 
 class OrderedTuple(tuple):
-    """A tuple value that compares element-wise in the total order of values (``None`` included).
-
-    Equal to, and hashed like, the plain tuple it wraps; indexes store tuple values in this form so
-    that ``(1, None) < (1, "a")`` is defined.
+    """A tuple value in the total order of values: shorter tuples first (as Clojure compares
+    vectors), then element by element, ``None`` and mixed types included; ``(1, True)`` is not
+    ``(1, 1)``. Indexes store tuple values in this form so every comparison is defined.
     """
 
     __slots__ = ()
 
     def _cmp(self, other: tuple) -> int:
+        if len(self) != len(other):
+            return -1 if len(self) < len(other) else 1
         for x, y in zip(self, other):
             c = compare_values(x, y)
             if c:
                 return c
-        return (len(self) > len(other)) - (len(self) < len(other))
+        return 0
 
     def __lt__(self, other: tuple) -> bool:  # type: ignore[override]
         return self._cmp(other) < 0
@@ -194,8 +195,13 @@ class OrderedTuple(tuple):
     def __ge__(self, other: tuple) -> bool:  # type: ignore[override]
         return self._cmp(other) >= 0
 
-    __eq__ = tuple.__eq__
-    __hash__ = tuple.__hash__
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, tuple) and self._cmp(other) == 0
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = tuple.__hash__  # equal to the plain tuple it wraps, so hashed like it
 
 
 def index_value(v: Any) -> Any:

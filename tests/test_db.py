@@ -158,20 +158,17 @@ def test_schema_strings_and_keyword_keys_are_normalized():
     assert "tags" in db.props.many
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript 1.8.1 accepts :db.type/tuple with :db/tupleTypes")
 def test_tuple_with_tuple_types_is_accepted():
     types = [kw("db.type/long"), kw("db.type/string")]
     db = empty_db({"t": {"db/valueType": kw("db.type/tuple"), "db/tupleTypes": types}})
     assert "t" in db.schema
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript 1.8.1 accepts :db.type/tuple with :db/tupleType")
 def test_tuple_with_tuple_type_is_accepted():
     db = empty_db({"t": {"db/valueType": kw("db.type/tuple"), "db/tupleType": kw("db.type/long")}})
     assert "t" in db.schema
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript 1.8.1 allows only one of tupleAttrs/tupleTypes/tupleType")
 def test_tuple_attrs_and_tuple_types_together_are_rejected():
     with pytest.raises(SchemaError) as e:
         empty_db({"t": {"db/valueType": kw("db.type/tuple"), "db/tupleAttrs": ["a", "b"],
@@ -179,14 +176,12 @@ def test_tuple_attrs_and_tuple_types_together_are_rejected():
     assert e.value.code == "schema/validation"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript 1.8.1 wants at least 2 keywords in :db/tupleTypes")
 def test_tuple_types_with_one_type_is_rejected():
     with pytest.raises(SchemaError) as e:
         empty_db({"t": {"db/tupleTypes": [kw("db.type/long")]}})
     assert e.value.code == "schema/validation"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript 1.8.1 wants a keyword in :db/tupleType")
 def test_tuple_type_not_a_keyword_is_rejected():
     with pytest.raises(SchemaError) as e:
         empty_db({"t": {"db/tupleType": 5}})
@@ -607,7 +602,6 @@ def test_db_is_immutable(db):
     assert "datascript" in repr(db) and "12 datoms" in repr(db)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DB equality conflates True and 1 (DataScript: (= true 1) is false)")
 def test_dbs_differing_in_boolean_vs_number_values_are_not_equal():
     assert init_db([(1, "x", True)], {}) != init_db([(1, "x", 1)], {})
 
@@ -646,7 +640,6 @@ def test_compare_values_is_a_total_order_across_types():
             assert compare_values(a, b) == (i > j) - (i < j), (a, b)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DataScript orders tuple (vector) values by length first")
 def test_tuple_values_of_different_lengths_sort_shorter_first():
     db = db_with(empty_db({"t": {"db/cardinality": MANY}}),
                  [{"db/id": 1, "t": [(2,), (1, 5), (0, 0, 0), ("a",), (True, 1)]}])
@@ -654,7 +647,7 @@ def test_tuple_values_of_different_lengths_sort_shorter_first():
     assert [d.v for d in datoms(db, "eavt", 1, "t")] == [(2,), ("a",), (True, 1), (1, 5), (0, 0, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: strings sort by code point, DataScript by UTF-16 code unit")
+@pytest.mark.xfail(strict=True, reason="known deviation: strings sort by code point, DataScript by UTF-16 code unit")
 def test_strings_sort_by_utf16_code_units():
     db = db_with(empty_db({"t": {"db/cardinality": MANY}}),
                  [{"db/id": 1, "t": ["\uffff", "\U0001F600", "a", "\ue000"]}])
@@ -662,7 +655,6 @@ def test_strings_sort_by_utf16_code_units():
     assert [d.v for d in datoms(db, "eavt", 1, "t")] == ["a", "\U0001F600", "\ue000", "\uffff"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: tuple values compare equal when True meets 1 (tuple.__eq__)")
 def test_tuple_lookup_keeps_booleans_and_numbers_apart():
     db = init_db([(1, "pt", (1, True))], {})
     assert datoms(db, "eavt", 1, "pt", (1, 1)) == []
