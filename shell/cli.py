@@ -58,12 +58,12 @@ def _db_command(args: argparse.Namespace) -> int:
         if args.pull:
             from datsync.core.pull import pull
 
-            print(write_edn(pull(db, args.pull[0], _names(read_edn(args.pull[1])))))
+            print(write_edn(_keywordize(pull(db, args.pull[0], _names(read_edn(args.pull[1]))))))
         elif args.entity:
             from datsync.core.entity import entity, touch
 
             e = entity(db, _names(read_edn(args.entity)))
-            print(write_edn(None if e is None else dict(touch(e).items())))
+            print(write_edn(None if e is None else _keywordize({"db/id": e.id, **dict(touch(e).items())})))
         else:
             index, *components = args.datoms or ["eavt"]
             attr_pos = 0 if index in ("aevt", "avet") else 1
@@ -82,6 +82,21 @@ def _kw(name: str) -> Any:
     from datsync.core import kw
 
     return kw(name)
+
+
+def _keywordize(x: Any) -> Any:
+    """Pull and entity results for EDN output: attribute-name keys become keywords."""
+    from datsync.core import Entity
+
+    if isinstance(x, dict):
+        return {(_kw(k) if isinstance(k, str) else k): _keywordize(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_keywordize(v) for v in x]
+    if isinstance(x, Entity):
+        return {_kw("db/id"): x.id}
+    if isinstance(x, frozenset | set) and any(isinstance(v, Entity) for v in x):
+        return [_keywordize(v) for v in sorted(x, key=lambda v: getattr(v, "id", 0))]
+    return x
 
 
 def _names(x: Any) -> Any:
