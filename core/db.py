@@ -84,6 +84,21 @@ class DB:
         fields["_hash"] = None
         return DB(**fields)
 
+    def with_indexes(self, eavt: SortedIndex, aevt: SortedIndex, avet: SortedIndex, vaet: SortedIndex,
+                     max_eid: int, max_tx: int) -> DB:
+        """This value with new current indexes and counters (the transaction fast path)."""
+        new = _new_db(DB)
+        for k in _KEEP_ON_TX:
+            _set(new, k, getattr(self, k))
+        _set(new, "eavt", eavt)
+        _set(new, "aevt", aevt)
+        _set(new, "avet", avet)
+        _set(new, "vaet", vaet)
+        _set(new, "max_eid", max_eid)
+        _set(new, "max_tx", max_tx)
+        _set(new, "_hash", None)
+        return new
+
     @property
     def is_view(self) -> bool:
         """True for ``as_of``/``since``/``history``/``filter_db`` views (read-only)."""
@@ -121,6 +136,10 @@ class DB:
         view = f" view={self.view}" if self.view else ""
         return f"<DB {self.flavor} {len(self.eavt)} datoms max_tx={self.max_tx}{view}>"
 
+
+_new_db = object.__new__
+_set = object.__setattr__
+_KEEP_ON_TX = ("flavor", "schema", "props", "heavt", "haevt", "idents", "view", "pred")
 
 # ------------------------------------------------------------------------------------------------
 # Construction

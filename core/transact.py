@@ -14,18 +14,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from .db import DB, EMAX, TX0, make_db
 from .errors import DatsyncError, TxError
+from .index import TransientIndex
 from .schema import is_reverse_attr, reverse_attr
 from .values import Datom, Keyword, index_value, value_rank
 
 
-@dataclass(frozen=True)
-class TxReport:
+class TxReport(NamedTuple):
     """What a transaction did: the values before and after, the datoms it added and retracted
     (``tx_data``), how tempids resolved, and the caller's ``tx_meta``."""
 
@@ -34,7 +33,6 @@ class TxReport:
     tx_data: list[Datom]
     tempids: dict[Any, int]
     tx_meta: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 OPS_ADD = "db/add"
@@ -149,14 +147,23 @@ class _TxState:
         "value_tempids",
     )
 
+    def _edit(self, name: str) -> TransientIndex:
+        """The index ``name`` made editable (once per transaction; untouched indexes stay shared)."""
+        idx = getattr(self, name)
+        if type(idx) is not TransientIndex:
+            idx = idx.transient()
+            setattr(self, name, idx)
+        return idx
+
     def __init__(self, db: DB, tempids: dict | None = None, upserted_tempids: dict | None = None):
         self.db = db
         self.props = db.props
         self.schema = db.schema
-        self.eavt = db.eavt.transient()
-        self.aevt = db.aevt.transient()
-        self.avet = db.avet.transient()
-        self.vaet = db.vaet.transient()
+        # Reads go to these; each becomes a TransientIndex on its first write (see _edit).
+        self.eavt = db.eavt
+        self.aevt = db.aevt
+        self.avet = db.avet
+        self.vaet = db.vaet
         self.max_eid = db.max_eid
         self.tx = db.max_tx + 1
         self.tx_data: list[Datom] = []
@@ -183,9 +190,11 @@ class _TxState:
         """The in-progress database as a value (for transaction functions)."""
         fields = {}
         for name in ("eavt", "aevt", "avet", "vaet"):
-            frozen = getattr(self, name).persistent()
-            fields[name] = frozen
-            setattr(self, name, frozen.transient())
+            idx = getattr(self, name)
+            if type(idx) is TransientIndex:
+                idx = idx.persistent()
+                setattr(self, name, idx)
+            fields[name] = idx
         return self.db.replace(max_eid=self.max_eid, **fields)
 
     def first_e_av(self, a: str, v: Any) -> int | None:
@@ -261,12 +270,14 @@ class _TxState:
                     f"Cannot add {d!r} because of unique constraint: ({found!r})",
                     {"attribute": a, "datom": d},
                 )
-        self.eavt.add((e, a, r, iv, tx))
-        self.aevt.add((a, e, r, iv, tx))
+        eavt = self.eavt if type(self.eavt) is TransientIndex else self._edit("eavt")
+        aevt = self.aevt if type(self.aevt) is TransientIndex else self._edit("aevt")
+        eavt.add((e, a, r, iv, tx))
+        aevt.add((a, e, r, iv, tx))
         if a in props.indexed:
-            self.avet.add((a, r, iv, e, tx))
+            self._edit("avet").add((a, r, iv, e, tx))
         if a in props.ref:
-            self.vaet.add((iv, a, e, tx))
+            self._edit("vaet").add((iv, a, e, tx))
         if e > self.max_eid and e < TX0:
             self.max_eid = e
         self.tx_data.append(Datom(e, a, v, tx, True))
@@ -277,12 +288,12 @@ class _TxState:
         """Retract the current datom whose EAVT key is ``k``."""
         e, a, r, iv, old_tx = k
         props = self.props
-        self.eavt.discard(k)
-        self.aevt.discard((a, e, r, iv, old_tx))
+        self._edit("eavt").discard(k)
+        self._edit("aevt").discard((a, e, r, iv, old_tx))
         if a in props.indexed:
-            self.avet.discard((a, r, iv, e, old_tx))
+            self._edit("avet").discard((a, r, iv, e, old_tx))
         if a in props.ref:
-            self.vaet.discard((iv, a, e, old_tx))
+            self._edit("vaet").discard((iv, a, e, old_tx))
         self.tx_data.append(Datom(e, a, iv, self.tx, False))
         if a in props.attr_tuples:
             self._queue_tuples(e, a, None)
@@ -314,14 +325,9 @@ class _TxState:
         return forms
 
     def persistent(self, db_before: DB) -> DB:
-        return db_before.replace(
-            eavt=self.eavt.persistent(),
-            aevt=self.aevt.persistent(),
-            avet=self.avet.persistent(),
-            vaet=self.vaet.persistent(),
-            max_eid=self.max_eid,
-            max_tx=self.tx,
-        )
+        idx = [getattr(self, n) for n in ("eavt", "aevt", "avet", "vaet")]
+        eavt, aevt, avet, vaet = (i.persistent() if type(i) is TransientIndex else i for i in idx)
+        return db_before.with_indexes(eavt, aevt, avet, vaet, self.max_eid, self.tx)
 
 
 def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None) -> TxReport:

@@ -869,7 +869,6 @@ def test_report_fields_and_tx_meta():
     report = transact(db, [["db/add", -1, "name", "A"]], {"who": "me"})
     assert report.db_before is db
     assert report.tx_meta == {"who": "me"}
-    assert report.extra == {}
     assert report.tempids == {-1: 1, CUR: T1}
     assert report.tx_data == [Datom(1, "name", "A", T1, True)]
     assert list(report.db_after) == [Datom(1, "name", "A", T1, True)]
