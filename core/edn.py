@@ -24,9 +24,9 @@ EDN                 Python                            notes
 ==================  ================================  =============================================
 
 Map keys and set elements must be hashable, so *inside a map key or a set element* vectors are
-read as tuples (recursively): ``{[:a 1] x}`` reads as ``{(kw("a"), 1): x}``. A map can't be a map key
-or a set element (that is an ``EdnError``). Commas are whitespace, ``;`` starts a line comment and
-``#_`` discards the next form.
+read as tuples and maps as ``pyrsistent.pmap`` (recursively): ``{[:a 1] x}`` reads as
+``{(kw("a"), 1): x}``, and ``{(:default :x {:a 1}) y}`` keeps its inner map as a ``pmap``.
+Commas are whitespace, ``;`` starts a line comment and ``#_`` discards the next form.
 
 Reading then writing is not always the identity on *text*: characters come back as strings, vectors
 in map keys/set elements come back as lists ``(...)``, ``42N`` as ``42``. Writing then reading is
@@ -48,6 +48,8 @@ import uuid as _uuid
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
+
+from pyrsistent import pmap as _pmap
 
 from .errors import DatsyncError
 from .values import Keyword, Symbol
@@ -193,11 +195,12 @@ def _int(t: str) -> int:
 
 
 def _freeze(x: Any) -> Any:
-    """``x`` made hashable for use as a map key or set element: vectors (lists) become tuples."""
+    """``x`` made hashable for use as a map key or set element: vectors (lists) become tuples and
+    maps become ``pyrsistent.pmap``s, recursively."""
     if isinstance(x, (list, tuple)):
         return tuple(map(_freeze, x))
     if isinstance(x, dict):
-        raise TypeError("a map cannot be a map key or a set element")
+        return _pmap({_freeze(k): _freeze(v) for k, v in x.items()})
     return x
 
 

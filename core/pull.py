@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
+from pyrsistent import PMap, thaw
+
 from .db import DB, datoms, entid
 from .edn import EdnError, read_edn, write_edn
 from .errors import QueryError
@@ -127,6 +129,12 @@ class PullAttr:
     def __repr__(self) -> str:
         return f"<pull attr {self.name!r} as {self.key!r}>"
 
+
+
+def _thaw(value: Any) -> Any:
+    """A ``:default`` read from inside an EDN map key comes frozen (``pmap``, tuples); give it back
+    as the plain data the user wrote."""
+    return thaw(value) if isinstance(value, PMap) else value
 
 def _hkey(x: Any) -> Any:
     try:
@@ -283,7 +291,7 @@ class _Parser:
             if len(spec) != 3:
                 raise _err(f"{msg}, got: {_show(spec)}", spec)
             attr = self.attr_spec(spec[1], spec, msg)
-            attr.default = spec[2]
+            attr.default = _thaw(spec[2])
             return attr
         if _is_name(head):
             attr = self.attr_name(head)
@@ -306,7 +314,7 @@ class _Parser:
             elif opt == "limit":
                 self.set_limit(attr, value)
             elif opt == "default":
-                attr.default = value
+                attr.default = _thaw(value)
             else:
                 attr.xform = self.xform(value)
         return attr
