@@ -118,7 +118,6 @@ class PullAttr:
                 self.name,
                 self.reverse,
                 _hkey(self.key),
-                _hkey(self.default),
                 self.limit,
                 _hkey(self.xform),
                 self.rlimit,
