@@ -15,8 +15,15 @@ import tracemalloc
 from typing import Any
 
 from . import datascript
-from .engine import BENCHMARKS, SETUP, datasets, empty
+from .engine import BENCHMARKS as ENGINE_BENCHMARKS
+from .engine import SETUP as ENGINE_SETUP
+from .engine import datasets, empty
 from .harness import bench
+from .query import QUERY_BENCHMARKS
+from .query import SETUP as QUERY_SETUP
+
+BENCHMARKS = {**ENGINE_BENCHMARKS, **QUERY_BENCHMARKS}
+SETUP = {**ENGINE_SETUP, **QUERY_SETUP}
 
 
 def bytes_per_datom() -> tuple[float, int]:

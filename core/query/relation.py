@@ -1,0 +1,169 @@
+"""Relations: a tuple of variables and a list of rows (tuples of values), and the joins between them.
+
+Rows are plain tuples so that building, hashing and comparing them stays in C. A relation is a bag:
+duplicates are harmless and removed where a result is collected. ``raw`` names the columns whose
+values came from outside (inputs, function results) and may need entity-id resolution before they
+meet an index (a lookup ref where an entity id is expected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import itemgetter
+from typing import Any
+
+__all__ = ["Rel", "getter", "hash_join", "merge", "product", "project", "tuple_getter", "unit"]
+
+
+class Rel:
+    """A relation: ``vars`` (column names), ``rows``, and ``raw`` (columns that came from outside)."""
+
+    __slots__ = ("idx", "raw", "rows", "vars")
+
+    def __init__(self, vars: tuple, rows: list, raw: frozenset = frozenset()):
+        self.vars = vars
+        self.rows = rows
+        self.idx = {v: i for i, v in enumerate(vars)}
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<Rel {self.vars} {len(self.rows)} rows>"
+
+
+def unit() -> Rel:
+    """The relation with no columns and one row: the identity of joins."""
+    return Rel((), [()])
+
+
+def getter(idxs: list[int] | tuple[int, ...]) -> Callable[[tuple], Any]:
+    """Key function: one column's value for one index, a tuple of values for several."""
+    if len(idxs) == 1:
+        return itemgetter(idxs[0])
+    if not idxs:
+        return lambda r: ()
+    return itemgetter(*idxs)
+
+
+def tuple_getter(idxs: list[int] | tuple[int, ...]) -> Callable[[tuple], tuple]:
+    """The columns at ``idxs`` as a tuple (always a tuple, even for one column)."""
+    if len(idxs) == 1:
+        i = idxs[0]
+        return lambda r: (r[i],)
+    if not idxs:
+        return lambda r: ()
+    return itemgetter(*idxs)
+
+
+def mixed_bools(*columns: Iterable) -> bool:
+    """Whether the values of ``columns`` mix booleans with numbers (``True == 1`` in Python, but not
+    in the database: keys must then carry the type)."""
+    types: set = set()
+    for col in columns:
+        types.update(map(type, col))
+    return bool in types and (int in types or float in types)
+
+
+def typed_getter(i: int) -> Callable[[tuple], tuple]:
+    """Key function for column ``i`` that keeps booleans apart from numbers."""
+    return lambda r: (r[i], type(r[i]) is bool)
+
+
+def product(a: Rel, b: Rel) -> Rel:
+    """The cartesian product of two relations without common variables."""
+    if not a.vars:
+        return b if a.rows else Rel(b.vars, [], b.raw)
+    if not b.vars:
+        return a if b.rows else Rel(a.vars, [], a.raw)
+    rows = [x + y for x in a.rows for y in b.rows]
+    return Rel(a.vars + b.vars, rows, a.raw | b.raw)
+
+
+def hash_join(a: Rel, b: Rel) -> Rel:
+    """Natural join of ``a`` and ``b`` on their common variables (``a``'s columns come first)."""
+    common = [v for v in b.vars if v in a.idx]
+    if not common:
+        return product(a, b)
+    new_b = [i for i, v in enumerate(b.vars) if v not in a.idx]
+    out_vars = a.vars + tuple(b.vars[i] for i in new_b)
+    raw = a.raw | (b.raw - set(common))
+    ka = getter([a.idx[v] for v in common])
+    kb = getter([b.idx[v] for v in common])
+    arows, brows = a.rows, b.rows
+    if len(common) == 1 and mixed_bools(map(ka, arows), map(kb, brows)):
+        ka, kb = typed_getter(a.idx[common[0]]), typed_getter(b.idx[common[0]])
+    if not new_b:
+        keys = set(map(kb, brows))
+        return Rel(out_vars, [r for r in arows if ka(r) in keys], raw)
+    eb = tuple_getter(new_b)
+    out: list = []
+    append = out.append
+    if len(arows) <= len(brows):
+        table: dict = {}
+        for r in arows:
+            k = ka(r)
+            bucket = table.get(k)
+            if bucket is None:
+                table[k] = [r]
+            else:
+                bucket.append(r)
+        for p in brows:
+            bucket = table.get(kb(p))
+            if bucket is not None:
+                x = eb(p)
+                for r in bucket:
+                    append(r + x)
+    else:
+        table = {}
+        for p in brows:
+            k = kb(p)
+            bucket = table.get(k)
+            if bucket is None:
+                table[k] = [eb(p)]
+            else:
+                bucket.append(eb(p))
+        for r in arows:
+            bucket = table.get(ka(r))
+            if bucket is not None:
+                for x in bucket:
+                    append(r + x)
+    return Rel(out_vars, out, raw)
+
+
+def merge(rels: list[Rel], vars: Iterable) -> tuple[Rel | None, list[Rel]]:
+    """The product of the relations holding any of ``vars`` (None if none does), and the others."""
+    want = set(vars)
+    hit: Rel | None = None
+    rest = []
+    for r in rels:
+        if want.intersection(r.vars):
+            hit = r if hit is None else product(hit, r)
+        else:
+            rest.append(r)
+    return hit, rest
+
+
+def add_rel(rels: list[Rel], new: Rel) -> list[Rel]:
+    """``rels`` with ``new`` joined into every relation it shares a variable with."""
+    out = []
+    for r in rels:
+        if new.idx.keys() & r.idx.keys():
+            new = hash_join(r, new)
+        else:
+            out.append(r)
+    out.append(new)
+    return out
+
+
+def project(rels: list[Rel], vars: tuple) -> set[tuple] | None:
+    """Distinct rows of ``vars`` over ``rels`` (the product of the relations holding them); None if a
+    variable is unbound. Empty when any relation is empty."""
+    if any(not r.rows for r in rels):
+        return set() if all(any(v in r.idx for r in rels) for v in vars) else None
+    hit, _ = merge(rels, vars)
+    if hit is None:
+        return {()} if not vars else None
+    idx = hit.idx
+    if any(v not in idx for v in vars):
+        return None
+    g = tuple_getter([idx[v] for v in vars])
+    return set(map(g, hit.rows))

@@ -1,0 +1,265 @@
+"""Query sources: what a data pattern reads. A database (any view) or a collection of tuples.
+
+``match(e, a, v, tx, n)`` returns the matching rows and their *layout*, the positions of
+``(e, a, v, tx, added)`` inside each row (``added`` None: always true). For a current, unfiltered
+database the rows are the index keys themselves (``core.db`` documents their layouts), so a pattern
+costs one index slice and no datom objects; every view goes through ``core.db.datoms``, which
+applies time bases and filters.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from ..db import DB, datoms, entid
+from ..history import is_history
+from ..index import TOP
+from ..values import Keyword, index_value, value_rank
+
+__all__ = ["CollSource", "DbSource", "make_source"]
+
+EAVT = (0, 1, 3, 4, None)
+AEVT = (1, 0, 3, 4, None)
+AVET = (3, 0, 2, 4, None)
+VAET = (2, 1, 0, 3, None)
+DATOM = (0, 1, 2, 3, 4)
+
+
+def _range_count(idx: Any, lo: tuple, hi: tuple) -> int:
+    """How many keys of a ``SortedIndex`` lie in ``[lo, hi)``, by bisection (no key is copied)."""
+    maxes = getattr(idx, "_maxes", None)
+    leaves = getattr(idx, "_leaves", None)
+    if maxes is None or leaves is None:
+        return len(idx.slice_list(lo, hi))
+    n = len(maxes)
+    i = bisect_left(maxes, lo)
+    if i == n:
+        return 0
+    lo_off = bisect_left(leaves[i], lo)
+    j = bisect_left(maxes, hi)
+    if j == n:
+        return sum(len(leaf) for leaf in leaves[i:]) - lo_off
+    return sum(len(leaf) for leaf in leaves[i:j]) + bisect_left(leaves[j], hi) - lo_off
+
+
+def _range_list(idx: Any, lo: tuple, hi: tuple) -> list:
+    """The keys of a ``SortedIndex`` in ``[lo, hi)`` as a list, copying whole leaves at C speed."""
+    maxes = getattr(idx, "_maxes", None)
+    leaves = getattr(idx, "_leaves", None)
+    if maxes is None or leaves is None:
+        return idx.slice_list(lo, hi)
+    n = len(maxes)
+    i = bisect_left(maxes, lo)
+    if i == n:
+        return []
+    leaf = leaves[i]
+    start = bisect_left(leaf, lo)
+    if hi <= leaf[-1]:
+        return leaf[start:bisect_left(leaf, hi)]
+    out = leaf[start:]
+    i += 1
+    while i < n:
+        leaf = leaves[i]
+        if hi <= leaf[-1]:
+            out += leaf[:bisect_left(leaf, hi)]
+            break
+        out += leaf
+        i += 1
+    return out
+
+
+def _prefix_list(idx: Any, prefix: tuple) -> list:
+    return _range_list(idx, prefix, (*prefix, TOP))
+
+
+def _vfilter(rows: list, vp: int, rp: int | None, v: Any) -> list:
+    """Rows whose value (at ``vp``; its type rank at ``rp`` if the layout has one) is ``v``."""
+    if type(v) is str:
+        return [k for k in rows if k[vp] == v]
+    iv = index_value(v)
+    r = value_rank(v)
+    if rp is not None:
+        return [k for k in rows if k[vp] == iv and k[rp] == r]
+    return [k for k in rows if k[vp] == iv and value_rank(k[vp]) == r]
+
+
+class DbSource:
+    """A database (current, time view or filtered) as a pattern source."""
+
+    __slots__ = ("_counts", "db", "fast", "history", "props")
+
+    def __init__(self, db: DB):
+        self.db = db
+        self.fast = db.view is None and db.pred is None
+        self.history = is_history(db) if db.view is not None else False
+        self.props = db.props
+        self._counts: dict = {}
+
+    # -- entity ids ---------------------------------------------------------------------------
+
+    def resolve_e(self, x: Any) -> int | None:
+        """An entity position's value as an eid (lookup refs and idents resolved), None if none."""
+        if type(x) is int:
+            return x
+        if isinstance(x, bool) or x is None:
+            return None
+        return entid(self.db, x)
+
+    def is_ref(self, a: Any) -> bool:
+        return a in self.props.ref
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def match(self, e: Any, a: Any, v: Any, tx: Any, n: int = 5) -> tuple[list, tuple]:
+        """Rows matching the given constants (None: any), and their layout."""
+        if self.fast:
+            rows, layout = self._match_fast(e, a, v)
+        else:
+            rows, layout = self._match_view(e, a, v)
+        if tx is not None:
+            tp = layout[3]
+            rows = [k for k in rows if k[tp] == tx]
+        return rows, layout
+
+    def _match_fast(self, e: Any, a: Any, v: Any) -> tuple[list, tuple]:
+        db = self.db
+        if e is not None:
+            if a is not None:
+                if v is not None:
+                    return db.eavt.prefix_list((e, a, value_rank(v), index_value(v))), EAVT
+                return db.eavt.prefix_list((e, a)), EAVT
+            rows = db.eavt.prefix_list((e,))
+            return (rows if v is None else _vfilter(rows, 3, 2, v)), EAVT
+        if a is not None:
+            if v is not None:
+                if a in self.props.indexed:
+                    return _prefix_list(db.avet, (a, value_rank(v), index_value(v))), AVET
+                if type(v) is int and a in self.props.ref:
+                    return _prefix_list(db.vaet, (v, a)), VAET
+                return _vfilter(_prefix_list(db.aevt, (a,)), 3, 2, v), AEVT
+            return _prefix_list(db.aevt, (a,)), AEVT
+        rows = list(db.eavt)
+        return (rows if v is None else _vfilter(rows, 3, 2, v)), EAVT
+
+    def _match_view(self, e: Any, a: Any, v: Any) -> tuple[list, tuple]:
+        db = self.db
+        if e is not None:
+            if a is not None:
+                rows = datoms(db, "eavt", e, a) if v is None else datoms(db, "eavt", e, a, v)
+                return rows, DATOM
+            rows = datoms(db, "eavt", e)
+            return (rows if v is None else _vfilter(rows, 2, None, v)), DATOM
+        if a is not None:
+            if v is not None:
+                if a in self.props.indexed:
+                    return datoms(db, "avet", a, v), DATOM
+                if type(v) is int and a in self.props.ref:
+                    return datoms(db, "vaet", v, a), DATOM
+                return _vfilter(datoms(db, "aevt", a), 2, None, v), DATOM
+            return datoms(db, "aevt", a), DATOM
+        rows = datoms(db, "eavt")
+        return (rows if v is None else _vfilter(rows, 2, None, v)), DATOM
+
+    def lookup_kind(self, a: Any, pos: str) -> bool:
+        """Whether rows with a bound ``pos`` ("e" or "v") and constant attribute ``a`` can be looked up
+        by index instead of scanned."""
+        if pos == "e":
+            return True
+        return a is not None and (a in self.props.indexed or a in self.props.ref)
+
+    # -- estimates ----------------------------------------------------------------------------
+
+    def count_attr(self, a: Any) -> int:
+        """Current datoms of attribute ``a`` (an estimate for views)."""
+        c = self._counts.get(a)
+        if c is None:
+            c = self._counts[a] = _range_count(self.db.aevt, (a,), (a, TOP))
+        return c
+
+    def count_av(self, a: Any, v: Any) -> int:
+        """Current datoms with attribute ``a`` and value ``v`` (exact for indexed attributes)."""
+        if a in self.props.indexed:
+            key = (a, value_rank(v), index_value(v))
+            return _range_count(self.db.avet, key, (*key, TOP))
+        return max(1, self.count_attr(a) // 10)
+
+    def size(self) -> int:
+        return len(self.db.eavt)
+
+    # -- single values (get-else, get-some, missing?) -----------------------------------------
+
+    def first_value(self, e: Any, a: Any) -> tuple | None:
+        """``(v,)`` of the first datom ``[e a v]`` (reverse attributes ``_a`` too), else None."""
+        if isinstance(a, Keyword):
+            a = a.name
+        eid = self.resolve_e(e)
+        if eid is None:
+            return None
+        slash = a.rfind("/")
+        local = a[slash + 1:]
+        if local.startswith("_"):
+            fwd = a[:slash + 1] + local[1:]
+            if self.fast:
+                k = self.db.vaet.first((eid, fwd))
+                return None if k is None else (k[2],)
+            ds = datoms(self.db, "vaet", eid, fwd)
+            return (ds[0].e,) if ds else None
+        if self.fast:
+            k = self.db.eavt.first((eid, a))
+            return None if k is None else (k[3],)
+        ds = datoms(self.db, "eavt", eid, a)
+        return (ds[0].v,) if ds else None
+
+
+class CollSource:
+    """A collection of tuples (``[[e a v] ...]``) as a pattern source: rows match positionally."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, coll: Any):
+        self.rows = [tuple(r) for r in coll]
+
+    def resolve_e(self, x: Any) -> Any:
+        return x
+
+    def is_ref(self, a: Any) -> bool:
+        return False
+
+    def match(self, e: Any, a: Any, v: Any, tx: Any, n: int = 5) -> tuple[list, tuple]:
+        rows = [r for r in self.rows if len(r) >= n]
+        for pos, c in ((0, e), (1, a), (2, v), (3, tx)):
+            if c is not None:
+                rows = [r for r in rows if r[pos] == c and (type(r[pos]) is bool) == (type(c) is bool)]
+        return rows, DATOM
+
+    def lookup_kind(self, a: Any, pos: str) -> bool:
+        return False
+
+    def count_attr(self, a: Any) -> int:
+        return len(self.rows)
+
+    def count_av(self, a: Any, v: Any) -> int:
+        return len(self.rows)
+
+    def size(self) -> int:
+        return len(self.rows)
+
+    def first_value(self, e: Any, a: Any) -> tuple | None:
+        if isinstance(a, Keyword):
+            a = a.name
+        for r in self.rows:
+            if len(r) >= 3 and r[0] == e and r[1] == a:
+                return (r[2],)
+        return None
+
+
+def make_source(x: Any) -> DbSource | CollSource:
+    """The source for an input value: a ``DB`` or a collection of tuples."""
+    if isinstance(x, DB):
+        return DbSource(x)
+    if isinstance(x, DbSource | CollSource):
+        return x
+    if isinstance(x, list | tuple | set | frozenset):
+        return CollSource(x)
+    raise TypeError(f"expected a database or a collection of tuples as a query source, got {type(x).__name__}")
