@@ -528,3 +528,92 @@ def unfiltered(db: DB) -> DB:
 def is_filtered(db: DB) -> bool:
     """True when ``db`` is a ``filter_db`` view."""
     return db.pred is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# Replaying datoms another database already validated (sync replicas, logs)
+
+
+def apply_datoms(
+    db: DB,
+    datoms_: Iterable[tuple],
+    *,
+    schema: dict[str, dict[str, Any]] | None = None,
+    props: Props | None = None,
+    max_eid: int | None = None,
+    max_tx: int | None = None,
+) -> DB:
+    """``db`` with ``datoms_`` (``Datom`` or ``(e, a, v, tx, added)``) written straight into its indexes.
+
+    No transaction semantics: no tempids, upserts, schema or uniqueness checks. An assertion inserts
+    the datom unless ``(e, a, v)`` is already current; a retraction removes the current ``(e, a, v)``
+    whatever transaction asserted it (nothing if absent). This is how a replica replays the datoms a
+    server transaction produced, tx ids included; cost grows with the datoms, not the database.
+    ``schema`` (and/or ``props``) is the schema these datoms leave behind: AVET/VAET membership of
+    the attributes whose properties changed is fixed first. A Datomic-flavored ``db`` also records
+    every datom in its history indexes. ``max_eid``/``max_tx`` default to the largest seen."""
+    if props is None and schema is not None:
+        props = _props_for(schema, db.flavor)
+    old_props = db.props
+    props = props or old_props
+    eavt, aevt, avet, vaet = db.eavt.transient(), db.aevt.transient(), db.avet.transient(), db.vaet.transient()
+    if props is not old_props:
+        for a in old_props.indexed ^ props.indexed:
+            keys = aevt.prefix_list((a,))
+            for _, e, r, iv, tx in keys:
+                (avet.add if a in props.indexed else avet.discard)((a, r, iv, e, tx))
+        for a in old_props.ref ^ props.ref:
+            keys = aevt.prefix_list((a,))
+            for _, e, _, iv, tx in keys:
+                (vaet.add if a in props.ref else vaet.discard)((iv, a, e, tx))
+    hist = db.heavt is not None
+    heavt, haevt = (db.heavt.transient(), db.haevt.transient()) if hist else (None, None)
+    indexed, ref = props.indexed, props.ref
+    new_eid, new_tx = db.max_eid, db.max_tx
+    for d in datoms_:
+        e, a, v, tx, added = d
+        r, iv = value_rank(v), index_value(v)
+        k = eavt.first((e, a, r, iv))
+        if added:
+            if k is not None:
+                continue
+            eavt.add((e, a, r, iv, tx))
+            aevt.add((a, e, r, iv, tx))
+            if a in indexed:
+                avet.add((a, r, iv, e, tx))
+            if a in ref:
+                vaet.add((iv, a, e, tx))
+                if type(iv) is int and new_eid < iv < TX0:
+                    new_eid = iv
+            if new_eid < e < TX0:
+                new_eid = e
+        else:
+            if k is None:
+                continue
+            old_tx = k[4]
+            eavt.discard(k)
+            aevt.discard((a, e, r, iv, old_tx))
+            if a in indexed:
+                avet.discard((a, r, iv, e, old_tx))
+            if a in ref:
+                vaet.discard((iv, a, e, old_tx))
+        if hist:
+            heavt.add((e, a, r, iv, tx, added))
+            haevt.add((a, e, r, iv, tx, added))
+        if tx > new_tx:
+            new_tx = tx
+    fields: dict[str, Any] = {}
+    if hist:
+        fields = {"heavt": heavt.persistent(), "haevt": haevt.persistent()}
+    if schema is not None:
+        fields["schema"] = schema
+    return db.replace(
+        eavt=eavt.persistent(),
+        aevt=aevt.persistent(),
+        avet=avet.persistent(),
+        vaet=vaet.persistent(),
+        props=props,
+        max_eid=new_eid if max_eid is None else max_eid,
+        max_tx=new_tx if max_tx is None else max_tx,
+        **fields,
+    )

@@ -1,0 +1,408 @@
+"""The client side of the protocol (a replica's connection), as a sans-I/O state machine.
+
+``client_step(session, event) -> (session, effects)``. The session holds the ``Replica``; the shell
+feeds it the transport's events, the application's transactions (``SubmitTx``) and timer ticks,
+and carries out its effects (``Send``, ``Close``, ``SetTimer``, ``Notify`` for the application).
+
+Phases::
+
+    closed --Opened--> handshake (hello sent, with the replica's t and db id if it has one)
+    handshake --welcome(resume)--> live;  --welcome(bootstrap)--> bootstrapping
+    bootstrapping --snapshot-begin, chunks, snapshot-end--> live (the replica is rebuilt in bulk)
+    live --delta--> live (applied, already applied: ignored, or a gap: ``sync`` from the replica's t)
+    live --resync or snapshot-begin--> bootstrapping
+    any --Closed, timeout, malformed bytes--> closed (the replica is kept: reconnect resumes from its t)
+
+Acknowledgements: the client sends ``ack(t)`` every ``ack_every`` applied deltas (the server's
+``welcome`` says how many) and on timer ticks, which opens the server's send window.
+Transactions: ``SubmitTx(req, tx)`` is translated to server ids and sent; the ``tx-ok`` answer is
+notified once the replica has reached the answer's ``t`` (so the new entities are there) with the
+tempids in local ids; a connection lost before the answer notifies ``tx-unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pyrsistent import PMap, pmap
+
+from ..errors import DatsyncError
+from . import events as ev
+from .codec import encode
+from .delta import Delta
+from .eids import EidMap
+from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError
+from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
+from .messages import Ack, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
+from .replica import Replica, apply_delta
+from .snapshot import (
+    SnapshotBegin,
+    SnapshotBuilder,
+    SnapshotChunk,
+    SnapshotEnd,
+    add_chunk,
+    begin_snapshot,
+    build_replica,
+)
+from .writes import local_tempids, tx_for_server, validate_wire_tx
+
+CLOSED = "closed"
+HANDSHAKE = "handshake"
+BOOTSTRAPPING = "bootstrapping"
+LIVE = "live"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """What a client session needs: credentials for the hello, the id translation a new replica
+    starts with (identity for Python; ``EidMap.capped(...)`` for a capped id space), heartbeats."""
+
+    credentials: Any = None
+    eids: EidMap = field(default_factory=EidMap.identity)
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSession:
+    """A replica's connection, client side (see the module docstring for the phases)."""
+
+    config: ClientConfig
+    replica: Replica | None = None
+    phase: str = CLOSED
+    builder: SnapshotBuilder | None = None
+    ack_every: int = 1
+    acked_t: int = 0
+    sync_from: int | None = None
+    submitted: PMap = field(default_factory=pmap)
+    answers: tuple[TxOk, ...] = ()
+    hb: Heartbeat = field(default_factory=Heartbeat)
+    stall: tuple[Any, int] = (None, 0)
+
+    def step(self, event: Any) -> tuple[ClientSession, list]:
+        """``client_step(self, event)``."""
+        return client_step(self, event)
+
+    @property
+    def t(self) -> int | None:
+        """The replica's ``t`` (None before the first snapshot)."""
+        return None if self.replica is None else self.replica.t
+
+
+def new_client_session(config: ClientConfig, replica: Replica | None = None) -> ClientSession:
+    """A session, not connected yet, for ``replica`` (None: it will bootstrap; a replica restored
+    from storage resumes from its ``t``)."""
+    return ClientSession(config, replica, hb=Heartbeat(config.heartbeat_interval, config.heartbeat_timeout))
+
+
+def client_step(s: ClientSession, event: Any) -> tuple[ClientSession, list]:
+    """The session after ``event`` and the effects for the shell, in order. Never raises."""
+    fx: list = []
+    try:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return s, []
+        if type(event) in (ev.Received, ev.Malformed):
+            if s.phase == CLOSED:
+                return s, []
+            s = replace(s, hb=hb_heard(s.hb))
+        s = handler(s, event, fx)
+    except Exception as e:  # never let a bug or a hostile server take the application down
+        fx = []
+        s = _close(s, "protocol/internal", f"{type(e).__name__}: {e}", fx, tell_server=False)
+        return s, fx
+    if s.phase != CLOSED and any(type(f) is ev.Send for f in fx):
+        s = replace(s, hb=hb_sent(s.hb))
+    return s, fx
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _send(msg: Any, fx: list) -> None:
+    fx.append(ev.Send(encode(msg), msg))
+
+
+def _close(s: ClientSession, code: str, reason: str, fx: list, *, tell_server: bool = True) -> ClientSession:
+    if s.phase == CLOSED:
+        return s
+    if tell_server:
+        _send(Error(code, reason), fx)
+    fx.append(ev.Close(code, reason))
+    return _closed(s, reason, fx)
+
+
+def _closed(s: ClientSession, reason: str, fx: list) -> ClientSession:
+    for req in s.submitted:
+        fx.append(ev.Notify("tx-unknown", {"req": req}))
+    fx.append(ev.Notify("closed", {"reason": reason}))
+    return replace(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None)
+
+
+def _release(s: ClientSession, fx: list) -> ClientSession:
+    """Notify the ``tx-ok`` answers whose ``t`` the replica has reached."""
+    r = s.replica
+    if not s.answers or r is None:
+        return s
+    keep = []
+    for a in s.answers:
+        if a.t <= r.t:
+            r, tempids = local_tempids(r, a.tempids)
+            fx.append(ev.Notify("tx-ok", {"req": a.req, "t": a.t, "tempids": tempids}))
+        else:
+            keep.append(a)
+    return replace(s, replica=r, answers=tuple(keep))
+
+
+def _maybe_ack(s: ClientSession, fx: list, *, force: bool = False) -> ClientSession:
+    r = s.replica
+    if r is None or s.phase != LIVE or r.t <= s.acked_t:
+        return s
+    if force or r.t - s.acked_t >= s.ack_every:
+        _send(Ack(r.t), fx)
+        return replace(s, acked_t=r.t)
+    return s
+
+
+# ------------------------------------------------------------------------------------------------
+# Events
+
+
+def _on_opened(s: ClientSession, e: ev.Opened, fx: list) -> ClientSession:
+    if s.phase != CLOSED:
+        return s
+    r = s.replica
+    _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id), fx)
+    fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
+    return replace(s, phase=HANDSHAKE, hb=hb_start(s.hb, e.now), builder=None, sync_from=None,
+                   acked_t=0 if r is None else r.t)
+
+
+def _on_closed(s: ClientSession, e: ev.Closed, fx: list) -> ClientSession:
+    if s.phase == CLOSED:
+        return s
+    return _closed(s, e.reason, fx)
+
+
+def _on_timer(s: ClientSession, e: ev.Timer, fx: list) -> ClientSession:
+    if s.phase == CLOSED:
+        return s
+    hb, action = hb_tick(s.hb, e.now)
+    s = replace(s, hb=hb)
+    if action == "timeout":
+        return _close(s, TIMEOUT, "heartbeat timeout: nothing heard from the server", fx, tell_server=False)
+    s = _maybe_ack(s, fx, force=True)
+    s = _check_stall(s, fx)
+    if action == PING and not fx:
+        _send(Ping(hb.n), fx)
+    fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
+    return s
+
+
+STALL_TICKS = 2
+"""Timer ticks without progress after which a waiting client asks again (``sync``)."""
+
+
+def _check_stall(s: ClientSession, fx: list) -> ClientSession:
+    """Ask again when a snapshot or a catch-up makes no progress for ``STALL_TICKS`` ticks (its
+    start was lost to reordering, or the server forgot the request)."""
+    if s.phase == BOOTSTRAPPING:
+        b = s.builder
+        key: Any = ("snapshot", None if b is None else (b.head.t, b.next_seq))
+    elif s.phase == LIVE and s.sync_from is not None and s.replica is not None:
+        key = ("catch-up", s.replica.t)
+    else:
+        return replace(s, stall=(None, 0)) if s.stall[1] else s
+    if s.stall[0] != key:
+        return replace(s, stall=(key, 0))
+    n = s.stall[1] + 1
+    if n < STALL_TICKS:
+        return replace(s, stall=(key, n))
+    _send(Sync(None if s.phase == BOOTSTRAPPING else s.replica.t), fx)  # type: ignore[union-attr]
+    return replace(s, stall=(key, 0))
+
+
+def _on_malformed(s: ClientSession, e: ev.Malformed, fx: list) -> ClientSession:
+    return _close(s, e.code, f"malformed message from the server: {e.message}", fx)
+
+
+def _on_submit(s: ClientSession, e: ev.SubmitTx, fx: list) -> ClientSession:
+    def reject(code: str, message: str) -> ClientSession:
+        fx.append(ev.Notify("tx-rejected", {"req": e.req, "code": code, "message": message}))
+        return s
+
+    if s.phase not in (LIVE, BOOTSTRAPPING) or s.replica is None:
+        return reject("sync/offline", "Not connected to the server")
+    if type(e.req) not in (int, str):
+        return reject("sync/invalid-tx", f"A request id is an int or a str, got {e.req!r:.40}")
+    if e.req in s.submitted:
+        return reject("sync/duplicate-request", f"Request {e.req!r} is already pending")
+    try:
+        tx = validate_wire_tx(tx_for_server(s.replica, e.tx_data))  # refused here as the server would
+        msg = Submit(e.req, tx)
+        data = encode(msg)
+    except DatsyncError as err:
+        return reject(err.code, err.message)
+    fx.append(ev.Send(data, msg))
+    return replace(s, submitted=s.submitted.set(e.req, True))
+
+
+def _on_received(s: ClientSession, e: ev.Received, fx: list) -> ClientSession:
+    m = e.message
+    t = type(m)
+    handler = _MESSAGES.get(t)
+    if handler is None:
+        _send(Error(UNEXPECTED, f"a server does not send {getattr(m, 'TYPE', t.__name__)} messages"), fx)
+        return s
+    return handler(s, m, fx)
+
+
+def _on_ping(s: ClientSession, m: Ping, fx: list) -> ClientSession:
+    _send(Pong(m.n), fx)
+    r = s.replica
+    if m.t is not None and s.phase == LIVE and r is not None and m.t > r.t and s.sync_from != r.t:
+        _send(Sync(r.t), fx)  # the server sent a delta this replica never applied: a gap
+        return replace(s, sync_from=r.t)
+    return s
+
+
+def _on_pong(s: ClientSession, m: Pong, fx: list) -> ClientSession:
+    return s
+
+
+def _on_error(s: ClientSession, m: Error, fx: list) -> ClientSession:
+    fx.append(ev.Notify("error", {"code": m.code, "message": m.message}))
+    return s
+
+
+def _on_welcome(s: ClientSession, m: Welcome, fx: list) -> ClientSession:
+    if s.phase != HANDSHAKE:
+        _send(Error(UNEXPECTED, "welcome outside the handshake"), fx)
+        return s
+    if m.mode == "resume" and s.replica is None:
+        return _close(s, UNEXPECTED, "the server resumed a client that has no replica", fx)
+    fx.append(ev.Notify("connected", {"db_id": m.db_id, "t": m.t, "mode": m.mode}))
+    phase = LIVE if m.mode == "resume" else BOOTSTRAPPING
+    return replace(s, phase=phase, ack_every=m.ack_every)
+
+
+def _on_resync(s: ClientSession, m: Resync, fx: list) -> ClientSession:
+    if s.phase == HANDSHAKE:
+        return s
+    fx.append(ev.Notify("resync", {"reason": m.reason, "t": m.t}))
+    return replace(s, phase=BOOTSTRAPPING, builder=None)
+
+
+def _on_snapshot_begin(s: ClientSession, m: SnapshotBegin, fx: list) -> ClientSession:
+    if s.phase == HANDSHAKE:
+        return s
+    if s.phase == BOOTSTRAPPING and s.builder is not None and s.builder.head == m:
+        return s  # a duplicate
+    return replace(s, phase=BOOTSTRAPPING, builder=begin_snapshot(m))
+
+
+def _restart_snapshot(s: ClientSession, fx: list) -> ClientSession:
+    _send(Sync(None), fx)
+    return replace(s, builder=None, phase=BOOTSTRAPPING)
+
+
+def _on_snapshot_chunk(s: ClientSession, m: SnapshotChunk, fx: list) -> ClientSession:
+    b = s.builder
+    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t or m.seq < b.next_seq:
+        return s  # stale or duplicate
+    if m.seq > b.next_seq:
+        return _restart_snapshot(s, fx)
+    try:
+        return replace(s, builder=add_chunk(b, m))
+    except ProtocolError:
+        return _restart_snapshot(s, fx)
+
+
+def _on_snapshot_end(s: ClientSession, m: SnapshotEnd, fx: list) -> ClientSession:
+    b = s.builder
+    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t:
+        return s
+    if not b.complete or m.chunks != b.head.chunks:
+        return _restart_snapshot(s, fx)
+    eids = s.replica.eids if s.replica is not None else s.config.eids
+    try:
+        r = build_replica(b, eids)
+    except DatsyncError as err:
+        code = err.code if err.code.startswith("sync/") else MALFORMED
+        return _close(s, code, f"cannot build the replica from the snapshot: {err.message}", fx)
+    s = replace(s, replica=r, builder=None, phase=LIVE, sync_from=None)
+    fx.append(ev.Notify("synced", {"t": r.t, "replica": r}))
+    s = _maybe_ack(s, fx, force=True)
+    return _release(s, fx)
+
+
+def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
+    r = s.replica
+    if s.phase != LIVE or r is None:
+        return s
+    try:
+        r2, outcome = apply_delta(r, m)
+    except DatsyncError as err:
+        code = err.code if err.code.startswith("sync/") else MALFORMED
+        return _close(s, code, f"cannot apply the delta at t={m.t}: {err.message}", fx)
+    if outcome.applied:
+        s = replace(s, replica=r2, sync_from=None)
+        fx.append(ev.Notify("delta", {"t": m.t, "delta": m, "replica": r2}))
+        s = _maybe_ack(s, fx)
+        return _release(s, fx)
+    if outcome.is_gap and s.sync_from != r.t:
+        _send(Sync(r.t), fx)
+        return replace(s, sync_from=r.t)
+    return s
+
+
+def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
+    if m.req not in s.submitted:
+        return s  # a duplicate, or an answer for a connection since closed (notified tx-unknown)
+    s = replace(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
+    return _release(s, fx)
+
+
+def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
+    if m.req not in s.submitted:
+        return s
+    fx.append(ev.Notify("tx-rejected", {"req": m.req, "code": m.code, "message": m.message}))
+    return replace(s, submitted=s.submitted.discard(m.req))
+
+
+_MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
+    Ping: _on_ping,
+    Pong: _on_pong,
+    Error: _on_error,
+    Welcome: _on_welcome,
+    Resync: _on_resync,
+    SnapshotBegin: _on_snapshot_begin,
+    SnapshotChunk: _on_snapshot_chunk,
+    SnapshotEnd: _on_snapshot_end,
+    Delta: _on_delta,
+    TxOk: _on_tx_ok,
+    TxRejected: _on_tx_rejected,
+}
+
+_HANDLERS: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
+    ev.Opened: _on_opened,
+    ev.Closed: _on_closed,
+    ev.Timer: _on_timer,
+    ev.Malformed: _on_malformed,
+    ev.Received: _on_received,
+    ev.SubmitTx: _on_submit,
+}
+
+__all__ = [
+    "BOOTSTRAPPING",
+    "CLOSED",
+    "HANDSHAKE",
+    "LIVE",
+    "ClientConfig",
+    "ClientSession",
+    "client_step",
+    "new_client_session",
+]

@@ -1,0 +1,644 @@
+"""The wire codec: protocol messages to and from bytes (JSON with tagged values), strictly validated.
+
+Every message is a JSON object ``{"v": 1, "type": "...", ...fields}``; ``v`` is the protocol
+version (``PROTOCOL_VERSION``): a message with another version is refused with
+``ProtocolError("protocol/version")``.
+
+Values that JSON cannot carry exactly are tagged, so every Datomic value type round-trips exactly:
+
+=======================  =====================================  ==========================================
+value                    on the wire                             note
+=======================  =====================================  ==========================================
+``None True False``      ``null true false``
+``int``                  number                                  if ``|i| <= 2**53 - 1`` (exact in any JSON)
+big ``int``              ``"~n123..."``                          beyond 2^53 (Datomic ``bigint``, ``long``)
+``float``                number                                  if finite and not integral
+integral ``float``       ``"~d1.0"``                             so ``1.0`` stays a double, ``1`` a long
+``inf -inf nan``         ``"~finf"`` ``"~f-inf"`` ``"~fnan"``
+``str``                  string                                  a leading ``~`` is escaped as ``~~``
+``Keyword``              ``"~:ns/name"``
+``Symbol``               ``"~$name"``
+``datetime``             ``"~t2020-01-01T00:00:00+00:00"``       ISO 8601; aware stays aware (offset kept)
+``uuid.UUID``            ``"~u<uuid>"``
+``decimal.Decimal``      ``"~m1.50"``                            finite; exponent and digits kept
+``bytes``                ``"~b<base64>"``
+``tuple``                ``["~#t", ...]``                        a list stays a JSON array
+``set``/``frozenset``    ``["~#s", ...]``                        decodes as ``frozenset``
+``dict``                 object, or ``["~#m", k, v, ...]``       an object when every key is a ``str``
+=======================  =====================================  ==========================================
+
+Datomic's ``uri`` values are ``str`` in this engine and travel as strings.
+
+Decoding checks the size first (``max_size``: ``protocol/too-large``), then the JSON, the envelope,
+and the shape and type of every field of the message type; anything wrong is a ``ProtocolError``
+with code ``protocol/malformed`` (or ``protocol/version``): nothing from the wire raises anything
+else. Encode a delta once (``encode``) and send the same bytes to every replica that may see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import decimal as _decimal
+import json
+import math
+import re
+import uuid as _uuid
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from ..values import Keyword, OrderedTuple, Symbol
+from .delta import Delta
+from .errors import MALFORMED, TOO_LARGE, VERSION, ProtocolError
+from .messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Resync,
+    Submit,
+    Sync,
+    TxOk,
+    TxRejected,
+    Welcome,
+)
+from .schema import SchemaDelta
+from .snapshot import DEFAULT_CHUNK_SIZE, SnapshotBegin, SnapshotChunk, SnapshotEnd, snapshot
+
+DEFAULT_MAX_SIZE = 16 << 20
+"""Default largest message ``decode`` accepts, in bytes (16 MiB)."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of values ``decode`` accepts."""
+
+MAX_SAFE_INT = (1 << 53) - 1
+_INT_RE = re.compile(r"-?[0-9]+\Z")
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _bad(message: str, **data: Any) -> ProtocolError:
+    return ProtocolError(MALFORMED, message, data)
+
+
+# ------------------------------------------------------------------------------------------------
+# Values
+
+
+def _enc_str(v: str) -> str:
+    return "~" + v if v[:1] == "~" else v
+
+
+def _enc_float(v: float) -> Any:
+    if not math.isfinite(v):
+        return "~f" + repr(v)
+    if v.is_integer():
+        return "~d" + repr(v)
+    return v
+
+
+def _enc_int(v: int) -> Any:
+    if -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+        return v
+    return "~n" + str(v)
+
+
+def _enc_decimal(v: _decimal.Decimal) -> str:
+    if not v.is_finite():
+        raise ProtocolError("protocol/unencodable", f"Cannot send the non-finite decimal {v}", {"value": str(v)})
+    return "~m" + str(v)
+
+
+def _enc_seq(tag: str | None, xs: Any, depth: int) -> list:
+    out = [_enc(x, depth + 1) for x in xs]
+    if tag is not None:
+        out.insert(0, tag)
+    return out
+
+
+def _enc_dict(v: Mapping, depth: int) -> Any:
+    if all(type(k) is str for k in v):
+        return {_enc_str(k): _enc(x, depth + 1) for k, x in v.items()}
+    out: list = ["~#m"]
+    for k, x in v.items():
+        out.append(_enc(k, depth + 1))
+        out.append(_enc(x, depth + 1))
+    return out
+
+
+_SIMPLE: dict[type, Callable[[Any], Any]] = {
+    str: _enc_str,
+    int: _enc_int,
+    float: _enc_float,
+    bool: lambda v: v,
+    type(None): lambda v: v,
+    Keyword: lambda v: "~:" + v.name,
+    Symbol: lambda v: "~$" + v.name,
+    _uuid.UUID: lambda v: "~u" + str(v),
+    _dt.datetime: lambda v: "~t" + v.isoformat(),
+    _decimal.Decimal: _enc_decimal,
+    bytes: lambda v: "~b" + base64.b64encode(v).decode("ascii"),
+}
+
+
+def _enc(v: Any, depth: int = 0) -> Any:
+    """``v`` as JSON-ready data (tagged where JSON would lose its type)."""
+    t = type(v)
+    f = _SIMPLE.get(t)
+    if f is not None:
+        return f(v)
+    if depth > MAX_DEPTH:
+        raise ProtocolError("protocol/unencodable", "Value nested too deeply to send", {})
+    if t is list:
+        return _enc_seq(None, v, depth)
+    if t is tuple or t is OrderedTuple:
+        return _enc_seq("~#t", v, depth)
+    if t is dict:
+        return _enc_dict(v, depth)
+    if t is frozenset or t is set:
+        return _enc_seq("~#s", v, depth)
+    # subclasses (NamedTuples such as Datom, IntEnum, bytearray ...)
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, int):
+        return _enc_int(int(v))
+    if isinstance(v, float):
+        return _enc_float(float(v))
+    if isinstance(v, str):
+        return _enc_str(str(v))
+    if isinstance(v, bytes | bytearray | memoryview):
+        return _SIMPLE[bytes](bytes(v))
+    if isinstance(v, _dt.datetime):
+        return _SIMPLE[_dt.datetime](v)
+    if isinstance(v, tuple):
+        return _enc_seq("~#t", v, depth)
+    if isinstance(v, list):
+        return _enc_seq(None, v, depth)
+    if isinstance(v, Mapping):
+        return _enc_dict(v, depth)
+    if isinstance(v, AbstractSet):
+        return _enc_seq("~#s", v, depth)
+    if isinstance(v, Sequence):  # e.g. pyrsistent's pvector
+        return _enc_seq(None, v, depth)
+    raise ProtocolError(
+        "protocol/unencodable", f"Cannot send a value of type {type(v).__name__}: {v!r:.80}", {"type": type(v).__name__}
+    )
+
+
+def encode_value(v: Any) -> Any:
+    """``v`` as JSON-ready data (for embedding values in other JSON)."""
+    return _enc(v)
+
+
+def _dec_str(s: str) -> Any:
+    """A string from the wire that starts with ``~``: an escaped string or a tagged value."""
+    tag = s[1:2]
+    body = s[2:]
+    if tag == "~":
+        return s[1:]
+    if tag == ":":
+        return Keyword(body)
+    if tag == "$":
+        return Symbol(body)
+    if tag == "t":
+        try:
+            return _dt.datetime.fromisoformat(body)
+        except ValueError:
+            raise _bad(f"Bad instant {body!r:.80}") from None
+    if tag == "u":
+        try:
+            return _uuid.UUID(body)
+        except ValueError:
+            raise _bad(f"Bad uuid {body!r:.80}") from None
+    if tag == "n":
+        if not _INT_RE.match(body):
+            raise _bad(f"Bad integer {body!r:.80}")
+        try:
+            return int(body)
+        except ValueError:
+            raise _bad("Integer too long") from None
+    if tag == "d":
+        try:
+            return float(body)
+        except ValueError:
+            raise _bad(f"Bad double {body!r:.80}") from None
+    if tag == "f":
+        if body in ("inf", "-inf", "nan"):
+            return float(body)
+        raise _bad(f"Bad special double {body!r:.80}")
+    if tag == "m":
+        try:
+            d = _decimal.Decimal(body)
+        except _decimal.InvalidOperation:
+            raise _bad(f"Bad decimal {body!r:.80}") from None
+        if not d.is_finite():
+            raise _bad(f"Non-finite decimal {body!r:.80}")
+        return d
+    if tag == "b":
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise _bad("Bad base64 bytes") from None
+    raise _bad(f"Unknown tag in {s[:16]!r}")
+
+
+def _dec_key(k: str) -> str:
+    if k[:1] != "~":
+        return k
+    if k[:2] == "~~":
+        return k[1:]
+    raise _bad(f"Bad map key {k[:16]!r}: tagged keys go in a ~#m map")
+
+
+def _dec(x: Any, depth: int = 0) -> Any:
+    """A value from JSON-decoded data (tags resolved, shape checked)."""
+    t = type(x)
+    if t is str:
+        return _dec_str(x) if x[:1] == "~" else x
+    if t is int or t is float or t is bool or x is None:
+        return x
+    if depth > MAX_DEPTH:
+        raise _bad("Value nested too deeply")
+    if t is list:
+        if x and type(x[0]) is str and x[0][:2] == "~#":
+            tag = x[0]
+            items = [_dec(y, depth + 1) for y in x[1:]]
+            if tag == "~#t":
+                return tuple(items)
+            try:
+                if tag == "~#s":
+                    return frozenset(items)
+                if tag == "~#m":
+                    if len(items) % 2:
+                        raise _bad("A ~#m map needs an even number of items")
+                    return dict(zip(items[::2], items[1::2]))
+            except TypeError:
+                raise _bad(f"Unhashable key or element in {tag}") from None
+            raise _bad(f"Unknown tag {tag[:16]!r}")
+        return [_dec(y, depth + 1) for y in x]
+    if t is dict:
+        return {_dec_key(k): _dec(v, depth + 1) for k, v in x.items()}
+    raise _bad(f"Unexpected JSON value of type {t.__name__}")
+
+
+def decode_value(x: Any) -> Any:
+    """The value JSON-ready data stands for (``ProtocolError`` if malformed)."""
+    return _dec(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Field checks
+
+
+def _field(obj: dict, name: str) -> Any:
+    try:
+        return obj[name]
+    except KeyError:
+        raise _bad(f"Missing field {name!r} in {obj.get('type')!r} message", field=name) from None
+
+
+def _int(obj: dict, name: str, lo: int = 0) -> int:
+    x = _field(obj, name)
+    if type(x) is not int or x < lo:
+        raise _bad(f"Field {name!r} must be an integer >= {lo}, got {x!r:.40}", field=name)
+    return x
+
+
+def _opt_int(obj: dict, name: str, lo: int = 0) -> int | None:
+    if obj.get(name) is None:
+        return None
+    return _int(obj, name, lo)
+
+
+def _str(obj: dict, name: str, *, max_len: int = 1 << 16) -> str:
+    x = _field(obj, name)
+    if type(x) is not str or len(x) > max_len:
+        raise _bad(f"Field {name!r} must be a string, got {x!r:.40}", field=name)
+    return _dec_key(x)
+
+
+def _opt_str(obj: dict, name: str) -> str | None:
+    if obj.get(name) is None:
+        return None
+    return _str(obj, name)
+
+
+def _req(obj: dict) -> int | str:
+    x = _field(obj, "req")
+    if type(x) is int:
+        return x
+    if type(x) is str and len(x) <= 256:
+        return _dec_key(x)
+    raise _bad(f"Field 'req' must be an integer or a short string, got {x!r:.40}", field="req")
+
+
+def _attr(a: Any) -> str:
+    if type(a) is not str or not a:
+        raise _bad(f"Attribute must be a non-empty string, got {a!r:.40}")
+    if a[0] == "~":
+        a = _dec_key(a)
+    return a
+
+
+def _val(v: Any) -> Any:
+    t = type(v)
+    if t is str:
+        return _dec_str(v) if v[:1] == "~" else v
+    if t is int or t is float or t is bool:
+        return v
+    return _dec(v, 1)
+
+
+def _instant(obj: dict, name: str) -> _dt.datetime:
+    x = _val(_field(obj, name))
+    if not isinstance(x, _dt.datetime):
+        raise _bad(f"Field {name!r} must be an instant", field=name)
+    return x
+
+
+_NOT_DATOM_VALUES = (list, dict, frozenset)
+
+
+def _datoms(x: Any, last_is_tx: bool) -> tuple:
+    """``[[e a v added-or-tx] ...]`` checked and decoded (the hot loop of deltas and snapshots)."""
+    if type(x) is not list:
+        raise _bad("Field 'datoms' must be a list")
+    out = []
+    append = out.append
+    lt = int if last_is_tx else bool
+    for d in x:
+        if type(d) is not list or len(d) != 4:
+            raise _bad(f"A datom is [e a v {'tx' if last_is_tx else 'added'}], got {d!r:.80}")
+        e, a, v, last = d
+        if type(e) is not int or e <= 0 or type(last) is not lt or type(a) is not str or not a:
+            raise _bad(f"Bad datom {d!r:.80}")
+        if last_is_tx and last <= 0:
+            raise _bad(f"Bad datom {d!r:.80}")
+        if a[0] == "~":
+            a = _dec_key(a)
+        tv = type(v)
+        if tv is str:
+            if v and v[0] == "~":
+                v = _dec_str(v)
+        elif tv is not int and tv is not float and tv is not bool:
+            v = _dec(v, 1)
+            if type(v) in _NOT_DATOM_VALUES:
+                raise _bad(f"A datom's value is an atom or a tuple, got {type(v).__name__}")
+        append((e, a, v, last))
+    return tuple(out)
+
+
+def _delta_datoms(x: Any) -> tuple:
+    return _datoms(x, False)
+
+
+def _snapshot_datoms(x: Any) -> tuple:
+    return _datoms(x, True)
+
+
+def _schema_delta(obj: dict) -> SchemaDelta:
+    changes = obj.get("schema")
+    renames = obj.get("renames")
+    if changes is None and renames is None:
+        return SchemaDelta({}, ())
+    ch: dict[str, Any] = {}
+    if changes is not None:
+        if type(changes) is not dict:
+            raise _bad("Field 'schema' must be a map of attribute -> properties")
+        for name, props in changes.items():
+            name = _attr(name)
+            if props is None:
+                ch[name] = None
+                continue
+            if type(props) is not dict:
+                raise _bad(f"Schema properties of {name} must be a map")
+            ch[name] = {_attr(k): _val(v) for k, v in props.items()}
+    rn: list[tuple[str, str]] = []
+    if renames is not None:
+        if type(renames) is not list:
+            raise _bad("Field 'renames' must be a list of [old new]")
+        for r in renames:
+            if type(r) is not list or len(r) != 2:
+                raise _bad(f"A rename is [old new], got {r!r:.80}")
+            rn.append((_attr(r[0]), _attr(r[1])))
+    return SchemaDelta(ch, tuple(rn))
+
+
+def _tempids(obj: dict) -> dict:
+    x = _dec(_field(obj, "tempids"), 1)
+    if type(x) is not dict:
+        raise _bad("Field 'tempids' must be a map")
+    for k, v in x.items():
+        if type(k) not in (int, str) or type(v) is not int:
+            raise _bad(f"Bad tempid entry {k!r:.40} -> {v!r:.40}")
+    return x
+
+
+def _decode_delta(o: dict) -> Delta:
+    return Delta(_int(o, "t", 1), _int(o, "tx", 1), _instant(o, "instant"), _delta_datoms(_field(o, "datoms")),
+                 _schema_delta(o))
+
+
+def _decode_welcome(o: dict) -> Welcome:
+    mode = _str(o, "mode")
+    if mode not in ("resume", "bootstrap"):
+        raise _bad(f"Welcome mode must be resume or bootstrap, got {mode!r:.40}")
+    return Welcome(_str(o, "db_id"), _int(o, "t"), mode, _int(o, "ack_every", 1))
+
+
+def _decode_submit(o: dict) -> Submit:
+    tx = _dec(_field(o, "tx"), 1)
+    if type(tx) is not list:
+        raise _bad("Field 'tx' must be a list of forms")
+    return Submit(_req(o), tx)
+
+
+_DECODERS: dict[str, Callable[[dict], Any]] = {
+    "hello": lambda o: Hello(_dec(o.get("credentials"), 1), _opt_int(o, "t"), _opt_str(o, "db_id")),
+    "welcome": _decode_welcome,
+    "sync": lambda o: Sync(_opt_int(o, "t")),
+    "ack": lambda o: Ack(_int(o, "t")),
+    "submit": _decode_submit,
+    "tx-ok": lambda o: TxOk(_req(o), _int(o, "t"), _tempids(o)),
+    "tx-rejected": lambda o: TxRejected(_req(o), _str(o, "code"), _str(o, "message")),
+    "resync": lambda o: Resync(_str(o, "reason"), _int(o, "t")),
+    "ping": lambda o: Ping(_int(o, "n"), _opt_int(o, "t")),
+    "pong": lambda o: Pong(_int(o, "n")),
+    "error": lambda o: Error(_str(o, "code"), _str(o, "message")),
+    "delta": _decode_delta,
+    "snapshot-begin": lambda o: SnapshotBegin(
+        _int(o, "t"), _int(o, "tx"), _int(o, "max_eid"), _int(o, "datoms"), _int(o, "chunks"), _opt_str(o, "db_id")
+    ),
+    "snapshot-chunk": lambda o: SnapshotChunk(_int(o, "t"), _int(o, "seq"), _snapshot_datoms(_field(o, "datoms"))),
+    "snapshot-end": lambda o: SnapshotEnd(_int(o, "t"), _int(o, "chunks")),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages
+
+
+def _enc_datoms(ds: Any) -> list:
+    """Datoms ``(e, a, v, last)`` as JSON-ready lists (the hot loop of deltas and snapshots)."""
+    out = []
+    append = out.append
+    lo, hi = -MAX_SAFE_INT, MAX_SAFE_INT
+    for e, a, v, last in ds:
+        t = type(v)
+        if t is str:
+            if v and v[0] == "~":
+                v = "~" + v
+        elif t is not int or not lo <= v <= hi:
+            v = _enc(v)
+        if a and a[0] == "~":
+            a = "~" + a
+        append([e, a, v, last])
+    return out
+
+
+def _enc_delta(m: Delta) -> dict:
+    out: dict[str, Any] = {"t": m.t, "tx": m.tx, "instant": _enc(m.instant), "datoms": _enc_datoms(m.datoms)}
+    if m.schema.changes:
+        out["schema"] = {
+            _enc_str(a): (None if p is None else {_enc_str(k): _enc(v) for k, v in p.items()})
+            for a, p in m.schema.changes.items()
+        }
+    if m.schema.renames:
+        out["renames"] = [[_enc_str(o), _enc_str(n)] for o, n in m.schema.renames]
+    return out
+
+
+def _enc_chunk(m: SnapshotChunk) -> dict:
+    return {"t": m.t, "seq": m.seq, "datoms": _enc_datoms(m.datoms)}
+
+
+def _enc_req(req: Any) -> Any:
+    if type(req) is int:
+        return req
+    if type(req) is str:
+        return _enc_str(req)
+    raise ProtocolError("protocol/unencodable", f"A request id is an int or a str, got {req!r:.40}", {})
+
+
+_ENCODERS: dict[type, Callable[[Any], dict]] = {
+    Hello: lambda m: {"credentials": _enc(m.credentials), "t": m.t, "db_id": _enc(m.db_id)},
+    Welcome: lambda m: {"db_id": _enc_str(m.db_id), "t": m.t, "mode": m.mode, "ack_every": m.ack_every},
+    Sync: lambda m: {"t": m.t},
+    Ack: lambda m: {"t": m.t},
+    Submit: lambda m: {"req": _enc_req(m.req), "tx": _enc(list(m.tx_data))},
+    TxOk: lambda m: {"req": _enc_req(m.req), "t": m.t, "tempids": _enc(dict(m.tempids))},
+    TxRejected: lambda m: {"req": _enc_req(m.req), "code": _enc_str(m.code), "message": _enc_str(m.message)},
+    Resync: lambda m: {"reason": _enc_str(m.reason), "t": m.t},
+    Ping: lambda m: {"n": m.n, "t": m.t},
+    Pong: lambda m: {"n": m.n},
+    Error: lambda m: {"code": _enc_str(m.code), "message": _enc_str(m.message)},
+    Delta: _enc_delta,
+    SnapshotBegin: lambda m: {
+        "t": m.t, "tx": m.tx, "max_eid": m.max_eid, "datoms": m.datoms, "chunks": m.chunks, "db_id": _enc(m.db_id)
+    },
+    SnapshotChunk: _enc_chunk,
+    SnapshotEnd: lambda m: {"t": m.t, "chunks": m.chunks},
+}
+
+
+def encode(message: Any) -> bytes:
+    """``message`` as bytes (UTF-8 JSON). ``ProtocolError("protocol/unencodable")`` for a value the wire
+    cannot carry (a function, an object of an unknown type)."""
+    f = _ENCODERS.get(type(message))
+    if f is None:
+        raise ProtocolError("protocol/unencodable", f"Not a protocol message: {message!r:.80}", {})
+    body = f(message)
+    obj = {"v": PROTOCOL_VERSION, "type": message.TYPE, **body}
+    try:
+        return _DUMPS(obj).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError) as e:
+        raise ProtocolError("protocol/unencodable", f"Cannot encode {message.TYPE}: {e}", {}) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise _bad(f"JSON constant {name} is not allowed")
+
+
+def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """The message ``data`` holds; ``ProtocolError`` (``protocol/too-large``, ``protocol/malformed``,
+    ``protocol/version``) for anything else. Never raises another exception."""
+    try:
+        if isinstance(data, str):
+            size = len(data.encode("utf-8", "surrogatepass"))
+            text = data
+        elif isinstance(data, bytes | bytearray | memoryview):
+            size = len(data)
+            if size > max_size:
+                raise ProtocolError(TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_size}",
+                                    {"size": size, "max_size": max_size})
+            text = bytes(data).decode("utf-8")
+        else:
+            raise _bad(f"Expected bytes, got {type(data).__name__}")
+        if size > max_size:
+            raise ProtocolError(TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_size}",
+                                {"size": size, "max_size": max_size})
+        obj = json.loads(text, parse_constant=_reject_constant)
+        if type(obj) is not dict:
+            raise _bad("A message is a JSON object")
+        v = obj.get("v")
+        if type(v) is not int:
+            raise _bad("Missing protocol version field 'v'")
+        if v != PROTOCOL_VERSION:
+            raise ProtocolError(VERSION, f"Unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})",
+                                {"version": v, "supported": [PROTOCOL_VERSION]})
+        kind = obj.get("type")
+        dec = _DECODERS.get(kind) if type(kind) is str else None
+        if dec is None:
+            raise _bad(f"Unknown message type {kind!r:.40}", type=kind)
+        return dec(obj)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise _bad("Message nested too deeply") from None
+    except UnicodeDecodeError:
+        raise _bad("Message is not valid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise _bad(f"Message is not valid JSON: {e.msg} at {e.pos}") from None
+    except Exception as e:  # the last line of defense: nothing from the wire raises anything else
+        raise _bad(f"Malformed message ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def receive(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """The session event for bytes off the wire: ``Received(message)``, or ``Malformed(code, message)``
+    when they do not decode."""
+    from .events import Malformed, Received
+
+    try:
+        return Received(decode(data, max_size=max_size))
+    except ProtocolError as e:
+        return Malformed(e.code, e.message)
+
+
+def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None) -> tuple[int, Any]:
+    """``(t, messages)``: the snapshot of the server database ``db`` as a lazy iterator of encoded
+    messages (``snapshot-begin``, the chunks, ``snapshot-end``), ready for ``SnapshotReady``."""
+    head, chunks = snapshot(db, chunk_size, db_id=db_id)
+
+    def messages() -> Any:
+        yield encode(head)
+        for c in chunks:
+            yield encode(c)
+        yield encode(SnapshotEnd(head.t, head.chunks))
+
+    return head.t, messages()
+
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "MAX_DEPTH",
+    "MAX_SAFE_INT",
+    "decode",
+    "decode_value",
+    "encode",
+    "encode_snapshot",
+    "encode_value",
+    "receive",
+]

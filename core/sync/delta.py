@@ -1,0 +1,88 @@
+"""Deltas: what one server transaction changed, as the minimal value a replica needs.
+
+A ``Delta`` is computed from a Datomic-flavored ``TxReport``: the transaction's ``t`` (the sync
+cursor), its tx id (``TX0 + t``), its ``db/txInstant``, its datoms as ``(e, a, v, added)`` with
+attribute names (every datom of a transaction has the transaction's id, so it is not repeated), and
+the schema change it made (``SchemaDelta``: empty unless it touched schema datoms). Deltas are
+values on the wire too (``type: "delta"``); ``core.sync.codec`` encodes them once for every replica.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..db import TX0
+from ..errors import DatsyncError
+from ..transact import TxReport
+from .schema import NO_SCHEMA_CHANGE, SchemaDelta, schema_delta
+
+DeltaDatom = tuple[int, str, Any, bool]
+"""``(e, a, v, added)`` in server ids."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One server transaction as a replica applies it (and as the ``delta`` message)."""
+
+    TYPE: ClassVar[str] = "delta"
+
+    t: int
+    tx: int
+    instant: _dt.datetime
+    datoms: tuple[DeltaDatom, ...]
+    schema: SchemaDelta = NO_SCHEMA_CHANGE
+
+    def __repr__(self) -> str:
+        extra = f" schema={dict(self.schema.changes)} renames={self.schema.renames}" if self.schema else ""
+        return f"<Delta t={self.t} {len(self.datoms)} datoms{extra}>"
+
+
+def delta_from_report(report: TxReport) -> Delta:
+    """The delta of a Datomic-flavored transaction report."""
+    db = report.db_after
+    if db.flavor != "datomic":
+        raise DatsyncError("sync/flavor", "Deltas come from a Datomic-flavored server database", {})
+    tx = db.max_tx
+    instant = None
+    datoms = []
+    for d in report.tx_data:
+        if d.a == "db/txInstant" and d.e == tx and d.added:
+            instant = d.v
+        datoms.append((d.e, d.a, d.v, d.added))
+    if instant is None:  # the engine always asserts it; be defensive about hand-made reports
+        raise DatsyncError("sync/no-instant", f"Transaction {tx} has no db/txInstant datom", {"tx": tx})
+    return Delta(tx - TX0, tx, instant, tuple(datoms), schema_delta(report.db_before, db))
+
+
+# ------------------------------------------------------------------------------------------------
+# What applying a delta did
+
+
+APPLIED = "applied"
+ALREADY_APPLIED = "already-applied"
+GAP = "gap"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of ``apply_delta``: ``kind`` is ``"applied"``, ``"already-applied"`` (the replica's
+    ``t`` was already at or past the delta's: nothing changed) or ``"gap"`` (deltas are missing
+    between ``replica_t`` and ``delta_t``: nothing changed, ask the server to catch up from
+    ``replica_t``)."""
+
+    kind: str
+    replica_t: int
+    delta_t: int
+
+    @property
+    def applied(self) -> bool:
+        return self.kind == APPLIED
+
+    @property
+    def is_gap(self) -> bool:
+        return self.kind == GAP
+
+
+__all__ = ["ALREADY_APPLIED", "APPLIED", "GAP", "Delta", "DeltaDatom", "Outcome", "delta_from_report"]

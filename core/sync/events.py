@@ -1,0 +1,238 @@
+"""Events the shell feeds the protocol state machines, and effects they ask the shell to carry out.
+
+Both sessions are ``step(state, event) -> (state, effects)``. Times come in with events (``now``,
+seconds on any monotonic clock); the sessions never read a clock, do I/O or draw random numbers.
+
+Events for both sides: ``Opened`` (transport up), ``Received`` (a decoded message), ``Malformed``
+(bytes that did not decode: the ``ProtocolError``'s code and message), ``Closed`` (transport gone),
+``Timer`` (a timer the session set fired). Client only: ``SubmitTx`` (the application transacts).
+Server only: ``AuthDecision``, ``TxCommitted``, ``LogRead``, ``SnapshotReady``, ``TxAccepted``,
+``TxFailed``.
+
+Effects: ``Send`` (bytes, with the message they encode), ``SendStream`` (an iterable of encoded
+messages to send in order: a snapshot streamed lazily), ``Close``, ``SetTimer``, ``Notify``
+(client: tell the application), and the server's requests to the shell: ``Authorize``,
+``RequestLogRead``, ``RequestSnapshot``, ``RequestTransact``. The shell performs effects in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .delta import Delta
+
+# ------------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The transport is up (client: connected; server: accepted)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message arrived (decoded by ``codec.decode``)."""
+
+    message: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Bytes arrived that ``codec.decode`` refused: the ``ProtocolError``'s code and message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The transport closed (either side, or the network)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """The timer the session asked for (``SetTimer``) fired at ``now``."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitTx:
+    """Client: the application transacts ``tx_data`` (local ids) under request id ``req``."""
+
+    req: Any
+    tx_data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDecision:
+    """Server: the shell's answer to ``Authorize``: a principal (anything truthy) or None/False."""
+
+    principal: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TxCommitted:
+    """Server: a transaction committed; ``data`` is ``codec.encode(delta)``, encoded once for all
+    sessions (None: the session encodes it)."""
+
+    delta: Delta
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """Server: the answer to ``RequestLogRead(seq, from_t, to_t)``: the deltas after ``from_t`` in order,
+    as ``(delta, encoded bytes or None)``; ``deltas`` None when the log cannot serve the range."""
+
+    seq: int
+    from_t: int
+    deltas: tuple[tuple[Delta, bytes | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotReady:
+    """Server: the answer to ``RequestSnapshot(seq)``: the snapshot's ``t`` and its encoded messages
+    (``snapshot-begin``, chunks, ``snapshot-end``), possibly a lazy iterable."""
+
+    seq: int
+    t: int
+    messages: Iterable[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class TxAccepted:
+    """Server: request ``req`` committed as ``t``; ``tempids`` from ``writes.answer_tempids``."""
+
+    req: Any
+    t: int
+    tempids: Mapping[Any, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TxFailed:
+    """Server: request ``req`` was rejected (a ``TxError``'s code and message)."""
+
+    req: Any
+    code: str
+    message: str
+
+
+Event = (
+    Opened | Received | Malformed | Closed | Timer | SubmitTx | AuthDecision | TxCommitted | LogRead
+    | SnapshotReady | TxAccepted | TxFailed
+)
+
+# ------------------------------------------------------------------------------------------------
+# Effects
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``data`` (the encoding of ``message``; ``message`` may be None for pre-encoded deltas)."""
+
+    data: bytes
+    message: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendStream:
+    """Send every item of ``messages`` (encoded messages) in order, before any later effect."""
+
+    messages: Iterable[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the transport, saying why (``code`` a protocol error code or ``"normal"``)."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Feed ``Timer(now)`` to the session at time ``at`` (replaces any earlier timer)."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Client: tell the application. ``kind`` is one of ``connected``, ``synced``, ``delta``,
+    ``tx-ok``, ``tx-rejected``, ``tx-unknown``, ``resync``, ``error``, ``closed``; ``data`` has the
+    details (docs/sync.md)."""
+
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    """Server: decide whether ``credentials`` may connect; answer with ``AuthDecision``."""
+
+    credentials: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogRead:
+    """Server: read the deltas with ``from_t < t <= to_t`` from the log; answer with ``LogRead(seq, ...)``."""
+
+    seq: int
+    from_t: int
+    to_t: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSnapshot:
+    """Server: take a snapshot of the current database in chunks of ``chunk_size`` datoms; answer with
+    ``SnapshotReady(seq, ...)``."""
+
+    seq: int
+    chunk_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTransact:
+    """Server: transact ``tx_data`` (validated data forms, server ids) for ``principal``, with the
+    instant of the shell's clock; answer with ``TxAccepted`` or ``TxFailed``."""
+
+    req: Any
+    tx_data: list
+    principal: Any
+
+
+Effect = Send | SendStream | Close | SetTimer | Notify | Authorize | RequestLogRead | RequestSnapshot | RequestTransact
+
+__all__ = [
+    "AuthDecision",
+    "Authorize",
+    "Close",
+    "Closed",
+    "Effect",
+    "Event",
+    "LogRead",
+    "Malformed",
+    "Notify",
+    "Opened",
+    "Received",
+    "RequestLogRead",
+    "RequestSnapshot",
+    "RequestTransact",
+    "Send",
+    "SendStream",
+    "SetTimer",
+    "SnapshotReady",
+    "SubmitTx",
+    "Timer",
+    "TxAccepted",
+    "TxCommitted",
+    "TxFailed",
+]

@@ -1,0 +1,181 @@
+"""The protocol's messages as values (one frozen dataclass per message type).
+
+Client to server: ``Hello``, ``Sync``, ``Submit``, ``Ack``; server to client: ``Welcome``, ``Delta``,
+``SnapshotBegin``/``SnapshotChunk``/``SnapshotEnd``, ``Resync``, ``TxOk``, ``TxRejected``; both
+ways: ``Ping``, ``Pong``, ``Error``. ``TYPE`` is the message's ``type`` on the wire; docs/protocol.md
+describes each field and when it is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .delta import Delta
+from .snapshot import SnapshotBegin, SnapshotChunk, SnapshotEnd
+
+PROTOCOL_VERSION = 1
+"""The version every message carries (``v`` on the wire)."""
+
+Req = int | str
+"""A client-chosen request id (echoed in the answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client -> server, first message: who I am and where my replica is (``t`` None: no replica)."""
+
+    TYPE: ClassVar[str] = "hello"
+
+    credentials: Any = None
+    t: int | None = None
+    db_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Server -> client, answer to an accepted ``Hello``: the server's database id and ``t``, whether
+    the client resumes from its ``t`` (``mode="resume"``: deltas follow) or bootstraps
+    (``"bootstrap"``: a snapshot follows), and how often to acknowledge applied deltas."""
+
+    TYPE: ClassVar[str] = "welcome"
+
+    db_id: str
+    t: int
+    mode: str
+    ack_every: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Client -> server: bring me up to date from ``t`` (after a gap or a broken snapshot);
+    ``t`` None asks for a new snapshot."""
+
+    TYPE: ClassVar[str] = "sync"
+
+    t: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Client -> server: every delta up to ``t`` is applied (frees the server's send window)."""
+
+    TYPE: ClassVar[str] = "ack"
+
+    t: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Client -> server: transact ``tx_data`` (server ids, the client's own tempids)."""
+
+    TYPE: ClassVar[str] = "submit"
+
+    req: Req
+    tx_data: list
+
+
+@dataclass(frozen=True, slots=True)
+class TxOk:
+    """Server -> client: request ``req`` committed as transaction ``t``; ``tempids`` maps the
+    client's tempids to server entity ids (the client session maps them to local ids)."""
+
+    TYPE: ClassVar[str] = "tx-ok"
+
+    req: Req
+    t: int
+    tempids: dict
+
+
+@dataclass(frozen=True, slots=True)
+class TxRejected:
+    """Server -> client: request ``req`` was not committed: the ``TxError`` code and message."""
+
+    TYPE: ClassVar[str] = "tx-rejected"
+
+    req: Req
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Server -> client: you fell too far behind (or the log cannot catch you up); a snapshot follows."""
+
+    TYPE: ClassVar[str] = "resync"
+
+    reason: str
+    t: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Either way: are you there? Answered by ``Pong`` with the same ``n``. The server's pings carry
+    the ``t`` of the last delta it sent, so a client that lost one notices even when idle."""
+
+    TYPE: ClassVar[str] = "ping"
+
+    n: int
+    t: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Either way: the answer to ``Ping(n)``."""
+
+    TYPE: ClassVar[str] = "pong"
+
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Either way: the last message (or the connection) had a problem: a code and a message."""
+
+    TYPE: ClassVar[str] = "error"
+
+    code: str
+    message: str
+
+
+Message = (
+    Hello | Welcome | Sync | Ack | Submit | TxOk | TxRejected | Resync | Ping | Pong | Error | Delta
+    | SnapshotBegin | SnapshotChunk | SnapshotEnd
+)
+
+MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        Hello, Welcome, Sync, Ack, Submit, TxOk, TxRejected, Resync, Ping, Pong, Error, Delta,
+        SnapshotBegin, SnapshotChunk, SnapshotEnd,
+    )
+}
+"""Wire ``type`` -> message class."""
+
+CLIENT_MESSAGES = frozenset({"hello", "sync", "ack", "submit", "ping", "pong", "error"})
+SERVER_MESSAGES = frozenset(MESSAGE_TYPES) - {"hello", "sync", "ack", "submit"}
+
+
+__all__ = [
+    "CLIENT_MESSAGES",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "SERVER_MESSAGES",
+    "Ack",
+    "Delta",
+    "Error",
+    "Hello",
+    "Message",
+    "Ping",
+    "Pong",
+    "Req",
+    "Resync",
+    "SnapshotBegin",
+    "SnapshotChunk",
+    "SnapshotEnd",
+    "Submit",
+    "Sync",
+    "TxOk",
+    "TxRejected",
+    "Welcome",
+]

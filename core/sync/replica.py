@@ -1,0 +1,99 @@
+"""The replica value and ``apply_delta``: a DataScript-flavored database kept equal to the server's.
+
+A ``Replica`` holds the replica's database (DataScript flavor, local ids), the server ``t`` it
+reflects, the server schema it was derived from, the eid translation, where its data came from
+(``db_id``), and a ``pending`` slot reserved for optimistic local transactions (a later issue: the
+database an application reads will be ``db`` with ``pending`` applied on top, re-based whenever a
+delta arrives).
+
+``apply_delta`` writes the server's datoms straight into the replica's indexes (``core.db.apply_datoms``),
+so the replica's datoms *are* the server's, tx ids included, and the cost grows with the delta, not
+the database. Schema changes first rename datoms of renamed attributes and then re-derive the
+replica schema, fixing index membership of the attributes whose properties changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..db import DB, apply_datoms
+from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
+from .eids import EidMap, datoms_to_local, datoms_to_remote
+from .schema import RefInfo, apply_schema_delta, ref_info, replica_schema
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A replica: ``db`` (DataScript flavor, local ids) equal to the server's database at ``t``
+    through ``eids``; ``server_schema`` is the server's ``DB.schema`` at ``t``."""
+
+    db: DB
+    t: int
+    server_schema: Mapping[str, Mapping[str, Any]]
+    eids: EidMap
+    refs: RefInfo
+    db_id: str | None = None
+    pending: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"<Replica {self.db_id or '?'} t={self.t} {len(self.db.eavt)} datoms {self.eids!r}>"
+
+    def replace(self, **changes: Any) -> Replica:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+def server_datoms(replica: Replica) -> list[tuple]:
+    """The replica's current datoms ``(e, a, v, tx)`` in server ids, in the replica's EAVT order
+    (for comparing a replica with the server)."""
+    ds = [(k[0], k[1], k[3], k[4]) for k in replica.db.eavt]
+    return datoms_to_remote(replica.eids, replica.refs, ds)
+
+
+def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
+    """Apply ``delta`` to ``replica``: the new replica and what happened. A delta at or below the
+    replica's ``t`` changes nothing (idempotent); one beyond ``t + 1`` is a gap: nothing changes and
+    the outcome carries the replica's ``t`` to catch up from. Raises ``SyncError`` if an id cannot be
+    translated (a capped id space exhausted)."""
+    t = replica.t
+    if delta.t <= t:
+        return replica, Outcome(ALREADY_APPLIED, t, delta.t)
+    if delta.t > t + 1:
+        return replica, Outcome(GAP, t, delta.t)
+    db = replica.db
+    server_schema, refs = replica.server_schema, replica.refs
+    new_schema = None
+    if delta.schema:
+        if delta.schema.renames:
+            db = _rename(db, server_schema, delta.schema.renames)
+        server_schema = apply_schema_delta(server_schema, delta.schema)
+        refs = ref_info(server_schema)
+        new_schema = replica_schema(server_schema)
+    eids, local = datoms_to_local(replica.eids, refs, delta.datoms)
+    tx = delta.tx
+    db = apply_datoms(db, [(e, a, v, tx, added) for e, a, v, added in local], schema=new_schema, max_tx=tx)
+    return (
+        Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending),
+        Outcome(APPLIED, t, delta.t),
+    )
+
+
+def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tuple[tuple[str, str], ...]) -> DB:
+    """``db`` with the datoms of each renamed attribute rewritten under its new name (same tx),
+    as the server did: the old names keep their index membership while they are moved."""
+    mid = dict(server_schema)
+    rewrites: list[tuple] = []
+    for old, new in renames:
+        if old in server_schema:
+            mid[new] = server_schema[old]
+        for _, e, _, v, tx in db.aevt.prefix_list((old,)):
+            rewrites.append((e, old, v, tx, False))
+            rewrites.append((e, new, v, tx, True))
+    if not rewrites:
+        return db
+    return apply_datoms(db, rewrites, schema=replica_schema(mid), max_tx=db.max_tx, max_eid=db.max_eid)
+
+
+__all__ = ["Replica", "apply_delta", "server_datoms"]

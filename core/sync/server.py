@@ -1,0 +1,419 @@
+"""The server side of one client connection, as a sans-I/O state machine.
+
+``server_step(session, event) -> (session, effects)``. One ``ServerSession`` per connection; the
+shell feeds it the connection's events and every committed transaction (``TxCommitted``, the delta
+encoded once for everyone), and carries out its effects.
+
+Phases::
+
+    handshake --hello--> authorizing --AuthDecision(principal)--> catching-up | bootstrapping | live
+    catching-up --LogRead--> live (or another read, while the server moved on)
+    bootstrapping --SnapshotReady--> catching-up | live
+    live --gap in the feed--> catching-up;  any --too far behind--> bootstrapping (resync)
+    any --close, timeout, auth denied, too many errors--> closed
+
+Delivery: deltas for the client go through a queue (``queue``: unsent, contiguous after what was
+sent) and a send window (``inflight``: sent, not yet acknowledged by the client's ``ack``; at most
+``window`` deltas and ``window_bytes``). The queue is bounded (``max_buffered`` deltas and
+``max_buffered_bytes``): a client that lets it overflow is too far behind and is told to resync
+(``resync`` message, then a fresh snapshot) instead of growing the server's memory. A client that
+resumes from a ``t`` at most ``max_buffered`` behind catches up from the log (``RequestLogRead``);
+further behind, it bootstraps.
+
+``config.delta_filter`` (a pure function ``(principal, delta) -> delta | None``) is the slot for
+scoped subscriptions and security filters: each client gets what it returns (None: an empty delta,
+so the client's ``t`` still advances); re-encoded only when it differs from the shared delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import DatsyncError
+from . import events as ev
+from .codec import encode
+from .delta import Delta
+from .errors import AUTH, TIMEOUT, UNEXPECTED, VERSION
+from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
+from .messages import (
+    Ack,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Resync,
+    Submit,
+    Sync,
+    TxOk,
+    TxRejected,
+    Welcome,
+)
+from .schema import NO_SCHEMA_CHANGE
+from .writes import validate_wire_tx
+
+HANDSHAKE = "handshake"
+AUTHORIZING = "authorizing"
+CATCHING_UP = "catching-up"
+BOOTSTRAPPING = "bootstrapping"
+LIVE = "live"
+CLOSED = "closed"
+ATTACHED = frozenset({CATCHING_UP, BOOTSTRAPPING, LIVE})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What a server session needs to know (the same for every connection, typically)."""
+
+    db_id: str = "datsync"
+    window: int = 64
+    window_bytes: int = 8 << 20
+    max_buffered: int = 1024
+    max_buffered_bytes: int = 64 << 20
+    chunk_size: int = 2000
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+    handshake_timeout: float = 10.0
+    max_pending_tx: int = 64
+    max_errors: int = 16
+    delta_filter: Callable[[Any, Delta], Delta | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSession:
+    """One client connection, server side (see the module docstring for the phases)."""
+
+    config: ServerConfig
+    server_t: int
+    phase: str = HANDSHAKE
+    principal: Any = None
+    hello: Hello | None = None
+    cursor_t: int = 0
+    acked_t: int = 0
+    inflight: tuple[tuple[int, int], ...] = ()
+    inflight_bytes: int = 0
+    queue: tuple[tuple[int, bytes], ...] = ()
+    queue_bytes: int = 0
+    awaiting: int | None = None
+    seq: int = 0
+    pending_tx: frozenset = frozenset()
+    errors: int = 0
+    opened_at: float = 0.0
+    hb: Heartbeat = field(default_factory=Heartbeat)
+
+    def step(self, event: Any) -> tuple[ServerSession, list]:
+        """``server_step(self, event)``."""
+        return server_step(self, event)
+
+    @property
+    def buffered(self) -> int:
+        """Deltas held for this client: queued (unsent) plus in flight (unacknowledged)."""
+        return len(self.queue) + len(self.inflight)
+
+
+def new_server_session(config: ServerConfig, server_t: int) -> ServerSession:
+    """A session for a connection just accepted, on a server whose database is at ``server_t``."""
+    return ServerSession(
+        config, server_t, hb=Heartbeat(config.heartbeat_interval, config.heartbeat_timeout),
+    )
+
+
+def server_step(s: ServerSession, event: Any) -> tuple[ServerSession, list]:
+    """The session after ``event`` and the effects for the shell to carry out, in order. Never raises:
+    anything unexpected closes the connection with a reason."""
+    if s.phase == CLOSED:
+        return s, []
+    fx: list = []
+    try:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return s, []
+        if type(event) in (ev.Received, ev.Malformed):
+            s = replace(s, hb=hb_heard(s.hb))
+        s = handler(s, event, fx)
+    except Exception as e:  # a bug must not take the shell down: close this connection, say why
+        fx = [_send_msg(Error("protocol/internal", f"Internal error: {type(e).__name__}: {e}"))]
+        fx.append(ev.Close("protocol/internal", f"{type(e).__name__}: {e}"))
+        return replace(s, phase=CLOSED), fx
+    if s.phase != CLOSED and any(type(f) is ev.Send or type(f) is ev.SendStream for f in fx):
+        s = replace(s, hb=hb_sent(s.hb))
+    return s, fx
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _send_msg(msg: Any) -> ev.Send:
+    return ev.Send(encode(msg), msg)
+
+
+def _close(s: ServerSession, code: str, reason: str, fx: list) -> ServerSession:
+    fx.append(_send_msg(Error(code, reason)))
+    fx.append(ev.Close(code, reason))
+    return replace(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+
+
+def _for_client(s: ServerSession, delta: Delta, data: bytes | None) -> bytes:
+    f = s.config.delta_filter
+    if f is not None:
+        mine = f(s.principal, delta)
+        if mine is None:
+            mine = Delta(delta.t, delta.tx, delta.instant, (), NO_SCHEMA_CHANGE)
+        if mine is not delta:
+            return encode(mine)
+    return data if data is not None else encode(delta)
+
+
+def _append(s: ServerSession, t: int, data: bytes, fx: list) -> ServerSession:
+    cfg = s.config
+    if s.buffered + 1 > cfg.max_buffered or s.queue_bytes + s.inflight_bytes + len(data) > cfg.max_buffered_bytes:
+        return _resync(s, f"too far behind: more than {cfg.max_buffered} deltas or "
+                          f"{cfg.max_buffered_bytes} bytes waiting", fx)
+    return replace(s, queue=(*s.queue, (t, data)), queue_bytes=s.queue_bytes + len(data), cursor_t=t)
+
+
+def _flush(s: ServerSession, fx: list) -> ServerSession:
+    cfg = s.config
+    if not s.queue or s.phase not in (LIVE, CATCHING_UP):
+        return s
+    inflight, nbytes = list(s.inflight), s.inflight_bytes
+    queue = s.queue
+    i = 0
+    while i < len(queue) and len(inflight) < cfg.window and nbytes < cfg.window_bytes:
+        t, data = queue[i]
+        fx.append(ev.Send(data))
+        inflight.append((t, len(data)))
+        nbytes += len(data)
+        i += 1
+    if i == 0:
+        return s
+    sent = queue[:i]
+    return replace(s, queue=queue[i:], queue_bytes=s.queue_bytes - sum(len(d) for _, d in sent),
+                   inflight=tuple(inflight), inflight_bytes=nbytes)
+
+
+def _reset_to(s: ServerSession, t: int) -> ServerSession:
+    """Forget what was queued and in flight: the client is at ``t``."""
+    return replace(s, cursor_t=t, acked_t=t, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+
+
+def _bootstrap(s: ServerSession, fx: list) -> ServerSession:
+    seq = s.seq + 1
+    fx.append(ev.RequestSnapshot(seq, s.config.chunk_size))
+    return replace(s, phase=BOOTSTRAPPING, awaiting=seq, seq=seq, queue=(), queue_bytes=0, inflight=(),
+                   inflight_bytes=0)
+
+
+def _resync(s: ServerSession, reason: str, fx: list) -> ServerSession:
+    fx.append(_send_msg(Resync(reason, s.server_t)))
+    return _bootstrap(s, fx)
+
+
+def _catch_up(s: ServerSession, fx: list) -> ServerSession:
+    """Bring the client from ``cursor_t`` to ``server_t``: live if there, else from the log if not
+    too far, else a resync."""
+    behind = s.server_t - s.cursor_t
+    if behind <= 0:
+        return _flush(replace(s, phase=LIVE, awaiting=None), fx)
+    if s.buffered + behind > s.config.max_buffered:
+        return _resync(s, f"too far behind: {behind} transactions to catch up", fx)
+    seq = s.seq + 1
+    fx.append(ev.RequestLogRead(seq, s.cursor_t, s.server_t))
+    return _flush(replace(s, phase=CATCHING_UP, awaiting=seq, seq=seq), fx)
+
+
+# ------------------------------------------------------------------------------------------------
+# Events
+
+
+def _on_opened(s: ServerSession, e: ev.Opened, fx: list) -> ServerSession:
+    fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
+    return replace(s, opened_at=e.now, hb=hb_start(s.hb, e.now))
+
+
+def _on_timer(s: ServerSession, e: ev.Timer, fx: list) -> ServerSession:
+    if s.phase in (HANDSHAKE, AUTHORIZING) and e.now - s.opened_at >= s.config.handshake_timeout:
+        return _close(s, TIMEOUT, "handshake timeout", fx)
+    hb, action = hb_tick(s.hb, e.now)
+    s = replace(s, hb=hb)
+    if action == "timeout":
+        return _close(s, TIMEOUT, "heartbeat timeout: nothing heard from the client", fx)
+    if action == PING:
+        fx.append(_send_msg(Ping(hb.n, s.cursor_t if s.phase in ATTACHED else None)))
+    fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
+    return s
+
+
+def _on_closed(s: ServerSession, e: ev.Closed, fx: list) -> ServerSession:
+    return replace(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+
+
+def _on_malformed(s: ServerSession, e: ev.Malformed, fx: list) -> ServerSession:
+    s = replace(s, errors=s.errors + 1)
+    if s.phase in (HANDSHAKE, AUTHORIZING) or e.code == VERSION or s.errors > s.config.max_errors:
+        return _close(s, e.code, e.message, fx)
+    fx.append(_send_msg(Error(e.code, e.message)))
+    return s
+
+
+def _unexpected(s: ServerSession, what: str, fx: list) -> ServerSession:
+    s = replace(s, errors=s.errors + 1)
+    if s.phase in (HANDSHAKE, AUTHORIZING) or s.errors > s.config.max_errors:
+        return _close(s, UNEXPECTED, what, fx)
+    fx.append(_send_msg(Error(UNEXPECTED, what)))
+    return s
+
+
+def _on_received(s: ServerSession, e: ev.Received, fx: list) -> ServerSession:
+    m = e.message
+    t = type(m)
+    if t is Ping:
+        fx.append(_send_msg(Pong(m.n)))
+        return s
+    if t is Pong or t is Error:
+        return s
+    if t is Hello:
+        if s.phase != HANDSHAKE:
+            return _unexpected(s, "hello after the handshake", fx)
+        fx.append(ev.Authorize(m.credentials))
+        return replace(s, phase=AUTHORIZING, hello=m)
+    if s.phase not in ATTACHED:
+        return _unexpected(s, f"{getattr(m, 'TYPE', t.__name__)} before the handshake completed", fx)
+    if t is Ack:
+        return _on_ack(s, m, fx)
+    if t is Submit:
+        return _on_submit(s, m, fx)
+    if t is Sync:
+        return _on_sync(s, m, fx)
+    return _unexpected(s, f"a client does not send {getattr(m, 'TYPE', t.__name__)} messages", fx)
+
+
+def _on_auth(s: ServerSession, e: ev.AuthDecision, fx: list) -> ServerSession:
+    if s.phase != AUTHORIZING or s.hello is None:
+        return s
+    if not e.principal:
+        return _close(s, AUTH, "not authorized", fx)
+    h, cfg = s.hello, s.config
+    s = replace(s, principal=e.principal, hello=replace(h, credentials=None))  # keep no secrets around
+    resume = (
+        h.t is not None and h.db_id == cfg.db_id and 0 <= h.t <= s.server_t
+        and s.server_t - h.t <= cfg.max_buffered
+    )
+    fx.append(_send_msg(Welcome(cfg.db_id, s.server_t, "resume" if resume else "bootstrap", max(1, cfg.window // 2))))
+    if resume:
+        return _catch_up(_reset_to(s, h.t), fx)  # type: ignore[arg-type]
+    return _bootstrap(s, fx)
+
+
+def _on_sync(s: ServerSession, m: Sync, fx: list) -> ServerSession:
+    if m.t is None:
+        return _bootstrap(s, fx)
+    if m.t > s.server_t:
+        return _resync(s, f"your t={m.t} is ahead of the server's t={s.server_t}", fx)
+    return _catch_up(_reset_to(s, m.t), fx)
+
+
+def _on_ack(s: ServerSession, m: Ack, fx: list) -> ServerSession:
+    if m.t <= s.acked_t:
+        return s
+    keep = tuple(x for x in s.inflight if x[0] > m.t)
+    s = replace(s, acked_t=min(m.t, s.cursor_t), inflight=keep, inflight_bytes=sum(n for _, n in keep))
+    return _flush(s, fx)
+
+
+def _on_submit(s: ServerSession, m: Submit, fx: list) -> ServerSession:
+    if m.req in s.pending_tx:
+        fx.append(_send_msg(TxRejected(m.req, "sync/duplicate-request", f"Request {m.req!r} is already pending")))
+        return s
+    if len(s.pending_tx) >= s.config.max_pending_tx:
+        fx.append(_send_msg(TxRejected(m.req, "sync/overloaded",
+                                       f"More than {s.config.max_pending_tx} transactions pending")))
+        return s
+    try:
+        tx = validate_wire_tx(m.tx_data)
+    except DatsyncError as err:
+        fx.append(_send_msg(TxRejected(m.req, err.code, err.message)))
+        return s
+    fx.append(ev.RequestTransact(m.req, tx, s.principal))
+    return replace(s, pending_tx=s.pending_tx | {m.req})
+
+
+def _on_tx_accepted(s: ServerSession, e: ev.TxAccepted, fx: list) -> ServerSession:
+    if e.req not in s.pending_tx:
+        return s
+    fx.append(_send_msg(TxOk(e.req, e.t, dict(e.tempids))))
+    return replace(s, pending_tx=s.pending_tx - {e.req})
+
+
+def _on_tx_failed(s: ServerSession, e: ev.TxFailed, fx: list) -> ServerSession:
+    if e.req not in s.pending_tx:
+        return s
+    fx.append(_send_msg(TxRejected(e.req, e.code, e.message)))
+    return replace(s, pending_tx=s.pending_tx - {e.req})
+
+
+def _on_committed(s: ServerSession, e: ev.TxCommitted, fx: list) -> ServerSession:
+    d = e.delta
+    if d.t > s.server_t:
+        s = replace(s, server_t=d.t)
+    if s.phase != LIVE or d.t <= s.cursor_t:
+        return s
+    if d.t != s.cursor_t + 1:
+        return _catch_up(s, fx)
+    s = _append(s, d.t, _for_client(s, d, e.data), fx)
+    return _flush(s, fx)
+
+
+def _on_log_read(s: ServerSession, e: ev.LogRead, fx: list) -> ServerSession:
+    if s.phase != CATCHING_UP or e.seq != s.awaiting:
+        return s
+    if e.deltas is None:
+        return _resync(s, "the log cannot catch you up", fx)
+    for d, data in e.deltas:
+        if d.t <= s.cursor_t:
+            continue
+        if d.t != s.cursor_t + 1:
+            return _resync(s, f"the log skipped from t={s.cursor_t} to t={d.t}", fx)
+        s = _append(s, d.t, _for_client(s, d, data), fx)
+        if s.phase != CATCHING_UP:
+            return s
+    return _catch_up(replace(s, awaiting=None), fx)
+
+
+def _on_snapshot(s: ServerSession, e: ev.SnapshotReady, fx: list) -> ServerSession:
+    if s.phase != BOOTSTRAPPING or e.seq != s.awaiting:
+        return s
+    fx.append(ev.SendStream(e.messages))
+    s = replace(_reset_to(s, e.t), awaiting=None, server_t=max(s.server_t, e.t))
+    return _catch_up(s, fx)
+
+
+_HANDLERS: dict[type, Callable[[ServerSession, Any, list], ServerSession]] = {
+    ev.Opened: _on_opened,
+    ev.Timer: _on_timer,
+    ev.Closed: _on_closed,
+    ev.Malformed: _on_malformed,
+    ev.Received: _on_received,
+    ev.AuthDecision: _on_auth,
+    ev.TxAccepted: _on_tx_accepted,
+    ev.TxFailed: _on_tx_failed,
+    ev.TxCommitted: _on_committed,
+    ev.LogRead: _on_log_read,
+    ev.SnapshotReady: _on_snapshot,
+}
+
+__all__ = [
+    "ATTACHED",
+    "AUTHORIZING",
+    "BOOTSTRAPPING",
+    "CATCHING_UP",
+    "CLOSED",
+    "HANDSHAKE",
+    "LIVE",
+    "ServerConfig",
+    "ServerSession",
+    "new_server_session",
+    "server_step",
+]

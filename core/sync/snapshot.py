@@ -1,0 +1,208 @@
+"""Bootstrap: a snapshot of the server database at its basis ``t``, streamed in chunks, and a replica
+built from the chunks in bulk.
+
+``snapshot(db, chunk_size)`` returns the snapshot's header (``SnapshotBegin``: ``t``, tx id,
+``max_eid``, datom and chunk counts) and a lazy iterator of ``SnapshotChunk`` messages of at most
+``chunk_size`` datoms ``(e, a, v, tx)`` each: schema datoms first (every datom of a schema attribute,
+``db/ident`` included, so a consumer knows the schema before the data), then all the others in EAVT
+order. The database is an immutable value, so iterating lazily is safe while the server moves on.
+
+On the replica side ``SnapshotBuilder`` accumulates chunks (a value; ``add_chunk`` returns a new
+one) and ``build_replica`` derives the server schema from the schema datoms, translates ids, and
+bulk-builds the replica's indexes (``core.db.make_db``: sorting, not per-datom inserts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pyrsistent import PVector, pvector
+
+from ..datomic import SCHEMA_ATTRS
+from ..db import DB, TX0, make_db
+from ..history import basis_t
+from ..values import RANK_TUPLE, OrderedTuple
+from .eids import EidMap, datoms_to_local
+from .errors import ProtocolError
+from .replica import Replica
+from .schema import ref_info, replica_schema, server_schema_from_datoms
+
+SnapshotDatom = tuple[int, str, object, int]
+"""``(e, a, v, tx)`` in server ids."""
+
+DEFAULT_CHUNK_SIZE = 2000
+_EMPTY: PVector = pvector()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBegin:
+    """The header of a snapshot (and the ``snapshot-begin`` message)."""
+
+    TYPE: ClassVar[str] = "snapshot-begin"
+
+    t: int
+    tx: int
+    max_eid: int
+    datoms: int
+    chunks: int
+    db_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Chunk number ``seq`` (from 0) of the snapshot at ``t`` (the ``snapshot-chunk`` message)."""
+
+    TYPE: ClassVar[str] = "snapshot-chunk"
+
+    t: int
+    seq: int
+    datoms: tuple[SnapshotDatom, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEnd:
+    """The end of the snapshot at ``t`` (the ``snapshot-end`` message)."""
+
+    TYPE: ClassVar[str] = "snapshot-end"
+
+    t: int
+    chunks: int
+
+
+def _plain(v: object) -> object:
+    if type(v) is OrderedTuple:
+        return tuple(_plain(x) for x in v)
+    return v
+
+
+def snapshot_datoms(db: DB) -> Iterator[SnapshotDatom]:
+    """Every current datom of ``db`` as ``(e, a, v, tx)``: schema datoms first, then the rest."""
+    if db.is_view:
+        raise ValueError("snapshot of a view: take it of the database value itself")
+    schema_attrs = sorted(SCHEMA_ATTRS)
+    for a in schema_attrs:
+        for k in db.aevt.prefix((a,)):
+            yield (k[1], a, _plain(k[3]) if k[2] == RANK_TUPLE else k[3], k[4])
+    skip = frozenset(schema_attrs)
+    for e, a, r, v, tx in db.eavt:
+        if a not in skip:
+            yield (e, a, _plain(v) if r == RANK_TUPLE else v, tx)
+
+
+def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None) -> tuple[
+    SnapshotBegin, Iterator[SnapshotChunk]
+]:
+    """The snapshot of the server database ``db`` at its basis ``t``: its header and a lazy
+    iterator of chunks of at most ``chunk_size`` datoms (end with ``SnapshotEnd(t, header.chunks)``)."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    n = len(db.eavt)
+    t = basis_t(db) if db.flavor == "datomic" else db.max_tx - TX0
+    head = SnapshotBegin(t, db.max_tx, db.max_eid, n, -(-n // chunk_size), db_id)
+
+    def chunks() -> Iterator[SnapshotChunk]:
+        buf: list[SnapshotDatom] = []
+        seq = 0
+        for d in snapshot_datoms(db):
+            buf.append(d)
+            if len(buf) == chunk_size:
+                yield SnapshotChunk(t, seq, tuple(buf))
+                seq += 1
+                buf = []
+        if buf:
+            yield SnapshotChunk(t, seq, tuple(buf))
+
+    return head, chunks()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBuilder:
+    """A snapshot being received: its header and the chunks so far (in order)."""
+
+    head: SnapshotBegin
+    chunks: PVector = _EMPTY
+    count: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """True once every chunk the header announced has arrived."""
+        return len(self.chunks) == self.head.chunks and self.count == self.head.datoms
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` of the chunk expected next."""
+        return len(self.chunks)
+
+
+def begin_snapshot(head: SnapshotBegin) -> SnapshotBuilder:
+    """An empty builder for the snapshot ``head`` announces."""
+    return SnapshotBuilder(head, pvector(), 0)
+
+
+def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder:
+    """``builder`` with ``chunk`` added; ``ProtocolError`` unless it is the next chunk of this snapshot."""
+    if chunk.t != builder.head.t or chunk.seq != builder.next_seq or builder.next_seq >= builder.head.chunks:
+        raise ProtocolError(
+            "protocol/unexpected",
+            f"Snapshot chunk {chunk.seq} at t={chunk.t} does not follow chunk {builder.next_seq - 1} of "
+            f"the snapshot at t={builder.head.t} ({builder.head.chunks} chunks)",
+            {"t": chunk.t, "seq": chunk.seq},
+        )
+    return SnapshotBuilder(builder.head, builder.chunks.append(chunk.datoms), builder.count + len(chunk.datoms))
+
+
+def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Replica:
+    """The replica a complete snapshot describes, built in bulk (``ProtocolError`` if incomplete or
+    inconsistent; ``SyncError`` if a capped id space cannot hold its ids)."""
+    if not builder.complete:
+        raise ProtocolError(
+            "protocol/unexpected",
+            f"Snapshot at t={builder.head.t} is incomplete: {len(builder.chunks)} of {builder.head.chunks} chunks, "
+            f"{builder.count} of {builder.head.datoms} datoms",
+            {"t": builder.head.t},
+        )
+    return replica_from_datoms(
+        [d for chunk in builder.chunks for d in chunk], builder.head, eids if eids is not None else EidMap.identity()
+    )
+
+
+def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: EidMap) -> Replica:
+    """Bulk-build the replica of the server datoms ``(e, a, v, tx)`` at ``head.t``."""
+    server_schema = server_schema_from_datoms(d for d in datoms if d[1] in SCHEMA_ATTRS)
+    refs = ref_info(server_schema)
+    eids, local = datoms_to_local(eids, refs, datoms)
+    max_eid = head.max_eid if eids.is_identity else None
+    db = make_db(replica_schema(server_schema), "datascript", local, max_eid=max_eid, max_tx=head.tx)
+    return Replica(db, head.t, server_schema, eids, refs, head.db_id)
+
+
+def replica_of(db: DB, eids: EidMap | None = None, *, db_id: str | None = None) -> Replica:
+    """The replica of the server database ``db`` at its basis ``t`` (a snapshot without the wire)."""
+    head, chunks = snapshot(db, max(1, len(db.eavt)), db_id=db_id)
+    datoms = [d for c in chunks for d in c.datoms]
+    return replica_from_datoms(datoms, head, eids if eids is not None else EidMap.identity())
+
+
+def chunk_all(head: SnapshotBegin, chunks: Iterable[SnapshotChunk]) -> list[object]:
+    """The whole snapshot as messages: header, chunks, end (for in-memory use and tests)."""
+    return [head, *chunks, SnapshotEnd(head.t, head.chunks)]
+
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "SnapshotBegin",
+    "SnapshotBuilder",
+    "SnapshotChunk",
+    "SnapshotDatom",
+    "SnapshotEnd",
+    "add_chunk",
+    "begin_snapshot",
+    "build_replica",
+    "chunk_all",
+    "replica_from_datoms",
+    "replica_of",
+    "snapshot",
+    "snapshot_datoms",
+]

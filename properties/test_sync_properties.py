@@ -1,0 +1,202 @@
+"""Hypothesis properties of the sync pieces: codec and translation round trips, hostile input,
+and replicas fed any server stream in any order with duplicates."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from datsync.core import TX0, TxError, empty_db, transact
+from datsync.core.sync import (
+    AuthDecision,
+    ClientConfig,
+    Close,
+    EidMap,
+    Hello,
+    Opened,
+    ProtocolError,
+    Received,
+    ServerConfig,
+    Welcome,
+    apply_delta,
+    client_step,
+    datoms_to_local,
+    datoms_to_remote,
+    decode,
+    delta_from_report,
+    encode,
+    new_client_session,
+    new_server_session,
+    ref_info,
+    replica_of,
+    replica_schema,
+    server_datoms,
+    server_step,
+    tx_to_local,
+    tx_to_remote,
+)
+from datsync.core.sync.strategies import SYNC_SCHEMA, eid_maps, messages, remote_ids, server_tx_streams, wire_values
+
+from .test_sync_simulation import check_replica
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(wire_values())
+def test_every_wire_value_round_trips(v):
+    back = decode(encode(Hello(v))).credentials
+    assert back == v or (v != v and back != back)
+    assert type(back) is type(v) or (isinstance(v, set | frozenset) and type(back) is frozenset)
+
+
+@FAST
+@given(messages())
+def test_every_message_round_trips(m):
+    assert decode(encode(m)) == m
+
+
+@FAST
+@given(messages(), st.data())
+def test_mangled_bytes_never_raise_anything_but_protocol_error(m, data):
+    raw = bytearray(encode(m))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        decode(bytes(raw))
+    except ProtocolError as e:
+        assert e.code.startswith("protocol/")
+
+
+json_like = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+              st.sampled_from(["~", "~#t", "~#m", "~#s", "~:k", "~tx", "~n", "~b==", "delta", "hello"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    max_leaves=15,
+)
+
+
+@FAST
+@given(st.sampled_from(["hello", "welcome", "sync", "ack", "submit", "tx-ok", "tx-rejected", "resync", "ping",
+                        "pong", "error", "delta", "snapshot-begin", "snapshot-chunk", "snapshot-end", "?"]),
+       st.dictionaries(st.sampled_from(["t", "tx", "n", "req", "code", "message", "datoms", "instant", "schema",
+                                        "renames", "tempids", "mode", "db_id", "ack_every", "seq", "chunks",
+                                        "max_eid", "credentials", "reason"]), json_like, max_size=8))
+def test_structured_garbage_never_raises_anything_but_protocol_error(kind, fields):
+    with contextlib.suppress(ProtocolError):
+        decode(json.dumps({"v": 1, "type": kind, **fields}).encode())
+
+
+def _internal_errors(fx) -> list:
+    return [f for f in fx if isinstance(f, Close) and f.code == "protocol/internal"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages(), max_size=8))
+def test_sessions_survive_any_message_sequence(ms):
+    """Any well-formed messages, in any order, in any phase: no exception and no internal error."""
+    db = empty_db(SYNC_SCHEMA, flavor="datomic")
+    cfg = ServerConfig(db_id="db", window=2, max_buffered=3)
+    servers = [new_server_session(cfg, 1)]
+    s, _ = server_step(servers[0], Opened(0.0))
+    s, _ = server_step(s, Received(Hello("x", 1, "db")))
+    servers.append(s)
+    s, _ = server_step(s, AuthDecision("p"))
+    servers.append(s)
+    clients = [new_client_session(ClientConfig())]
+    c, _ = client_step(clients[0], Opened(0.0))
+    clients.append(c)
+    c, _ = client_step(new_client_session(ClientConfig(), replica_of(db, db_id="db")), Opened(0.0))
+    c, _ = client_step(c, Received(Welcome("db", 1, "resume", 1)))
+    clients.append(c)
+    c, _ = client_step(new_client_session(ClientConfig(eids=EidMap.capped(TX0, low=101)), replica_of(
+        db, EidMap.capped(TX0, low=101), db_id="db")), Opened(0.0))
+    clients.append(client_step(c, Received(Welcome("db", 1, "resume", 1)))[0])
+    for s in servers:
+        for m in ms:
+            s, fx = server_step(s, Received(m))
+            assert not _internal_errors(fx), fx
+    for c in clients:
+        for m in ms:
+            c, fx = client_step(c, Received(m))
+            assert not _internal_errors(fx), fx
+
+
+# ------------------------------------------------------------------------------------------------
+# Translation
+
+REFS = ref_info(SYNC_SCHEMA)
+
+
+@FAST
+@given(eid_maps(), st.lists(st.tuples(remote_ids(), st.sampled_from(["item/ref", "item/n", "item/pair",
+                                                                     "item/n+ref", "item/refs"]),
+                                      remote_ids(), st.integers(TX0, TX0 + 100)), max_size=12))
+def test_datom_translation_round_trips_and_is_a_bijection(m, raw):
+    ds = [(e, a, (3, v) if "pair" in a or "+" in a else v, tx) for e, a, v, tx in raw]
+    m2, local = datoms_to_local(m, REFS, ds)
+    assert datoms_to_remote(m2, REFS, local) == ds
+    pairs = dict(m2.items())
+    assert len(set(pairs.values())) == len(pairs)  # no two server ids share a local id
+    if not m2.is_identity:
+        assert all(m2.start <= x < m2.cap for x in pairs.values())
+        for e, _, _, _ in local:
+            assert e < m2.cap or e >= TX0  # local entity ids fit the capped space
+
+
+@FAST
+@given(eid_maps(), st.lists(remote_ids(), min_size=3, max_size=3))
+def test_tx_translation_round_trips(m, ids):
+    a, b, c = ids
+    tx = [["db/add", a, "item/ref", b], {"db/id": a, "item/refs": [b, c, ("item/label", "x")], "item/_ref": c,
+                                         "item/part": [{"item/label": "p", "item/ref": a}]},
+          ["db/cas", a, "item/ref", b, c], ["db/retractEntity", c], ["db/add", "t", "item/pair", (1, b)]]
+    m2, local = tx_to_local(m, REFS, SYNC_SCHEMA, tx)
+    assert tx_to_remote(m2, REFS, SYNC_SCHEMA, local) == tx
+
+
+# ------------------------------------------------------------------------------------------------
+# Replicas fed a whole stream, in any order, with duplicates
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(server_tx_streams(max_txs=25), st.randoms(use_true_random=False), st.booleans())
+def test_any_delivery_order_with_duplicates_converges(stream, rnd, capped):
+    db = empty_db(SYNC_SCHEMA, flavor="datomic")
+    eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
+    replica = replica_of(db, eids)
+    dbs = {replica.t: db}
+    wire = []
+    for i, tx in enumerate(stream):
+        try:
+            r = transact(db, tx, instant=dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i))
+        except TxError:
+            continue
+        db = r.db_after
+        d = delta_from_report(r)
+        dbs[d.t] = db
+        wire.append(encode(d))
+    assume(wire)
+    pending = wire + [rnd.choice(wire) for _ in range(len(wire) // 2)]
+    rnd.shuffle(pending)
+    for _ in range((len(pending) + 1) ** 2):
+        if not pending:
+            break
+        data = pending.pop(0)
+        before = replica
+        replica, out = apply_delta(replica, decode(data))
+        if out.is_gap:
+            assert replica is before
+            pending.append(data)  # asked again later: never skipped
+        elif out.applied:
+            check_replica(replica, dbs[replica.t], "stream")
+        else:
+            assert replica is before
+    check_replica(replica, db, "end of stream")
+    assert replica.db.schema == replica_schema(db.schema)
+    assert sorted(server_datoms(replica)) == sorted((k[0], k[1], k[3], k[4]) for k in db.eavt)

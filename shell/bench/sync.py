@@ -1,0 +1,190 @@
+"""Sync benchmarks: applying deltas, bootstrapping a replica, the wire codec against plain ``json``.
+
+* ``apply-1-datom-1k`` / ``apply-1-datom-200k``: apply a delta of one datom (a transaction asserting
+  one value, plus its ``db/txInstant``) to a replica of about 1k datoms, and to one of about 192k
+  (the 20k-people database). The cost grows with the delta, not the database: the two are close.
+* ``bootstrap-people``: the 20k-people database (Datomic flavor, ~192k datoms) to a live replica:
+  snapshot in chunks, encode every chunk, decode it, build the replica in bulk.
+* ``codec-encode-delta`` / ``json-encode-delta`` (and ``-decode-``, and ``-chunk`` for a 2,000-datom
+  snapshot chunk): our tagged, validated codec against plain ``json.dumps``/``json.loads`` of the
+  same message with untagged values.
+
+Run them with ``python -m datsync.shell.bench.sync [NAMES ...]``; each prints the median ms/op and,
+where it means something, datoms per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from datsync.core import empty_db, kw, transact
+from datsync.core.datomic import EPOCH
+from datsync.core.sync import (
+    Delta,
+    SnapshotEnd,
+    add_chunk,
+    apply_delta,
+    begin_snapshot,
+    build_replica,
+    decode,
+    delta_from_report,
+    encode,
+    replica_of,
+    snapshot,
+)
+
+from .engine import datasets
+from .harness import bench
+
+_TYPES = {
+    "name": ("string", "one"), "last-name": ("string", "one"), "full-name": ("string", "one"),
+    "alias": ("string", "many"), "sex": ("string", "one"), "age": ("long", "one"), "salary": ("long", "one"),
+}
+SERVER_SCHEMA = {
+    a: {"db/valueType": kw(f"db.type/{t}"), "db/cardinality": kw(f"db.cardinality/{c}")} for a, (t, c) in _TYPES.items()
+}
+"""The people dataset's attributes as a Datomic schema."""
+
+
+@cache
+def server_db(n_people: int = 20000) -> Any:
+    """A Datomic-flavored server database of the first ``n_people`` people (20k: ~192k datoms)."""
+    db = empty_db(SERVER_SCHEMA, flavor="datomic")
+    return transact(db, datasets().people[:n_people], instant=EPOCH).db_after
+
+
+@cache
+def _apply_case(n_people: int) -> tuple[Any, Delta]:
+    db = server_db(n_people)
+    e = next(k[1] for k in db.aevt.prefix(("age",)))
+    report = transact(db, [["db/add", e, "age", 1000]], instant=EPOCH)
+    return replica_of(db), delta_from_report(report)
+
+
+def apply_small() -> Any:
+    """A one-datom delta applied to a replica of ~1k datoms (100 people)."""
+    replica, delta = _apply_case(100)
+    return apply_delta(replica, delta)
+
+
+def apply_large() -> Any:
+    """A one-datom delta applied to a replica of ~192k datoms (20k people)."""
+    replica, delta = _apply_case(20000)
+    return apply_delta(replica, delta)
+
+
+def bootstrap_people() -> Any:
+    """Snapshot the 20k-people server database, encode, decode, build the replica."""
+    db = server_db()
+    head, chunks = snapshot(db, 2000, db_id="bench")
+    wire = [encode(head), *(encode(c) for c in chunks), encode(SnapshotEnd(head.t, head.chunks))]
+    msgs = [decode(b) for b in wire]
+    b = begin_snapshot(msgs[0])
+    for m in msgs[1:-1]:
+        b = add_chunk(b, m)
+    return build_replica(b)
+
+
+@cache
+def _messages() -> dict[str, tuple[Any, Any]]:
+    """The delta of a transaction of 15 people (~140 datoms) and a 2,000-datom snapshot chunk, each
+    with the same data as plain JSON-ready structures."""
+    db = server_db(1000)
+    report = transact(db, datasets().people[1000:1015], instant=EPOCH)
+    delta = delta_from_report(report)
+    plain_delta = {"v": 1, "type": "delta", "t": delta.t, "tx": delta.tx, "instant": delta.instant.isoformat(),
+                   "datoms": [[e, a, v.isoformat() if a == "db/txInstant" else v, added]
+                              for e, a, v, added in delta.datoms]}
+    _, chunks = snapshot(server_db(), 2000)
+    next(chunks)
+    chunk = next(chunks)
+    plain_chunk = {"v": 1, "type": "snapshot-chunk", "t": chunk.t, "seq": chunk.seq,
+                   "datoms": [list(d) for d in chunk.datoms]}
+    return {"delta": (delta, plain_delta), "chunk": (chunk, plain_chunk)}
+
+
+def _codec_pair(which: str) -> dict[str, Callable[[], Any]]:
+    def ours_enc() -> Any:
+        return encode(_messages()[which][0])
+
+    def json_enc() -> Any:
+        return json.dumps(_messages()[which][1], separators=(",", ":")).encode()
+
+    ours_bytes = cache(lambda: encode(_messages()[which][0]))
+    json_bytes = cache(lambda: json.dumps(_messages()[which][1], separators=(",", ":")).encode())
+
+    def ours_dec() -> Any:
+        return decode(ours_bytes())
+
+    def json_dec() -> Any:
+        return json.loads(json_bytes())
+
+    return {
+        f"codec-encode-{which}": ours_enc, f"json-encode-{which}": json_enc,
+        f"codec-decode-{which}": ours_dec, f"json-decode-{which}": json_dec,
+    }
+
+
+SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
+    "apply-1-datom-1k": apply_small,
+    "apply-1-datom-200k": apply_large,
+    "bootstrap-people": bootstrap_people,
+    **_codec_pair("delta"),
+    **_codec_pair("chunk"),
+}
+"""Benchmark name -> the operation timed."""
+
+SYNC_SETUP: dict[str, Callable[[], Any]] = {
+    "apply-1-datom-1k": lambda: _apply_case(100),
+    "apply-1-datom-200k": lambda: _apply_case(20000),
+    "bootstrap-people": server_db,
+    **{name: _messages for name in SYNC_BENCHMARKS if "code" in name or "json" in name},
+}
+"""Fixtures built before timing starts."""
+
+
+def datoms_per_op(name: str) -> int | None:
+    """How many datoms one run of benchmark ``name`` moves (for datoms/second), if that means something."""
+    if name == "bootstrap-people":
+        return len(server_db().eavt)
+    if name.endswith("-delta"):
+        return len(_messages()["delta"][0].datoms)
+    if name.endswith("-chunk"):
+        return len(_messages()["chunk"][0].datoms)
+    if name.startswith("apply-"):
+        return len(_apply_case(100 if name.endswith("1k") else 20000)[1].datoms)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sync benchmarks named (all by default) and print a table."""
+    p = argparse.ArgumentParser(prog="python -m datsync.shell.bench.sync", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", help=f"benchmarks (default: all): {' '.join(SYNC_BENCHMARKS)}")
+    p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--sample-ms", type=float, default=1000)
+    p.add_argument("--warmup-ms", type=float, default=1000)
+    args = p.parse_args(argv)
+    names = args.names or list(SYNC_BENCHMARKS)
+    unknown = [n for n in names if n not in SYNC_BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s): {' '.join(unknown)}")
+    width = max(len(n) for n in names)
+    print(f"{'bench':<{width}}  {'ms/op':>10}  {'datoms/s':>12}  datoms/op")
+    for name in names:
+        if name in SYNC_SETUP:
+            SYNC_SETUP[name]()
+        t = bench(SYNC_BENCHMARKS[name], samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+        n = datoms_per_op(name)
+        rate = f"{n / t.median * 1000:12,.0f}" if n else f"{'-':>12}"
+        print(f"{name:<{width}}  {t.median:10.4f}  {rate}  {n or '-'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The connection: the single atom-like reference to the server's current database value.
+
+``transact`` is the core's pure ``transact`` + a durable append to the store + a swap of the
+reference + a notification to listeners, in that order: nobody sees a value that is not on disk.
+Transactions queue to one writer task, which applies every waiting transaction in order and makes
+them durable in one commit (group commit), then acknowledges each. A transaction the core rejects
+gets its ``TxError`` and changes nothing; the others in its batch are not affected.
+
+Listeners get ``(report, delta, payload)`` on bounded channels (Datomic's tx-report-queue): a
+listener that does not keep up is dropped and told so, it never stalls the writer.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from datsync.core import DB, TxError, TxReport, empty_db, from_history, transact
+from datsync.core.history import basis_t, history
+from datsync.core.sync import Delta, decode, decode_value, delta_from_report, encode, encode_value
+
+from .store import LogEntry, Store
+
+log = logging.getLogger("datsync.connection")
+
+Clock = Callable[[], _dt.datetime]
+
+
+def utc_now() -> _dt.datetime:
+    """The wall clock, in UTC: the shell's only source of transaction instants."""
+    return _dt.datetime.now(_dt.UTC)
+
+
+@dataclass
+class _Pending:
+    tx_data: Any
+    tx_meta: Any
+    done: trio.Event = field(default_factory=trio.Event)
+    report: TxReport | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What listeners receive for every committed transaction: the report, its delta, and the
+    delta's encoded bytes (encoded once, sent as is to every replica that may see all of it)."""
+
+    report: TxReport
+    delta: Delta
+    payload: bytes
+
+
+class ListenerOverflow(Exception):
+    """A listener fell more than its buffer behind and was dropped."""
+
+
+def encode_events(db: DB) -> bytes:
+    """Every assertion and retraction of ``db`` (its history), as checkpoint bytes."""
+    events = [[d.e, d.a, encode_value(d.v), d.tx, d.added] for d in history_datoms(db)]
+    return json.dumps({"t": basis_t(db), "events": events}, separators=(",", ":")).encode()
+
+
+def history_datoms(db: DB) -> list:
+    """All of ``db``'s history datoms (assertions and retractions)."""
+    from datsync.core import datoms
+
+    return datoms(history(db), "eavt")
+
+
+def decode_events(payload: bytes) -> list[tuple]:
+    """The events of a checkpoint payload."""
+    data = json.loads(payload)
+    return [(e, a, decode_value(v), tx, added) for e, a, v, tx, added in data["events"]]
+
+
+def delta_events(delta: Delta) -> list[tuple]:
+    """The datoms of a delta as history events."""
+    return [(e, a, v, delta.tx, added) for e, a, v, added in delta.datoms]
+
+
+class Connection:
+    """The server's database: ``conn.db`` is the current value; ``await conn.transact(...)``.
+
+    Create with ``await Connection.open(store)`` inside a nursery-owning task and run
+    ``conn.run_writer`` in a nursery (``Connection.serve`` does both)."""
+
+    def __init__(self, store: Store, db: DB, *, clock: Clock = utc_now, max_batch: int = 1000):
+        self.store = store
+        self.db = db
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue_send, self._queue_recv = trio.open_memory_channel[_Pending](math.inf)
+        self._listeners: list[trio.MemorySendChannel] = []
+        self._last_instant: _dt.datetime | None = None
+
+    @classmethod
+    def recover(cls, store: Store, *, clock: Clock = utc_now) -> Connection:
+        """The connection over ``store``'s database: the latest checkpoint plus the log after it,
+        rebuilt in bulk (no transaction is re-run)."""
+        cp = store.latest_checkpoint()
+        if cp is not None:
+            cp_t, payload = cp
+            events = decode_events(payload)
+        else:
+            cp_t, events = 0, [tuple(d) for d in history_datoms(empty_db(flavor="datomic"))]
+        tail = store.read_log(cp_t)
+        for entry in tail:
+            events += delta_events(decode(entry.payload))
+        db = from_history(events) if (cp is not None or tail) else empty_db(flavor="datomic")
+        log.info("recovered database at t=%d (checkpoint t=%d, %d events)", basis_t(db), cp_t, len(events))
+        return cls(store, db, clock=clock)
+
+    @property
+    def t(self) -> int:
+        """The basis ``t`` of the current value."""
+        return basis_t(self.db)
+
+    async def transact(self, tx_data: Any, tx_meta: Any = None) -> TxReport:
+        """Transact, wait until durable, return the report; raise ``TxError`` if the core rejects it."""
+        pending = _Pending(tx_data, tx_meta)
+        await self._queue_send.send(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.report is not None
+        return pending.report
+
+    def listen(self, buffer: int = 1000) -> trio.MemoryReceiveChannel:
+        """A channel of ``Committed`` values, one per transaction from now on. If the listener
+        falls ``buffer`` transactions behind, its channel is closed (it must resync)."""
+        send, recv = trio.open_memory_channel[Committed](buffer)
+        self._listeners.append(send)
+        return recv
+
+    def _instant(self) -> _dt.datetime:
+        now = self._clock()
+        if self._last_instant is not None and now < self._last_instant:
+            now = self._last_instant
+        self._last_instant = now
+        return now
+
+    async def run_writer(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """The one task that changes the database: batch, apply, make durable, swap, notify."""
+        task_status.started()
+        async with self._queue_recv:
+            while True:
+                batch = [await self._queue_recv.receive()]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._queue_recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        db = self.db
+        done: list[tuple[_Pending, Committed]] = []
+        for p in batch:
+            try:
+                report = transact(db, p.tx_data, p.tx_meta, instant=self._instant())
+            except TxError as e:
+                p.error = e
+                continue
+            except Exception as e:  # a bug or a bad input the core did not classify: reject, keep serving
+                log.exception("transaction failed unexpectedly")
+                p.error = TxError("db.error/internal", f"Transaction failed: {type(e).__name__}: {e}", {})
+                continue
+            delta = delta_from_report(report)
+            done.append((p, Committed(report, delta, encode(delta))))
+            db = report.db_after
+        if done:
+            entries = [LogEntry(c.delta.t, c.delta.tx, c.payload) for _, c in done]
+            try:
+                await trio.to_thread.run_sync(self.store.append, entries)
+            except Exception as e:
+                log.exception("store append failed; %d transactions not committed", len(done))
+                for p, _ in done:
+                    p.error = TxError("db.error/storage", f"The store could not commit: {e}", {})
+                    p.done.set()
+                for p in batch:
+                    p.done.set()
+                return
+            self.db = db
+            for p, c in done:
+                p.report = c.report
+                self._notify(c)
+        for p in batch:
+            p.done.set()
+
+    def _notify(self, committed: Committed) -> None:
+        for ch in list(self._listeners):
+            try:
+                ch.send_nowait(committed)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._listeners.remove(ch)
+                ch.close()
+
+    async def checkpoint(self) -> int:
+        """Write a checkpoint of the current value; returns its ``t``."""
+        db = self.db
+        payload = await trio.to_thread.run_sync(encode_events, db)
+        await trio.to_thread.run_sync(self.store.write_checkpoint, basis_t(db), payload)
+        return basis_t(db)

@@ -1,0 +1,148 @@
+"""The SQLite store and the connection over it: durability, group commit, recovery, listeners."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+import trio
+
+from datsync.core import TxError, datoms, kw, pull
+from datsync.shell.connection import Connection
+from datsync.shell.store import LogEntry, Store, StoreError
+
+SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
+              "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
+
+
+def test_store_log_and_checkpoints(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    assert store.last_t() == 0 and store.latest_checkpoint() is None
+    store.append([LogEntry(1, 536870913, b"a"), LogEntry(2, 536870914, b"b")])
+    store.append([LogEntry(3, 536870915, b"c")])
+    assert [e.t for e in store.read_log(1)] == [2, 3]
+    assert store.read_log(0, limit=1) == [LogEntry(1, 536870913, b"a")]
+    store.write_checkpoint(2, b"cp2")
+    store.write_checkpoint(3, b"cp3")
+    assert store.latest_checkpoint() == (3, b"cp3")
+    assert store.stats()["log_entries"] == 3
+    db_id = store.db_id
+    store.close()
+    again = Store(tmp_path / "s.sqlite")
+    assert again.db_id == db_id and again.last_t() == 3
+    with pytest.raises(sqlite3.IntegrityError):
+        again.append([LogEntry(3, 536870915, b"dup")])
+    assert again.read_log(2) == [LogEntry(3, 536870915, b"c")]
+
+
+def test_store_rejects_files_that_are_not_stores(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as e:
+        Store(bad)
+    assert e.value.code == "store/unreadable"
+
+
+def test_store_backup_is_a_working_store(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.append([LogEntry(1, 536870913, b"a")])
+    store.backup(tmp_path / "copy.sqlite")
+    assert Store(tmp_path / "copy.sqlite").read_log(0) == [LogEntry(1, 536870913, b"a")]
+
+
+def clock_from(start: dt.datetime):
+    ticks = iter(range(10**9))
+    return lambda: start + dt.timedelta(milliseconds=next(ticks))
+
+
+async def _writes(conn: Connection, n: int) -> None:
+    async def one(i: int) -> None:
+        await conn.transact([{"person/name": f"p{i}"}])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(one, i)
+
+
+def test_connection_commits_groups_recovers(tmp_path):
+    path = tmp_path / "db.sqlite"
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    async def main() -> tuple[list, int]:
+        store = Store(path)
+        conn = Connection.recover(store, clock=clock_from(start))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            events = conn.listen()
+            report = await conn.transact(SCHEMA_TX)
+            assert report.db_after is conn.db
+            await _writes(conn, 100)
+            with pytest.raises(TxError) as e:
+                await conn.transact([["db/add", -1, "person/name", 5]])
+            assert e.value.code == "db.error/wrong-type-for-attribute"
+            assert conn.t == 101 and store.last_t() == 101     # the rejected one left no trace
+            seen = [events.receive_nowait().delta.t for _ in range(101)]
+            assert seen == list(range(1, 102))
+            assert await conn.checkpoint() == 101
+            await conn.transact([{"person/name": "after"}])
+            nursery.cancel_scope.cancel()
+        store.close()
+        return list(datoms(conn.db, "eavt")), conn.t
+
+    before, t = trio.run(main)
+    conn = Connection.recover(Store(path))
+    assert conn.t == t == 102
+    assert list(datoms(conn.db, "eavt")) == before
+    assert pull(conn.db, "[:person/name]", ("person/name", "after")) == {"person/name": "after"}
+
+
+def test_recovery_from_the_log_alone(tmp_path):
+    path = tmp_path / "db.sqlite"
+
+    async def main() -> list:
+        conn = Connection.recover(Store(path))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            await conn.transact(SCHEMA_TX)
+            await conn.transact([{"person/name": "a"}, {"person/name": "b"}])
+            await conn.transact([["db/retractEntity", ("person/name", "a")]])
+            nursery.cancel_scope.cancel()
+        return list(datoms(conn.db, "eavt"))
+
+    before = trio.run(main)
+    assert list(datoms(Connection.recover(Store(path)).db, "eavt")) == before
+
+
+def test_instants_never_go_backwards(tmp_path):
+    times = iter([dt.datetime(2026, 1, 2, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
+
+    async def main() -> list:
+        conn = Connection.recover(Store(tmp_path / "db.sqlite"), clock=lambda: next(times))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            r1 = await conn.transact(SCHEMA_TX)
+            r2 = await conn.transact([{"person/name": "x"}])
+            nursery.cancel_scope.cancel()
+        return [r1.tx_data[0].v, r2.tx_data[0].v]
+
+    first, second = trio.run(main)
+    assert second >= first
+
+
+def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
+    async def main() -> None:
+        conn = Connection.recover(Store(tmp_path / "db.sqlite"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            slow = conn.listen(buffer=2)
+            await conn.transact(SCHEMA_TX)
+            await _writes(conn, 5)
+            assert conn.t == 6
+            got = []
+            async for c in slow:
+                got.append(c.delta.t)
+            assert got == [1, 2]    # then closed: it must resync
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -1,0 +1,183 @@
+"""Replicas: applying deltas (idempotence, gaps), apply_datoms, bootstrap snapshots in chunks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from datsync.core import TX0, Datom, datoms, empty_db, kw, transact
+from datsync.core.datomic import SCHEMA_ATTRS
+from datsync.core.db import apply_datoms
+from datsync.core.sync import (
+    ALREADY_APPLIED,
+    APPLIED,
+    GAP,
+    EidMap,
+    ProtocolError,
+    SnapshotBegin,
+    SnapshotChunk,
+    add_chunk,
+    apply_delta,
+    begin_snapshot,
+    build_replica,
+    delta_from_report,
+    replica_of,
+    server_datoms,
+    snapshot,
+    snapshot_datoms,
+)
+
+ONE, MANY = kw("db.cardinality/one"), kw("db.cardinality/many")
+SCHEMA = {
+    "p/name": {"db/valueType": kw("db.type/string"), "db/cardinality": ONE, "db/unique": kw("db.unique/identity")},
+    "p/friend": {"db/valueType": kw("db.type/ref"), "db/cardinality": MANY},
+    "p/age": {"db/valueType": kw("db.type/long"), "db/cardinality": ONE},
+}
+
+
+def stream(n: int = 6):
+    """A server db and the reports of ``n`` transactions."""
+    db = empty_db(SCHEMA, flavor="datomic")
+    base = db
+    reports = []
+    for i in range(n):
+        r = transact(db, [{"p/name": f"n{i}", "p/age": i, "p/friend": [("p/name", "n0")] if i else []},
+                          *([["db/retractEntity", ("p/name", f"n{i - 2}")]] if i >= 3 else [])],
+                     instant=dt.datetime(2020, 1, 1 + i, tzinfo=dt.UTC))
+        reports.append(r)
+        db = r.db_after
+    return base, reports
+
+
+def current(db):
+    return sorted((k[0], k[1], k[3], k[4]) for k in db.eavt)
+
+
+def test_apply_in_order_equals_the_server_and_tracks_max_tx():
+    base, reports = stream()
+    rep = replica_of(base)
+    assert rep.t == 1 and rep.db.flavor == "datascript"
+    for r in reports:
+        rep, out = apply_delta(rep, delta_from_report(r))
+        assert out.kind == APPLIED and out.delta_t == rep.t
+        assert sorted(server_datoms(rep)) == current(r.db_after)
+        assert rep.db.max_tx == r.db_after.max_tx
+    assert rep.pending == ()
+
+
+def test_applying_twice_changes_nothing():
+    base, reports = stream(3)
+    rep = replica_of(base)
+    deltas = [delta_from_report(r) for r in reports]
+    for d in deltas:
+        rep, _ = apply_delta(rep, d)
+    for d in deltas:
+        again, out = apply_delta(rep, d)
+        assert again is rep and out.kind == ALREADY_APPLIED and out.replica_t == rep.t
+
+
+def test_a_gap_is_reported_and_never_skipped():
+    base, reports = stream(4)
+    rep = replica_of(base)
+    deltas = [delta_from_report(r) for r in reports]
+    rep, _ = apply_delta(rep, deltas[0])
+    same, out = apply_delta(rep, deltas[2])
+    assert same is rep and out.kind == GAP and out.is_gap and (out.replica_t, out.delta_t) == (rep.t, deltas[2].t)
+    rep, out = apply_delta(rep, deltas[1])
+    assert out.applied
+    rep, out = apply_delta(rep, deltas[2])
+    assert out.applied
+
+
+def test_cost_grows_with_the_delta_not_the_database():
+    """Applying a delta shares every untouched index leaf with the replica before it."""
+    db = empty_db(SCHEMA, flavor="datomic")
+    db = transact(db, [{"p/name": f"n{i}", "p/age": i} for i in range(5000)]).db_after
+    rep = replica_of(db)
+    r = transact(db, [["db/add", ("p/name", "n42"), "p/age", 1000]])
+    rep2, out = apply_delta(rep, delta_from_report(r))
+    assert out.applied
+    for name in ("eavt", "aevt", "avet"):
+        old, new = getattr(rep.db, name)._leaves, getattr(rep2.db, name)._leaves
+        shared = len({id(x) for x in old} & {id(x) for x in new})
+        assert shared >= len(old) - 3, name
+
+
+def test_apply_datoms_writes_and_retracts_exactly():
+    db = empty_db({"r": {"db/valueType": kw("db.type/ref")}, "u": {"db/unique": kw("db.unique/identity")}})
+    db2 = apply_datoms(db, [Datom(1, "u", "a", TX0 + 1, True), (1, "r", 2, TX0 + 1, True), (2, "x", 5, TX0 + 1, True)])
+    assert db2.max_tx == TX0 + 1 and db2.max_eid == 2
+    assert [d.e for d in datoms(db2, "avet", "u", "a")] == [1]
+    assert [d.e for d in datoms(db2, "vaet", 2)] == [1]
+    db3 = apply_datoms(db2, [(1, "r", 2, TX0 + 2, False), (1, "u", "a", TX0 + 2, True), (9, "x", 1, TX0 + 2, False)])
+    assert not datoms(db3, "vaet", 2) and len(db3.eavt) == 2 and db3.max_tx == TX0 + 2
+    assert datoms(db3, "eavt", 1, "u")[0].tx == TX0 + 1  # an assertion of a current datom is a no-op
+    assert len(db2.eavt) == 3  # values are immutable
+
+
+def test_apply_datoms_fixes_index_membership_when_props_change():
+    db = apply_datoms(empty_db({}), [(1, "a", 1, TX0 + 1, True), (2, "a", 2, TX0 + 1, True)])
+    assert len(db.avet) == 0
+    db2 = apply_datoms(db, [], schema={"a": {"db/index": True}})
+    assert [d.v for d in datoms(db2, "avet", "a")] == [1, 2] and db2.schema == {"a": {"db/index": True}}
+    db3 = apply_datoms(db2, [], schema={})
+    assert len(db3.avet) == 0
+
+
+def test_apply_datoms_on_a_datomic_db_records_history():
+    db = empty_db(SCHEMA, flavor="datomic")
+    n = len(db.heavt)
+    db2 = apply_datoms(db, [(101, "p/age", 3, db.max_tx + 1, True)])
+    assert len(db2.heavt) == n + 1 and len(db2.haevt) == n + 1
+
+
+def test_snapshot_streams_schema_first_in_bounded_chunks():
+    _base, reports = stream()
+    db = reports[-1].db_after
+    head, chunks = snapshot(db, 7, db_id="srv")
+    chunks = list(chunks)
+    assert head == SnapshotBegin(db.max_tx - TX0, db.max_tx, db.max_eid, len(db.eavt), len(chunks), "srv")
+    assert all(len(c.datoms) <= 7 for c in chunks) and [c.seq for c in chunks] == list(range(len(chunks)))
+    flat = [d for c in chunks for d in c.datoms]
+    assert sorted(flat) == current(db)
+    n_schema = sum(1 for d in flat if d[1] in SCHEMA_ATTRS)
+    assert all(d[1] in SCHEMA_ATTRS for d in flat[:n_schema])
+    assert list(snapshot_datoms(db)) == flat
+
+
+def test_replica_built_from_chunks_equals_the_server():
+    _base, reports = stream()
+    db = reports[-1].db_after
+    for eids in (EidMap.identity(), EidMap.capped(TX0, low=101, start=9000)):
+        head, chunks = snapshot(db, 5)
+        b = begin_snapshot(head)
+        for c in chunks:
+            assert not b.complete
+            b = add_chunk(b, c)
+        rep = build_replica(b, eids)
+        assert rep.t == head.t and rep.db.max_tx == db.max_tx
+        assert sorted(server_datoms(rep)) == current(db)
+        assert rep.server_schema == db.schema
+
+
+def test_chunks_out_of_order_or_missing_are_refused():
+    _base, reports = stream()
+    head, chunks = snapshot(reports[-1].db_after, 10)
+    chunks = list(chunks)
+    b = begin_snapshot(head)
+    with pytest.raises(ProtocolError):
+        add_chunk(b, chunks[1])
+    with pytest.raises(ProtocolError):
+        add_chunk(b, SnapshotChunk(head.t + 1, 0, chunks[0].datoms))
+    with pytest.raises(ProtocolError) as e:
+        build_replica(add_chunk(b, chunks[0]))
+    assert "incomplete" in e.value.message
+
+
+def test_snapshot_of_a_view_is_refused():
+    from datsync.core import as_of
+
+    _base, reports = stream(2)
+    with pytest.raises(ValueError):
+        list(snapshot_datoms(as_of(reports[-1].db_after, 1)))
