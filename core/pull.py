@@ -29,7 +29,6 @@ whole, recursively. A missing entity pulls as None. Specs with the same result k
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -38,6 +37,7 @@ from pyrsistent import PMap, thaw
 from .db import DB, datoms, entid
 from .edn import EdnError, read_edn, write_edn
 from .errors import QueryError
+from .forms import FormCache
 from .index import TOP
 from .schema import Props, is_reverse_attr, reverse_attr
 from .values import Keyword, Symbol
@@ -397,44 +397,15 @@ class _Compiled:
         self.wild: dict[str, PullAttr] = {}
 
 
-_CACHE: OrderedDict[Any, _Compiled] = OrderedDict()
-_CACHE_SIZE = 512
-
-
-def _freeze(x: Any) -> Any:
-    t = type(x)
-    if t is str:
-        return x
-    if t is list:
-        return ("[", *map(_freeze, x))
-    if t is tuple:
-        return ("(", *map(_freeze, x))
-    if t is dict:
-        return ("{", *((_freeze(k), _freeze(v)) for k, v in x.items()))
-    if t is set or t is frozenset:
-        return ("#", frozenset(map(_freeze, x)))
-    hash(x)
-    return (t, x)
+_CACHE = FormCache(512)
 
 
 def _compiled(props: Props, pattern: Any) -> _Compiled:
-    edn = isinstance(pattern, str)
-    try:
-        key = (pattern if edn else _freeze(pattern), props)
-    except TypeError:
-        key = None
-    if key is not None:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    parser = _Parser(props, edn)
-    compiled = _Compiled(parser, parser.pattern(_read(pattern) if edn else pattern))
-    if key is not None:
-        _CACHE[key] = compiled
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return compiled
+    def parse(form: Any, edn: bool) -> _Compiled:
+        parser = _Parser(props, edn)
+        return _Compiled(parser, parser.pattern(_read(form) if edn else form))
+
+    return _CACHE.get_or_parse(pattern, parse, props)
 
 
 def clear_pull_cache() -> None:

@@ -22,12 +22,11 @@ be written in a data query: pass it as an input.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 from ..edn import EdnError, read_edn, write_edn
 from ..errors import QueryError
+from ..forms import FormCache
 from ..values import Keyword, Symbol
 from .builtins import FUNCTION_NAMES
 
@@ -855,23 +854,8 @@ class _Parser:
 # ------------------------------------------------------------------------------------------------
 # Entry points and caches
 
-_CACHE: OrderedDict[Any, Query] = OrderedDict()
-_RULES_CACHE: OrderedDict[Any, dict] = OrderedDict()
-_CACHE_SIZE = 256
-
-
-def _freeze(x: Any) -> Any:
-    t = type(x)
-    if t is str:
-        return x
-    if t is list:
-        return ("[", *map(_freeze, x))
-    if t is tuple:
-        return ("(", *map(_freeze, x))
-    if t is dict:
-        return ("{", *((_freeze(k), _freeze(v)) for k, v in x.items()))
-    hash(x)
-    return (t, x)
+_CACHE = FormCache(256)
+_RULES_CACHE = FormCache(256)
 
 
 def _read(text: str, what: str) -> Any:
@@ -881,37 +865,18 @@ def _read(text: str, what: str) -> Any:
         raise QueryError(SYNTAX, f"Cannot read {what} {text!r}: {err}", {"text": text}) from err
 
 
-def _cached(cache: OrderedDict, form: Any, build: Callable[[Any, bool], Any], what: str) -> Any:
-    edn = type(form) is str
-    try:
-        key = form if edn else _freeze(form)
-    except TypeError:
-        key = None
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            cache.move_to_end(key)
-            return hit
-    value = build(_read(form, what) if edn else form, edn)
-    if key is not None:
-        cache[key] = value
-        if len(cache) > _CACHE_SIZE:
-            cache.popitem(last=False)
-    return value
-
-
 def parse_query(query: Any) -> Query:
     """The parsed form of ``query`` (EDN text or Python data); ``QueryError`` ``query/syntax`` if malformed."""
     if isinstance(query, Query):
         return query
-    return _cached(_CACHE, query, lambda form, edn: _Parser(edn).query(form), "query")
+    return _CACHE.get_or_parse(query, lambda form, edn: _Parser(edn).query(_read(form, "query") if edn else form))
 
 
 def parse_rules(rules: Any) -> dict[str, tuple[Rule, ...]]:
     """Rules (EDN text or data) as ``{name: (branch, ...)}``; ``QueryError`` ``query/syntax`` if malformed."""
     if isinstance(rules, dict) and all(isinstance(v, tuple) for v in rules.values()):
         return rules
-    return _cached(_RULES_CACHE, rules, lambda form, edn: _Parser(edn).rules(form), "rules")
+    return _RULES_CACHE.get_or_parse(rules, lambda form, edn: _Parser(edn).rules(_read(form, "rules") if edn else form))
 
 
 def clear_query_cache() -> None:
