@@ -21,9 +21,12 @@ from .engine import datasets, empty
 from .harness import bench
 from .query import QUERY_BENCHMARKS
 from .query import SETUP as QUERY_SETUP
+from .sync import SYNC_BENCHMARKS, SYNC_SETUP
 
-BENCHMARKS = {**ENGINE_BENCHMARKS, **QUERY_BENCHMARKS}
-SETUP = {**ENGINE_SETUP, **QUERY_SETUP}
+BENCHMARKS = {**ENGINE_BENCHMARKS, **QUERY_BENCHMARKS, **SYNC_BENCHMARKS}
+SETUP = {**ENGINE_SETUP, **QUERY_SETUP, **SYNC_SETUP}
+IN_DATASCRIPT = {*ENGINE_BENCHMARKS, *QUERY_BENCHMARKS}
+"""Benchmarks DataScript's suite has too (the sync ones are ours alone)."""
 
 
 def bytes_per_datom() -> tuple[float, int]:
@@ -62,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.samples} samples x {args.sample_ms:.0f} ms, warm-up {args.warmup_ms:.0f} ms", flush=True)
     theirs: dict[str, Any] = {}
     why_not = "disabled (--no-datascript)" if args.no_datascript else datascript.available()
-    if why_not is None:
+    ds_names = [n for n in names if n in IN_DATASCRIPT]
+    if why_not is None and ds_names:
         print("running DataScript (Node) ...", flush=True)
-        theirs = datascript.run(names, samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+        if ds_names:
+            theirs = datascript.run(ds_names, samples=args.samples, sample_ms=args.sample_ms,
+                                    warmup_ms=args.warmup_ms)
     else:
         print(f"DataScript not run: {why_not}", flush=True)
 
