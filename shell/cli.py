@@ -1,137 +1,98 @@
-"""The ``datsync`` command line.
-
-    datsync db FILE.edn [--flavor F] [--datoms INDEX [COMPONENT ...]] [--pull PATTERN EID] [--entity EID]
-    datsync bench [NAMES ...] [--samples N] [--no-datascript]
-
-``db`` loads an EDN database file (``{:schema {...} :tx-data [[tx ...] ...]}``), applies every
-transaction with the pure core and answers reads as EDN; ``bench`` runs DataScript's benchmark
-suite on our engine and on DataScript side by side.
-"""
+"""The ``datsync`` command line: argparse wiring only; each command lives in ``shell/commands/``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-EXAMPLES = """examples:
-  datsync db docs/examples/people.edn                       # every datom after the transactions
-  datsync db docs/examples/people.edn --pull '[* {:person/friends [:person/name]}]' '[:person/name "Ivan"]'
-  datsync db docs/examples/people.edn --datoms avet person/age
-  datsync db docs/examples/people.edn --flavor datomic --entity '[:person/name "Ivan"]'
+DESCRIPTION = """\
+datsync: a central database with Datomic's semantics, and replicas with DataScript's semantics kept
+in sync with it. This command talks to either end.
+
+TARGET, for the commands that take one, is where the database is:
+  ws://HOST:PORT/   a running server (`datsync serve`). Reads bootstrap a replica and run locally on
+                    it; writes go to the server and return once durable. --token or $DATSYNC_TOKEN
+                    for servers that require one.
+  PATH              a store file (SQLite, e.g. ./datsync.sqlite): the server's database, read
+                    directly. Writes are refused while a server is serving the file.
+
+Everything goes in and out as EDN (https://github.com/edn-format/edn), as in Datomic:
+  :person/name                       a keyword: an attribute, an ident, or a keyword value
+  [:person/name "Ivan"]              a lookup ref: the entity whose unique :person/name is "Ivan"
+  {:db/id "x" :person/name "Ivan"}   a map tx form ("x", -1: tempids; nested maps; vectors for many)
+  [:db/add e :person/age 32]         a list tx form (:db/retract :db/retractEntity :db/cas too)
+  [:find ?n :where [?e :person/name ?n]]    a Datalog query;  [:person/name {:person/friends [*]}]  a pull
+  #inst "2026-01-01T00:00:00Z"  #uuid "..."  1.5M (bigdec)  42N (bigint)  ##Inf  #datsync/bytes "QUJD"
+Arguments that take EDN also take @FILE (the text of FILE); file arguments take '-' for stdin.
+
+Results go to stdout as EDN (attributes as keywords); errors to stderr as
+`datsync COMMAND: CODE: message`. Exit status: 0 ok; 1 the database refused (a transaction, query or
+pull was rejected: TxError, QueryError, ... with Datomic's error code); 2 usage or I/O (bad
+arguments or EDN, a missing or busy store, an unreachable server); 3 a bug in datsync.
+
+`datsync COMMAND --help` explains each command, with examples.
+"""
+
+EPILOG = """\
+examples:
+  datsync import db.sqlite docs/examples/people.edn          # a store file from an EDN file
+  datsync q db.sqlite '[:find ?n ?a :where [?e :person/name ?n] [?e :person/age ?a]]'
+  datsync pull db.sqlite '[* {:person/friends [:person/name]}]' '[:person/name "Oleg"]'
+  echo '[[:db/add [:person/name "Ivan"] :person/age 33]]' | datsync transact db.sqlite -
+  datsync export db.sqlite --out backup.edn
+  datsync status db.sqlite
+  datsync serve --store db.sqlite --port 8080                 # then the same commands on ws://127.0.0.1:8080/
+  datsync db docs/examples/people.edn --pull '[*]' '[:person/name "Ivan"]'   # in memory, no store
   datsync bench add-5 pull-many --samples 3
 """
 
 
-def _db_command(args: argparse.Namespace) -> int:
-    from datsync.core import datoms, empty_db, transact
-    from datsync.core.edn import EdnError, read_edn, write_edn
-    from datsync.core.errors import DatsyncError
-    from datsync.core.schema import datascript_schema
+def build_parser() -> argparse.ArgumentParser:
+    """The ``datsync`` parser: one subparser per command, each with its handler as ``args.run``."""
+    from .commands import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog="datsync", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import serve_command  # `datsync serve`: shell/serve_command.py (the sync server's owner)
+
+    for command in (serve_command, *COMMANDS):
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION,
+                           epilog=command.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.configure(p)
+        p.set_defaults(run=command.run)
+    sub.add_parser("bench", help="run DataScript's benchmark suite on our engine and on DataScript "
+                   "(`datsync bench --help`)", add_help=False)
+    return parser
+
+
+def run_command(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command's handler; report what it raises as ``datsync NAME: CODE: message`` and map it
+    to an exit status (see ``commands._errors``)."""
+    from .commands._errors import INTERRUPTED, report
 
     try:
-        spec = read_edn(Path(args.file).read_text())
-    except (OSError, EdnError) as e:
-        print(f"datsync db: cannot read {args.file}: {e}", file=sys.stderr)
-        return 2
-    if not isinstance(spec, dict):
-        print(f"datsync db: {args.file} must hold a map {{:schema {{...}} :tx-data [[...] ...]}}", file=sys.stderr)
-        return 2
-    schema = _names(spec.get(_kw("schema")) or {})
-    txs = _names(spec.get(_kw("tx-data")) or [])
-    step = "schema"
-    try:
-        if args.flavor == "datascript":
-            db = empty_db(datascript_schema(schema))
-        else:
-            db = empty_db(None, flavor="datomic")
-            if schema:
-                db = transact(db, [{"db/ident": _kw(a), **p} for a, p in schema.items()]).db_after
-        for i, tx in enumerate(txs):
-            step = f"transaction {i}"
-            db = transact(db, tx).db_after
-    except DatsyncError as e:
-        print(f"datsync db: {step} failed: {e.code}: {e.message}", file=sys.stderr)
-        return 1
-    try:
-        if args.pull:
-            from datsync.core.pull import pull
-
-            print(write_edn(_keywordize(pull(db, args.pull[0], _names(read_edn(args.pull[1]))))))
-        elif args.entity:
-            from datsync.core.entity import entity, touch
-
-            e = entity(db, _names(read_edn(args.entity)))
-            print(write_edn(None if e is None else _keywordize({"db/id": e.id, **dict(touch(e).items())})))
-        else:
-            index, *components = args.datoms or ["eavt"]
-            attr_pos = 0 if index in ("aevt", "avet") else 1
-            comps = [_names(read_edn(c)) for c in components]
-            if len(comps) > attr_pos and hasattr(comps[attr_pos], "name"):
-                comps[attr_pos] = comps[attr_pos].name
-            for d in datoms(db, index, *comps):
-                print(write_edn([d.e, _kw(d.a), d.v, d.tx]))
-    except (DatsyncError, EdnError) as e:
-        print(f"datsync db: {getattr(e, 'code', 'edn/parse-error')}: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _kw(name: str) -> Any:
-    from datsync.core import kw
-
-    return kw(name)
-
-
-def _keywordize(x: Any) -> Any:
-    """Pull and entity results for EDN output: attribute-name keys become keywords."""
-    from datsync.core import Entity
-
-    if isinstance(x, dict):
-        return {(_kw(k) if isinstance(k, str) else k): _keywordize(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_keywordize(v) for v in x]
-    if isinstance(x, Entity):
-        return {_kw("db/id"): x.id}
-    if isinstance(x, frozenset | set) and any(isinstance(v, Entity) for v in x):
-        return [_keywordize(v) for v in sorted(x, key=lambda v: getattr(v, "id", 0))]
-    return x
-
-
-def _names(x: Any) -> Any:
-    """EDN data with keywords in attribute and op positions turned into our str spelling."""
-    from datsync.core import Keyword
-
-    if isinstance(x, dict):
-        return {(k.name if isinstance(k, Keyword) else k): _names(v) for k, v in x.items()}
-    if isinstance(x, list):
-        out = [_names(v) for v in x]
-        if out and isinstance(x[0], Keyword) and x[0].ns in ("db", "db.fn"):
-            out[0] = x[0].name
-            if len(out) > 2 and isinstance(x[2], Keyword):
-                out[2] = x[2].name
-        elif len(x) == 2 and isinstance(x[0], Keyword):
-            return (x[0].name, _names(x[1]))
-        return out
-    return x
+        status = run(args)
+        sys.stdout.flush()
+        return status
+    except KeyboardInterrupt:
+        print(f"datsync {name}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (| head): not an error
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
+        return 0
+    except Exception as e:
+        return report(name, e)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``datsync`` command."""
-    parser = argparse.ArgumentParser(
-        prog="datsync", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_db = sub.add_parser("db", help="load an EDN database file and answer reads", epilog=EXAMPLES,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p_db.add_argument("file", help="EDN file: {:schema {attr {...}} :tx-data [[tx-form ...] ...]}")
-    p_db.add_argument("--flavor", choices=["datascript", "datomic"], default="datascript")
-    reads = p_db.add_mutually_exclusive_group()
-    reads.add_argument("--datoms", nargs="+", metavar="ARG", help="INDEX [COMPONENT ...] (components as EDN)")
-    reads.add_argument("--pull", nargs=2, metavar=("PATTERN", "EID"), help="pull PATTERN (EDN) from EID (EDN)")
-    reads.add_argument("--entity", metavar="EID", help="every attribute of one entity")
-    sub.add_parser("bench", help="run the benchmark suite against DataScript", add_help=False)
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         from .bench import main as bench_main
@@ -139,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return _db_command(args)
+    return run_command(args.command, args.run, args)
 
 
 if __name__ == "__main__":

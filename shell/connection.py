@@ -99,6 +99,9 @@ class Connection:
         self._queue_send, self._queue_recv = trio.open_memory_channel[_Pending](math.inf)
         self._listeners: list[trio.MemorySendChannel] = []
         self._last_instant: _dt.datetime | None = None
+        # The store's one sqlite3 connection is used from worker threads: one call at a time (two
+        # threads interleaving BEGIN/COMMIT on it would break each other's transactions).
+        self._store_lock = trio.Lock()
 
     @classmethod
     def recover(cls, store: Store, *, clock: Clock = utc_now) -> Connection:
@@ -178,7 +181,8 @@ class Connection:
         if done:
             entries = [LogEntry(c.delta.t, c.delta.tx, c.payload) for _, c in done]
             try:
-                await trio.to_thread.run_sync(self.store.append, entries)
+                async with self._store_lock:
+                    await trio.to_thread.run_sync(self.store.append, entries)
             except Exception as e:
                 log.exception("store append failed; %d transactions not committed", len(done))
                 for p, _ in done:
@@ -206,5 +210,6 @@ class Connection:
         """Write a checkpoint of the current value; returns its ``t``."""
         db = self.db
         payload = await trio.to_thread.run_sync(encode_events, db)
-        await trio.to_thread.run_sync(self.store.write_checkpoint, basis_t(db), payload)
+        async with self._store_lock:
+            await trio.to_thread.run_sync(self.store.write_checkpoint, basis_t(db), payload)
         return basis_t(db)

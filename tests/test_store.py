@@ -146,3 +146,28 @@ def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_checkpoints_interleaved_with_commits(tmp_path):
+    # the store's one sqlite3 connection is shared by the writer and checkpoint(): they must take turns
+    async def main() -> None:
+        conn = Connection.recover(Store(tmp_path / "db.sqlite"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            await conn.transact(SCHEMA_TX)
+
+            async def checkpoints() -> None:
+                for _ in range(100):
+                    await conn.checkpoint()
+
+            async def writes() -> None:
+                for i in range(100):
+                    await conn.transact([{"person/name": f"p{i}"}])
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(checkpoints)
+                inner.start_soon(writes)
+            assert conn.t == 101 and conn.store.last_t() == 101
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -17,6 +17,7 @@ from datsync.core.sync import (
     apply_delta,
     apply_schema_delta,
     delta_from_report,
+    history_events,
     replica_of,
     replica_schema,
     schema_delta,
@@ -243,3 +244,22 @@ def test_apply_schema_delta_renames_composite_members():
 def test_delta_values_are_plain():
     d = Delta(1, TX0 + 1, EPOCH, ((5, "a", (1, None), True),))
     assert d.t == 1 and "1 datoms" in repr(d)
+
+
+def test_history_events_replay_a_log_of_deltas_into_the_same_server_db():
+    from datsync.core import from_history, history
+
+    db = server()
+    events = [tuple(d) for d in datoms(history(db), "eavt")]
+    for i, data in enumerate([
+        [{"db/id": "a", "person/name": "Ann", "person/email": "a@x", "person/tags": ["t"]}],
+        [{"db/id": kw("person/email"), "db/ident": kw("person/mail")}],
+        [{"person/name": "Ann", "person/mail": "b@x"}],
+        [{"db/id": kw("person/tags"), "db/ident": kw("person/labels")}, {"person/name": "Bob"}],
+    ]):
+        r = tx(db, data, i)
+        db = r.db_after
+        events = history_events(events, delta_from_report(r))
+    restored = from_history(events)
+    assert current(restored) == current(db) and restored.schema == db.schema
+    assert sorted(datoms(history(restored), "eavt")) == sorted(datoms(history(db), "eavt"))

@@ -161,17 +161,31 @@ def test_replica_built_from_chunks_equals_the_server():
         assert rep.server_schema == db.schema
 
 
-def test_chunks_out_of_order_or_missing_are_refused():
+def test_chunks_in_any_order_with_duplicates_build_the_same_replica():
+    _base, reports = stream()
+    db = reports[-1].db_after
+    head, chunks = snapshot(db, 10)
+    chunks = list(chunks)
+    b = begin_snapshot(head)
+    for c in [*reversed(chunks), chunks[0], chunks[-1]]:
+        b = add_chunk(b, c)
+    assert b.complete and b.received == len(chunks)
+    assert list(build_replica(b).db.eavt) == list(replica_of(db).db.eavt)
+
+
+def test_chunks_of_another_snapshot_or_missing_are_refused():
     _base, reports = stream()
     head, chunks = snapshot(reports[-1].db_after, 10)
     chunks = list(chunks)
     b = begin_snapshot(head)
     with pytest.raises(ProtocolError):
-        add_chunk(b, chunks[1])
-    with pytest.raises(ProtocolError):
         add_chunk(b, SnapshotChunk(head.t + 1, 0, chunks[0].datoms))
+    with pytest.raises(ProtocolError):
+        add_chunk(b, SnapshotChunk(head.t, head.chunks, ()))
+    with pytest.raises(ProtocolError):
+        add_chunk(b, SnapshotChunk(head.t, 0, chunks[0].datoms * 20))  # more datoms than announced
     with pytest.raises(ProtocolError) as e:
-        build_replica(add_chunk(b, chunks[0]))
+        build_replica(add_chunk(b, chunks[1]))
     assert "incomplete" in e.value.message
 
 

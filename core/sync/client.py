@@ -8,7 +8,7 @@ Phases::
 
     closed --Opened--> handshake (hello sent, with the replica's t and db id if it has one)
     handshake --welcome(resume)--> live;  --welcome(bootstrap)--> bootstrapping
-    bootstrapping --snapshot-begin, chunks, snapshot-end--> live (the replica is rebuilt in bulk)
+    bootstrapping --snapshot-begin, chunks (any order)--> live (the replica is rebuilt in bulk)
     live --delta--> live (applied, already applied: ignored, or a gap: ``sync`` from the replica's t)
     live --resync or snapshot-begin--> bootstrapping
     any --Closed, timeout, malformed bytes--> closed (the replica is kept: reconnect resumes from its t)
@@ -23,7 +23,7 @@ tempids in local ids; a connection lost before the answer notifies ``tx-unknown`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyrsistent import PMap, pmap
@@ -34,6 +34,7 @@ from .codec import encode
 from .delta import Delta
 from .eids import EidMap
 from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError
+from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import Ack, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
 from .replica import Replica, apply_delta
@@ -107,14 +108,15 @@ def client_step(s: ClientSession, event: Any) -> tuple[ClientSession, list]:
         if type(event) in (ev.Received, ev.Malformed):
             if s.phase == CLOSED:
                 return s, []
-            s = replace(s, hb=hb_heard(s.hb))
+            if not s.hb.heard:
+                s = evolve(s, hb=hb_heard(s.hb))
         s = handler(s, event, fx)
     except Exception as e:  # never let a bug or a hostile server take the application down
         fx = []
         s = _close(s, "protocol/internal", f"{type(e).__name__}: {e}", fx, tell_server=False)
         return s, fx
-    if s.phase != CLOSED and any(type(f) is ev.Send for f in fx):
-        s = replace(s, hb=hb_sent(s.hb))
+    if fx and not s.hb.sent and s.phase != CLOSED and any(type(f) is ev.Send for f in fx):
+        s = evolve(s, hb=hb_sent(s.hb))
     return s, fx
 
 
@@ -139,7 +141,7 @@ def _closed(s: ClientSession, reason: str, fx: list) -> ClientSession:
     for req in s.submitted:
         fx.append(ev.Notify("tx-unknown", {"req": req}))
     fx.append(ev.Notify("closed", {"reason": reason}))
-    return replace(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None)
+    return evolve(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None)
 
 
 def _release(s: ClientSession, fx: list) -> ClientSession:
@@ -154,7 +156,7 @@ def _release(s: ClientSession, fx: list) -> ClientSession:
             fx.append(ev.Notify("tx-ok", {"req": a.req, "t": a.t, "tempids": tempids}))
         else:
             keep.append(a)
-    return replace(s, replica=r, answers=tuple(keep))
+    return evolve(s, replica=r, answers=tuple(keep))
 
 
 def _maybe_ack(s: ClientSession, fx: list, *, force: bool = False) -> ClientSession:
@@ -163,7 +165,7 @@ def _maybe_ack(s: ClientSession, fx: list, *, force: bool = False) -> ClientSess
         return s
     if force or r.t - s.acked_t >= s.ack_every:
         _send(Ack(r.t), fx)
-        return replace(s, acked_t=r.t)
+        return evolve(s, acked_t=r.t)
     return s
 
 
@@ -177,7 +179,7 @@ def _on_opened(s: ClientSession, e: ev.Opened, fx: list) -> ClientSession:
     r = s.replica
     _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id), fx)
     fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
-    return replace(s, phase=HANDSHAKE, hb=hb_start(s.hb, e.now), builder=None, sync_from=None,
+    return evolve(s, phase=HANDSHAKE, hb=hb_start(s.hb, e.now), builder=None, sync_from=None,
                    acked_t=0 if r is None else r.t)
 
 
@@ -191,7 +193,7 @@ def _on_timer(s: ClientSession, e: ev.Timer, fx: list) -> ClientSession:
     if s.phase == CLOSED:
         return s
     hb, action = hb_tick(s.hb, e.now)
-    s = replace(s, hb=hb)
+    s = evolve(s, hb=hb)
     if action == "timeout":
         return _close(s, TIMEOUT, "heartbeat timeout: nothing heard from the server", fx, tell_server=False)
     s = _maybe_ack(s, fx, force=True)
@@ -211,18 +213,18 @@ def _check_stall(s: ClientSession, fx: list) -> ClientSession:
     start was lost to reordering, or the server forgot the request)."""
     if s.phase == BOOTSTRAPPING:
         b = s.builder
-        key: Any = ("snapshot", None if b is None else (b.head.t, b.next_seq))
+        key: Any = ("snapshot", None if b is None else (b.head.t, b.received))
     elif s.phase == LIVE and s.sync_from is not None and s.replica is not None:
         key = ("catch-up", s.replica.t)
     else:
-        return replace(s, stall=(None, 0)) if s.stall[1] else s
+        return evolve(s, stall=(None, 0)) if s.stall[1] else s
     if s.stall[0] != key:
-        return replace(s, stall=(key, 0))
+        return evolve(s, stall=(key, 0))
     n = s.stall[1] + 1
     if n < STALL_TICKS:
-        return replace(s, stall=(key, n))
+        return evolve(s, stall=(key, n))
     _send(Sync(None if s.phase == BOOTSTRAPPING else s.replica.t), fx)  # type: ignore[union-attr]
-    return replace(s, stall=(key, 0))
+    return evolve(s, stall=(key, 0))
 
 
 def _on_malformed(s: ClientSession, e: ev.Malformed, fx: list) -> ClientSession:
@@ -246,8 +248,10 @@ def _on_submit(s: ClientSession, e: ev.SubmitTx, fx: list) -> ClientSession:
         data = encode(msg)
     except DatsyncError as err:
         return reject(err.code, err.message)
+    except Exception as err:  # the application's data, not the connection's fault
+        return reject("sync/invalid-tx", f"{type(err).__name__}: {err}")
     fx.append(ev.Send(data, msg))
-    return replace(s, submitted=s.submitted.set(e.req, True))
+    return evolve(s, submitted=s.submitted.set(e.req, True))
 
 
 def _on_received(s: ClientSession, e: ev.Received, fx: list) -> ClientSession:
@@ -265,7 +269,7 @@ def _on_ping(s: ClientSession, m: Ping, fx: list) -> ClientSession:
     r = s.replica
     if m.t is not None and s.phase == LIVE and r is not None and m.t > r.t and s.sync_from != r.t:
         _send(Sync(r.t), fx)  # the server sent a delta this replica never applied: a gap
-        return replace(s, sync_from=r.t)
+        return evolve(s, sync_from=r.t)
     return s
 
 
@@ -286,54 +290,59 @@ def _on_welcome(s: ClientSession, m: Welcome, fx: list) -> ClientSession:
         return _close(s, UNEXPECTED, "the server resumed a client that has no replica", fx)
     fx.append(ev.Notify("connected", {"db_id": m.db_id, "t": m.t, "mode": m.mode}))
     phase = LIVE if m.mode == "resume" else BOOTSTRAPPING
-    return replace(s, phase=phase, ack_every=m.ack_every)
+    return evolve(s, phase=phase, ack_every=m.ack_every)
 
 
 def _on_resync(s: ClientSession, m: Resync, fx: list) -> ClientSession:
     if s.phase == HANDSHAKE:
         return s
     fx.append(ev.Notify("resync", {"reason": m.reason, "t": m.t}))
-    return replace(s, phase=BOOTSTRAPPING, builder=None)
+    b = s.builder
+    keep = b if b is not None and b.head.t >= m.t else None  # the snapshot that follows already started
+    return evolve(s, phase=BOOTSTRAPPING, builder=keep)
 
 
 def _on_snapshot_begin(s: ClientSession, m: SnapshotBegin, fx: list) -> ClientSession:
     if s.phase == HANDSHAKE:
         return s
-    if s.phase == BOOTSTRAPPING and s.builder is not None and s.builder.head == m:
-        return s  # a duplicate
-    return replace(s, phase=BOOTSTRAPPING, builder=begin_snapshot(m))
-
-
-def _restart_snapshot(s: ClientSession, fx: list) -> ClientSession:
-    _send(Sync(None), fx)
-    return replace(s, builder=None, phase=BOOTSTRAPPING)
+    r, b = s.replica, s.builder
+    if s.phase == LIVE and r is not None and m.t <= r.t:
+        return s  # a stale or duplicated snapshot: the replica is already there
+    if b is not None and m.t <= b.head.t:
+        return s  # the same snapshot again (same t: same data), or an older one
+    return evolve(s, phase=BOOTSTRAPPING, builder=begin_snapshot(m))
 
 
 def _on_snapshot_chunk(s: ClientSession, m: SnapshotChunk, fx: list) -> ClientSession:
     b = s.builder
-    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t or m.seq < b.next_seq:
-        return s  # stale or duplicate
-    if m.seq > b.next_seq:
-        return _restart_snapshot(s, fx)
+    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t:
+        return s  # another snapshot's
     try:
-        return replace(s, builder=add_chunk(b, m))
+        b = add_chunk(b, m)
     except ProtocolError:
-        return _restart_snapshot(s, fx)
+        _send(Sync(None), fx)  # a broken snapshot: ask for another
+        return evolve(s, builder=None)
+    if b.complete:
+        return _finish_snapshot(s, b, fx)
+    return evolve(s, builder=b)
 
 
 def _on_snapshot_end(s: ClientSession, m: SnapshotEnd, fx: list) -> ClientSession:
     b = s.builder
-    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t:
-        return s
-    if not b.complete or m.chunks != b.head.chunks:
-        return _restart_snapshot(s, fx)
+    if b is None or s.phase != BOOTSTRAPPING or m.t != b.head.t or m.chunks == b.head.chunks:
+        return s  # chunks still on their way are waited for (a stall asks again)
+    _send(Sync(None), fx)
+    return evolve(s, builder=None)
+
+
+def _finish_snapshot(s: ClientSession, b: SnapshotBuilder, fx: list) -> ClientSession:
     eids = s.replica.eids if s.replica is not None else s.config.eids
     try:
         r = build_replica(b, eids)
     except DatsyncError as err:
         code = err.code if err.code.startswith("sync/") else MALFORMED
         return _close(s, code, f"cannot build the replica from the snapshot: {err.message}", fx)
-    s = replace(s, replica=r, builder=None, phase=LIVE, sync_from=None)
+    s = evolve(s, replica=r, builder=None, phase=LIVE, sync_from=None)
     fx.append(ev.Notify("synced", {"t": r.t, "replica": r}))
     s = _maybe_ack(s, fx, force=True)
     return _release(s, fx)
@@ -349,20 +358,20 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
         code = err.code if err.code.startswith("sync/") else MALFORMED
         return _close(s, code, f"cannot apply the delta at t={m.t}: {err.message}", fx)
     if outcome.applied:
-        s = replace(s, replica=r2, sync_from=None)
+        s = evolve(s, replica=r2, sync_from=None)
         fx.append(ev.Notify("delta", {"t": m.t, "delta": m, "replica": r2}))
         s = _maybe_ack(s, fx)
         return _release(s, fx)
     if outcome.is_gap and s.sync_from != r.t:
         _send(Sync(r.t), fx)
-        return replace(s, sync_from=r.t)
+        return evolve(s, sync_from=r.t)
     return s
 
 
 def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
     if m.req not in s.submitted:
         return s  # a duplicate, or an answer for a connection since closed (notified tx-unknown)
-    s = replace(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
+    s = evolve(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
     return _release(s, fx)
 
 
@@ -370,7 +379,7 @@ def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
     if m.req not in s.submitted:
         return s
     fx.append(ev.Notify("tx-rejected", {"req": m.req, "code": m.code, "message": m.message}))
-    return replace(s, submitted=s.submitted.discard(m.req))
+    return evolve(s, submitted=s.submitted.discard(m.req))
 
 
 _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {

@@ -56,6 +56,19 @@ def delta_from_report(report: TxReport) -> Delta:
     return Delta(tx - TX0, tx, instant, tuple(datoms), schema_delta(report.db_before, db))
 
 
+def history_events(events: list[tuple], delta: Delta) -> list[tuple]:
+    """History events ``(e, a, v, tx, added)`` followed by ``delta``'s, as the server's history holds
+    them: an ident rename in ``delta`` renames every earlier event of the old attribute (the server
+    rewrites its history indexes), so ``core.datomic.from_history`` of the result equals the server's
+    database. For rebuilding a server from a log of deltas."""
+    out = events
+    if delta.schema.renames:
+        renames = dict(delta.schema.renames)
+        out = [(e, renames.get(a, a), v, tx, added) for e, a, v, tx, added in events]
+    tx = delta.tx
+    return [*out, *((e, a, v, tx, added) for e, a, v, added in delta.datoms)]
+
+
 # ------------------------------------------------------------------------------------------------
 # What applying a delta did
 
@@ -85,4 +98,6 @@ class Outcome:
         return self.kind == GAP
 
 
-__all__ = ["ALREADY_APPLIED", "APPLIED", "GAP", "Delta", "DeltaDatom", "Outcome", "delta_from_report"]
+__all__ = [
+    "ALREADY_APPLIED", "APPLIED", "GAP", "Delta", "DeltaDatom", "Outcome", "delta_from_report", "history_events",
+]

@@ -10,7 +10,9 @@ mistaken for a dead one. Time only comes in with ticks, so a timeout is detected
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from .evolve import evolve
 
 PING = "ping"
 TIMEOUT = "timeout"
@@ -31,27 +33,27 @@ class Heartbeat:
 
 def hb_start(hb: Heartbeat, now: float) -> Heartbeat:
     """``hb`` for a connection opened at ``now``."""
-    return replace(hb, last_heard=now, heard=False, sent=False)
+    return evolve(hb, last_heard=now, heard=False, sent=False)
 
 
 def hb_heard(hb: Heartbeat) -> Heartbeat:
     """``hb`` after something arrived."""
-    return hb if hb.heard else replace(hb, heard=True)
+    return hb if hb.heard else evolve(hb, heard=True)
 
 
 def hb_sent(hb: Heartbeat) -> Heartbeat:
     """``hb`` after something was sent."""
-    return hb if hb.sent else replace(hb, sent=True)
+    return hb if hb.sent else evolve(hb, sent=True)
 
 
 def hb_tick(hb: Heartbeat, now: float) -> tuple[Heartbeat, str | None]:
     """``hb`` after a tick at ``now`` and what to do: ``"timeout"``, ``"ping"`` or None."""
     last = now if hb.heard else hb.last_heard
     if now - last >= hb.timeout:
-        return replace(hb, last_heard=last, heard=False, sent=False), TIMEOUT
+        return evolve(hb, last_heard=last, heard=False, sent=False), TIMEOUT
     if not hb.sent:
-        return replace(hb, last_heard=last, heard=False, sent=False, n=hb.n + 1), PING
-    return replace(hb, last_heard=last, heard=False, sent=False), None
+        return evolve(hb, last_heard=last, heard=False, sent=False, n=hb.n + 1), PING
+    return evolve(hb, last_heard=last, heard=False, sent=False), None
 
 
 __all__ = ["PING", "TIMEOUT", "Heartbeat", "hb_heard", "hb_sent", "hb_start", "hb_tick"]

@@ -28,7 +28,7 @@ so the client's ``t`` still advances); re-encoded only when it differs from the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DatsyncError
@@ -36,6 +36,7 @@ from . import events as ev
 from .codec import encode
 from .delta import Delta
 from .errors import AUTH, TIMEOUT, UNEXPECTED, VERSION
+from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import (
     Ack,
@@ -129,15 +130,15 @@ def server_step(s: ServerSession, event: Any) -> tuple[ServerSession, list]:
         handler = _HANDLERS.get(type(event))
         if handler is None:
             return s, []
-        if type(event) in (ev.Received, ev.Malformed):
-            s = replace(s, hb=hb_heard(s.hb))
+        if type(event) in (ev.Received, ev.Malformed) and not s.hb.heard:
+            s = evolve(s, hb=hb_heard(s.hb))
         s = handler(s, event, fx)
     except Exception as e:  # a bug must not take the shell down: close this connection, say why
         fx = [_send_msg(Error("protocol/internal", f"Internal error: {type(e).__name__}: {e}"))]
         fx.append(ev.Close("protocol/internal", f"{type(e).__name__}: {e}"))
-        return replace(s, phase=CLOSED), fx
-    if s.phase != CLOSED and any(type(f) is ev.Send or type(f) is ev.SendStream for f in fx):
-        s = replace(s, hb=hb_sent(s.hb))
+        return evolve(s, phase=CLOSED), fx
+    if fx and not s.hb.sent and s.phase != CLOSED and any(type(f) is ev.Send or type(f) is ev.SendStream for f in fx):
+        s = evolve(s, hb=hb_sent(s.hb))
     return s, fx
 
 
@@ -152,7 +153,7 @@ def _send_msg(msg: Any) -> ev.Send:
 def _close(s: ServerSession, code: str, reason: str, fx: list) -> ServerSession:
     fx.append(_send_msg(Error(code, reason)))
     fx.append(ev.Close(code, reason))
-    return replace(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+    return evolve(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
 
 
 def _for_client(s: ServerSession, delta: Delta, data: bytes | None) -> bytes:
@@ -171,7 +172,7 @@ def _append(s: ServerSession, t: int, data: bytes, fx: list) -> ServerSession:
     if s.buffered + 1 > cfg.max_buffered or s.queue_bytes + s.inflight_bytes + len(data) > cfg.max_buffered_bytes:
         return _resync(s, f"too far behind: more than {cfg.max_buffered} deltas or "
                           f"{cfg.max_buffered_bytes} bytes waiting", fx)
-    return replace(s, queue=(*s.queue, (t, data)), queue_bytes=s.queue_bytes + len(data), cursor_t=t)
+    return evolve(s, queue=(*s.queue, (t, data)), queue_bytes=s.queue_bytes + len(data), cursor_t=t)
 
 
 def _flush(s: ServerSession, fx: list) -> ServerSession:
@@ -190,19 +191,19 @@ def _flush(s: ServerSession, fx: list) -> ServerSession:
     if i == 0:
         return s
     sent = queue[:i]
-    return replace(s, queue=queue[i:], queue_bytes=s.queue_bytes - sum(len(d) for _, d in sent),
+    return evolve(s, queue=queue[i:], queue_bytes=s.queue_bytes - sum(len(d) for _, d in sent),
                    inflight=tuple(inflight), inflight_bytes=nbytes)
 
 
 def _reset_to(s: ServerSession, t: int) -> ServerSession:
     """Forget what was queued and in flight: the client is at ``t``."""
-    return replace(s, cursor_t=t, acked_t=t, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+    return evolve(s, cursor_t=t, acked_t=t, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
 
 
 def _bootstrap(s: ServerSession, fx: list) -> ServerSession:
     seq = s.seq + 1
     fx.append(ev.RequestSnapshot(seq, s.config.chunk_size))
-    return replace(s, phase=BOOTSTRAPPING, awaiting=seq, seq=seq, queue=(), queue_bytes=0, inflight=(),
+    return evolve(s, phase=BOOTSTRAPPING, awaiting=seq, seq=seq, queue=(), queue_bytes=0, inflight=(),
                    inflight_bytes=0)
 
 
@@ -216,12 +217,12 @@ def _catch_up(s: ServerSession, fx: list) -> ServerSession:
     too far, else a resync."""
     behind = s.server_t - s.cursor_t
     if behind <= 0:
-        return _flush(replace(s, phase=LIVE, awaiting=None), fx)
+        return _flush(evolve(s, phase=LIVE, awaiting=None), fx)
     if s.buffered + behind > s.config.max_buffered:
         return _resync(s, f"too far behind: {behind} transactions to catch up", fx)
     seq = s.seq + 1
     fx.append(ev.RequestLogRead(seq, s.cursor_t, s.server_t))
-    return _flush(replace(s, phase=CATCHING_UP, awaiting=seq, seq=seq), fx)
+    return _flush(evolve(s, phase=CATCHING_UP, awaiting=seq, seq=seq), fx)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,14 +231,14 @@ def _catch_up(s: ServerSession, fx: list) -> ServerSession:
 
 def _on_opened(s: ServerSession, e: ev.Opened, fx: list) -> ServerSession:
     fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
-    return replace(s, opened_at=e.now, hb=hb_start(s.hb, e.now))
+    return evolve(s, opened_at=e.now, hb=hb_start(s.hb, e.now))
 
 
 def _on_timer(s: ServerSession, e: ev.Timer, fx: list) -> ServerSession:
     if s.phase in (HANDSHAKE, AUTHORIZING) and e.now - s.opened_at >= s.config.handshake_timeout:
         return _close(s, TIMEOUT, "handshake timeout", fx)
     hb, action = hb_tick(s.hb, e.now)
-    s = replace(s, hb=hb)
+    s = evolve(s, hb=hb)
     if action == "timeout":
         return _close(s, TIMEOUT, "heartbeat timeout: nothing heard from the client", fx)
     if action == PING:
@@ -247,11 +248,11 @@ def _on_timer(s: ServerSession, e: ev.Timer, fx: list) -> ServerSession:
 
 
 def _on_closed(s: ServerSession, e: ev.Closed, fx: list) -> ServerSession:
-    return replace(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
+    return evolve(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
 
 
 def _on_malformed(s: ServerSession, e: ev.Malformed, fx: list) -> ServerSession:
-    s = replace(s, errors=s.errors + 1)
+    s = evolve(s, errors=s.errors + 1)
     if s.phase in (HANDSHAKE, AUTHORIZING) or e.code == VERSION or s.errors > s.config.max_errors:
         return _close(s, e.code, e.message, fx)
     fx.append(_send_msg(Error(e.code, e.message)))
@@ -259,7 +260,7 @@ def _on_malformed(s: ServerSession, e: ev.Malformed, fx: list) -> ServerSession:
 
 
 def _unexpected(s: ServerSession, what: str, fx: list) -> ServerSession:
-    s = replace(s, errors=s.errors + 1)
+    s = evolve(s, errors=s.errors + 1)
     if s.phase in (HANDSHAKE, AUTHORIZING) or s.errors > s.config.max_errors:
         return _close(s, UNEXPECTED, what, fx)
     fx.append(_send_msg(Error(UNEXPECTED, what)))
@@ -278,7 +279,7 @@ def _on_received(s: ServerSession, e: ev.Received, fx: list) -> ServerSession:
         if s.phase != HANDSHAKE:
             return _unexpected(s, "hello after the handshake", fx)
         fx.append(ev.Authorize(m.credentials))
-        return replace(s, phase=AUTHORIZING, hello=m)
+        return evolve(s, phase=AUTHORIZING, hello=m)
     if s.phase not in ATTACHED:
         return _unexpected(s, f"{getattr(m, 'TYPE', t.__name__)} before the handshake completed", fx)
     if t is Ack:
@@ -296,7 +297,7 @@ def _on_auth(s: ServerSession, e: ev.AuthDecision, fx: list) -> ServerSession:
     if not e.principal:
         return _close(s, AUTH, "not authorized", fx)
     h, cfg = s.hello, s.config
-    s = replace(s, principal=e.principal, hello=replace(h, credentials=None))  # keep no secrets around
+    s = evolve(s, principal=e.principal, hello=evolve(h, credentials=None))  # keep no secrets around
     resume = (
         h.t is not None and h.db_id == cfg.db_id and 0 <= h.t <= s.server_t
         and s.server_t - h.t <= cfg.max_buffered
@@ -319,7 +320,7 @@ def _on_ack(s: ServerSession, m: Ack, fx: list) -> ServerSession:
     if m.t <= s.acked_t:
         return s
     keep = tuple(x for x in s.inflight if x[0] > m.t)
-    s = replace(s, acked_t=min(m.t, s.cursor_t), inflight=keep, inflight_bytes=sum(n for _, n in keep))
+    s = evolve(s, acked_t=min(m.t, s.cursor_t), inflight=keep, inflight_bytes=sum(n for _, n in keep))
     return _flush(s, fx)
 
 
@@ -337,33 +338,42 @@ def _on_submit(s: ServerSession, m: Submit, fx: list) -> ServerSession:
         fx.append(_send_msg(TxRejected(m.req, err.code, err.message)))
         return s
     fx.append(ev.RequestTransact(m.req, tx, s.principal))
-    return replace(s, pending_tx=s.pending_tx | {m.req})
+    return evolve(s, pending_tx=s.pending_tx | {m.req})
 
 
 def _on_tx_accepted(s: ServerSession, e: ev.TxAccepted, fx: list) -> ServerSession:
     if e.req not in s.pending_tx:
         return s
     fx.append(_send_msg(TxOk(e.req, e.t, dict(e.tempids))))
-    return replace(s, pending_tx=s.pending_tx - {e.req})
+    return evolve(s, pending_tx=s.pending_tx - {e.req})
 
 
 def _on_tx_failed(s: ServerSession, e: ev.TxFailed, fx: list) -> ServerSession:
     if e.req not in s.pending_tx:
         return s
     fx.append(_send_msg(TxRejected(e.req, e.code, e.message)))
-    return replace(s, pending_tx=s.pending_tx - {e.req})
+    return evolve(s, pending_tx=s.pending_tx - {e.req})
 
 
 def _on_committed(s: ServerSession, e: ev.TxCommitted, fx: list) -> ServerSession:
     d = e.delta
-    if d.t > s.server_t:
-        s = replace(s, server_t=d.t)
-    if s.phase != LIVE or d.t <= s.cursor_t:
-        return s
-    if d.t != s.cursor_t + 1:
-        return _catch_up(s, fx)
-    s = _append(s, d.t, _for_client(s, d, e.data), fx)
-    return _flush(s, fx)
+    t = d.t
+    server_t = t if t > s.server_t else s.server_t
+    if s.phase != LIVE or t <= s.cursor_t:
+        return s if server_t == s.server_t else evolve(s, server_t=server_t)
+    if t != s.cursor_t + 1:
+        return _catch_up(evolve(s, server_t=server_t), fx)
+    data = _for_client(s, d, e.data)
+    cfg, n = s.config, len(data)
+    inflight, nbytes = s.inflight, s.inflight_bytes
+    if (not s.queue and len(inflight) < cfg.window and nbytes < cfg.window_bytes
+            and len(inflight) < cfg.max_buffered and nbytes + n <= cfg.max_buffered_bytes):
+        # the common case, in one step: the window has room, so the delta goes straight out
+        fx.append(ev.Send(data))
+        return evolve(s, server_t=server_t, cursor_t=t, inflight=(*inflight, (t, n)), inflight_bytes=nbytes + n)
+    if server_t != s.server_t:
+        s = evolve(s, server_t=server_t)
+    return _flush(_append(s, t, data, fx), fx)
 
 
 def _on_log_read(s: ServerSession, e: ev.LogRead, fx: list) -> ServerSession:
@@ -379,14 +389,14 @@ def _on_log_read(s: ServerSession, e: ev.LogRead, fx: list) -> ServerSession:
         s = _append(s, d.t, _for_client(s, d, data), fx)
         if s.phase != CATCHING_UP:
             return s
-    return _catch_up(replace(s, awaiting=None), fx)
+    return _catch_up(evolve(s, awaiting=None), fx)
 
 
 def _on_snapshot(s: ServerSession, e: ev.SnapshotReady, fx: list) -> ServerSession:
     if s.phase != BOOTSTRAPPING or e.seq != s.awaiting:
         return s
     fx.append(ev.SendStream(e.messages))
-    s = replace(_reset_to(s, e.t), awaiting=None, server_t=max(s.server_t, e.t))
+    s = evolve(_reset_to(s, e.t), awaiting=None, server_t=max(s.server_t, e.t))
     return _catch_up(s, fx)
 
 

@@ -8,8 +8,9 @@ built from the chunks in bulk.
 order. The database is an immutable value, so iterating lazily is safe while the server moves on.
 
 On the replica side ``SnapshotBuilder`` accumulates chunks (a value; ``add_chunk`` returns a new
-one) and ``build_replica`` derives the server schema from the schema datoms, translates ids, and
-bulk-builds the replica's indexes (``core.db.make_db``: sorting, not per-datom inserts).
+one; chunks may come in any order, duplicates are ignored) and ``build_replica`` derives the server
+schema from the schema datoms, translates ids, and bulk-builds the replica's indexes
+(``core.db.make_db``: sorting, not per-datom inserts).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pyrsistent import PVector, pvector
+from pyrsistent import PMap, pmap
 
 from ..datomic import SCHEMA_ATTRS
 from ..db import DB, TX0, make_db
@@ -33,7 +34,7 @@ SnapshotDatom = tuple[int, str, object, int]
 """``(e, a, v, tx)`` in server ids."""
 
 DEFAULT_CHUNK_SIZE = 2000
-_EMPTY: PVector = pvector()
+_EMPTY: PMap = pmap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +120,11 @@ def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotBuilder:
-    """A snapshot being received: its header and the chunks so far (in order)."""
+    """A snapshot being received: its header and the chunks so far (``seq`` -> datoms). Chunks may
+    arrive in any order and more than once: a snapshot at a given ``t`` is the same data every time."""
 
     head: SnapshotBegin
-    chunks: PVector = _EMPTY
+    chunks: PMap = _EMPTY
     count: int = 0
 
     @property
@@ -131,26 +133,33 @@ class SnapshotBuilder:
         return len(self.chunks) == self.head.chunks and self.count == self.head.datoms
 
     @property
-    def next_seq(self) -> int:
-        """The ``seq`` of the chunk expected next."""
+    def received(self) -> int:
+        """How many distinct chunks have arrived."""
         return len(self.chunks)
 
 
 def begin_snapshot(head: SnapshotBegin) -> SnapshotBuilder:
     """An empty builder for the snapshot ``head`` announces."""
-    return SnapshotBuilder(head, pvector(), 0)
+    return SnapshotBuilder(head, _EMPTY, 0)
 
 
 def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder:
-    """``builder`` with ``chunk`` added; ``ProtocolError`` unless it is the next chunk of this snapshot."""
-    if chunk.t != builder.head.t or chunk.seq != builder.next_seq or builder.next_seq >= builder.head.chunks:
+    """``builder`` with ``chunk`` added (unchanged if it already has it); ``ProtocolError`` if the
+    chunk belongs to another snapshot or is beyond the announced count."""
+    head = builder.head
+    if chunk.t != head.t or not 0 <= chunk.seq < head.chunks:
         raise ProtocolError(
             "protocol/unexpected",
-            f"Snapshot chunk {chunk.seq} at t={chunk.t} does not follow chunk {builder.next_seq - 1} of "
-            f"the snapshot at t={builder.head.t} ({builder.head.chunks} chunks)",
+            f"Snapshot chunk {chunk.seq} at t={chunk.t} does not belong to the snapshot at t={head.t} "
+            f"({head.chunks} chunks)",
             {"t": chunk.t, "seq": chunk.seq},
         )
-    return SnapshotBuilder(builder.head, builder.chunks.append(chunk.datoms), builder.count + len(chunk.datoms))
+    if chunk.seq in builder.chunks:
+        return builder
+    if builder.count + len(chunk.datoms) > head.datoms:
+        raise ProtocolError("protocol/unexpected", f"Snapshot at t={head.t} has more datoms than announced",
+                            {"t": head.t})
+    return SnapshotBuilder(head, builder.chunks.set(chunk.seq, chunk.datoms), builder.count + len(chunk.datoms))
 
 
 def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Replica:
@@ -159,12 +168,14 @@ def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Repli
     if not builder.complete:
         raise ProtocolError(
             "protocol/unexpected",
-            f"Snapshot at t={builder.head.t} is incomplete: {len(builder.chunks)} of {builder.head.chunks} chunks, "
+            f"Snapshot at t={builder.head.t} is incomplete: {builder.received} of {builder.head.chunks} chunks, "
             f"{builder.count} of {builder.head.datoms} datoms",
             {"t": builder.head.t},
         )
+    chunks = builder.chunks
     return replica_from_datoms(
-        [d for chunk in builder.chunks for d in chunk], builder.head, eids if eids is not None else EidMap.identity()
+        [d for seq in range(builder.head.chunks) for d in chunks[seq]], builder.head,
+        eids if eids is not None else EidMap.identity(),
     )
 
 

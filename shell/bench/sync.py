@@ -5,6 +5,8 @@
   (the 20k-people database). The cost grows with the delta, not the database: the two are close.
 * ``bootstrap-people``: the 20k-people database (Datomic flavor, ~192k datoms) to a live replica:
   snapshot in chunks, encode every chunk, decode it, build the replica in bulk.
+* ``session-fanout-32``: 32 deliveries of encoded deltas through a live ``ServerSession`` and one
+  ``ack``: the server's per-client CPU cost of a broadcast, without the socket.
 * ``codec-encode-delta`` / ``json-encode-delta`` (and ``-decode-``, and ``-chunk`` for a 2,000-datom
   snapshot chunk): our tagged, validated codec against plain ``json.dumps``/``json.loads`` of the
   same message with untagged values.
@@ -130,10 +132,39 @@ def _codec_pair(which: str) -> dict[str, Callable[[], Any]]:
     }
 
 
+@cache
+def _fanout_case() -> tuple[Any, list]:
+    from datsync.core.sync import AuthDecision, Hello, Opened, Received, ServerConfig, TxCommitted, new_server_session
+    from datsync.core.sync import server_step as step
+
+    s = new_server_session(ServerConfig(db_id="bench"), 1)
+    for e in (Opened(0.0), Received(Hello("me", 1, "bench")), AuthDecision("me")):
+        s, _ = step(s, e)
+    _, delta = _apply_case(100)
+    events = []
+    for t in range(2, 34):
+        d = Delta(t, delta.tx - delta.t + t, delta.instant, delta.datoms)
+        events.append(TxCommitted(d, encode(d)))
+    return s, events
+
+
+def session_fanout() -> Any:
+    """32 deliveries to one live client session, then the client's ack (the per-client cost of a
+    broadcast, without the socket)."""
+    from datsync.core.sync import Ack, Received
+    from datsync.core.sync import server_step as step
+
+    s, events = _fanout_case()
+    for e in events:
+        s, _ = step(s, e)
+    return step(s, Received(Ack(33)))
+
+
 SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
     "apply-1-datom-1k": apply_small,
     "apply-1-datom-200k": apply_large,
     "bootstrap-people": bootstrap_people,
+    "session-fanout-32": session_fanout,
     **_codec_pair("delta"),
     **_codec_pair("chunk"),
 }
@@ -143,6 +174,7 @@ SYNC_SETUP: dict[str, Callable[[], Any]] = {
     "apply-1-datom-1k": lambda: _apply_case(100),
     "apply-1-datom-200k": lambda: _apply_case(20000),
     "bootstrap-people": server_db,
+    "session-fanout-32": _fanout_case,
     **{name: _messages for name in SYNC_BENCHMARKS if "code" in name or "json" in name},
 }
 """Fixtures built before timing starts."""

@@ -1,0 +1,812 @@
+"""Python replicas over WebSocket: the core's ``ClientSession`` driven on trio, and a blocking facade.
+
+trio::
+
+    async with open_replica("ws://127.0.0.1:8765/") as rep:
+        r = await rep.transact([{"db/id": "ann", "person/name": "Ann"}])   # TxResult(t, tx, tempids)
+        pull(rep.db, "[*]", r.tempids["ann"])                             # the replica has it already
+
+scripts and notebooks (trio in a background thread)::
+
+    with connect("ws://127.0.0.1:8765/") as rep:
+        rep.transact([...]); rep.db; rep.t; rep.wait_for_t(t, timeout=5); unsubscribe = rep.listen(fn)
+
+``rep.db`` is the replica's current database value (DataScript flavor, immutable: hold on to it as
+long as you like; the next change makes a new one). The replica reconnects with exponential backoff
+and jitter, resumes from its ``t`` (the server sends only what it missed), and bootstraps from a
+snapshot only when it has nothing or the server tells it to resync.
+
+Errors: ``TxError`` (the server's code, e.g. ``db.error/unique-conflict``) when a transaction is
+rejected; ``TxOutcomeUnknown`` (a ``ConnectionError``) when the connection dropped before the
+answer: the transaction may or may not have committed; ``Unauthorized`` when the server refuses the
+credentials; ``ReplicaClosed`` after ``close``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
+
+from datsync.core import TX0, Datom, TxError
+from datsync.core.sync import (
+    ClientConfig,
+    Close,
+    Closed,
+    EidMap,
+    Notify,
+    Opened,
+    Received,
+    Send,
+    SetTimer,
+    SubmitTx,
+    Timer,
+    client_step,
+    datoms_to_local,
+    new_client_session,
+    receive,
+)
+from datsync.core.sync.client import BOOTSTRAPPING, LIVE
+from datsync.core.sync.snapshot import SnapshotChunk
+
+log = logging.getLogger("datsync.client")
+
+DEFAULT_MAX_MESSAGE_SIZE = 64 << 20
+FATAL_CODES = frozenset({"protocol/unauthorized", "protocol/version"})
+"""Errors from the server after which reconnecting cannot help."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Values and errors
+
+
+class TxResult(NamedTuple):
+    """A committed transaction: its ``t``, its transaction id, and the tempids resolved to the
+    replica's entity ids (``"db/current-tx"`` included)."""
+
+    t: int
+    tx: int
+    tempids: dict
+
+
+class ReplicaChange(NamedTuple):
+    """What a listener receives after every change of the replica: the database before and after,
+    the change's ``t``, ``kind`` (``"bootstrap"`` when a snapshot became the replica, else
+    ``"delta"``), the server's ``Delta`` (None for a bootstrap) and its datoms in the replica's ids
+    (``tx_data``, as in a DataScript report)."""
+
+    db_before: Any
+    db_after: Any
+    t: int
+    kind: str
+    delta: Any
+    tx_data: tuple
+
+
+class ReplicaConnectionError(ConnectionError):
+    """The replica's connection failed (``code`` says how, when the server said so)."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code or "sync/connection"
+        self.message = message
+
+
+class TxOutcomeUnknown(ReplicaConnectionError):
+    """The connection dropped after the transaction was sent and before the server answered: it
+    may or may not have committed. Look for its effects once the replica has reconnected."""
+
+    def __init__(self, req: Any, reason: str):
+        super().__init__(
+            f"the connection to the server was lost before it answered transaction request {req!r} ({reason}); "
+            "the transaction may or may not have committed: check the replica for its effects after it "
+            "reconnects", "sync/tx-unknown",
+        )
+        self.req = req
+
+
+class Unauthorized(ReplicaConnectionError):
+    """The server refused this replica's credentials (or speaks another protocol version)."""
+
+
+class ReplicaClosed(ReplicaConnectionError):
+    """The replica is closed (``aclose``/``close``, or it gave up reconnecting)."""
+
+
+@dataclass
+class ReplicaStats:
+    """Counters about the replica's connection (``rep.stats``)."""
+
+    connects: int = 0
+    """WebSocket connections opened."""
+    resumes: int = 0
+    """Welcomes in ``resume`` mode: caught up from the replica's ``t`` without a snapshot."""
+    bootstraps: int = 0
+    """Snapshots that became the replica (the first one, and after each resync)."""
+    resyncs: int = 0
+    """Times the server said the replica had fallen too far behind."""
+    deltas: int = 0
+    """Deltas applied."""
+    disconnects: int = 0
+    last_mode: str | None = None
+    """``resume`` or ``bootstrap``: the last welcome's mode."""
+    last_close: str | None = None
+    last_error: tuple[str, str] | None = None
+    """The server's last ``error`` message: ``(code, message)``."""
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
+class _Pending:
+    req: Any
+    done: trio.Event = field(default_factory=trio.Event)
+    result: TxResult | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _CloseMarker:
+    code: str
+    reason: str
+
+
+_WS_CODES = {"normal": 1000, "protocol/timeout": 1001, "protocol/internal": 1011, "protocol/too-large": 1009}
+
+
+# ------------------------------------------------------------------------------------------------
+# The trio replica
+
+
+class ReplicaConnection:
+    """A replica of a server's database kept live over WebSocket (create with ``open_replica``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        id_cap: int | None = None,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        rng: random.Random | None = None,
+        heartbeat_interval: float = 10.0,
+        heartbeat_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_pending: int = 32,
+        on_progress: Callable[..., Any] | None = None,
+        replica: Any = None,
+    ):
+        self.url = url
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self.rng = rng if rng is not None else random.Random()
+        self.connect_timeout = connect_timeout
+        self.max_message_size = max_message_size
+        self.on_progress = on_progress
+        eids = EidMap.identity() if id_cap is None else EidMap.capped(id_cap)
+        config = ClientConfig(
+            credentials={"token": token} if token is not None else None, eids=eids,
+            heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+        )
+        self.session = new_client_session(config, replica)
+        self.stats = ReplicaStats()
+        self._reqs = itertools.count(1)
+        self._pending: dict[Any, _Pending] = {}
+        self._slots = trio.Semaphore(max_pending)
+        self._listeners: list[Callable[[ReplicaChange], Any]] = []
+        self._waiters: list[tuple[int, trio.Event]] = []
+        self._changed = trio.Event()
+        self._out: trio.MemorySendChannel | None = None
+        self._conn_scope: trio.CancelScope | None = None
+        self._timer_scope: trio.CancelScope | None = None
+        self._timer_at = math.inf
+        self._events: list = []
+        self._busy = False
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._scope: trio.CancelScope | None = None
+        self._db = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def replica(self) -> Any:
+        """The core ``Replica`` value (db, t, server schema, id map), or None before the first sync."""
+        return self.session.replica
+
+    @property
+    def db(self) -> Any:
+        """The replica's current database (DataScript flavor; None before the first sync)."""
+        r = self.session.replica
+        return None if r is None else r.db
+
+    @property
+    def t(self) -> int:
+        """The server ``t`` the replica reflects (-1 before the first sync)."""
+        r = self.session.replica
+        return -1 if r is None else r.t
+
+    @property
+    def db_id(self) -> str | None:
+        """The server database's identity (a replica resumes only against the same one)."""
+        r = self.session.replica
+        return None if r is None else r.db_id
+
+    @property
+    def connected(self) -> bool:
+        """True while the replica is live (connected and caught up or catching up)."""
+        return self.session.phase == LIVE
+
+    def listen(self, fn: Callable[[ReplicaChange], Any]) -> Callable[[], None]:
+        """Call ``fn(change)`` after every change of the replica (bootstraps included); returns the
+        function that unsubscribes. ``fn`` runs in the replica's trio task: keep it short."""
+        self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+        return unsubscribe
+
+    async def wait_for_t(self, t: int) -> None:
+        """Return once the replica reflects ``t`` (raises if the replica closes first)."""
+        while self.t < t:
+            self._check_usable()
+            event = trio.Event()
+            self._waiters.append((t, event))
+            await event.wait()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def transact(self, tx_data: Any) -> TxResult:
+        """Transact on the server; return once it is durable there *and* applied here, with the
+        tempids in this replica's ids. ``TxError`` with the server's code if rejected;
+        ``TxOutcomeUnknown`` if the connection dropped before the answer."""
+        async with self._slots:
+            await self._until_usable()
+            req = next(self._reqs)
+            pending = _Pending(req)
+            self._pending[req] = pending
+            try:
+                self._feed(SubmitTx(req, tx_data))
+                await pending.done.wait()
+            finally:
+                self._pending.pop(req, None)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection (code 1000) and stop reconnecting."""
+        if self._closing:
+            return
+        self._closing = True
+        out = self._out
+        if out is not None and self.session.phase != "closed":
+            with suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                out.send_nowait(_CloseMarker("normal", "closed by the application"))
+        with trio.move_on_after(2.0):
+            await self._until(lambda: self._out is None)
+        self._fail(ReplicaClosed("the replica was closed", "sync/closed"))
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, keep the replica live, reconnect with backoff; ``task_status.started()`` once
+        the replica holds the server's database. Raises if it never can: refused credentials, or
+        the first connection failed with ``reconnect=False``."""
+        with trio.CancelScope() as self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._connection_loop)
+                await self._until(lambda: self.session.replica is not None or self._failure is not None)
+                if self.session.replica is None and self._failure is not None:
+                    raise self._failure
+                task_status.started()
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while not self._closing:
+            self._was_live = False
+            error: BaseException | None = None
+            try:
+                await self._connect_once()
+            except _CONNECTION_ERRORS as e:
+                error = e
+            except BaseExceptionGroup as group:
+                leaves = _leaves(group)
+                if not all(isinstance(x, _CONNECTION_ERRORS) for x in leaves):
+                    raise
+                error = leaves[0]
+            if self.session.phase != "closed":
+                self._feed(Closed(f"connection lost: {error}" if error else "connection closed"))
+            if self._closing:
+                return
+            fatal = self._fatal_error(error)
+            if fatal is not None:
+                log.warning("giving up", extra={"url": self.url, "error": str(fatal)})
+                self._fail(fatal)
+                return
+            if not self.reconnect:
+                self._fail(ReplicaClosed(f"the connection to {self.url} was lost{f' ({error})' if error else ''} "
+                                         "and reconnect=False", "sync/closed"))
+                return
+            attempt = 0 if self._was_live else attempt + 1
+            lo, hi = self.backoff
+            delay = min(hi, lo * 2 ** attempt)
+            delay = delay / 2 + self.rng.random() * delay / 2
+            log.info("reconnecting", extra={"url": self.url, "in_s": round(delay, 3), "error": str(error or "")})
+            await trio.sleep(delay)
+
+    _was_live = False
+    _close_why: str | None = None
+
+    def _fatal_error(self, error: BaseException | None) -> BaseException | None:
+        """The error to give up with, when reconnecting cannot help (refused credentials, another
+        protocol version, an HTTP server that is not a datsync server)."""
+        last = self.stats.last_error
+        if last is not None and last[0] in FATAL_CODES and not self._was_live:
+            return Unauthorized(f"{self.url} refused this replica: {last[1]}", last[0])
+        if isinstance(error, ConnectionRejected):
+            body = error.body.decode(errors="replace").strip() if error.body else ""
+            return ReplicaConnectionError(f"{self.url} refused the WebSocket handshake: HTTP {error.status_code}"
+                                          f"{': ' + body if body else ''}", "sync/rejected")
+        return None
+
+    async def _connect_once(self) -> None:
+        async with trio_websocket.open_websocket_url(
+            self.url, max_message_size=self.max_message_size, connect_timeout=self.connect_timeout,
+            disconnect_timeout=2.0,
+        ) as ws:
+            self.stats.connects += 1
+            self.stats.last_error = None
+            self._close_why = None
+            send, recv = trio.open_memory_channel[Any](math.inf)
+            self._out = send
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._conn_scope = nursery.cancel_scope
+                    nursery.start_soon(self._reader, ws)
+                    nursery.start_soon(self._writer, ws, recv)
+                    nursery.start_soon(self._timer)
+                    self._feed(Opened(trio.current_time()))
+            finally:
+                self._out = None
+                self._conn_scope = None
+                self._timer_scope = None
+                self._timer_at = math.inf
+                self._pulse()
+
+    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+        max_size = self.max_message_size
+        while True:
+            try:
+                data = await ws.get_message()
+            except ConnectionClosed as e:
+                self._connection_closed(e)
+                return
+            event = receive(data, max_size=max_size)
+            before = self.session.builder
+            self._feed(event)
+            if self.on_progress is not None and type(event) is Received and type(event.message) is SnapshotChunk:
+                self._progress(before)
+
+    def _progress(self, before: Any) -> None:
+        """Call ``on_progress(datoms received, datoms in the snapshot)`` after a snapshot chunk."""
+        b = self.session.builder
+        if b is not None:
+            done, total = b.count, b.head.datoms
+        elif before is not None:  # that chunk completed the snapshot
+            done = total = before.head.datoms
+        else:
+            return
+        try:
+            self.on_progress(done, total)
+        except Exception:
+            log.exception("progress callback failed")
+
+    async def _writer(self, ws: trio_websocket.WebSocketConnection, recv: trio.MemoryReceiveChannel) -> None:
+        try:
+            async for item in recv:
+                if type(item) is bytes:
+                    await ws.send_message(item)
+                else:
+                    with trio.move_on_after(2.0):
+                        await ws.aclose(_WS_CODES.get(item.code, 1002), _close_reason(item.reason))
+                    self._cancel_conn()
+                    return
+        except ConnectionClosed as e:
+            self._connection_closed(e)
+
+    def _connection_closed(self, e: ConnectionClosed) -> None:
+        r = e.reason
+        self._close_why = f"{r.code} {r.reason or r.name}" if r is not None else "closed"
+        self._feed(Closed(f"server closed the connection: {self._close_why}"))
+        self._cancel_conn()
+
+    async def _timer(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self._timer_at) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = trio.current_time()
+            if now >= self._timer_at:
+                self._timer_at = math.inf
+                self._feed(Timer(now))
+
+    def _cancel_conn(self) -> None:
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+
+    # -- the state machine ---------------------------------------------------------------------
+
+    def _feed(self, event: Any) -> None:
+        self._events.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._events:
+                e = self._events.pop(0)
+                before = self.session.replica
+                self.session, effects = client_step(self.session, e)
+                for f in effects:
+                    self._perform(f, before)
+        finally:
+            self._busy = False
+
+    def _perform(self, f: Any, before: Any) -> None:
+        t = type(f)
+        if t is Send:
+            if self._out is not None:
+                self._out.send_nowait(f.data)
+        elif t is Notify:
+            self._notify(f.kind, f.data, before)
+        elif t is SetTimer:
+            self._timer_at = f.at
+            if self._timer_scope is not None:
+                self._timer_scope.deadline = f.at
+        elif t is Close and self._out is not None:
+            self._out.send_nowait(_CloseMarker(f.code, f.reason))
+
+    def _notify(self, kind: str, data: Any, before: Any) -> None:
+        if kind == "delta":
+            self.stats.deltas += 1
+            self._changed_to(before, data["replica"], "delta", data["delta"])
+        elif kind == "synced":
+            self.stats.bootstraps += 1
+            self._was_live = True
+            self._changed_to(before, data["replica"], "bootstrap", None)
+        elif kind == "connected":
+            self.stats.last_mode = data["mode"]
+            if data["mode"] == "resume":
+                self.stats.resumes += 1
+                self._was_live = True
+            log.info("connected", extra={"url": self.url, "mode": data["mode"], "server_t": data["t"]})
+            self._pulse()
+        elif kind == "tx-ok":
+            p = self._pending.get(data["req"])
+            if p is not None:
+                tempids = dict(data["tempids"])
+                p.result = TxResult(data["t"], tempids.get("db/current-tx", TX0 + data["t"]), tempids)
+                p.done.set()
+        elif kind == "tx-rejected":
+            p = self._pending.get(data["req"])
+            if p is not None:
+                p.error = TxError(data["code"], data["message"], {"req": data["req"]})
+                p.done.set()
+        elif kind == "tx-unknown":
+            p = self._pending.get(data["req"])
+            if p is not None:
+                p.error = TxOutcomeUnknown(data["req"], self._close_why or "connection lost")
+                p.done.set()
+        elif kind == "resync":
+            self.stats.resyncs += 1
+            log.info("resync", extra={"url": self.url, "reason": data["reason"]})
+        elif kind == "error":
+            prev = self.stats.last_error
+            # a refusal comes with two errors: the server's detailed one first, keep that
+            if prev is None or prev[0] != data["code"] or data["code"] not in FATAL_CODES:
+                self.stats.last_error = (data["code"], data["message"])
+            log.warning("server error", extra={"url": self.url, "code": data["code"], "detail": data["message"]})
+        elif kind == "closed":
+            self.stats.disconnects += 1
+            self.stats.last_close = self._close_why or data.get("reason")
+            self._pulse()
+
+    def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any) -> None:
+        if self._listeners:
+            if delta is not None:
+                local = datoms_to_local(replica.eids, replica.refs, delta.datoms)[1]
+                tx_data = tuple(Datom(e, a, v, delta.tx, added) for e, a, v, added in local)
+            else:
+                tx_data = ()
+            change = ReplicaChange(None if before is None else before.db, replica.db, replica.t, kind, delta, tx_data)
+            for fn in tuple(self._listeners):
+                try:
+                    fn(change)
+                except Exception:
+                    log.exception("replica listener failed")
+        if self._waiters:
+            keep = []
+            for t, event in self._waiters:
+                if t <= replica.t:
+                    event.set()
+                else:
+                    keep.append((t, event))
+            self._waiters = keep
+        self._pulse()
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _until(self, pred: Callable[[], bool]) -> None:
+        while not pred():
+            await self._changed.wait()
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closing:
+            raise ReplicaClosed("the replica is closed", "sync/closed")
+
+    async def _until_usable(self) -> None:
+        while True:
+            self._check_usable()
+            s = self.session
+            if s.replica is not None and s.phase in (LIVE, BOOTSTRAPPING):
+                return
+            await self._changed.wait()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+        for _, event in self._waiters:
+            event.set()
+        self._waiters = []
+        for p in list(self._pending.values()):
+            if not p.done.is_set():
+                p.error = p.error or TxOutcomeUnknown(p.req, str(error))
+                p.done.set()
+        self._pulse()
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
+    data = reason.encode("utf-8")
+    return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."
+
+
+_CONNECTION_ERRORS = (OSError, HandshakeError, ConnectionClosed, ConnectionRejected, trio.BrokenResourceError,
+                      trio.ClosedResourceError)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+@asynccontextmanager
+async def open_replica(
+    url: str,
+    *,
+    token: str | None = None,
+    id_cap: int | None = None,
+    reconnect: bool = True,
+    on_progress: Callable[[int, int], Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[ReplicaConnection]:
+    """A live replica of the server at ``url`` for the duration of the ``async with`` block; entered
+    once the replica holds the server's database (after a bootstrap). ``token``: the server's token
+    (servers without one accept loopback clients only). ``id_cap``: hold entity ids below it
+    (``EidMap.capped``; None: the server's ids). ``reconnect``: reconnect with exponential backoff
+    (``backoff=(first, max)`` seconds, jitter from ``rng``, a ``random.Random``) and resume from the
+    replica's ``t``. Other options: ``heartbeat_interval``, ``heartbeat_timeout``,
+    ``connect_timeout``, ``max_message_size``, ``max_pending``, ``on_progress(datoms, total)``
+    (bootstrap progress), ``replica`` (a ``Replica`` value kept from an earlier connection, e.g.
+    ``rep.replica``: resumed from its ``t`` when the server still has its database).
+    Raises ``Unauthorized`` if the server refuses the credentials, ``ReplicaClosed`` if the first
+    connection fails and ``reconnect`` is False (bound the wait with ``trio.fail_after``)."""
+    rep = ReplicaConnection(url, token=token, id_cap=id_cap, reconnect=reconnect, on_progress=on_progress, **options)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rep.run)
+            try:
+                yield rep
+            finally:
+                await rep.aclose()
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+# ------------------------------------------------------------------------------------------------
+# The blocking facade
+
+
+class Replica:
+    """A replica for scripts and notebooks: the trio replica in a background thread, with the same
+    API without ``await`` (create with ``connect``). Listeners run in that background thread."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float | None = 10.0, **options: Any):
+        self.url = url
+        self._rep: ReplicaConnection | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._scope: trio.CancelScope | None = None
+        self._stop: trio.Event | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=trio.run, args=(self._main, url, token, options),
+                                        name=f"datsync replica {url}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            last = None
+            if self._rep is not None:
+                last = self._rep.stats.last_close or self._rep.stats.last_error
+            self.close()
+            raise ReplicaConnectionError(f"could not connect to {url} within {timeout} s"
+                                         f"{f' (last: {last})' if last else ''}", "sync/connect-timeout")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    async def _main(self, url: str, token: str | None, options: dict) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        with trio.CancelScope() as self._scope:
+            try:
+                rep = ReplicaConnection(url, token=token, **options)
+                self._rep = rep
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(rep.run)
+                    self._ready.set()
+                    await self._stop.wait()
+                    await rep.aclose()
+            except BaseExceptionGroup as group:
+                leaves = _leaves(group)
+                self._error = leaves[0] if len(leaves) == 1 else group
+            except Exception as e:
+                self._error = e
+            finally:
+                self._ready.set()
+
+    def _call(self, fn: Callable, *args: Any, timeout: float | None = None) -> Any:
+        if self._closed or self._token is None or self._rep is None:
+            raise ReplicaClosed("the replica is closed", "sync/closed")
+
+        async def call() -> Any:
+            if timeout is None:
+                return await fn(*args)
+            with trio.fail_after(timeout):
+                return await fn(*args)
+
+        try:
+            return trio.from_thread.run(call, trio_token=self._token)
+        except trio.TooSlowError:
+            raise TimeoutError(f"{getattr(fn, '__name__', 'call')} did not finish within {timeout} s") from None
+        except trio.RunFinishedError:
+            raise ReplicaClosed("the replica is closed", "sync/closed") from None
+
+    @property
+    def db(self) -> Any:
+        """The replica's current database value (DataScript flavor)."""
+        return self._rep.db if self._rep is not None else None
+
+    @property
+    def t(self) -> int:
+        return self._rep.t if self._rep is not None else -1
+
+    @property
+    def db_id(self) -> str | None:
+        return self._rep.db_id if self._rep is not None else None
+
+    @property
+    def replica(self) -> Any:
+        return self._rep.replica if self._rep is not None else None
+
+    @property
+    def stats(self) -> ReplicaStats:
+        assert self._rep is not None
+        return self._rep.stats
+
+    @property
+    def connected(self) -> bool:
+        return self._rep is not None and self._rep.connected
+
+    def transact(self, tx_data: Any, *, timeout: float | None = None) -> TxResult:
+        """``ReplicaConnection.transact`` (``TimeoutError`` after ``timeout`` seconds: the outcome is
+        then unknown, as for a dropped connection)."""
+        assert self._rep is not None
+        return self._call(self._rep.transact, tx_data, timeout=timeout)
+
+    def wait_for_t(self, t: int, *, timeout: float | None = None) -> None:
+        """Block until the replica reflects ``t`` (``TimeoutError`` after ``timeout`` seconds)."""
+        assert self._rep is not None
+        if self._rep.t >= t:
+            return
+        self._call(self._rep.wait_for_t, t, timeout=timeout)
+
+    def listen(self, fn: Callable[[ReplicaChange], Any]) -> Callable[[], None]:
+        """``fn(change)`` after every change; runs in the replica's background thread."""
+        if self._rep is None:
+            raise ReplicaClosed("the replica is closed", "sync/closed")
+        return self._rep.listen(fn)
+
+    def close(self) -> None:
+        """Close the connection and stop the background thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        token = self._token
+        if token is not None and self._thread.is_alive():
+            def stop() -> None:
+                if self._stop is not None and self._rep is not None and self._ready.is_set():
+                    self._stop.set()
+                elif self._scope is not None:
+                    self._scope.cancel()
+
+            with suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(stop, trio_token=token)
+        self._thread.join(timeout=10.0)
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Replica {self.url} t={self.t}{'' if self.connected else ' (disconnected)'}>"
+
+
+def connect(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout: float | None = 10.0,
+    on_progress: Callable[[int, int], Any] | None = None,
+    **options: Any,
+) -> Replica:
+    """A blocking replica of the server at ``url``, once it holds the server's database (at most
+    ``timeout`` seconds: else ``ReplicaConnectionError``). ``on_progress(datoms, total)`` is called
+    as the bootstrap snapshot arrives (in the replica's thread). Same options as ``open_replica``."""
+    return Replica(url, token=token, timeout=timeout, on_progress=on_progress, **options)
+
+
+__all__ = [
+    "Replica",
+    "ReplicaChange",
+    "ReplicaClosed",
+    "ReplicaConnection",
+    "ReplicaConnectionError",
+    "ReplicaStats",
+    "TxOutcomeUnknown",
+    "TxResult",
+    "Unauthorized",
+    "connect",
+    "open_replica",
+]

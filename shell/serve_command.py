@@ -1,0 +1,99 @@
+"""``datsync serve``: the sync server as a command (the shell's command protocol: ``NAME``, ``HELP``,
+``DESCRIPTION``, ``EPILOG``, ``configure(parser)``, ``run(args) -> int``). The server itself is
+``datsync.shell.server``; this module only parses arguments, so ``datsync --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+NAME = "serve"
+HELP = "serve a store to replicas over WebSocket (with GET /health on the same port)"
+DESCRIPTION = """\
+Serve the database in a store file to replicas over WebSocket (the sync protocol, docs/protocol.md).
+
+The first line on stdout is the bound URL, e.g.
+  datsync serving ws://127.0.0.1:8765/ store=./datsync.sqlite t=42 health=http://127.0.0.1:8765/health
+then logs go to stderr. A transaction is acknowledged once it is on disk (SQLite WAL, group commit);
+a checkpoint every --checkpoint-every transactions keeps start-up short. The server holds an
+exclusive lock on STORE.lock while it runs: one server per store.
+
+Credentials: every replica's hello must carry --token (or the token in --token-file, or
+$DATSYNC_TOKEN); without a token only loopback clients (127.0.0.0/8, ::1) are accepted.
+
+HTTP on the same port: GET /health (JSON: t, db_id, sessions, store stats, uptime, counters);
+GET /status adds every session (same credentials rule: Authorization: Bearer TOKEN).
+
+SIGINT/SIGTERM shut down gracefully: no new connections, in-flight commits finish and are answered,
+replicas are closed with going-away (1001) and reconnect elsewhere or later, a checkpoint is
+written, the store is closed. A second signal stops at once (the log is durable either way).
+See docs/operations.md.
+"""
+EPILOG = """\
+examples:
+  datsync serve                                          # ws://127.0.0.1:8765/, store ./datsync.sqlite
+  datsync serve --store db.sqlite --schema docs/examples/people.edn --port 0
+  datsync serve --host 0.0.0.0 --token-file /etc/datsync/token --log-format json
+  curl http://127.0.0.1:8765/health
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    p.add_argument("--store", default="./datsync.sqlite", metavar="PATH",
+                   help="the store file, created if missing (default ./datsync.sqlite)")
+    p.add_argument("--schema", metavar="FILE.edn",
+                   help="EDN schema installed on start unless already installed: {:attr {props}} (a file "
+                        "with a :schema key works) or [{:db/ident :attr ...} ...]")
+    creds = p.add_mutually_exclusive_group()
+    creds.add_argument("--token", help="the token every replica must present (default: $DATSYNC_TOKEN; "
+                                       "none: loopback clients only)")
+    creds.add_argument("--token-file", metavar="PATH", help="read the token from a file")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="write a checkpoint every N transactions (default 1000)")
+    p.add_argument("--max-message-size", type=int, default=16 << 20, metavar="BYTES",
+                   help="largest message accepted (default 16 MiB; bigger: an error; the WebSocket is closed "
+                        "above twice that)")
+    p.add_argument("--max-buffered", type=int, default=1024, metavar="N",
+                   help="deltas held for one replica before it must resync (default 1024)")
+    p.add_argument("--window", type=int, default=64, metavar="N",
+                   help="deltas in flight to one replica without an ack (default 64)")
+    p.add_argument("--heartbeat-interval", type=float, default=10.0, metavar="S",
+                   help="ping an idle replica every S seconds (default 10)")
+    p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S",
+                   help="close a replica not heard from in S seconds (default 30)")
+    p.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S",
+                   help="longest graceful shutdown before what is left is cut off (default 10)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"], help="logs on stderr (default text)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from datsync.core.sync import ServerConfig
+
+    from .server import read_token_file, run_server
+
+    token = args.token
+    if args.token_file:
+        try:
+            token = read_token_file(args.token_file)
+        except (OSError, ValueError) as e:
+            print(f"datsync serve: --token-file: {e}", file=sys.stderr)
+            return 2
+    elif token is None:
+        token = os.environ.get("DATSYNC_TOKEN") or None
+    if args.window < 1 or args.max_buffered < args.window or args.heartbeat_interval <= 0:
+        print("datsync serve: need --window >= 1, --max-buffered >= --window, --heartbeat-interval > 0",
+              file=sys.stderr)
+        return 2
+    config = ServerConfig(
+        window=args.window, max_buffered=args.max_buffered, heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout, handshake_timeout=min(10.0, args.heartbeat_timeout),
+    )
+    return run_server(
+        args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
+        checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
+        shutdown_timeout=args.shutdown_timeout,
+    )

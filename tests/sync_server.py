@@ -1,0 +1,174 @@
+"""Helpers for end-to-end tests: `datsync serve` as a real process on 127.0.0.1, raw WebSocket peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio_websocket
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCHEMA_EDN = """\
+{:person/name {:db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+ :person/n    {:db/valueType :db.type/long :db/cardinality :db.cardinality/one}}
+"""
+
+FAST_RECONNECT = {"backoff": (0.02, 0.2)}
+"""Replica options for tests: reconnect quickly."""
+
+
+class ServerProcess:
+    """``python -m datsync.shell serve --port P --store STORE ARGS...``; ``url`` from its first stdout line."""
+
+    def __init__(self, store: Path, *args: str, port: int = 0, log: Path | None = None):
+        self.store = Path(store)
+        self.args = [str(a) for a in args]
+        self.port = port
+        self.log = log if log is not None else self.store.with_suffix(".log")
+        self.proc: subprocess.Popen | None = None
+        self.banner = ""
+        self.url = ""
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        cmd = [sys.executable, "-m", "datsync.shell", "serve", "--port", str(self.port), "--store", str(self.store),
+               *self.args]
+        env = {k: v for k, v in os.environ.items() if k != "DATSYNC_TOKEN"}
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=env, text=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not line or not line[0].startswith("datsync serving "):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"server did not start: {line!r}\n{self.log_text()}")
+        self.banner = line[0].strip()
+        self.url = self.banner.split()[2]
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+        return self
+
+    @property
+    def http(self) -> str:
+        return self.url.replace("ws://", "http://")
+
+    def field(self, name: str) -> str:
+        """A ``name=value`` field of the banner."""
+        return next(w.split("=", 1)[1] for w in self.banner.split() if w.startswith(name + "="))
+
+    def get(self, path: str = "/health", token: str | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(self.http.rstrip("/") + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = response.read()
+                status = response.status
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        return status, json.loads(body) if body.startswith(b"{") else body.decode()
+
+    def health(self) -> dict:
+        status, body = self.get("/health")
+        assert status == 200, body
+        return body
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the server and wait for it to exit; its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """``kill -9``."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text()
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Servers:
+    """Starts servers for a test and makes sure none outlives it."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.started: list[ServerProcess] = []
+        self.schema = tmp_path / "schema.edn"
+        self.schema.write_text(SCHEMA_EDN)
+
+    def start(self, store: str = "db.sqlite", *args: str, port: int = 0, schema: bool = True) -> ServerProcess:
+        extra = ["--schema", str(self.schema)] if schema else []
+        server = ServerProcess(self.tmp_path / store, *extra, *args, port=port)
+        self.started.append(server)
+        return server.start()
+
+    def close(self) -> None:
+        for s in self.started:
+            if s.alive():
+                s.kill()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (a condition in another process, with no event to await) until truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------
+# Raw protocol peers
+
+
+def msg(type_: str, **fields: Any) -> str:
+    return json.dumps({"v": 1, "type": type_, **fields})
+
+
+HELLO = msg("hello", credentials=None, t=None, db_id=None)
+
+
+async def next_message(ws: trio_websocket.WebSocketConnection, timeout: float = 10.0) -> dict:
+    with trio.fail_after(timeout):
+        data = await ws.get_message()
+    return json.loads(data)
+
+
+async def expect(ws: trio_websocket.WebSocketConnection, type_: str, timeout: float = 10.0, **fields: Any) -> dict:
+    """Read messages until one of ``type_`` with ``fields``; return it (others are skipped)."""
+    with trio.fail_after(timeout):
+        while True:
+            m = json.loads(await ws.get_message())
+            if m.get("type") == type_ and all(m.get(k) == v for k, v in fields.items()):
+                return m
+
+
+async def bootstrap_raw(ws: trio_websocket.WebSocketConnection, hello: str = HELLO) -> dict:
+    """Say hello and read the welcome and the snapshot; the welcome."""
+    await ws.send_message(hello)
+    welcome = await expect(ws, "welcome")
+    await expect(ws, "snapshot-end")
+    return welcome

@@ -1,0 +1,435 @@
+"""`datsync serve` as a real process on 127.0.0.1: HTTP health, bad input, slow and dead peers, the
+store lock, schema install, graceful shutdown, and no acknowledged transaction lost to `kill -9`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import trio
+import trio_websocket
+
+from datsync.core import TX0, datoms
+from datsync.shell import ReplicaClosed, Store, TxOutcomeUnknown, open_replica, store_in_use
+from datsync.shell.connection import Connection
+from datsync.shell.server import schema_tx_from_edn, serve
+from tests.sync_server import FAST_RECONNECT, HELLO, SCHEMA_EDN, Servers, bootstrap_raw, expect, msg, wait_until
+
+
+@pytest.fixture
+def servers(tmp_path):
+    s = Servers(tmp_path)
+    yield s
+    s.close()
+
+
+def raw_http(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_health_status_and_plain_http(servers):
+    server = servers.start()
+    assert server.banner.startswith(f"datsync serving ws://127.0.0.1:{server.port}/ store=")
+    assert server.field("t") == "1"
+    h = server.health()
+    assert h["status"] == "ok" and h["t"] == 1 and h["sessions"] == 0 and h["protocol"] == 1
+    assert h["store"]["last_t"] == 1 and h["store"]["log_entries"] == 1 and h["uptime_s"] >= 0
+    assert len(h["db_id"]) == 36 and h["auth"] == "loopback-only"
+
+    async def main() -> None:
+        async with open_replica(server.url) as rep:
+            assert rep.db_id == h["db_id"]
+            status, body = await trio.to_thread.run_sync(server.get, "/status")
+            assert status == 200 and body["sessions"] == 1
+            (s,) = body["session_detail"]
+            assert s["phase"] == "live" and s["t"] == 1 and s["peer"].startswith("127.0.0.1:")
+
+    trio.run(main)
+    assert server.get("/nope")[0] == 404
+    assert raw_http(server.port, b"POST /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
+    assert raw_http(server.port, b"\x16\x03\x01 not http at all\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw_http(server.port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n").startswith(b"HTTP/1.1 431")
+    assert server.health()["status"] == "ok"
+
+
+def test_bad_input_gets_an_error_and_everyone_else_keeps_working(servers):
+    server = servers.start("db.sqlite", "--max-message-size", "65536")  # the WebSocket closes above 128 KiB
+
+    async def main() -> None:
+        async with open_replica(server.url) as good:
+            r0 = await good.transact([{"person/name": "before"}])
+            async with trio_websocket.open_websocket_url(server.url) as ws:
+                await bootstrap_raw(ws)
+                # after the handshake, bad messages get an error each and the connection stays
+                await ws.send_message(b"\xff\xfe not utf-8")
+                assert (await expect(ws, "error"))["code"] == "protocol/malformed"
+                await ws.send_message("[1, 2")
+                assert (await expect(ws, "error"))["code"] == "protocol/malformed"
+                await ws.send_message(msg("ack", t="seven"))
+                e = await expect(ws, "error")
+                assert e["code"] == "protocol/malformed" and "t" in e["message"]
+                await ws.send_message(msg("welcome", db_id="x", t=1, mode="resume", ack_every=1))
+                assert (await expect(ws, "error"))["code"] == "protocol/unexpected"
+                await ws.send_message(HELLO)
+                assert (await expect(ws, "error"))["code"] == "protocol/unexpected"
+                await ws.send_message(msg("frobnicate"))
+                assert (await expect(ws, "error"))["code"] == "protocol/malformed"
+                await ws.send_message("x" * 100_000)
+                assert (await expect(ws, "error"))["code"] == "protocol/too-large"
+                # bad transactions are refused with the reason, before or by the transactor
+                await ws.send_message(msg("submit", req=1, tx=[{"nope/attr": 1}]))
+                assert (await expect(ws, "tx-rejected", req=1))["code"] == "db.error/not-an-entity"
+                await ws.send_message(msg("submit", req=2, tx=[["db.fn/call", "~$evil"]]))
+                assert (await expect(ws, "tx-rejected", req=2))["code"] == "sync/forbidden-op"
+                await ws.send_message(msg("submit", req=3, tx="not a list"))
+                assert (await expect(ws, "error"))["code"] == "protocol/malformed"
+                await ws.send_message(msg("submit", req=4, tx=[{"person/name": 42}]))
+                assert (await expect(ws, "tx-rejected", req=4))["code"] == "db.error/wrong-type-for-attribute"
+                # and a good one still works on the same connection
+                await ws.send_message(msg("submit", req=5, tx=[{"db/id": "x", "person/name": "raw"}]))
+                seen: dict = {}
+                with trio.fail_after(10):
+                    while "tx-ok" not in seen or "delta" not in seen:  # either may come first
+                        m = json.loads(await ws.get_message())
+                        seen.setdefault(m["type"], m)
+                ok = seen["tx-ok"]
+                assert ok["req"] == 5 and seen["delta"]["t"] == ok["t"]
+                # far too big: the WebSocket itself closes the connection (1009)
+                with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    await ws.send_message("y" * 300_000)  # may already fail: the server closes mid-message
+                    while True:
+                        await ws.get_message()
+                assert closed.value.reason.code == 1009
+
+            # before the handshake: another version, or garbage, closes with an error
+            async with trio_websocket.open_websocket_url(server.url) as ws:
+                await ws.send_message(json.dumps({"v": 2, "type": "hello"}))
+                e = await expect(ws, "error")
+                assert e["code"] == "protocol/version" and "speaks 1" in e["message"]
+                with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed):
+                    await ws.get_message()
+            async with trio_websocket.open_websocket_url(server.url) as ws:
+                await ws.send_message(msg("submit", req=1, tx=[]))
+                assert (await expect(ws, "error"))["code"] == "protocol/unexpected"
+            async with trio_websocket.open_websocket_url(server.url) as ws:  # junk with a long non-ASCII name
+                await ws.send_message(msg("ü" * 300))
+                assert (await expect(ws, "error"))["code"] == "protocol/malformed"
+                with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert closed.value.reason.code == 1002
+            # broken WebSocket framing after a proper upgrade: the WebSocket layer closes that connection
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s0:
+                s0.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                assert s0.recv(12) == b"HTTP/1.1 101"
+                s0.sendall(b"\xff\x7f" + b"\x00" * 64)  # reserved opcode, unmasked, absurd length
+                while s0.recv(65536):  # the server drops the connection: EOF (a hang would time out)
+                    pass
+            # a TCP peer that never finishes its request, and one that leaves mid-handshake
+            with socket.create_connection(("127.0.0.1", server.port)) as s1:
+                s1.sendall(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n")
+                with socket.create_connection(("127.0.0.1", server.port)) as s2:
+                    s2.sendall(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                r1 = await good.transact([{"person/name": "after"}])
+            assert r1.t == ok["t"] + 1 and ok["t"] == r0.t + 1
+            assert good.stats.connects == 1 and good.connected
+            assert datoms(good.db, "avet", "person/name", "raw")
+
+    trio.run(main)
+    h = server.health()
+    assert h["sessions"] == 0 and h["counters"]["protocol_errors"] >= 9 and server.alive()
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_others_keep_their_speed(servers):
+    server = servers.start("db.sqlite", "--max-buffered", "100", "--window", "16")
+    n = 400
+
+    async def main() -> tuple[list[float], list[dict]]:
+        samples: list[dict] = []
+        async with trio_websocket.open_websocket_url(server.url) as slow:
+            await slow.send_message(HELLO)  # ...and never reads again
+            async with open_replica(server.url) as fast, trio.open_nursery() as nursery:
+                async def watch() -> None:
+                    while True:
+                        _, body = await trio.to_thread.run_sync(server.get, "/status")
+                        samples.extend(s for s in body["session_detail"] if s["id"] == 1)
+                        await trio.sleep(0.05)
+
+                nursery.start_soon(watch)
+                latencies = []
+                for i in range(n):
+                    t0 = time.perf_counter()
+                    await fast.transact([{"person/name": f"p{i}", "person/n": i}])
+                    latencies.append(time.perf_counter() - t0)
+                assert fast.t == n + 1 and fast.stats.resyncs == 0
+                nursery.cancel_scope.cancel()
+        return latencies, samples
+
+    latencies, samples = trio.run(main)
+    h = server.health()
+    assert h["counters"]["closed_slow"] == 1 and h["counters"]["resyncs"] == 3
+    assert "the client is not reading" in server.log_text()
+    wait_until(lambda: server.health()["sessions"] == 0)
+    # the slow session's buffers stayed within their bounds while it lasted
+    assert samples and all(s["queued"] + s["inflight"] <= 100 and s["inflight"] <= 16 for s in samples)
+    assert all(s["outbound"] <= s["outbound_capacity"] for s in samples)
+    # the fast replica never waited on the slow one
+    latencies.sort()
+    assert latencies[-1] < 1.0 and latencies[len(latencies) // 2] < 0.05, (latencies[len(latencies) // 2],
+                                                                          latencies[-1])
+
+
+def test_a_silent_peer_is_timed_out(servers):
+    server = servers.start("db.sqlite", "--heartbeat-interval", "0.1", "--heartbeat-timeout", "0.3")
+
+    async def main() -> None:
+        async with trio_websocket.open_websocket_url(server.url) as ws:
+            welcome = await bootstrap_raw(ws)
+            assert welcome["mode"] == "bootstrap"
+            ping = await expect(ws, "ping")
+            assert ping["t"] == 1
+            e = await expect(ws, "error")  # we never answer: the server gives up on us
+            assert e["code"] == "protocol/timeout"
+            with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await ws.get_message()
+            assert closed.value.reason.code == 1001
+        # a replica that answers its pings stays connected across many heartbeats
+        async with open_replica(server.url, heartbeat_interval=0.1) as rep:
+            await trio.sleep(1.0)  # 10 heartbeat intervals: nothing to await, the point is that nothing happens
+            assert rep.connected and rep.stats.connects == 1
+        # a TCP peer that never finishes its HTTP request is dropped after the handshake timeout
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            assert s.recv(100) == b""
+
+    trio.run(main)
+    assert server.health()["sessions"] == 0
+
+
+def test_one_server_per_store(servers):
+    server = servers.start()
+    assert store_in_use(server.store)
+    out = subprocess.run([sys.executable, "-m", "datsync.shell", "serve", "--port", "0", "--store",
+                          str(server.store)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "store/in-use" in out.stderr and out.stdout == ""
+    assert server.stop() == 0
+    assert not store_in_use(server.store)
+
+
+def test_schema_installed_once(servers, tmp_path):
+    server = servers.start()
+    assert server.field("t") == "1"
+    assert server.stop() == 0
+    again = servers.start()  # same schema file: nothing to do
+    assert again.field("t") == "1" and "schema already installed" in again.log_text()
+    assert again.stop() == 0
+    (tmp_path / "more.edn").write_text("[{:db/ident :person/email :db/valueType :db.type/string "
+                                       ":db/cardinality :db.cardinality/one :db/doc \"mail\"}]")
+    more = servers.start("db.sqlite", "--schema", str(tmp_path / "more.edn"), schema=False)
+    assert more.field("t") == "2"
+    bad = tmp_path / "bad.edn"
+    bad.write_text("{:person/age {:db/valueType :db.type/nope}}")
+    assert more.stop() == 0
+    out = subprocess.run([sys.executable, "-m", "datsync.shell", "serve", "--port", "0", "--store",
+                          str(more.store), "--schema", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "bad.edn" in out.stderr
+    assert not store_in_use(more.store)
+    assert [m["db/ident"].name for m in schema_tx_from_edn((tmp_path / "more.edn").read_text())] == ["person/email"]
+
+
+def test_sigterm_shuts_down_gracefully(servers):
+    server = servers.start("db.sqlite", "--checkpoint-every", "100000")
+    acked: list[tuple[str, int]] = []
+
+    async def main() -> tuple[str, object]:
+        async with open_replica(server.url, reconnect=False) as rep:
+            enough = trio.Event()
+
+            async def writer() -> str:
+                i = 0
+                while True:
+                    try:
+                        r = await rep.transact([{"db/id": "p", "person/name": f"p{i}", "person/n": i}])
+                    except TxOutcomeUnknown:
+                        return "unknown"
+                    except ReplicaClosed:
+                        return "closed"
+                    except Exception as e:  # a definite rejection while shutting down
+                        return getattr(e, "code", repr(e))
+                    acked.append((f"p{i}", r.tempids["p"]))
+                    i += 1
+                    if i == 50:
+                        enough.set()
+
+            ended = []
+            async with trio.open_nursery() as nursery:
+                async def run_writer() -> None:
+                    ended.append(await writer())
+
+                nursery.start_soon(run_writer)
+                await enough.wait()
+                server.proc.send_signal(signal.SIGTERM)
+            return ended[0], rep.stats
+
+    ended, stats = trio.run(main)
+    assert server.proc.wait(20) == 0  # one signal: a graceful stop (a second one would skip the checkpoint)
+    assert ended in ("closed", "unknown", "server/shutdown")
+    assert stats.last_error[0] == "server/shutdown" and stats.last_close.startswith("1001")
+    log = server.log_text()
+    assert "signal received: shutting down" in log and "checkpoint written" in log and "stopped" in log
+    assert not store_in_use(server.store)
+    store = Store(server.store)
+    try:
+        assert store.latest_checkpoint()[0] == store.last_t() >= len(acked) + 1
+        db = Connection.recover(store).db
+        for name, eid in acked:
+            assert datoms(db, "avet", "person/name", name)[0].e == eid
+    finally:
+        store.close()
+
+
+def test_kill_9_under_write_load_loses_no_acknowledged_transaction(servers):
+    server = servers.start()
+    writers, per_writer_after = 4, 15
+
+    async def main() -> None:
+        acked: dict[str, tuple[int, int, int]] = {}   # name -> (eid, n, t)
+        unknown: list[str] = []
+        killed = trio.Event()
+        restarted = trio.Event()
+        enough = trio.Event()
+        async with open_replica(server.url, **FAST_RECONNECT) as r1, \
+                open_replica(server.url, **FAST_RECONNECT) as r2:
+            reps = [r1, r2]
+
+            async def writer(k: int) -> None:
+                rep, i, after = reps[k % 2], 0, 0
+                while after < per_writer_after:
+                    name = f"w{k}-{i}"
+                    try:
+                        r = await rep.transact([{"db/id": "p", "person/name": name, "person/n": i}])
+                        acked[name] = (r.tempids["p"], i, r.t)
+                        after += restarted.is_set()
+                    except TxOutcomeUnknown:
+                        unknown.append(name)
+                    i += 1
+                    if len(acked) >= 150:
+                        enough.set()
+
+            async with trio.open_nursery() as nursery:
+                for k in range(writers):
+                    nursery.start_soon(writer, k)
+                await enough.wait()
+                server.kill()  # SIGKILL, mid-stream
+                killed.set()
+                await trio.to_thread.run_sync(lambda: servers.start(server.store.name, port=server.port))
+                restarted.set()
+
+            # a fresh replica bootstraps the recovered database: every acknowledged write is there
+            async with open_replica(server.url) as fresh:
+                for name, (eid, n, _t) in acked.items():
+                    (d,) = datoms(fresh.db, "avet", "person/name", name)
+                    assert d.e == eid and datoms(fresh.db, "eavt", eid, "person/n")[0].v == n
+                for name in unknown:  # committed or not: either way, whole
+                    found = datoms(fresh.db, "avet", "person/name", name)
+                    assert len(found) <= 1
+                # the replicas that lived through the crash converge on it, resuming (no new snapshot)
+                for rep in reps:
+                    await rep.wait_for_t(fresh.t)
+                    assert rep.t == fresh.t and datoms(rep.db, "eavt") == datoms(fresh.db, "eavt")
+                    assert rep.stats.bootstraps == 1 and rep.stats.resumes >= 1
+                assert max(t for _, _, t in acked.values()) <= fresh.t
+                assert fresh.db.max_tx == TX0 + fresh.t
+
+    trio.run(main)
+
+
+def test_a_replica_resumes_from_the_store_log_after_a_restart(servers):
+    # a replica kept from an earlier connection resumes: the restarted server reads what it missed
+    # from the store's log (nothing is in memory after a restart), no snapshot
+    server = servers.start()
+
+    async def main() -> None:
+        async with open_replica(server.url) as rep:
+            kept = rep.replica
+        async with open_replica(server.url) as writer:
+            for i in range(30):
+                await writer.transact([{"person/name": f"x{i}"}])
+        assert await trio.to_thread.run_sync(server.stop) == 0
+        again = await trio.to_thread.run_sync(lambda: servers.start(port=server.port))
+        async with open_replica(again.url, replica=kept) as resumed:
+            await resumed.wait_for_t(kept.t + 30)
+            assert resumed.stats.last_mode == "resume" and resumed.stats.bootstraps == 0
+            assert datoms(resumed.db, "avet", "person/name", "x29")
+        assert again.health()["counters"]["log_reads"] == 1
+
+    trio.run(main)
+
+
+def test_fanout_overflow_is_repaired_from_the_log(tmp_path):
+    # in-process server whose commit listener holds one commit: group commits overflow it at once;
+    # the fan-out catches up from the store's log and every replica still gets every delta in order
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(lambda task_status: serve(
+                port=0, store_path=tmp_path / "db.sqlite", schema_file=_schema_file(tmp_path), handle_signals=False,
+                listen_buffer=1, task_status=task_status))
+            async with open_replica(server.url) as writer, open_replica(server.url) as reader:
+                async with trio.open_nursery() as writers:
+                    for k in range(8):
+                        async def write(k=k) -> None:
+                            for i in range(10):
+                                await writer.transact([{"person/name": f"w{k}-{i}", "person/n": i}])
+                        writers.start_soon(write)
+                await reader.wait_for_t(writer.t)
+                assert reader.t == 81 and datoms(reader.db, "eavt") == datoms(writer.db, "eavt")
+                assert reader.stats.resyncs == 0 and reader.stats.deltas == 80
+            health = await server.health()
+            assert health["counters"]["fanout_overflows"] >= 1 and health["t"] == 81
+            await server.shutdown()
+        assert server.stopped.is_set() and not store_in_use(tmp_path / "db.sqlite")
+
+    trio.run(main)
+
+
+def test_backup_while_serving_and_json_logs(servers, tmp_path):
+    server = servers.start("db.sqlite", "--log-format", "json")
+
+    async def main() -> int:
+        async with open_replica(server.url) as rep:
+            for i in range(20):
+                await rep.transact([{"person/name": f"b{i}"}])
+            return rep.t
+
+    t = trio.run(main)
+    live = Store(server.store)  # a second connection to the served file: WAL readers do not block the server
+    try:
+        live.backup(tmp_path / "copy.sqlite")
+    finally:
+        live.close()
+    copy = Store(tmp_path / "copy.sqlite")
+    try:
+        assert copy.last_t() == t == 21 and Connection.recover(copy).t == t
+    finally:
+        copy.close()
+    assert server.stop() == 0
+    lines = [json.loads(line) for line in server.log_text().splitlines()]
+    assert {"ts", "level", "logger", "msg"} <= set(lines[0])
+    assert any(r["msg"] == "session welcome" and r["mode"] == "bootstrap" for r in lines)
+    assert lines[-1]["msg"] == "stopped" and lines[-1]["t"] == t
+
+
+def _schema_file(tmp_path):
+    path = tmp_path / "schema.edn"
+    path.write_text(SCHEMA_EDN)
+    return path
