@@ -24,7 +24,7 @@ import trio
 
 from datsync.core import DB, TxError, TxReport, empty_db, from_history, transact
 from datsync.core.history import basis_t, history
-from datsync.core.sync import Delta, decode, decode_value, delta_from_report, encode, encode_value
+from datsync.core.sync import Delta, decode, decode_value, delta_from_report, encode, encode_value, history_events
 
 from .store import LogEntry, Store
 
@@ -115,7 +115,11 @@ class Connection:
             cp_t, events = 0, [tuple(d) for d in history_datoms(empty_db(flavor="datomic"))]
         tail = store.read_log(cp_t)
         for entry in tail:
-            events += delta_events(decode(entry.payload))
+            delta = decode(entry.payload)
+            if delta.schema.renames:  # the server renamed history too: replay that, not just the datoms
+                events = history_events(events, delta)
+            else:
+                events += delta_events(delta)
         db = from_history(events) if (cp is not None or tail) else empty_db(flavor="datomic")
         log.info("recovered database at t=%d (checkpoint t=%d, %d events)", basis_t(db), cp_t, len(events))
         return cls(store, db, clock=clock)

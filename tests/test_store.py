@@ -171,3 +171,23 @@ def test_checkpoints_interleaved_with_commits(tmp_path):
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_recovery_replays_ident_renames_over_history(tmp_path):
+    path = tmp_path / "db.sqlite"
+
+    async def main() -> list:
+        conn = Connection.recover(Store(path))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            await conn.transact(SCHEMA_TX)
+            await conn.transact([{"person/name": "a"}])
+            await conn.transact([{"db/id": kw("person/name"), "db/ident": kw("person/full-name")}])
+            await conn.transact([{"person/full-name": "b"}])
+            nursery.cancel_scope.cancel()
+        return list(datoms(conn.db, "eavt"))
+
+    before = trio.run(main)
+    after = list(datoms(Connection.recover(Store(path)).db, "eavt"))
+    assert after == before
+    assert {d.v for d in after if d.a == "person/full-name"} == {"a", "b"}
