@@ -1446,6 +1446,15 @@ def _check_alteration(db: DB, st: _Apply, ident_kw: Keyword, old: Mapping, new: 
             entity=ident_kw, attribute="db/cardinality",
         )
     validate_attr_props(ident_kw, new)
+    if new["db/cardinality"] == CARDINALITY_MANY and old.get("db/cardinality") != CARDINALITY_MANY:
+        composites = sorted(a for a, p in db.schema.items() if name in (p.get("db/tupleAttrs") or ()))
+        if composites:
+            raise _alter_error(
+                "db.error/unsupported-alter-schema",
+                f":entity {ident_kw}, :attribute :db/cardinality: a member of the composite tuple "
+                f"{', '.join(':' + c for c in composites)} must stay :db.cardinality/one",
+                entity=ident_kw, attribute="db/cardinality", composites=composites,
+            )
     if old.get("db/cardinality") == CARDINALITY_MANY and new["db/cardinality"] == CARDINALITY_ONE:
         prev = None
         for k in st.aevt.prefix_list((name,)):

@@ -925,3 +925,19 @@ def test_retract_and_replace_in_one_transaction():
     ivan = entid(db, ("person/name", "Ivan"))
     r = tx(db, [["db/retract", ivan, "person/age", 1], ["db/add", ivan, "person/age", 2]])
     assert user_data(r) == [(ivan, "person/age", 1, False), (ivan, "person/age", 2, True)]
+
+
+def test_a_composite_tuple_member_cannot_become_cardinality_many():
+    db = empty_db(flavor="datomic")
+    one, string = kw("db.cardinality/one"), kw("db.type/string")
+    db = transact(db, [
+        {"db/ident": kw("reg/course"), "db/valueType": string, "db/cardinality": one},
+        {"db/ident": kw("reg/student"), "db/valueType": string, "db/cardinality": one},
+    ]).db_after
+    db = transact(db, [{"db/ident": kw("reg/course+student"), "db/valueType": kw("db.type/tuple"),
+                        "db/tupleAttrs": [kw("reg/course"), kw("reg/student")],
+                        "db/cardinality": kw("db.cardinality/one")}]).db_after
+    with pytest.raises(TxError) as e:
+        transact(db, [{"db/id": kw("reg/course"), "db/cardinality": kw("db.cardinality/many")}])
+    assert e.value.code == "db.error/invalid-alter-attribute"
+    assert "composite" in e.value.message
