@@ -20,14 +20,43 @@ from .errors import DatsyncError, QueryError, ResolveError, SchemaError, TxError
 from .history import TimeView, as_of, as_of_t, basis_t, history, is_history, since, since_t
 from .pull import parse_pull_pattern, pull, pull_many
 from .query import clear_query_cache, parse_query, parse_rules, q
+from .sync import (
+    ClientConfig,
+    ClientSession,
+    Delta,
+    EidMap,
+    Outcome,
+    ProtocolError,
+    Replica,
+    ServerConfig,
+    ServerSession,
+    SyncError,
+    answer_tempids,
+    apply_delta,
+    build_replica,
+    client_step,
+    delta_from_report,
+    history_events,
+    new_client_session,
+    new_server_session,
+    replica_of,
+    server_step,
+    snapshot,
+    tx_for_server,
+    validate_wire_tx,
+)
 from .transact import TxReport, db_with, transact
 from .values import Datom, Keyword, Symbol, compare_values, kw, sym
 
 __all__ = [
-    "DB", "Datom", "DatsyncError", "Entity", "Keyword", "QueryError", "ResolveError", "SchemaError", "Symbol",
-    "TX0", "TimeView", "TxError", "TxReport", "as_of", "as_of_t", "basis_t", "clear_query_cache",
-    "compare_values", "datoms", "db_with", "empty_db", "entid", "entity", "entity_db", "filter_db",
-    "from_history", "history", "ident", "index_range", "init_db", "is_filtered", "is_history", "kw",
-    "parse_pull_pattern", "parse_query", "parse_rules", "pull", "pull_many", "q", "rseek_datoms",
-    "seek_datoms", "since", "since_t", "sym", "touch", "transact", "unfiltered",
+    "ClientConfig", "ClientSession", "DB", "Datom", "DatsyncError", "Delta", "EidMap", "Entity", "Keyword",
+    "Outcome", "ProtocolError", "QueryError", "Replica", "ResolveError", "SchemaError", "ServerConfig",
+    "ServerSession", "Symbol", "SyncError", "TX0", "TimeView", "TxError", "TxReport", "answer_tempids",
+    "apply_delta", "as_of", "as_of_t", "basis_t", "build_replica", "clear_query_cache", "client_step",
+    "compare_values", "datoms", "db_with", "delta_from_report", "empty_db", "entid", "entity", "entity_db",
+    "filter_db", "from_history", "history", "history_events", "ident", "index_range", "init_db", "is_filtered",
+    "is_history", "kw", "new_client_session", "new_server_session", "parse_pull_pattern", "parse_query",
+    "parse_rules", "pull", "pull_many", "q", "replica_of", "rseek_datoms", "seek_datoms", "server_step",
+    "since", "since_t", "snapshot", "sym", "touch", "transact", "tx_for_server", "unfiltered",
+    "validate_wire_tx",
 ]
