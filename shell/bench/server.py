@@ -1,0 +1,306 @@
+"""Server benchmarks: ``datsync serve`` as a real process on 127.0.0.1, Python replicas over WebSocket.
+
+    python -m datsync.shell.bench.server [--replicas 1,10,100] [--seconds N] [--mode datsync|broadcast|both]
+
+Each mode starts its own server process (``python -m datsync.shell serve --host 127.0.0.1 --port 0``)
+on a fresh store in a temporary directory, and stops it (SIGTERM) at the end. Workloads:
+
+* ``tx/s``: ``--writers`` replicas, each transacting one small entity after another for ``--seconds``;
+  a transaction counts once ``transact`` returned, i.e. it is durable on the server (SQLite
+  ``synchronous=FULL``, group commit) and applied on the writer's replica.
+* ``latency``: for each count in ``--replicas``, that many listening replicas plus one writer that
+  starts a transaction every ``1/--rate`` s (open loop) for ``--seconds``. Each transaction carries
+  ``time.perf_counter()`` taken just before it is sent; every replica's listener records the time
+  it saw the transaction minus that value. So a figure is send -> durable commit -> fan-out ->
+  replica applied, over all (transaction, replica) pairs: p50 and p99. Writer, replicas and server
+  share the machine's cores (one client process, one server process).
+* ``bootstrap``: a separate server with the 20k-people database (DataScript's benchmark dataset,
+  ``--people`` of them, imported over the socket in transactions of 1,000 people, Datomic schema
+  installed first). Time for a fresh replica from connect until it holds the database: datoms/s.
+* ``reconnect``: on that database a replica disconnects, ``--missed`` transactions commit, and it
+  reconnects. ``datsync`` mode resumes from its ``t`` (only the missed deltas come over);
+  ``broadcast`` mode re-bootstraps (a fresh replica: the whole database comes over).
+
+``--mode broadcast`` emulates the original datsync (every transaction pushed in full to every client,
+a full re-bootstrap on reconnect) with our own pieces: the server runs with ``--window`` and
+``--max-buffered`` so large that delivery never waits for a replica's ack (each committed
+transaction's datoms go to every client at once; the server's 8 MiB in-flight byte bound stays), and
+reconnecting replicas are fresh ones. Our default mode is ``--window 64 --max-buffered 1024`` and
+resume on reconnect. Deltas are full transactions in both modes (a delta *is* the transaction's
+datoms), so on the steady-state workloads the two differ only by flow control; the reconnect row
+is where they differ by design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from datsync.shell.client import ReplicaChange, ReplicaConnection
+
+from .dataset import Datasets
+
+SCHEMA_EDN = """\
+{:name      {:db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+ :last-name {:db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+ :full-name {:db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+ :sex       {:db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+ :age       {:db/valueType :db.type/long   :db/cardinality :db.cardinality/one}
+ :salary    {:db/valueType :db.type/long   :db/cardinality :db.cardinality/one}
+ :alias     {:db/valueType :db.type/string :db/cardinality :db.cardinality/many}
+ :follows   {:db/valueType :db.type/ref    :db/cardinality :db.cardinality/many}
+ :id        {:db/valueType :db.type/long   :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+ :bench/sent   {:db/valueType :db.type/double :db/cardinality :db.cardinality/one}
+ :bench/writer {:db/valueType :db.type/long   :db/cardinality :db.cardinality/one}}
+"""
+"""The people dataset's attributes as a Datomic schema, plus the two attributes the write workloads use."""
+
+MODE_FLAGS = {
+    "datsync": ["--window", "64", "--max-buffered", "1024"],
+    "broadcast": ["--window", "1000000", "--max-buffered", "1000000"],
+}
+"""Server options per mode (see the module docstring)."""
+
+ROW = "| {:<10} | {:<9} | {:>8} | {:>16} | {:<34} |"
+
+
+def row(workload: str, mode: str, replicas: Any, figure: str, note: str) -> None:
+    print(ROW.format(workload, mode, replicas, figure, note), flush=True)
+
+
+class Server:
+    """``python -m datsync.shell serve`` on 127.0.0.1, a free port, ``store`` (a path in a temp dir)."""
+
+    def __init__(self, store: Path, schema: Path, flags: list[str]):
+        self.cmd = [sys.executable, "-m", "datsync.shell", "serve", "--host", "127.0.0.1", "--port", "0",
+                    "--store", str(store), "--schema", str(schema), "--log-level", "warning", *flags]
+        self.log = store.with_suffix(".log")
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def __enter__(self) -> Server:
+        env = {k: v for k, v in os.environ.items() if k != "DATSYNC_TOKEN"}
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(30)
+        if not line or not line[0].startswith("datsync serving "):
+            self.__exit__()
+            raise RuntimeError(f"server did not start: {line!r}\n{self.log.read_text()}")
+        self.url = line[0].split()[2]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        if p is not None and p.stdout is not None:
+            p.stdout.close()
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``xs``, nearest rank."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+async def open_replicas(nursery: trio.Nursery, url: str, n: int, **options: Any) -> list[ReplicaConnection]:
+    """``n`` live replicas (bootstrapped), no reconnecting; started a few at a time."""
+    reps = [ReplicaConnection(url, reconnect=False, connect_timeout=60, **options) for _ in range(n)]
+    limit = trio.CapacityLimiter(8)
+
+    async def start(rep: ReplicaConnection) -> None:
+        async with limit:
+            await nursery.start(rep.run)
+
+    async with trio.open_nursery() as starters:
+        for rep in reps:
+            starters.start_soon(start, rep)
+    return reps
+
+
+async def close_all(reps: list[ReplicaConnection]) -> None:
+    async with trio.open_nursery() as n:
+        for rep in reps:
+            n.start_soon(rep.aclose)
+
+
+async def throughput(url: str, writers: int, seconds: float) -> tuple[float, int]:
+    """Durable transactions per second with ``writers`` closed-loop writers."""
+    async with trio.open_nursery() as nursery:
+        reps = await open_replicas(nursery, url, writers)
+        counts = [0] * writers
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+
+        async def write(i: int) -> None:
+            rep = reps[i]
+            while time.perf_counter() < deadline:
+                await rep.transact([{"bench/writer": i, "bench/sent": time.perf_counter()}])
+                counts[i] += 1
+
+        async with trio.open_nursery() as ws:
+            for i in range(writers):
+                ws.start_soon(write, i)
+        elapsed = time.perf_counter() - t0
+        await close_all(reps)
+    return sum(counts) / elapsed, sum(counts)
+
+
+async def latency(url: str, replicas: int, seconds: float, rate: float) -> dict:
+    """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s."""
+    samples: list[float] = []
+
+    def listener(change: ReplicaChange) -> None:
+        now = time.perf_counter()
+        if change.kind != "delta":
+            return
+        for d in change.tx_data:
+            if d.a == "bench/sent" and d.added:
+                samples.append(now - d.v)
+
+    async with trio.open_nursery() as nursery:
+        (writer,) = await open_replicas(nursery, url, 1)
+        reps = await open_replicas(nursery, url, replicas)
+        for rep in reps:
+            rep.listen(listener)
+        bootstraps_before = sum(r.stats.bootstraps for r in reps)
+        sent = 0
+        last_t = [0]
+        t0 = time.perf_counter()
+
+        async def one() -> None:
+            r = await writer.transact([{"bench/writer": -1, "bench/sent": time.perf_counter()}])
+            last_t[0] = max(last_t[0], r.t)
+
+        async with trio.open_nursery() as ws:
+            while (now := time.perf_counter()) < t0 + seconds:
+                ws.start_soon(one)
+                sent += 1
+                await trio.sleep(max(0.0, t0 + sent / rate - now))
+        achieved = sent / (time.perf_counter() - t0)
+        with trio.move_on_after(max(30.0, seconds * 3)):
+            for rep in reps:
+                await rep.wait_for_t(last_t[0])
+        missing = sent * replicas - len(samples)
+        resyncs = sum(r.stats.bootstraps for r in reps) - bootstraps_before
+        await close_all([writer, *reps])
+    return {"p50": pct(samples, 0.5) * 1000 if samples else float("nan"),
+            "p99": pct(samples, 0.99) * 1000 if samples else float("nan"),
+            "n": len(samples), "sent": sent, "rate": achieved, "missing": missing, "resyncs": resyncs}
+
+
+async def import_people(url: str, people: list[dict], batch: int = 1000) -> float:
+    """Transact ``people`` over the socket in batches; seconds taken."""
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        (rep,) = await open_replicas(nursery, url, 1)
+        for i in range(0, len(people), batch):
+            await rep.transact(people[i:i + batch])
+        await rep.aclose()
+    return time.perf_counter() - t0
+
+
+async def bootstrap_and_reconnect(url: str, missed: int) -> dict:
+    """A fresh replica's bootstrap; then reconnect after ``missed`` transactions, by resuming and
+    by re-bootstrapping."""
+    out: dict = {}
+    async with trio.open_nursery() as nursery:
+        t0 = time.perf_counter()
+        (rep,) = await open_replicas(nursery, url, 1)
+        out["bootstrap_s"] = time.perf_counter() - t0
+        out["datoms"] = len(rep.db.eavt)
+        kept = rep.replica
+        await rep.aclose()
+        (writer,) = await open_replicas(nursery, url, 1)
+        for i in range(missed):
+            r = await writer.transact([{"bench/writer": -2, "bench/sent": float(i)}])
+        target = r.t if missed else kept.t
+        await writer.aclose()
+        for mode, options in (("datsync", {"replica": kept}), ("broadcast", {})):
+            t0 = time.perf_counter()
+            (again,) = await open_replicas(nursery, url, 1, **options)
+            await again.wait_for_t(target)
+            out[mode] = (time.perf_counter() - t0, again.stats.last_mode)
+            await again.aclose()
+    return out
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    schema = tmp / "schema.edn"
+    schema.write_text(SCHEMA_EDN)
+    modes = ["datsync", "broadcast"] if args.mode == "both" else [args.mode]
+    print(f"datsync server bench: Python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"server and clients on 127.0.0.1 (server: one process; clients: this process)", flush=True)
+    print(ROW.format("workload", "mode", "replicas", "figure", "note"))
+    print("|------------|-----------|---------:|-----------------:|------------------------------------|")
+    for mode in modes:
+        with Server(tmp / f"{mode}.sqlite", schema, MODE_FLAGS[mode]) as server:
+            tps, n = await throughput(server.url, args.writers, args.seconds)
+            row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {args.writers} writers")
+            for r in args.replicas:
+                m = await latency(server.url, r, args.seconds, args.rate)
+                note = f"{m['n']} samples at {m['rate']:.0f} tx/s"
+                if m["missing"]:
+                    note += f", {m['missing']} unseen"
+                if m["resyncs"]:
+                    note += f", {m['resyncs']} resyncs"
+                row("latency", mode, r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
+    if args.people > 0:
+        people = Datasets().people[:args.people]
+        with Server(tmp / "people.sqlite", schema, MODE_FLAGS["datsync"]) as server:
+            took = await import_people(server.url, people)
+            row("import", "-", 1, f"{took:.1f} s", f"{len(people)} people over the socket")
+            b = await bootstrap_and_reconnect(server.url, args.missed)
+            rate = b["datoms"] / b["bootstrap_s"]
+            row("bootstrap", "both", 1, f"{b['bootstrap_s']:.2f} s", f"{b['datoms']:,} datoms, {rate:,.0f} datoms/s")
+            for mode in modes:
+                s, how = b[mode]
+                row("reconnect", mode, 1, f"{s * 1000:.0f} ms", f"{how} after {args.missed} missed tx")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m datsync.shell.bench.server", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--replicas", default="1,10,100", help="listening replica counts for latency (default 1,10,100)")
+    p.add_argument("--seconds", type=float, default=5.0, help="length of each timed workload (default 5)")
+    p.add_argument("--mode", choices=["datsync", "broadcast", "both"], default="both",
+                   help="ours, the original-datsync emulation, or both (default)")
+    p.add_argument("--writers", type=int, default=8, help="concurrent writers for tx/s (default 8)")
+    p.add_argument("--rate", type=float, default=50.0, help="write rate for latency, tx/s (default 50)")
+    p.add_argument("--people", type=int, default=20000,
+                   help="people in the bootstrap database (default 20000, ~192k datoms; 0: skip)")
+    p.add_argument("--missed", type=int, default=100, help="transactions missed before reconnect (default 100)")
+    args = p.parse_args(argv)
+    try:
+        args.replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
+    except ValueError:
+        p.error("--replicas: comma-separated integers")
+    if args.seconds <= 0 or args.rate <= 0 or args.writers < 1 or any(r < 1 for r in args.replicas):
+        p.error("need --seconds > 0, --rate > 0, --writers >= 1, replicas >= 1")
+    with tempfile.TemporaryDirectory(prefix="datsync-bench-") as tmp:
+        trio.run(run, args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
