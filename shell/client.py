@@ -59,6 +59,8 @@ from datsync.core.sync import (
 from datsync.core.sync.client import BOOTSTRAPPING, LIVE
 from datsync.core.sync.snapshot import SnapshotChunk
 
+from .timer import SessionTimer
+
 log = logging.getLogger("datsync.client")
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 << 20
@@ -211,8 +213,7 @@ class ReplicaConnection:
         self._changed = trio.Event()
         self._out: trio.MemorySendChannel | None = None
         self._conn_scope: trio.CancelScope | None = None
-        self._timer_scope: trio.CancelScope | None = None
-        self._timer_at = math.inf
+        self._timer = SessionTimer()
         self._events: list = []
         self._busy = False
         self._closing = False
@@ -383,13 +384,12 @@ class ReplicaConnection:
                     self._conn_scope = nursery.cancel_scope
                     nursery.start_soon(self._reader, ws)
                     nursery.start_soon(self._writer, ws, recv)
-                    nursery.start_soon(self._timer)
+                    nursery.start_soon(self._timer.run, lambda now: self._feed(Timer(now)))
                     self._feed(Opened(trio.current_time()))
             finally:
                 self._out = None
                 self._conn_scope = None
-                self._timer_scope = None
-                self._timer_at = math.inf
+                self._timer.reset()
                 self._pulse()
 
     async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -439,17 +439,6 @@ class ReplicaConnection:
         self._feed(Closed(f"server closed the connection: {self._close_why}"))
         self._cancel_conn()
 
-    async def _timer(self) -> None:
-        while True:
-            with trio.CancelScope(deadline=self._timer_at) as scope:
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
-            now = trio.current_time()
-            if now >= self._timer_at:
-                self._timer_at = math.inf
-                self._feed(Timer(now))
-
     def _cancel_conn(self) -> None:
         if self._conn_scope is not None:
             self._conn_scope.cancel()
@@ -479,9 +468,7 @@ class ReplicaConnection:
         elif t is Notify:
             self._notify(f.kind, f.data, before)
         elif t is SetTimer:
-            self._timer_at = f.at
-            if self._timer_scope is not None:
-                self._timer_scope.deadline = f.at
+            self._timer.set(f.at)
         elif t is Close and self._out is not None:
             self._out.send_nowait(_CloseMarker(f.code, f.reason))
 

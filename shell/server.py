@@ -38,7 +38,6 @@ import ipaddress
 import itertools
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -92,6 +91,7 @@ from datsync.core.sync.messages import Ack, Submit, TxRejected
 
 from .connection import Connection, utc_now
 from .store import Store, StoreError
+from .timer import SessionTimer
 
 log = logging.getLogger("datsync.server")
 
@@ -452,8 +452,7 @@ class _Session:
         self.state = new_server_session(cfg, server.fed_t)
         self.capacity = cfg.window + cfg.max_pending_tx + cfg.max_errors + 64
         self.out_send, self.out_recv = trio.open_memory_channel[Any](self.capacity)
-        self.timer_at = math.inf
-        self._timer_scope: trio.CancelScope | None = None
+        self.timer = SessionTimer()
         self._events: collections.deque = collections.deque()
         self._busy = False
         self.closed = False
@@ -536,9 +535,7 @@ class _Session:
         elif t is SendStream:
             self._push(_Stream(f.messages))
         elif t is SetTimer:
-            self.timer_at = f.at
-            if self._timer_scope is not None:
-                self._timer_scope.deadline = f.at
+            self.timer.set(f.at)
         elif t is Close:
             self._close(f.code, f.reason)
         elif t is Authorize:
@@ -628,7 +625,7 @@ class _Session:
             self.scope, self.nursery = nursery.cancel_scope, nursery
             nursery.start_soon(self._reader)
             nursery.start_soon(self._writer)
-            nursery.start_soon(self._timer)
+            nursery.start_soon(self.timer.run, lambda now: self.feed(Timer(now)))
             self.feed(Opened(trio.current_time()))
 
     async def _reader(self) -> None:
@@ -684,17 +681,6 @@ class _Session:
                 self.closed = True
                 self.close_code, self.close_reason = "peer", "connection lost while sending"
             self._cancel()
-
-    async def _timer(self) -> None:
-        while True:
-            with trio.CancelScope(deadline=self.timer_at) as scope:
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
-            now = trio.current_time()
-            if now >= self.timer_at:
-                self.timer_at = math.inf
-                self.feed(Timer(now))
 
     async def _log_read(self, f: RequestLogRead) -> None:
         try:

@@ -62,13 +62,16 @@ SYNTAX = "query/syntax"
 # Terms
 
 
-class Var:
-    """A logic variable (``?x``), interned by name."""
+class _Name:
+    """A name interned per subclass: equal names are the same object, so comparison is identity."""
 
     __slots__ = ("name",)
-    _interned: dict[str, Var] = {}
+    _interned: dict[str, _Name]
 
-    def __new__(cls, name: str) -> Var:
+    def __init_subclass__(cls) -> None:
+        cls._interned = {}
+
+    def __new__(cls, name: str) -> _Name:
         v = cls._interned.get(name)
         if v is None:
             v = object.__new__(cls)
@@ -77,37 +80,25 @@ class Var:
         return v
 
     def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError("Var is immutable")
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __repr__(self) -> str:
         return self.name
 
     def __reduce__(self):
-        return (Var, (self.name,))
+        return (type(self), (self.name,))
 
 
-class Src:
-    """A source variable (``$``, ``$db``), interned by name."""
+class Var(_Name):
+    """A logic variable (``?x``)."""
 
-    __slots__ = ("name",)
-    _interned: dict[str, Src] = {}
+    __slots__ = ()
 
-    def __new__(cls, name: str) -> Src:
-        v = cls._interned.get(name)
-        if v is None:
-            v = object.__new__(cls)
-            object.__setattr__(v, "name", name)
-            cls._interned[name] = v
-        return v
 
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError("Src is immutable")
+class Src(_Name):
+    """A source variable (``$``, ``$db``)."""
 
-    def __repr__(self) -> str:
-        return self.name
-
-    def __reduce__(self):
-        return (Src, (self.name,))
+    __slots__ = ()
 
 
 class _Blank:
