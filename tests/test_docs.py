@@ -1,4 +1,5 @@
-"""The Python examples in docs/*.md run and their assertions hold (each file's blocks in order)."""
+"""The Python examples in README.md and docs/*.md run and their assertions hold (each file's blocks
+in order)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def doc_files() -> list[Path]:
-    return sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+    files = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [p for p in files if BLOCK.search(p.read_text())]
 
 
 @pytest.mark.parametrize("path", doc_files(), ids=lambda p: p.name)
