@@ -59,6 +59,7 @@ from datsync.core.sync import (
 from datsync.core.sync.client import BOOTSTRAPPING, LIVE
 from datsync.core.sync.snapshot import SnapshotChunk
 
+from .changes import ChangeSignal
 from .timer import SessionTimer
 
 log = logging.getLogger("datsync.client")
@@ -210,7 +211,7 @@ class ReplicaConnection:
         self._slots = trio.Semaphore(max_pending)
         self._listeners: list[Callable[[ReplicaChange], Any]] = []
         self._waiters: list[tuple[int, trio.Event]] = []
-        self._changed = trio.Event()
+        self._changes = ChangeSignal()
         self._out: trio.MemorySendChannel | None = None
         self._conn_scope: trio.CancelScope | None = None
         self._timer = SessionTimer()
@@ -303,7 +304,7 @@ class ReplicaConnection:
             with suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 out.send_nowait(_CloseMarker("normal", "closed by the application"))
         with trio.move_on_after(2.0):
-            await self._until(lambda: self._out is None)
+            await self._changes.until(lambda: self._out is None)
         self._fail(ReplicaClosed("the replica was closed", "sync/closed"))
         if self._scope is not None:
             self._scope.cancel()
@@ -315,7 +316,7 @@ class ReplicaConnection:
         with trio.CancelScope() as self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._connection_loop)
-                await self._until(lambda: self.session.replica is not None or self._failure is not None)
+                await self._changes.until(lambda: self.session.replica is not None or self._failure is not None)
                 if self.session.replica is None and self._failure is not None:
                     raise self._failure
                 task_status.started()
@@ -390,7 +391,7 @@ class ReplicaConnection:
                 self._out = None
                 self._conn_scope = None
                 self._timer.reset()
-                self._pulse()
+                self._changes.pulse()
 
     async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
         max_size = self.max_message_size
@@ -486,7 +487,7 @@ class ReplicaConnection:
                 self.stats.resumes += 1
                 self._was_live = True
             log.info("connected", extra={"url": self.url, "mode": data["mode"], "server_t": data["t"]})
-            self._pulse()
+            self._changes.pulse()
         elif kind == "tx-ok":
             p = self._pending.get(data["req"])
             if p is not None:
@@ -515,7 +516,7 @@ class ReplicaConnection:
         elif kind == "closed":
             self.stats.disconnects += 1
             self.stats.last_close = self._close_why or data.get("reason")
-            self._pulse()
+            self._changes.pulse()
 
     def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any) -> None:
         if self._listeners:
@@ -538,17 +539,9 @@ class ReplicaConnection:
                 else:
                     keep.append((t, event))
             self._waiters = keep
-        self._pulse()
+        self._changes.pulse()
 
     # -- waiting -------------------------------------------------------------------------------
-
-    def _pulse(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _until(self, pred: Callable[[], bool]) -> None:
-        while not pred():
-            await self._changed.wait()
 
     def _check_usable(self) -> None:
         if self._failure is not None:
@@ -562,7 +555,7 @@ class ReplicaConnection:
             s = self.session
             if s.replica is not None and s.phase in (LIVE, BOOTSTRAPPING):
                 return
-            await self._changed.wait()
+            await self._changes.wait()
 
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
@@ -574,7 +567,7 @@ class ReplicaConnection:
             if not p.done.is_set():
                 p.error = p.error or TxOutcomeUnknown(p.req, str(error))
                 p.done.set()
-        self._pulse()
+        self._changes.pulse()
 
 
 def _close_reason(reason: str) -> str:

@@ -89,6 +89,7 @@ from datsync.core.sync import (
 )
 from datsync.core.sync.messages import Ack, Submit, TxRejected
 
+from .changes import ChangeSignal
 from .connection import Connection, utc_now
 from .store import Store, StoreError
 from .timer import SessionTimer
@@ -740,7 +741,7 @@ class SyncServer:
         self._ids = itertools.count(1)
         self._recent: collections.deque[tuple[Delta, bytes]] = collections.deque(maxlen=config.max_buffered + 64)
         self._inflight_tx = 0
-        self._changed = trio.Event()
+        self._changes = ChangeSignal()
         self._checkpoint_t = 0
         self._checkpointing = False
         self._read_lock = trio.Lock()
@@ -754,16 +755,6 @@ class SyncServer:
         self._conn_nursery: trio.Nursery | None = None
         self._started = False
         self._pending_stop: str | None = None
-
-    # -- state changes others wait for -----------------------------------------------------------
-
-    def _pulse(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _until(self, pred: Callable[[], bool]) -> None:
-        while not pred():
-            await self._changed.wait()
 
     # -- start and stop --------------------------------------------------------------------------
 
@@ -895,11 +886,11 @@ class SyncServer:
         self._accept_scope.cancel()
         self.frozen = True
         with trio.move_on_after(self.shutdown_timeout) as scope:
-            await self._until(lambda: self._inflight_tx == 0)
-            await self._until(lambda: self.fed_t >= self.conn.t)
+            await self._changes.until(lambda: self._inflight_tx == 0)
+            await self._changes.until(lambda: self.fed_t >= self.conn.t)
             for s in list(self.sessions.values()):
                 s.shutdown()
-            await self._until(lambda: not self.sessions)
+            await self._changes.until(lambda: not self.sessions)
         if scope.cancelled_caught:
             log.warning("shutdown timed out; closing what is left", extra={"sessions": len(self.sessions),
                                                                            "inflight_tx": self._inflight_tx})
@@ -955,7 +946,7 @@ class SyncServer:
             s.feed(event)
         if not self._checkpointing and d.t - self._checkpoint_t >= self.checkpoint_every:
             self._start_checkpoint()
-        self._pulse()
+        self._changes.pulse()
 
     # -- effects that need the store or the writer -----------------------------------------------
 
@@ -1003,7 +994,7 @@ class SyncServer:
             session.feed(TxAccepted(f.req, basis_t(report.db_after), answer_tempids(report)))
         finally:
             self._inflight_tx -= 1
-            self._pulse()
+            self._changes.pulse()
 
     def _start_checkpoint(self) -> None:
         assert self._root is not None
@@ -1094,7 +1085,7 @@ class SyncServer:
                 log.info("session closed", extra={"session": session.id, "code": session.close_code,
                                                   "why": session.close_reason, "messages_in": session.messages_in,
                                                   "messages_out": session.messages_out})
-                self._pulse()
+                self._changes.pulse()
 
     async def health(self, *, detail: bool = False) -> dict:
         """The health document (``GET /health``; ``detail`` adds every session: ``GET /status``)."""
