@@ -382,25 +382,17 @@ def _prefix(index: str, comps: tuple) -> tuple:
     return comps
 
 
+_KEY_TO_DATOM: dict[str, Callable[[tuple], Datom]] = {
+    "eavt": lambda k: Datom(k[0], k[1], k[3], k[4], True),
+    "aevt": lambda k: Datom(k[1], k[0], k[3], k[4], True),
+    "avet": lambda k: Datom(k[3], k[0], k[2], k[4], True),
+    "vaet": lambda k: Datom(k[2], k[1], k[0], k[3], True),
+}
+
+
 def key_to_datom(index: str, k: tuple) -> Datom:
     """The datom a key of ``index`` stands for."""
-    if index == "eavt":
-        return Datom(k[0], k[1], k[3], k[4], True)
-    if index == "aevt":
-        return Datom(k[1], k[0], k[3], k[4], True)
-    if index == "avet":
-        return Datom(k[3], k[0], k[2], k[4], True)
-    return Datom(k[2], k[1], k[0], k[3], True)
-
-
-def _converter(index: str) -> Callable[[tuple], Datom]:
-    if index == "eavt":
-        return lambda k: Datom(k[0], k[1], k[3], k[4], True)
-    if index == "aevt":
-        return lambda k: Datom(k[1], k[0], k[3], k[4], True)
-    if index == "avet":
-        return lambda k: Datom(k[3], k[0], k[2], k[4], True)
-    return lambda k: Datom(k[2], k[1], k[0], k[3], True)
+    return _KEY_TO_DATOM[index](k)
 
 
 def _check_avet(db: DB, index: str, comps: tuple) -> None:
@@ -426,7 +418,7 @@ def datoms(db: DB, index: str, *components: Any) -> list[Datom]:
         out = view_datoms(db, index, comps)
     else:
         keys = getattr(db, index).prefix_list(_prefix(index, comps))
-        conv = _converter(index)
+        conv = _KEY_TO_DATOM[index]
         out = [conv(k) for k in keys]
     if db.pred is not None:
         out = list(filter(db.pred, out))
@@ -442,7 +434,7 @@ def seek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
 
         it: Iterable[Datom] = view_seek(db, index, comps)
     else:
-        conv = _converter(index)
+        conv = _KEY_TO_DATOM[index]
         it = map(conv, getattr(db, index).seek(_prefix(index, comps)))
     if db.pred is not None:
         return filter(db.pred, it)
@@ -461,7 +453,7 @@ def rseek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
         conv_key = _datom_to_key(index)
         it: Iterable[Datom] = (d for d in reversed(all_) if conv_key(d) <= hi)
     else:
-        conv = _converter(index)
+        conv = _KEY_TO_DATOM[index]
         it = map(conv, getattr(db, index).rseek((*_prefix(index, comps), TOP)))
     if db.pred is not None:
         return filter(db.pred, it)
@@ -491,7 +483,7 @@ def index_range(db: DB, attr: Any, start: Any = None, end: Any = None) -> list[D
         key = _datom_to_key("avet")
         out = [d for d in datoms(db, "avet", attr) if lo <= key(d) < hi]
     else:
-        conv = _converter("avet")
+        conv = _KEY_TO_DATOM["avet"]
         out = [conv(k) for k in db.avet.slice(lo, hi)]
         if db.pred is not None:
             out = list(filter(db.pred, out))

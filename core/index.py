@@ -9,7 +9,7 @@ which is what makes many small writes in one transaction cheap.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -269,4 +269,4 @@ class TransientIndex:
     rseek = SortedIndex.rseek
 
 
-__all__ = ["LEAF_SIZE", "TOP", "SortedIndex", "TransientIndex", "insort"]
+__all__ = ["LEAF_SIZE", "TOP", "SortedIndex", "TransientIndex"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, NoReturn
 
-from .db import DB, EMAX, TX0, make_db
+from .db import DB, EMAX, TX0
 from .errors import DatsyncError, TxError
 from .index import TransientIndex
 from .schema import is_reverse_attr, reverse_attr
@@ -814,4 +814,4 @@ def _call_installed_fn(state: _TxState, op: Any, entity: Any, es: deque) -> None
     es.extendleft(reversed(list(fn(state.snapshot(), *entity[1:]) or ())))
 
 
-__all__ = ["CURRENT_TX_KEY", "TxReport", "db_with", "is_tempid", "is_tx_tempid", "make_db", "transact"]
+__all__ = ["CURRENT_TX_KEY", "TxReport", "db_with", "is_tempid", "is_tx_tempid", "transact"]

@@ -8,7 +8,6 @@ and the survivors frozen between samples, as the JS side runs ``gc()`` between i
 from __future__ import annotations
 
 import gc
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +46,3 @@ def bench(fn: Callable[[], object], *, samples: int = 5, sample_ms: float = 1000
         gc.unfreeze()
     ordered = sorted(times)
     return Timing(ordered[len(ordered) // 2], ordered[0], ordered[-1], tuple(times))
-
-
-def median(xs: list[float]) -> float:
-    """The median of ``xs``."""
-    return statistics.median(xs)
