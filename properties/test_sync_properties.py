@@ -21,6 +21,7 @@ from datsync.core.sync import (
     ProtocolError,
     Received,
     ServerConfig,
+    Submit,
     Welcome,
     apply_delta,
     client_step,
@@ -39,7 +40,15 @@ from datsync.core.sync import (
     tx_to_local,
     tx_to_remote,
 )
-from datsync.core.sync.strategies import SYNC_SCHEMA, eid_maps, messages, remote_ids, server_tx_streams, wire_values
+from datsync.core.sync.strategies import (
+    SYNC_SCHEMA,
+    eid_maps,
+    json_values,
+    messages,
+    remote_ids,
+    server_tx_streams,
+    wire_values,
+)
 
 from .test_sync_simulation import check_replica
 
@@ -49,9 +58,16 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @FAST
 @given(wire_values())
 def test_every_wire_value_round_trips(v):
-    back = decode(encode(Hello(v))).credentials
+    back = decode(encode(Submit(1, [v]))).tx_data[0]
     assert back == v or (v != v and back != back)
     assert type(back) is type(v) or (isinstance(v, set | frozenset) and type(back) is frozenset)
+
+
+@FAST
+@given(json_values())
+def test_credentials_travel_verbatim(v):
+    data = encode(Hello(v))
+    assert json.loads(data)["credentials"] == v and decode(data).credentials == v
 
 
 @FAST

@@ -263,7 +263,8 @@ def authorize(credentials: Any, peer_host: str, token: str | None) -> tuple[Any,
         return None, ("this server has no token configured and accepts loopback clients only; "
                       "start it with --token or --token-file to accept remote clients")
     supplied = credential_token(credentials)
-    if supplied is not None and hmac.compare_digest(supplied.encode(), token.encode()):
+    if supplied is not None and hmac.compare_digest(supplied.encode("utf-8", "surrogatepass"),
+                                                    token.encode("utf-8", "surrogatepass")):
         return {"auth": "token", "peer": peer_host}, "token accepted"
     return None, "missing token" if supplied is None else "wrong token"
 

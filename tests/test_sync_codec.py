@@ -78,26 +78,26 @@ def same(a, b) -> bool:
 
 @pytest.mark.parametrize("v", VALUES, ids=lambda v: f"{type(v).__name__}:{v!r:.30}")
 def test_every_value_type_round_trips_exactly(v):
-    assert same(decode(encode(Hello(v))).credentials, v)
+    assert same(decode(encode(Submit(1, [v]))).tx_data[0], v)
     assert same(decode_value(json.loads(json.dumps(encode_value(v)))), v)
 
 
 def test_nan_round_trips_as_nan():
-    v = decode(encode(Hello(float("nan")))).credentials
+    v = decode(encode(Submit(1, [float("nan")]))).tx_data[0]
     assert isinstance(v, float) and v != v
 
 
 def test_set_decodes_as_frozenset_and_subclasses_encode():
     from datsync.core import Datom
 
-    assert decode(encode(Hello({1, 2}))).credentials == frozenset({1, 2})
-    assert decode(encode(Hello(Datom(1, "a", 2, 3, True)))).credentials == (1, "a", 2, 3, True)
-    assert decode(encode(Hello(bytearray(b"ab")))).credentials == b"ab"
+    assert decode(encode(Submit(1, [{1, 2}]))).tx_data[0] == frozenset({1, 2})
+    assert decode(encode(Submit(1, [Datom(1, "a", 2, 3, True)]))).tx_data[0] == (1, "a", 2, 3, True)
+    assert decode(encode(Submit(1, [bytearray(b"ab")]))).tx_data[0] == b"ab"
     from pyrsistent import pmap, pset, pvector
 
-    assert decode(encode(Hello(pvector([1, 2])))).credentials == [1, 2]
-    assert decode(encode(Hello(pset([1])))).credentials == frozenset({1})
-    assert decode(encode(Hello(pmap({"a": 1})))).credentials == {"a": 1}
+    assert decode(encode(Submit(1, [pvector([1, 2])]))).tx_data[0] == [1, 2]
+    assert decode(encode(Submit(1, [pset([1])]))).tx_data[0] == frozenset({1})
+    assert decode(encode(Submit(1, [pmap({"a": 1})]))).tx_data[0] == {"a": 1}
 
 
 MESSAGES = [
@@ -216,26 +216,26 @@ MALFORMED = [
      "protocol/malformed"),
     ("chunk datom tx negative", raw(type="snapshot-chunk", t=1, seq=0, datoms=[[1, "a", 1, -5]]),
      "protocol/malformed"),
-    ("unknown tag", raw(type="hello", credentials="~zzz"), "protocol/malformed"),
-    ("bad instant", raw(type="hello", credentials="~tnot-a-date"), "protocol/malformed"),
-    ("bad uuid", raw(type="hello", credentials="~unot-a-uuid"), "protocol/malformed"),
-    ("bad bigint", raw(type="hello", credentials="~n12x"), "protocol/malformed"),
-    ("bigint with spaces", raw(type="hello", credentials="~n 1_000"), "protocol/malformed"),
-    ("bigint too long", raw(type="hello", credentials="~n" + "9" * 5000), "protocol/malformed"),
-    ("bad double", raw(type="hello", credentials="~dabc"), "protocol/malformed"),
-    ("bad special double", raw(type="hello", credentials="~fzero"), "protocol/malformed"),
-    ("bad decimal", raw(type="hello", credentials="~m1.2.3"), "protocol/malformed"),
-    ("non-finite decimal", raw(type="hello", credentials="~mNaN"), "protocol/malformed"),
-    ("signalling decimal", raw(type="hello", credentials="~msNaN"), "protocol/malformed"),
-    ("bad base64", raw(type="hello", credentials="~b!!!"), "protocol/malformed"),
-    ("unknown container tag", raw(type="hello", credentials=["~#q", 1]), "protocol/malformed"),
-    ("odd map", raw(type="hello", credentials=["~#m", 1]), "protocol/malformed"),
-    ("unhashable map key", raw(type="hello", credentials=["~#m", [1], 2]), "protocol/malformed"),
-    ("unhashable set element", raw(type="hello", credentials=["~#s", {"a": 1}]), "protocol/malformed"),
-    ("tagged object key", raw(type="hello", credentials={"~:k": 1}), "protocol/malformed"),
+    ("unknown tag", raw(type="submit", req=1, tx=["~zzz"]), "protocol/malformed"),
+    ("bad instant", raw(type="submit", req=1, tx=["~tnot-a-date"]), "protocol/malformed"),
+    ("bad uuid", raw(type="submit", req=1, tx=["~unot-a-uuid"]), "protocol/malformed"),
+    ("bad bigint", raw(type="submit", req=1, tx=["~n12x"]), "protocol/malformed"),
+    ("bigint with spaces", raw(type="submit", req=1, tx=["~n 1_000"]), "protocol/malformed"),
+    ("bigint too long", raw(type="submit", req=1, tx=["~n" + "9" * 5000]), "protocol/malformed"),
+    ("bad double", raw(type="submit", req=1, tx=["~dabc"]), "protocol/malformed"),
+    ("bad special double", raw(type="submit", req=1, tx=["~fzero"]), "protocol/malformed"),
+    ("bad decimal", raw(type="submit", req=1, tx=["~m1.2.3"]), "protocol/malformed"),
+    ("non-finite decimal", raw(type="submit", req=1, tx=["~mNaN"]), "protocol/malformed"),
+    ("signalling decimal", raw(type="submit", req=1, tx=["~msNaN"]), "protocol/malformed"),
+    ("bad base64", raw(type="submit", req=1, tx=["~b!!!"]), "protocol/malformed"),
+    ("unknown container tag", raw(type="submit", req=1, tx=[["~#q", 1]]), "protocol/malformed"),
+    ("odd map", raw(type="submit", req=1, tx=[["~#m", 1]]), "protocol/malformed"),
+    ("unhashable map key", raw(type="submit", req=1, tx=[["~#m", [1], 2]]), "protocol/malformed"),
+    ("unhashable set element", raw(type="submit", req=1, tx=[["~#s", {"a": 1}]]), "protocol/malformed"),
+    ("tagged object key", raw(type="submit", req=1, tx=[{"~:k": 1}]), "protocol/malformed"),
     ("json nested too deep", b'{"v":1,"type":"hello","credentials":' + b"[" * 100000 + b"]" * 100000 + b"}",
      "protocol/malformed"),
-    ("value nested too deep", raw(type="hello", credentials=json.loads("[" * 200 + "]" * 200)), "protocol/malformed"),
+    ("value nested too deep", raw(type="submit", req=1, tx=[json.loads("[" * 200 + "]" * 200)]), "protocol/malformed"),
 ]
 
 

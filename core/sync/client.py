@@ -58,9 +58,10 @@ LIVE = "live"
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     """What a client session needs: credentials for the hello, the id translation a new replica
-    starts with (identity for Python; ``EidMap.capped(...)`` for a capped id space), heartbeats."""
+    starts with (identity for Python; ``EidMap.capped(...)`` for a capped id space), heartbeats.
+    The credentials are a secret: never shown in a repr."""
 
-    credentials: Any = None
+    credentials: Any = field(default=None, repr=False)
     eids: EidMap = field(default_factory=EidMap.identity)
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 30.0

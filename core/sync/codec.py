@@ -29,6 +29,11 @@ integral ``float``       ``"~d1.0"``                             so ``1.0`` stay
 
 Datomic's ``uri`` values are ``str`` in this engine and travel as strings.
 
+A hello's ``credentials`` are the exception: they are plain JSON data (strings, numbers, booleans,
+null, lists, objects), sent and read verbatim, never tagged or escaped, so a secret of any shape
+(a token that begins with ``~``, say) is never read as a tagged value; and no error about them ever
+quotes them.
+
 Decoding checks the size first (``max_size``: ``protocol/too-large``), then the JSON, the envelope,
 and the shape and type of every field of the message type; anything wrong is a ``ProtocolError``
 with code ``protocol/malformed`` (or ``protocol/version``): nothing from the wire raises anything
@@ -284,6 +289,25 @@ def _dec(x: Any, depth: int = 0) -> Any:
     raise _bad(f"Unexpected JSON value of type {t.__name__}")
 
 
+def _credentials(x: Any, depth: int = 0) -> Any:
+    """A hello's credentials: JSON data taken verbatim (never tagged), checked for depth only. Errors
+    never quote them: they are secrets."""
+    t = type(x)
+    if t is list:
+        if depth > MAX_DEPTH:
+            raise _bad("Credentials nested too deeply")
+        for y in x:
+            _credentials(y, depth + 1)
+    elif t is dict:
+        if depth > MAX_DEPTH:
+            raise _bad("Credentials nested too deeply")
+        for y in x.values():
+            _credentials(y, depth + 1)
+    elif not (t is str or t is int or t is bool or x is None or (t is float and math.isfinite(x))):
+        raise _bad("Credentials must be JSON data")
+    return x
+
+
 def decode_value(x: Any) -> Any:
     """The value JSON-ready data stands for (``ProtocolError`` if malformed)."""
     return _dec(x)
@@ -457,7 +481,7 @@ def _decode_submit(o: dict) -> Submit:
 
 
 _DECODERS: dict[str, Callable[[dict], Any]] = {
-    "hello": lambda o: Hello(_dec(o.get("credentials"), 1), _opt_int(o, "t"), _opt_str(o, "db_id")),
+    "hello": lambda o: Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id")),
     "welcome": _decode_welcome,
     "sync": lambda o: Sync(_opt_int(o, "t")),
     "ack": lambda o: Ack(_int(o, "t")),
@@ -523,8 +547,27 @@ def _enc_req(req: Any) -> Any:
     raise ProtocolError("protocol/unencodable", f"A request id is an int or a str, got {req!r:.40}", {})
 
 
+def _enc_credentials(v: Any, depth: int = 0) -> Any:
+    """Credentials as JSON data, verbatim (see ``_credentials``); the error names no value: it is a secret."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float) and math.isfinite(v):
+        return float(v)
+    if depth <= MAX_DEPTH:
+        if isinstance(v, Mapping) and all(isinstance(k, str) for k in v):
+            return {str(k): _enc_credentials(x, depth + 1) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [_enc_credentials(x, depth + 1) for x in v]
+    raise ProtocolError("protocol/unencodable", "Credentials must be JSON data (strings, finite numbers, booleans, "
+                        "null, lists, maps with string keys)", {})
+
+
 _ENCODERS: dict[type, Callable[[Any], dict]] = {
-    Hello: lambda m: {"credentials": _enc(m.credentials), "t": m.t, "db_id": _enc(m.db_id)},
+    Hello: lambda m: {"credentials": _enc_credentials(m.credentials), "t": m.t, "db_id": _enc(m.db_id)},
     Welcome: lambda m: {"db_id": _enc_str(m.db_id), "t": m.t, "mode": m.mode, "ack_every": m.ack_every},
     Sync: lambda m: {"t": m.t},
     Ack: lambda m: {"t": m.t},

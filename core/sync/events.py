@@ -176,9 +176,10 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class Authorize:
-    """Server: decide whether ``credentials`` may connect; answer with ``AuthDecision``."""
+    """Server: decide whether ``credentials`` may connect; answer with ``AuthDecision``. The
+    credentials are a secret: never shown in a repr."""
 
-    credentials: Any
+    credentials: Any = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

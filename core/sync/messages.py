@@ -8,7 +8,7 @@ describes each field and when it is sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .delta import Delta
@@ -23,11 +23,12 @@ Req = int | str
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Client -> server, first message: who I am and where my replica is (``t`` None: no replica)."""
+    """Client -> server, first message: who I am and where my replica is (``t`` None: no replica).
+    ``credentials`` are JSON data and a secret: never shown in a repr."""
 
     TYPE: ClassVar[str] = "hello"
 
-    credentials: Any = None
+    credentials: Any = field(default=None, repr=False)
     t: int | None = None
     db_id: str | None = None
 

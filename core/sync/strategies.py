@@ -18,12 +18,12 @@
 Example, a codec property::
 
     from hypothesis import given
-    from datsync.core.sync import Hello, decode, encode
+    from datsync.core.sync import Submit, decode, encode
     from datsync.core.sync.strategies import wire_values
 
     @given(wire_values())
     def test_round_trip(v):
-        assert decode(encode(Hello(v))).credentials == v
+        assert decode(encode(Submit(1, [v]))).tx_data == [v]
 
 properties/test_sync_simulation.py shows ``schedules()`` and ``server_tx_streams()`` driving a whole
 network of replicas.
@@ -115,6 +115,17 @@ def wire_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
     )
 
 
+def json_values(max_leaves: int = 8) -> st.SearchStrategy[Any]:
+    """Plain JSON data (what a hello's credentials are): strings (``~`` ones too), finite numbers,
+    booleans, null, lists, maps with string keys."""
+    return st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-(1 << 53) + 1, (1 << 53) - 1), st.floats(allow_nan=False,
+                  allow_infinity=False), strings),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(strings, inner, max_size=3)),
+        max_leaves=max_leaves,
+    )
+
+
 def datom_values() -> st.SearchStrategy[Any]:
     """Values a datom can hold: atoms and (nested) tuples of them."""
     return st.recursive(_ATOMS, lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6)
@@ -148,7 +159,7 @@ def messages() -> st.SearchStrategy[Any]:
     """A protocol message of any type."""
     opt_t = st.one_of(st.none(), _ts)
     return st.one_of(
-        st.builds(Hello, wire_values(6), opt_t, st.one_of(st.none(), strings)),
+        st.builds(Hello, json_values(6), opt_t, st.one_of(st.none(), strings)),
         st.builds(Welcome, strings, _ts, st.sampled_from(["resume", "bootstrap"]), st.integers(1, 100)),
         st.builds(Sync, opt_t),
         st.builds(Ack, _ts),
@@ -384,5 +395,6 @@ __all__ = [
     "server_txs",
     "strings",
     "symbols",
+    "json_values",
     "wire_values",
 ]
