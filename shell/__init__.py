@@ -2,7 +2,7 @@
 
 Replicas: ``connect(url)`` (blocking) and ``open_replica(url)`` (trio) from ``datsync.shell.client``;
 the server: ``serve(...)`` and ``store_in_use(path)`` from ``datsync.shell.server``; the store and
-the connection: ``Store``, ``Connection``. Imported on first use, so the CLI starts fast.
+the connection: ``open_store(location)`` (a ``Store``), ``Connection``. Imported on first use, so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _EXPORTS = {
     "store_in_use": "server",
     "Store": "store",
     "StoreError": "store",
+    "open_store": "store",
     "Connection": "connection",
 }
 

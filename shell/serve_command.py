@@ -42,8 +42,9 @@ examples:
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
-    p.add_argument("--store", default="./datsync.sqlite", metavar="PATH",
-                   help="the store file, created if missing (default ./datsync.sqlite)")
+    p.add_argument("--store", default="./datsync.sqlite", metavar="PATH|URL",
+                   help="the store file, created if missing (default ./datsync.sqlite), or a PostgreSQL "
+                        "database URL (postgresql://HOST:PORT/DB) that several servers may share")
     p.add_argument("--schema", metavar="FILE.edn",
                    help="EDN schema installed on start unless already installed: {:attr {props}} (a file "
                         "with a :schema key works) or [{:db/ident :attr ...} ...]")

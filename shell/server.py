@@ -91,7 +91,7 @@ from datsync.core.sync.messages import Ack, Submit, TxRejected
 
 from .changes import ChangeSignal
 from .connection import Connection, utc_now
-from .store import Store, StoreError
+from .store import Store, StoreError, is_store_url, open_store
 from .timer import SessionTimer
 
 log = logging.getLogger("datsync.server")
@@ -702,7 +702,7 @@ class SyncServer:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: str | Path,
         *,
         host: str,
         port: int,
@@ -760,17 +760,18 @@ class SyncServer:
     # -- start and stop --------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._lock = StoreLock(self.store_path).acquire()
+        if not is_store_url(self.store_path):  # a file: one server at a time; a database server: many
+            self._lock = StoreLock(self.store_path).acquire()
         try:
-            self.store = Store(self.store_path)
-            self._reader = Store(self.store_path)
+            self.store = open_store(self.store_path)
+            self._reader = self.store.reader()
             t0 = time.perf_counter()
             self.conn = Connection.recover(self.store)
             cp = self.store.latest_checkpoint()
             self._checkpoint_t = cp[0] if cp else 0
             self.fed_t = self.conn.t
             self.config = replace(self.config, db_id=self.store.db_id)
-            log.info("store opened", extra={"store": str(self.store_path), "t": self.conn.t,
+            log.info("store opened", extra={"store": self.store.location, "t": self.conn.t,
                                             "checkpoint_t": self._checkpoint_t, "db_id": self.config.db_id,
                                             "recovery_s": round(time.perf_counter() - t0, 3)})
         except BaseException:
@@ -823,7 +824,7 @@ class SyncServer:
             await root.start(self._connections)
             root.start_soon(self._accept, listeners)
             if self.banner is not None:
-                self.banner(f"datsync serving {self.url} store={self.store_path} t={self.conn.t} "
+                self.banner(f"datsync serving {self.url} store={self.store.location} t={self.conn.t} "
                             f"health={self.url.replace('ws://', 'http://')}health")
             log.info("serving", extra={"url": self.url, "auth": "token" if self.token else "loopback only"})
             task_status.started(self)
@@ -1109,7 +1110,7 @@ class SyncServer:
             "rss_bytes": _rss_bytes(),
         }
         if detail:  # GET /status: for whoever may connect a replica
-            out["store"] = {"path": str(self.store_path), **stats}
+            out["store"] = {"path": self.store.location if self.store else str(self.store_path), **stats}
             out["session_detail"] = [s.status() for s in self.sessions.values()]
         return out
 
@@ -1153,8 +1154,8 @@ async def serve(
     banner: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the store at ``store_path`` to replicas over WebSocket until cancelled or shut down
-    (SIGINT/SIGTERM when ``handle_signals``; or ``await server.shutdown()``).
+    """Serve the store at ``store_path`` (a file, or a ``postgresql://`` URL) to replicas over WebSocket
+    until cancelled or shut down (SIGINT/SIGTERM when ``handle_signals``; or ``await server.shutdown()``).
 
     ``port=0`` picks a free port; ``task_status.started(server)`` hands over the running
     ``SyncServer`` (``server.url``, ``server.port``, ``await server.health()``). ``token``: the
@@ -1164,7 +1165,8 @@ async def serve(
     decoded (bigger: a ``protocol/too-large`` error); the WebSocket closes the connection (1009)
     above twice that. Raises ``StoreInUse`` if another process serves the store."""
     server = SyncServer(
-        Path(store_path), host=host, port=port, schema_file=schema_file, token=token,
+        store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
+        schema_file=schema_file, token=token,
         checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
         listen_buffer=listen_buffer, banner=banner,

@@ -1,24 +1,26 @@
-"""The embedded durable store: one SQLite file in WAL mode holding the transaction log and checkpoints.
+"""The durable store: the transaction log and checkpoints, behind one interface with two engines.
 
-A transaction is acknowledged only after the SQLite commit that holds it returns (``synchronous=FULL``:
-the commit is on disk). Many transactions share one commit when they arrive together (group commit),
-which is what makes durability cheap. The log is kept whole, so it stays readable from any ``t`` for
-replicas catching up; a checkpoint (the whole database at some ``t``) keeps start-up from replaying
-the whole log. Payloads are opaque bytes here: the connection decides what a log entry and a
-checkpoint hold.
+``open_store(location)`` picks the engine from the location: a ``postgresql://`` URL opens a
+PostgreSQL store (several server processes may share it), anything else is the path of a SQLite
+file (one server process at a time). A transaction is acknowledged only after the store's commit
+that holds it returns; many transactions share one commit when they arrive together (group commit).
+The log is kept whole, so it stays readable from any ``t`` for replicas catching up; a checkpoint
+(the whole database at some ``t``) keeps start-up from replaying the whole log. Payloads are opaque
+bytes here: the connection decides what a log entry and a checkpoint hold.
 
-The methods block (SQLite does I/O); the trio shell calls them from a worker thread, one at a time.
+The methods block (they do I/O); the trio shell calls them from worker threads, one at a time per
+store object (``reader()`` gives a second object for concurrent reads).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 SCHEMA_VERSION = "1"
+URL_SCHEMES = ("postgresql://", "postgres://")
 
 
 class LogEntry(NamedTuple):
@@ -30,7 +32,7 @@ class LogEntry(NamedTuple):
 
 
 class StoreError(Exception):
-    """The store file is unusable (not a datsync store, a newer format, corrupt)."""
+    """The store is unusable (not a datsync store, a newer format, corrupt, unreachable)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -38,110 +40,76 @@ class StoreError(Exception):
         self.message = message
 
 
-class Store:
-    """A datsync store file. ``Store(path)`` creates it if missing and checks it otherwise."""
+class StoreConflict(Exception):
+    """An append found the log already past the ``t`` it extends: another process committed first.
+    ``entries`` are the log entries it missed (append them to the in-memory value and retry)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._init()
-        except sqlite3.DatabaseError as e:
-            raise StoreError("store/unreadable", f"{self.path} is not a usable datsync store: {e}") from None
+    def __init__(self, entries: list[LogEntry]):
+        super().__init__(f"another process committed {len(entries)} transactions first")
+        self.entries = entries
 
-    def _init(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS log (t INTEGER PRIMARY KEY, tx INTEGER NOT NULL, payload BLOB NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS checkpoint (t INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-            version = self._meta("schema_version")
-            if version is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-                db.execute("INSERT INTO meta VALUES ('db_id', ?)", (str(uuid.uuid4()),))
-            elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    "store/version", f"{self.path} has store format {version}; this datsync reads {SCHEMA_VERSION}"
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
-    def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+class Store(ABC):
+    """A datsync store: an append-only log of ``LogEntry`` plus the latest checkpoint."""
+
+    location: str
+    """Where the store is (a file path, or a URL without its password): for logs and status."""
+
+    shared: bool = False
+    """True when other processes may append to the same log (they serialise on the store)."""
 
     @property
+    @abstractmethod
     def db_id(self) -> str:
         """This database's identity: replicas of another database must bootstrap, not resume."""
-        value = self._meta("db_id")
-        assert value is not None
-        return value
 
-    def append(self, entries: Iterable[LogEntry]) -> None:
-        """Make ``entries`` durable in one commit (group commit); returns once they are on disk."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO log (t, tx, payload) VALUES (?, ?, ?)", entries)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    @abstractmethod
+    def append(self, entries: Iterable[LogEntry], *, after_t: int | None = None) -> None:
+        """Make ``entries`` durable in one commit (group commit); returns once they are durable.
+        With ``after_t``, the append happens only if the log ends at ``after_t``; otherwise nothing
+        is written and ``StoreConflict`` carries the entries after ``after_t``."""
 
+    @abstractmethod
     def last_t(self) -> int:
         """The ``t`` of the newest logged transaction (0 when the log is empty)."""
-        row = self._db.execute("SELECT MAX(t) FROM log").fetchone()
-        return row[0] or 0
 
+    @abstractmethod
     def read_log(self, after_t: int, *, limit: int | None = None) -> list[LogEntry]:
         """Log entries with ``t > after_t`` in order, at most ``limit`` of them."""
-        sql = "SELECT t, tx, payload FROM log WHERE t > ? ORDER BY t"
-        args: tuple = (after_t,)
-        if limit is not None:
-            sql += " LIMIT ?"
-            args = (after_t, limit)
-        return [LogEntry(t, tx, bytes(p)) for t, tx, p in self._db.execute(sql, args)]
 
+    @abstractmethod
     def write_checkpoint(self, t: int, payload: bytes) -> None:
         """Record the whole database as of ``t``; older checkpoints are dropped (the log stays)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("INSERT OR REPLACE INTO checkpoint (t, payload) VALUES (?, ?)", (t, payload))
-            db.execute("DELETE FROM checkpoint WHERE t < ?", (t,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
+    @abstractmethod
     def latest_checkpoint(self) -> tuple[int, bytes] | None:
         """``(t, payload)`` of the newest checkpoint, or None."""
-        row = self._db.execute("SELECT t, payload FROM checkpoint ORDER BY t DESC LIMIT 1").fetchone()
-        return None if row is None else (row[0], bytes(row[1]))
 
+    @abstractmethod
     def stats(self) -> dict[str, int]:
-        """Sizes for the status endpoint: log length, checkpoint ``t``, file bytes."""
-        (n,) = self._db.execute("SELECT COUNT(*) FROM log").fetchone()
-        cp = self._db.execute("SELECT MAX(t) FROM checkpoint").fetchone()[0] or 0
-        size = self.path.stat().st_size if self.path.exists() else 0
-        return {"log_entries": n, "last_t": self.last_t(), "checkpoint_t": cp, "file_bytes": size}
+        """Sizes for the status endpoint: log length, last ``t``, checkpoint ``t``, bytes."""
 
-    def backup(self, dest: str | Path) -> None:
-        """A consistent copy of the store at ``dest``, taken while it is in use."""
-        target = sqlite3.connect(str(dest))
-        try:
-            self._db.backup(target)
-        finally:
-            target.close()
+    @abstractmethod
+    def reader(self) -> Store:
+        """A second handle on the same store, for reads that run beside this one's writes."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Close the file (after a checkpoint of the WAL)."""
-        self._db.close()
+        """Release the store's file or connections."""
+
+
+def is_store_url(location: str | Path) -> bool:
+    """Does ``location`` name a database server (a URL) rather than a store file?"""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def open_store(location: str | Path) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL, else the path of a SQLite file (created
+    if missing). Raises ``StoreError`` if it is not a usable datsync store."""
+    if is_store_url(location):
+        from .store_postgres import PostgresStore
+
+        return PostgresStore(str(location))
+    from .store_sqlite import SqliteStore
+
+    return SqliteStore(location)

@@ -15,7 +15,7 @@ import trio
 import trio_websocket
 
 from datsync.core import TX0, datoms
-from datsync.shell import ReplicaClosed, Store, TxOutcomeUnknown, open_replica, store_in_use
+from datsync.shell import ReplicaClosed, TxOutcomeUnknown, open_replica, open_store, store_in_use
 from datsync.shell.connection import Connection
 from datsync.shell.server import schema_tx_from_edn, serve
 from tests.sync_server import FAST_RECONNECT, HELLO, SCHEMA_EDN, Servers, bootstrap_raw, expect, msg, wait_until
@@ -288,7 +288,7 @@ def test_sigterm_shuts_down_gracefully(servers):
     log = server.log_text()
     assert "signal received: shutting down" in log and "checkpoint written" in log and "stopped" in log
     assert not store_in_use(server.store)
-    store = Store(server.store)
+    store = open_store(server.store)
     try:
         assert store.latest_checkpoint()[0] == store.last_t() >= len(acked) + 1
         db = Connection.recover(store).db
@@ -412,12 +412,12 @@ def test_backup_while_serving_and_json_logs(servers, tmp_path):
             return rep.t
 
     t = trio.run(main)
-    live = Store(server.store)  # a second connection to the served file: WAL readers do not block the server
+    live = open_store(server.store)  # a second connection to the served file: WAL readers do not block the server
     try:
         live.backup(tmp_path / "copy.sqlite")
     finally:
         live.close()
-    copy = Store(tmp_path / "copy.sqlite")
+    copy = open_store(tmp_path / "copy.sqlite")
     try:
         assert copy.last_t() == t == 21 and Connection.recover(copy).t == t
     finally:

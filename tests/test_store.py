@@ -10,14 +10,14 @@ import trio
 
 from datsync.core import TxError, datoms, kw, pull
 from datsync.shell.connection import Connection
-from datsync.shell.store import LogEntry, Store, StoreError
+from datsync.shell.store import LogEntry, StoreConflict, StoreError, open_store
 
 SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
               "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
 
 
 def test_store_log_and_checkpoints(tmp_path):
-    store = Store(tmp_path / "s.sqlite")
+    store = open_store(tmp_path / "s.sqlite")
     assert store.last_t() == 0 and store.latest_checkpoint() is None
     store.append([LogEntry(1, 536870913, b"a"), LogEntry(2, 536870914, b"b")])
     store.append([LogEntry(3, 536870915, b"c")])
@@ -29,26 +29,31 @@ def test_store_log_and_checkpoints(tmp_path):
     assert store.stats()["log_entries"] == 3
     db_id = store.db_id
     store.close()
-    again = Store(tmp_path / "s.sqlite")
+    again = open_store(tmp_path / "s.sqlite")
     assert again.db_id == db_id and again.last_t() == 3
     with pytest.raises(sqlite3.IntegrityError):
         again.append([LogEntry(3, 536870915, b"dup")])
     assert again.read_log(2) == [LogEntry(3, 536870915, b"c")]
+    with pytest.raises(StoreConflict) as conflict:  # the log is past t=2: the append is refused
+        again.append([LogEntry(3, 536870915, b"other")], after_t=2)
+    assert conflict.value.entries == [LogEntry(3, 536870915, b"c")]
+    again.append([LogEntry(4, 536870916, b"d")], after_t=3)
+    assert again.last_t() == 4
 
 
 def test_store_rejects_files_that_are_not_stores(tmp_path):
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError) as e:
-        Store(bad)
+        open_store(bad)
     assert e.value.code == "store/unreadable"
 
 
 def test_store_backup_is_a_working_store(tmp_path):
-    store = Store(tmp_path / "s.sqlite")
+    store = open_store(tmp_path / "s.sqlite")
     store.append([LogEntry(1, 536870913, b"a")])
     store.backup(tmp_path / "copy.sqlite")
-    assert Store(tmp_path / "copy.sqlite").read_log(0) == [LogEntry(1, 536870913, b"a")]
+    assert open_store(tmp_path / "copy.sqlite").read_log(0) == [LogEntry(1, 536870913, b"a")]
 
 
 def clock_from(start: dt.datetime):
@@ -70,7 +75,7 @@ def test_connection_commits_groups_recovers(tmp_path):
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     async def main() -> tuple[list, int]:
-        store = Store(path)
+        store = open_store(path)
         conn = Connection.recover(store, clock=clock_from(start))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
@@ -91,7 +96,7 @@ def test_connection_commits_groups_recovers(tmp_path):
         return list(datoms(conn.db, "eavt")), conn.t
 
     before, t = trio.run(main)
-    conn = Connection.recover(Store(path))
+    conn = Connection.recover(open_store(path))
     assert conn.t == t == 102
     assert list(datoms(conn.db, "eavt")) == before
     assert pull(conn.db, "[:person/name]", ("person/name", "after")) == {"person/name": "after"}
@@ -101,7 +106,7 @@ def test_recovery_from_the_log_alone(tmp_path):
     path = tmp_path / "db.sqlite"
 
     async def main() -> list:
-        conn = Connection.recover(Store(path))
+        conn = Connection.recover(open_store(path))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             await conn.transact(SCHEMA_TX)
@@ -111,14 +116,14 @@ def test_recovery_from_the_log_alone(tmp_path):
         return list(datoms(conn.db, "eavt"))
 
     before = trio.run(main)
-    assert list(datoms(Connection.recover(Store(path)).db, "eavt")) == before
+    assert list(datoms(Connection.recover(open_store(path)).db, "eavt")) == before
 
 
 def test_instants_never_go_backwards(tmp_path):
     times = iter([dt.datetime(2026, 1, 2, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
 
     async def main() -> list:
-        conn = Connection.recover(Store(tmp_path / "db.sqlite"), clock=lambda: next(times))
+        conn = Connection.recover(open_store(tmp_path / "db.sqlite"), clock=lambda: next(times))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             r1 = await conn.transact(SCHEMA_TX)
@@ -132,7 +137,7 @@ def test_instants_never_go_backwards(tmp_path):
 
 def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
     async def main() -> None:
-        conn = Connection.recover(Store(tmp_path / "db.sqlite"))
+        conn = Connection.recover(open_store(tmp_path / "db.sqlite"))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             slow = conn.listen(buffer=2)
@@ -151,7 +156,7 @@ def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
 def test_checkpoints_interleaved_with_commits(tmp_path):
     # the store's one sqlite3 connection is shared by the writer and checkpoint(): they must take turns
     async def main() -> None:
-        conn = Connection.recover(Store(tmp_path / "db.sqlite"))
+        conn = Connection.recover(open_store(tmp_path / "db.sqlite"))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             await conn.transact(SCHEMA_TX)
@@ -177,7 +182,7 @@ def test_recovery_replays_ident_renames_over_history(tmp_path):
     path = tmp_path / "db.sqlite"
 
     async def main() -> list:
-        conn = Connection.recover(Store(path))
+        conn = Connection.recover(open_store(path))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             await conn.transact(SCHEMA_TX)
@@ -188,6 +193,6 @@ def test_recovery_replays_ident_renames_over_history(tmp_path):
         return list(datoms(conn.db, "eavt"))
 
     before = trio.run(main)
-    after = list(datoms(Connection.recover(Store(path)).db, "eavt"))
+    after = list(datoms(Connection.recover(open_store(path)).db, "eavt"))
     assert after == before
     assert {d.v for d in after if d.a == "person/full-name"} == {"a", "b"}

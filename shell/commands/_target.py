@@ -1,6 +1,6 @@
 """TARGET: the database a command works on — a server URL or a store file.
 
-* A **store file** (``./datsync.sqlite``): ``Store(path)`` + ``Connection.recover`` give the server's
+* A **store file** (``./datsync.sqlite``): ``SqliteStore(path)`` + ``Connection.recover`` give the server's
   database value (Datomic flavor). Reads need nothing more. Writes run the connection's writer in a
   trio loop on a helper thread, so every transaction is made durable exactly as the server does it.
   A store a server is serving is refused for writes (the server holds its lock; write through the
@@ -66,7 +66,8 @@ class StoreTarget:
 
     def __init__(self, path: str, *, write: bool):
         from ..connection import Connection
-        from ..store import Store, StoreError
+        from ..store import StoreError
+        from ..store_sqlite import SqliteStore
 
         self.path = Path(path)
         self.name = str(path)
@@ -77,7 +78,7 @@ class StoreTarget:
         if write:
             _refuse_if_served(self.path)
         try:
-            self.store = Store(self.path)
+            self.store = SqliteStore(self.path)
         except StoreError as e:
             raise CliError(e.code, e.message) from None
         except OSError as e:
