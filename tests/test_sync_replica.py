@@ -26,6 +26,7 @@ from datsync.core.sync import (
     server_datoms,
     snapshot,
     snapshot_datoms,
+    tx_for_server,
 )
 
 ONE, MANY = kw("db.cardinality/one"), kw("db.cardinality/many")
@@ -195,3 +196,79 @@ def test_snapshot_of_a_view_is_refused():
     _base, reports = stream(2)
     with pytest.raises(ValueError):
         list(snapshot_datoms(as_of(reports[-1].db_after, 1)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Renamed attributes: old names keep resolving, as on the server
+
+RENAME_SCHEMA = {
+    "p/name": {"db/valueType": kw("db.type/string"), "db/cardinality": ONE, "db/unique": kw("db.unique/identity")},
+    "p/boss": {"db/valueType": kw("db.type/ref"), "db/cardinality": ONE},
+    "p/rank": {"db/valueType": kw("db.type/long"), "db/cardinality": ONE},
+    "p/boss+rank": {"db/valueType": kw("db.type/tuple"), "db/cardinality": ONE,
+                    "db/tupleAttrs": [kw("p/boss"), kw("p/rank")]},
+}
+
+
+def renamed_world():
+    """A server db with A, B (boss A, rank 1), C, after renaming ``p/boss`` to ``p/manager``; the
+    db before the rename and the ids of A, B, C."""
+    r = transact(empty_db(RENAME_SCHEMA, flavor="datomic"), [
+        {"db/id": "a", "p/name": "A"}, {"db/id": "b", "p/name": "B", "p/boss": "a", "p/rank": 1},
+        {"db/id": "c", "p/name": "C"},
+    ])
+    before = r.db_after
+    after = transact(before, [{"db/id": kw("p/boss"), "db/ident": kw("p/manager")}]).db_after
+    return before, after, [r.tempids[x] for x in "abc"]
+
+
+@pytest.mark.parametrize("via_delta", [False, True])
+def test_a_renamed_attributes_old_name_translates_like_the_new_one(via_delta):
+    before, after, (_a, b, c) = renamed_world()
+    eids = EidMap.capped(low=101, start=1000)
+    if via_delta:
+        rep, _ = apply_delta(replica_of(before, eids), delta_from_report(transact(
+            before, [{"db/id": kw("p/boss"), "db/ident": kw("p/manager")}])))
+    else:
+        rep = replica_of(after, eids)
+    assert dict(rep.aliases) == {"p/boss": "p/manager"}
+    lb, lc = rep.eids.to_local(b), rep.eids.to_local(c)
+    assert lb != b
+    for name in ("p/manager", "p/boss", ":p/boss", kw("p/boss")):
+        assert tx_for_server(rep, [["db/add", lc, name, lb]]) == [["db/add", c, name, b]]
+        assert tx_for_server(rep, [{"db/id": lc, name: lb}]) == [{"db/id": c, name: b}]
+    assert tx_for_server(rep, [{"db/id": lb, "p/_boss": [lc]}]) == [{"db/id": b, "p/_boss": [c]}]
+    # what the server makes of it: C's manager is B
+    db = transact(after, tx_for_server(rep, [["db/add", lc, "p/boss", lb]])).db_after
+    assert datoms(db, "eavt", c, "p/manager")[0].v == b
+
+
+def test_an_attribute_given_by_its_entity_id_translates_its_values():
+    _before, after, (_a, b, c) = renamed_world()
+    rep = replica_of(after, EidMap.capped(low=101, start=1000))
+    attr = after.idents[kw("p/manager")]
+    lattr, lb, lc = (rep.eids.to_local(x) for x in (attr, b, c))
+    assert tx_for_server(rep, [["db/add", lc, lattr, lb]]) == [["db/add", c, attr, b]]
+
+
+@pytest.mark.parametrize("eids", [EidMap.identity(), EidMap.capped(low=101, start=1000)])
+def test_bootstrap_after_renaming_a_composite_member_has_the_servers_schema(eids):
+    _before, after, (a, _b, _c) = renamed_world()
+    rep = replica_of(after, eids)
+    assert rep.server_schema["p/boss+rank"]["db/tupleAttrs"] == ("p/manager", "p/rank")
+    assert rep.server_schema == after.schema
+    assert sorted(server_datoms(rep)) == current(after)
+    [(_e, _a, v, _tx)] = [d for d in server_datoms(rep) if d[1] == "p/boss+rank"]
+    assert v == (a, 1)
+
+
+def test_aliases_follow_later_renames_and_travel_in_the_snapshot_header():
+    from datsync.core.sync import decode, encode
+
+    _before, after, _ = renamed_world()
+    r = transact(after, [{"db/id": kw("p/manager"), "db/ident": kw("p/chief")}])
+    head, _chunks = snapshot(r.db_after, 100)
+    assert head.aliases == (("p/boss", "p/chief"), ("p/manager", "p/chief"))
+    assert decode(encode(head)) == head
+    rep, _ = apply_delta(replica_of(after), delta_from_report(r))
+    assert dict(rep.aliases) == dict(head.aliases) == dict(replica_of(r.db_after).aliases)

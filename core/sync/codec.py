@@ -440,15 +440,22 @@ def _schema_delta(obj: dict) -> SchemaDelta:
             if type(props) is not dict:
                 raise _bad(f"Schema properties of {name} must be a map")
             ch[name] = {_attr(k): _val(v) for k, v in props.items()}
-    rn: list[tuple[str, str]] = []
-    if renames is not None:
-        if type(renames) is not list:
-            raise _bad("Field 'renames' must be a list of [old new]")
-        for r in renames:
-            if type(r) is not list or len(r) != 2:
-                raise _bad(f"A rename is [old new], got {r!r:.80}")
-            rn.append((_attr(r[0]), _attr(r[1])))
-    return SchemaDelta(ch, tuple(rn))
+    return SchemaDelta(ch, _name_pairs(obj, "renames"))
+
+
+def _name_pairs(obj: dict, name: str) -> tuple[tuple[str, str], ...]:
+    """The optional field ``name``: a list of ``[old new]`` attribute names (renames, aliases)."""
+    x = obj.get(name)
+    if x is None:
+        return ()
+    if type(x) is not list:
+        raise _bad(f"Field {name!r} must be a list of [old new]", field=name)
+    out = []
+    for r in x:
+        if type(r) is not list or len(r) != 2:
+            raise _bad(f"An entry of {name!r} is [old new], got {r!r:.80}", field=name)
+        out.append((_attr(r[0]), _attr(r[1])))
+    return tuple(out)
 
 
 def _tempids(obj: dict) -> dict:
@@ -494,7 +501,8 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
     "error": lambda o: Error(_str(o, "code"), _str(o, "message")),
     "delta": _decode_delta,
     "snapshot-begin": lambda o: SnapshotBegin(
-        _int(o, "t"), _int(o, "tx"), _int(o, "max_eid"), _int(o, "datoms"), _int(o, "chunks"), _opt_str(o, "db_id")
+        _int(o, "t"), _int(o, "tx"), _int(o, "max_eid"), _int(o, "datoms"), _int(o, "chunks"), _opt_str(o, "db_id"),
+        _name_pairs(o, "aliases"),
     ),
     "snapshot-chunk": lambda o: SnapshotChunk(_int(o, "t"), _int(o, "seq"), _snapshot_datoms(_field(o, "datoms"))),
     "snapshot-end": lambda o: SnapshotEnd(_int(o, "t"), _int(o, "chunks")),
@@ -531,7 +539,18 @@ def _enc_delta(m: Delta) -> dict:
             for a, p in m.schema.changes.items()
         }
     if m.schema.renames:
-        out["renames"] = [[_enc_str(o), _enc_str(n)] for o, n in m.schema.renames]
+        out["renames"] = _enc_pairs(m.schema.renames)
+    return out
+
+
+def _enc_pairs(pairs: Any) -> list:
+    return [[_enc_str(o), _enc_str(n)] for o, n in pairs]
+
+
+def _enc_snapshot_begin(m: SnapshotBegin) -> dict:
+    out = {"t": m.t, "tx": m.tx, "max_eid": m.max_eid, "datoms": m.datoms, "chunks": m.chunks, "db_id": _enc(m.db_id)}
+    if m.aliases:
+        out["aliases"] = _enc_pairs(m.aliases)
     return out
 
 
@@ -579,9 +598,7 @@ _ENCODERS: dict[type, Callable[[Any], dict]] = {
     Pong: lambda m: {"n": m.n},
     Error: lambda m: {"code": _enc_str(m.code), "message": _enc_str(m.message)},
     Delta: _enc_delta,
-    SnapshotBegin: lambda m: {
-        "t": m.t, "tx": m.tx, "max_eid": m.max_eid, "datoms": m.datoms, "chunks": m.chunks, "db_id": _enc(m.db_id)
-    },
+    SnapshotBegin: _enc_snapshot_begin,
     SnapshotChunk: _enc_chunk,
     SnapshotEnd: lambda m: {"t": m.t, "chunks": m.chunks},
 }

@@ -33,7 +33,7 @@ from ..schema import is_reverse_attr, reverse_attr
 from ..transact import op_name
 from ..values import Keyword
 from .errors import SyncError
-from .schema import RefInfo
+from .schema import Aliases, RefInfo, resolve_attr
 
 IdFn = Callable[[int], int]
 
@@ -229,17 +229,29 @@ def _datom_ids(d: tuple, refs: RefInfo, f: IdFn) -> tuple:
 
 
 class _TxIds:
-    """Walks tx data, passing every entity id in it through ``f``."""
+    """Walks tx data, passing every entity id in it through ``f``. Attribute names resolve as the
+    server resolves them (``resolve_attr``: old names of renamed attributes included; an attribute
+    given as an entity id through ``ident_of``, when given)."""
 
-    def __init__(self, refs: RefInfo, attrs: Mapping[str, Any], f: IdFn):
+    def __init__(
+        self, refs: RefInfo, attrs: Mapping[str, Any], f: IdFn, aliases: Aliases | None = None,
+        ident_of: Callable[[int], Any] | None = None,
+    ):
         self.refs, self.attrs, self.f = refs, attrs, f
+        self.aliases = aliases or {}
+        self.ident_of = ident_of
 
     def attr_name(self, a: Any) -> Any:
-        if type(a) is Keyword:
-            return a.name
-        if type(a) is str and a.startswith(":"):
-            return a[1:]
-        return a
+        """The current name of the attribute ``a`` names (a name, ``:name``, ``Keyword`` or entity id)."""
+        t = type(a)
+        if t is Keyword:
+            a = a.name
+        elif t is str and a.startswith(":"):
+            a = a[1:]
+        elif t is int and self.ident_of is not None:
+            k = self.ident_of(a)
+            a = k.name if type(k) is Keyword else a
+        return resolve_attr(self.attrs, self.aliases, a) if type(a) is str else a
 
     def is_lookup_ref(self, x: Any) -> bool:
         if not (isinstance(x, tuple | list) and len(x) == 2):
@@ -286,7 +298,9 @@ class _TxIds:
                 out[k] = self.entity(v)
             elif type(name) is not str:
                 out[k] = v
-            elif name in refs.ref or (is_reverse_attr(name) and reverse_attr(name) in refs.ref):
+            elif name in refs.ref or (
+                name not in self.attrs and is_reverse_attr(name) and self.attr_name(reverse_attr(name)) in refs.ref
+            ):
                 out[k] = self.many(name, v)
             elif name in refs.tuples:
                 if isinstance(v, list | set | frozenset) and all(isinstance(x, tuple | list) for x in v):
@@ -334,22 +348,29 @@ class _TxIds:
         return out
 
 
-def tx_to_remote(eids: EidMap, refs: RefInfo, attrs: Mapping[str, Any], tx_data: Any) -> Any:
+def tx_to_remote(
+    eids: EidMap, refs: RefInfo, attrs: Mapping[str, Any], tx_data: Any, aliases: Aliases | None = None,
+    ident_of: Callable[[int], Any] | None = None,
+) -> Any:
     """A replica's tx data with local entity ids replaced by the server's (``attrs``: the server
-    schema, to tell lookup refs from pairs of ids). ``SyncError`` for a local id with no server id."""
+    schema, to tell lookup refs from pairs of ids; ``aliases``: the old attribute names the server
+    still resolves; ``ident_of``: the ident of a local entity id used as an attribute).
+    ``SyncError`` for a local id with no server id."""
     if eids.is_identity:
         return tx_data
-    return _TxIds(refs, attrs, eids.to_remote).tx(tx_data)
+    return _TxIds(refs, attrs, eids.to_remote, aliases, ident_of).tx(tx_data)
 
 
-def tx_to_local(eids: EidMap, refs: RefInfo, attrs: Mapping[str, Any], tx_data: Any) -> tuple[EidMap, Any]:
+def tx_to_local(
+    eids: EidMap, refs: RefInfo, attrs: Mapping[str, Any], tx_data: Any, aliases: Aliases | None = None,
+) -> tuple[EidMap, Any]:
     """Server-side tx data in local ids, assigning local ids where needed; returns the map too."""
     if eids.is_identity:
         return eids, tx_data
     seen: list[int] = []
-    _TxIds(refs, attrs, lambda x: seen.append(x) or x).tx(tx_data)
+    _TxIds(refs, attrs, lambda x: seen.append(x) or x, aliases).tx(tx_data)
     eids = eids.assign(seen)
-    return eids, _TxIds(refs, attrs, eids.to_local).tx(tx_data)
+    return eids, _TxIds(refs, attrs, eids.to_local, aliases).tx(tx_data)
 
 
 __all__ = [

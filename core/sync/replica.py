@@ -18,16 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pyrsistent import pmap
+
 from ..db import DB, apply_datoms
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
 from .eids import EidMap, datoms_to_local, datoms_to_remote
-from .schema import RefInfo, apply_schema_delta, ref_info, replica_schema
+from .schema import Aliases, RefInfo, apply_aliases, apply_schema_delta, ref_info, replica_schema
+
+NO_ALIASES: Aliases = pmap()
 
 
 @dataclass(frozen=True, slots=True)
 class Replica:
     """A replica: ``db`` (DataScript flavor, local ids) equal to the server's database at ``t``
-    through ``eids``; ``server_schema`` is the server's ``DB.schema`` at ``t``."""
+    through ``eids``; ``server_schema`` is the server's ``DB.schema`` at ``t`` and ``aliases`` the old
+    attribute names it still resolves (old -> current name)."""
 
     db: DB
     t: int
@@ -36,6 +41,7 @@ class Replica:
     refs: RefInfo
     db_id: str | None = None
     pending: tuple = ()
+    aliases: Aliases = NO_ALIASES
 
     def __repr__(self) -> str:
         return f"<Replica {self.db_id or '?'} t={self.t} {len(self.db.eavt)} datoms {self.eids!r}>"
@@ -65,17 +71,19 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     db = replica.db
     server_schema, refs = replica.server_schema, replica.refs
     new_schema = None
+    aliases = replica.aliases
     if delta.schema:
         if delta.schema.renames:
             db = _rename(db, server_schema, delta.schema.renames)
         server_schema = apply_schema_delta(server_schema, delta.schema)
+        aliases = pmap(apply_aliases(aliases, delta.schema, server_schema))
         refs = ref_info(server_schema)
         new_schema = replica_schema(server_schema)
     eids, local = datoms_to_local(replica.eids, refs, delta.datoms)
     tx = delta.tx
     db = apply_datoms(db, [(e, a, v, tx, added) for e, a, v, added in local], schema=new_schema, max_tx=tx)
     return (
-        Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending),
+        Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending, aliases),
         Outcome(APPLIED, t, delta.t),
     )
 

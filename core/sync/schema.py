@@ -26,6 +26,9 @@ from ..values import Keyword, OrderedTuple
 ServerSchema = Mapping[str, Mapping[str, Any]]
 """A Datomic-flavored ``DB.schema``: attribute name -> property map."""
 
+Aliases = Mapping[str, str]
+"""The old names of renamed attributes that the server still resolves -> the attribute's current name."""
+
 _ATTR_PROPS = SCHEMA_ATTRS - {"db/ident", "db/doc"}
 
 
@@ -40,10 +43,34 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def server_schema_from_datoms(datoms: Iterable[tuple]) -> dict[str, dict[str, Any]]:
+def ident_aliases(db: DB) -> dict[str, str]:
+    """The old attribute names a Datomic-flavored ``db`` still resolves, each -> its attribute's
+    current name (empty for a DataScript-flavored one)."""
+    idents, schema = db.idents, db.schema
+    out: dict[str, str] = {}
+    for k, e in idents.items():
+        if type(k) is Keyword and k.name not in schema:
+            cur = idents.get(e)
+            if type(cur) is Keyword and cur.name in schema:
+                out[k.name] = cur.name
+    return out
+
+
+def resolve_attr(server_schema: ServerSchema, aliases: Aliases, name: Any) -> Any:
+    """The attribute the server resolves the attribute name ``name`` to: ``name`` itself when it is a
+    current attribute, else the current name of the renamed attribute it is an old name of, else
+    ``name`` unchanged (the server will refuse it)."""
+    if name in server_schema or not aliases:
+        return name
+    return aliases.get(name, name)
+
+
+def server_schema_from_datoms(datoms: Iterable[tuple], aliases: Aliases | None = None) -> dict[str, dict[str, Any]]:
     """The server's ``DB.schema`` derived from its schema datoms ``(e, a, v, ...)`` (server eids; other
-    datoms are ignored): what a replica bootstrapping from a snapshot learns its schema from.
-    Raises ``TxError`` where an attribute definition is inconsistent."""
+    datoms are ignored) and its ``aliases`` (a composite's ``db/tupleAttrs`` datoms keep the names its
+    members had when it was installed): what a replica bootstrapping from a snapshot learns its
+    schema from. Raises ``TxError`` where an attribute definition is inconsistent."""
+    aliases = aliases or {}
     vals: dict[int, dict[str, Any]] = {}
     idents: dict[Any, Any] = {}
     for d in datoms:
@@ -70,7 +97,8 @@ def server_schema_from_datoms(datoms: Iterable[tuple]) -> dict[str, dict[str, An
         names = []
         for x in members:
             cur = idents.get(idents.get(x))
-            names.append(cur.name if isinstance(cur, Keyword) else getattr(x, "name", x))
+            name = cur.name if isinstance(cur, Keyword) else getattr(x, "name", x)
+            names.append(aliases.get(name, name))
         props["db/tupleAttrs"] = tuple(names)
         schema[k.name] = props
     return schema
@@ -138,6 +166,18 @@ def apply_schema_delta(server_schema: ServerSchema, delta: SchemaDelta) -> dict[
     return out
 
 
+def apply_aliases(aliases: Aliases, delta: SchemaDelta, server_schema: ServerSchema) -> Aliases:
+    """``aliases`` after the schema change ``delta`` (``server_schema``: the schema after it): each
+    renamed attribute answers to its old name too; names that became attributes of their own, or
+    whose attribute is gone, stop being aliases."""
+    if not delta.renames and not aliases:
+        return aliases
+    renames = dict(delta.renames)
+    out = {old: renames.get(cur, cur) for old, cur in aliases.items()}
+    out.update(renames)
+    return {old: cur for old, cur in out.items() if old not in server_schema and cur in server_schema}
+
+
 class RefInfo(NamedTuple):
     """Where a schema puts entity ids inside values: ``ref`` attributes hold one, and ``tuples`` maps
     a tuple attribute to the positions of its ref elements (``None``: every element is a ref)."""
@@ -173,12 +213,16 @@ def ref_info(server_schema: ServerSchema) -> RefInfo:
 
 __all__ = [
     "NO_SCHEMA_CHANGE",
+    "Aliases",
     "RefInfo",
     "SchemaDelta",
     "ServerSchema",
+    "apply_aliases",
     "apply_schema_delta",
+    "ident_aliases",
     "ref_info",
     "replica_schema",
+    "resolve_attr",
     "schema_delta",
     "server_schema_from_datoms",
 ]

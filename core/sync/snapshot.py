@@ -2,7 +2,8 @@
 built from the chunks in bulk.
 
 ``snapshot(db, chunk_size)`` returns the snapshot's header (``SnapshotBegin``: ``t``, tx id,
-``max_eid``, datom and chunk counts) and a lazy iterator of ``SnapshotChunk`` messages of at most
+``max_eid``, datom and chunk counts, and the old names of renamed attributes, which the server still
+resolves and no datom holds) and a lazy iterator of ``SnapshotChunk`` messages of at most
 ``chunk_size`` datoms ``(e, a, v, tx)`` each: schema datoms first (every datom of a schema attribute,
 ``db/ident`` included, so a consumer knows the schema before the data), then all the others in EAVT
 order. The database is an immutable value, so iterating lazily is safe while the server moves on.
@@ -28,7 +29,7 @@ from ..values import RANK_TUPLE, OrderedTuple
 from .eids import EidMap, datoms_to_local
 from .errors import ProtocolError
 from .replica import Replica
-from .schema import ref_info, replica_schema, server_schema_from_datoms
+from .schema import ident_aliases, ref_info, replica_schema, server_schema_from_datoms
 
 SnapshotDatom = tuple[int, str, object, int]
 """``(e, a, v, tx)`` in server ids."""
@@ -49,6 +50,8 @@ class SnapshotBegin:
     datoms: int
     chunks: int
     db_id: str | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+    """The old attribute names the server still resolves, as ``(old, current)`` pairs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,8 @@ def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None 
         raise ValueError("chunk_size must be positive")
     n = len(db.eavt)
     t = basis_t(db) if db.flavor == "datomic" else db.max_tx - TX0
-    head = SnapshotBegin(t, db.max_tx, db.max_eid, n, -(-n // chunk_size), db_id)
+    aliases = tuple(sorted(ident_aliases(db).items())) if db.flavor == "datomic" else ()
+    head = SnapshotBegin(t, db.max_tx, db.max_eid, n, -(-n // chunk_size), db_id, aliases)
 
     def chunks() -> Iterator[SnapshotChunk]:
         buf: list[SnapshotDatom] = []
@@ -181,12 +185,13 @@ def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Repli
 
 def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: EidMap) -> Replica:
     """Bulk-build the replica of the server datoms ``(e, a, v, tx)`` at ``head.t``."""
-    server_schema = server_schema_from_datoms(d for d in datoms if d[1] in SCHEMA_ATTRS)
+    aliases = dict(head.aliases)
+    server_schema = server_schema_from_datoms((d for d in datoms if d[1] in SCHEMA_ATTRS), aliases)
     refs = ref_info(server_schema)
     eids, local = datoms_to_local(eids, refs, datoms)
     max_eid = head.max_eid if eids.is_identity else None
     db = make_db(replica_schema(server_schema), "datascript", local, max_eid=max_eid, max_tx=head.tx)
-    return Replica(db, head.t, server_schema, eids, refs, head.db_id)
+    return Replica(db, head.t, server_schema, eids, refs, head.db_id, aliases=pmap(aliases))
 
 
 def replica_of(db: DB, eids: EidMap | None = None, *, db_id: str | None = None) -> Replica:

@@ -108,8 +108,18 @@ def validate_wire_tx(tx_data: Any) -> list:
 
 
 def tx_for_server(replica: Replica, tx_data: Any) -> Any:
-    """A replica's tx data (local ids) in server ids; ``SyncError`` for a local id with no server id."""
-    return tx_to_remote(replica.eids, replica.refs, replica.server_schema, tx_data)
+    """A replica's tx data (local ids) in server ids, attribute names resolved as the server resolves
+    them; ``SyncError`` for a local id with no server id."""
+    if replica.eids.is_identity:
+        return tx_data
+    eavt = replica.db.eavt
+
+    def ident_of(e: int) -> Any:
+        for k in eavt.prefix((e, "db/ident")):
+            return k[3]
+        return None
+
+    return tx_to_remote(replica.eids, replica.refs, replica.server_schema, tx_data, replica.aliases, ident_of)
 
 
 def answer_tempids(report: TxReport) -> dict:
