@@ -8,6 +8,12 @@ gets its ``TxError`` and changes nothing; the others in its batch are not affect
 
 Listeners get ``(report, delta, payload)`` on bounded channels (Datomic's tx-report-queue): a
 listener that does not keep up is dropped and told so, it never stalls the writer.
+
+On a store several processes share (PostgreSQL), another process may commit first: the append is
+conditional on the log ending at this value's ``t``, and when it does not, the connection applies
+the entries it missed (``core.sync.server_db_with``) and transacts the batch again on the new value.
+``follow`` applies other processes' commits as they are announced, so listeners see every
+transaction of the log in order, whichever process committed it (their ``report`` is None then).
 """
 
 from __future__ import annotations
@@ -24,9 +30,19 @@ import trio
 
 from datsync.core import DB, TxError, TxReport, empty_db, from_history, transact
 from datsync.core.history import basis_t, history
-from datsync.core.sync import Delta, decode, decode_value, delta_from_report, encode, encode_value, history_events
+from datsync.core.sync import (
+    DEFAULT_MAX_SIZE,
+    Delta,
+    decode,
+    decode_value,
+    delta_from_report,
+    encode,
+    encode_value,
+    history_events,
+    server_db_with,
+)
 
-from .store import LogEntry, Store
+from .store import LogEntry, Store, StoreConflict, StoreError
 
 log = logging.getLogger("datsync.connection")
 
@@ -52,7 +68,8 @@ class Committed:
     """What listeners receive for every committed transaction: the report, its delta, and the
     delta's encoded bytes (encoded once, sent as is to every replica that may see all of it)."""
 
-    report: TxReport
+    report: TxReport | None
+    """None for a transaction another process committed (read back from the shared log)."""
     delta: Delta
     payload: bytes
 
@@ -99,9 +116,13 @@ class Connection:
         self._queue_send, self._queue_recv = trio.open_memory_channel[_Pending](math.inf)
         self._listeners: list[trio.MemorySendChannel] = []
         self._last_instant: _dt.datetime | None = None
-        # The store's one sqlite3 connection is used from worker threads: one call at a time (two
-        # threads interleaving BEGIN/COMMIT on it would break each other's transactions).
+        # The store's one connection is used from worker threads: one call at a time (two threads
+        # interleaving BEGIN/COMMIT on it would break each other's transactions).
         self._store_lock = trio.Lock()
+        # Changes of ``db``: the writer's commits and ``catch_up``'s entries from other processes.
+        self._db_lock = trio.Lock()
+        self.caught_up = 0
+        """Transactions of other processes applied to this value (read from the shared log)."""
 
     @classmethod
     def recover(cls, store: Store, *, clock: Clock = utc_now) -> Connection:
@@ -167,9 +188,19 @@ class Connection:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        async with self._db_lock:
+            while not await self._try_commit(batch):
+                pass  # another process committed first; its entries are applied: transact again
+        for p in batch:
+            p.done.set()
+
+    async def _try_commit(self, batch: list[_Pending]) -> bool:
+        """Transact ``batch`` on the current value and append it; False when the log had moved on
+        (the entries missed are applied then, nothing of ``batch`` is committed)."""
         db = self.db
         done: list[tuple[_Pending, Committed]] = []
         for p in batch:
+            p.error = None
             try:
                 report = transact(db, p.tx_data, p.tx_meta, instant=self._instant())
             except TxError as e:
@@ -182,25 +213,76 @@ class Connection:
             delta = delta_from_report(report)
             done.append((p, Committed(report, delta, encode(delta))))
             db = report.db_after
-        if done:
-            entries = [LogEntry(c.delta.t, c.delta.tx, c.payload) for _, c in done]
-            try:
+        if self.store.shared and len(done) < len(batch):
+            # a rejection must be by the log's latest value, not by a value another process moved past
+            async with self._store_lock:
+                missed = await trio.to_thread.run_sync(self._read_after, self.t)
+            if missed:
+                self._apply(missed)
+                return False
+        if not done:
+            return True
+        entries = [LogEntry(c.delta.t, c.delta.tx, c.payload) for _, c in done]
+        try:
+            async with self._store_lock:
+                await trio.to_thread.run_sync(lambda: self.store.append(entries, after_t=self.t))
+        except StoreConflict as conflict:
+            self._apply(conflict.entries)
+            return False
+        except Exception as e:
+            code = e.code if isinstance(e, StoreError) and e.code.startswith("db.error/") else "db.error/storage"
+            message = e.message if isinstance(e, StoreError) else f"The store could not commit: {e}"
+            log.error("store append failed; %d transactions not committed: %s", len(done), message)
+            for p, _ in done:
+                p.error = TxError(code, message, {})
+            return True
+        self.db = db
+        for p, c in done:
+            p.report = c.report
+            self._notify(c)
+        return True
+
+    def _apply(self, entries: list[LogEntry]) -> None:
+        """Apply the log ``entries`` another process committed after this value, in order."""
+        for entry in entries:
+            if entry.t <= self.t:
+                continue
+            if entry.t != self.t + 1:
+                raise RuntimeError(f"the log skips from t={self.t} to t={entry.t}")
+            delta = decode(entry.payload, max_size=max(len(entry.payload), DEFAULT_MAX_SIZE))
+            self.db = server_db_with(self.db, delta)
+            self._last_instant = max(self._last_instant or delta.instant, delta.instant)
+            self.caught_up += 1
+            self._notify(Committed(None, delta, entry.payload))
+
+    async def catch_up(self) -> int:
+        """Apply what other processes committed since this value (a shared store); the new ``t``."""
+        async with self._db_lock:
+            while True:
                 async with self._store_lock:
-                    await trio.to_thread.run_sync(self.store.append, entries)
-            except Exception as e:
-                log.exception("store append failed; %d transactions not committed", len(done))
-                for p, _ in done:
-                    p.error = TxError("db.error/storage", f"The store could not commit: {e}", {})
-                    p.done.set()
-                for p in batch:
-                    p.done.set()
-                return
-            self.db = db
-            for p, c in done:
-                p.report = c.report
-                self._notify(c)
-        for p in batch:
-            p.done.set()
+                    entries = await trio.to_thread.run_sync(self._read_after, self.t)
+                if not entries:
+                    return self.t
+                self._apply(entries)
+
+    def _read_after(self, t: int) -> list[LogEntry]:
+        return self.store.read_log(t, limit=1000)
+
+    async def follow(self, *, poll: float = 1.0, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep applying other processes' commits as they are announced (LISTEN/NOTIFY; the log is
+        also read every ``poll`` seconds, for announcements lost while PostgreSQL was away)."""
+        listener = self.store.listener()  # type: ignore[attr-defined]
+        task_status.started()
+        try:
+            while True:
+                await trio.to_thread.run_sync(listener.wait, poll)
+                try:
+                    await self.catch_up()
+                except StoreError as e:
+                    log.warning("cannot read the shared log: %s", e.message)
+                    await trio.sleep(poll)
+        finally:
+            listener.close()
 
     def _notify(self, committed: Committed) -> None:
         for ch in list(self._listeners):

@@ -6,6 +6,7 @@ One nursery owns everything::
     root nursery
       conn.run_writer                    the only task that changes the database (group commit)
       fan-out                            conn.listen() -> TxCommitted(delta, bytes) to every session
+      conn.follow                        a shared store: other processes' commits into conn (LISTEN)
       connections nursery                one task group per TCP connection:
         HTTP head sniffing               GET /health, GET /status, or a WebSocket upgrade
         session reader                   bytes -> receive() -> server_step
@@ -816,6 +817,8 @@ class SyncServer:
             self._root = root
             await root.start(self.conn.run_writer)
             await root.start(self._fanout)
+            if self.store is not None and self.store.shared:  # other processes commit too: follow them
+                await root.start(self.conn.follow)
             if self.schema_file is not None:
                 await self._install_schema(self.schema_file)
             if self.conn.t - self._checkpoint_t >= self.checkpoint_every:

@@ -17,6 +17,8 @@ from typing import Any
 import trio
 import trio_websocket
 
+from datsync.shell.store import is_store_url
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCHEMA_EDN = """\
@@ -29,13 +31,17 @@ FAST_RECONNECT = {"backoff": (0.02, 0.2)}
 
 
 class ServerProcess:
-    """``python -m datsync.shell serve --port P --store STORE ARGS...``; ``url`` from its first stdout line."""
+    """``python -m datsync.shell serve --port P --store STORE ARGS...``; ``url`` from its first stdout line.
+    ``store`` is a file or a ``postgresql://`` URL (then ``log`` is needed: where stderr goes)."""
 
-    def __init__(self, store: Path, *args: str, port: int = 0, log: Path | None = None):
-        self.store = Path(store)
+    def __init__(self, store: Path | str, *args: str, port: int = 0, log: Path | None = None):
+        self.store = store if is_store_url(store) else Path(store)
         self.args = [str(a) for a in args]
         self.port = port
-        self.log = log if log is not None else self.store.with_suffix(".log")
+        if log is None:
+            assert isinstance(self.store, Path), "a server on a database URL needs a log file"
+            log = self.store.with_suffix(".log")
+        self.log = log
         self.proc: subprocess.Popen | None = None
         self.banner = ""
         self.url = ""
@@ -117,8 +123,13 @@ class Servers:
         self.schema.write_text(SCHEMA_EDN)
 
     def start(self, store: str = "db.sqlite", *args: str, port: int = 0, schema: bool = True) -> ServerProcess:
+        """A server on ``store``: a file name in the test's directory, or a ``postgresql://`` URL."""
         extra = ["--schema", str(self.schema)] if schema else []
-        server = ServerProcess(self.tmp_path / store, *extra, *args, port=port)
+        if is_store_url(store):
+            log = self.tmp_path / f"server-{len(self.started)}.log"
+            server = ServerProcess(store, *extra, *args, port=port, log=log)
+        else:
+            server = ServerProcess(self.tmp_path / store, *extra, *args, port=port)
         self.started.append(server)
         return server.start()
 
@@ -138,6 +149,17 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+async def write_concurrently(replicas: dict[str, Any], writers: int, n: int) -> None:
+    """``writers`` tasks per replica (keyed by a tag), each transacting ``n`` new people in turn."""
+    async with trio.open_nursery() as nursery:
+        for tag, rep in replicas.items():
+            for k in range(writers):
+                async def write(rep: Any = rep, tag: str = tag, k: int = k) -> None:
+                    for i in range(n):
+                        await rep.transact([{"person/name": f"{tag}{k}-{i}", "person/n": i}])
+                nursery.start_soon(write)
 
 
 # ------------------------------------------------------------------------------------------------

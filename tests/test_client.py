@@ -20,7 +20,7 @@ from datsync.shell import (
     open_replica,
 )
 from datsync.shell.server import authorize, is_loopback
-from tests.sync_server import FAST_RECONNECT, ROOT, Servers
+from tests.sync_server import FAST_RECONNECT, ROOT, Servers, write_concurrently
 
 
 @pytest.fixture
@@ -72,13 +72,7 @@ def test_two_replicas_see_each_others_writes(servers):
             assert e.value.code == "sync/forbidden-op"
 
             # concurrent writers from both replicas all land, in one order for everyone
-            async with trio.open_nursery() as nursery:
-                for rep, tag in ((a, "a"), (b, "b")):
-                    for k in range(4):
-                        async def write(rep=rep, tag=tag, k=k) -> None:
-                            for i in range(10):
-                                await rep.transact([{"person/name": f"{tag}{k}-{i}", "person/n": i}])
-                        nursery.start_soon(write)
+            await write_concurrently({"a": a, "b": b}, 4, 10)
             await a.wait_for_t(b.t)
             await b.wait_for_t(a.t)
             assert a.t == b.t == r2.t + 80

@@ -1,4 +1,4 @@
-"""The SQLite store and the connection over it: durability, group commit, recovery, listeners."""
+"""The store (on each engine) and the connection over it: durability, group commit, recovery, listeners."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"
               "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
 
 
-def test_store_log_and_checkpoints(tmp_path):
-    store = open_store(tmp_path / "s.sqlite")
+def test_store_log_and_checkpoints(store_location):
+    store = open_store(store_location)
     assert store.last_t() == 0 and store.latest_checkpoint() is None
     store.append([LogEntry(1, 536870913, b"a"), LogEntry(2, 536870914, b"b")])
     store.append([LogEntry(3, 536870915, b"c")])
@@ -29,9 +29,9 @@ def test_store_log_and_checkpoints(tmp_path):
     assert store.stats()["log_entries"] == 3
     db_id = store.db_id
     store.close()
-    again = open_store(tmp_path / "s.sqlite")
+    again = open_store(store_location)
     assert again.db_id == db_id and again.last_t() == 3
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, StoreError)):
         again.append([LogEntry(3, 536870915, b"dup")])
     assert again.read_log(2) == [LogEntry(3, 536870915, b"c")]
     with pytest.raises(StoreConflict) as conflict:  # the log is past t=2: the append is refused
@@ -70,8 +70,8 @@ async def _writes(conn: Connection, n: int) -> None:
             nursery.start_soon(one, i)
 
 
-def test_connection_commits_groups_recovers(tmp_path):
-    path = tmp_path / "db.sqlite"
+def test_connection_commits_groups_recovers(store_location):
+    path = store_location
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     async def main() -> tuple[list, int]:
@@ -102,8 +102,8 @@ def test_connection_commits_groups_recovers(tmp_path):
     assert pull(conn.db, "[:person/name]", ("person/name", "after")) == {"person/name": "after"}
 
 
-def test_recovery_from_the_log_alone(tmp_path):
-    path = tmp_path / "db.sqlite"
+def test_recovery_from_the_log_alone(store_location):
+    path = store_location
 
     async def main() -> list:
         conn = Connection.recover(open_store(path))
@@ -119,11 +119,11 @@ def test_recovery_from_the_log_alone(tmp_path):
     assert list(datoms(Connection.recover(open_store(path)).db, "eavt")) == before
 
 
-def test_instants_never_go_backwards(tmp_path):
+def test_instants_never_go_backwards(store_location):
     times = iter([dt.datetime(2026, 1, 2, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
 
     async def main() -> list:
-        conn = Connection.recover(open_store(tmp_path / "db.sqlite"), clock=lambda: next(times))
+        conn = Connection.recover(open_store(store_location), clock=lambda: next(times))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             r1 = await conn.transact(SCHEMA_TX)
@@ -135,9 +135,9 @@ def test_instants_never_go_backwards(tmp_path):
     assert second >= first
 
 
-def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
+def test_a_slow_listener_is_dropped_not_waited_for(store_location):
     async def main() -> None:
-        conn = Connection.recover(open_store(tmp_path / "db.sqlite"))
+        conn = Connection.recover(open_store(store_location))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             slow = conn.listen(buffer=2)
@@ -153,10 +153,10 @@ def test_a_slow_listener_is_dropped_not_waited_for(tmp_path):
     trio.run(main)
 
 
-def test_checkpoints_interleaved_with_commits(tmp_path):
+def test_checkpoints_interleaved_with_commits(store_location):
     # the store's one sqlite3 connection is shared by the writer and checkpoint(): they must take turns
     async def main() -> None:
-        conn = Connection.recover(open_store(tmp_path / "db.sqlite"))
+        conn = Connection.recover(open_store(store_location))
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run_writer)
             await conn.transact(SCHEMA_TX)
@@ -178,8 +178,8 @@ def test_checkpoints_interleaved_with_commits(tmp_path):
     trio.run(main)
 
 
-def test_recovery_replays_ident_renames_over_history(tmp_path):
-    path = tmp_path / "db.sqlite"
+def test_recovery_replays_ident_renames_over_history(store_location):
+    path = store_location
 
     async def main() -> list:
         conn = Connection.recover(open_store(path))
@@ -196,3 +196,42 @@ def test_recovery_replays_ident_renames_over_history(tmp_path):
     after = list(datoms(Connection.recover(open_store(path)).db, "eavt"))
     assert after == before
     assert {d.v for d in after if d.a == "person/full-name"} == {"a", "b"}
+
+
+def test_processes_sharing_a_store_commit_in_turn_and_follow_each_other(pg_url):
+    """Two connections on one PostgreSQL store (as two server processes): writes on both, one
+    serial gap-free log, and each value follows the other's commits."""
+
+    async def main() -> None:
+        a = Connection.recover(open_store(pg_url))
+        b = Connection.recover(open_store(pg_url))
+        seen = {"a": [], "b": []}
+        async with trio.open_nursery() as nursery:
+            for name, conn in (("a", a), ("b", b)):
+                await nursery.start(conn.run_writer)
+                await nursery.start(conn.follow)
+                events = conn.listen()
+
+                async def record(events=events, name=name) -> None:
+                    async for c in events:
+                        seen[name].append(c.delta.t)
+
+                nursery.start_soon(record)
+            await a.transact(SCHEMA_TX)
+            async with trio.open_nursery() as writers:
+                writers.start_soon(_writes, a, 40)
+                writers.start_soon(_writes, b, 40)
+            assert a.store.last_t() == 81
+            with trio.fail_after(10):
+                while a.t < 81 or b.t < 81 or len(seen["a"]) < 81 or len(seen["b"]) < 81:
+                    await trio.sleep(0.01)
+            assert a.caught_up > 0 and b.caught_up > 0
+            assert list(datoms(a.db, "eavt")) == list(datoms(b.db, "eavt"))
+            assert seen["a"] == seen["b"] == list(range(1, 82))
+            names = {d.v for d in datoms(a.db, "aevt", "person/name")}
+            assert names == {f"p{i}" for i in range(40)}  # both writers' p{i} upsert to one entity each
+            nursery.cancel_scope.cancel()
+        recovered = Connection.recover(open_store(pg_url))
+        assert list(datoms(recovered.db, "eavt")) == list(datoms(a.db, "eavt"))
+
+    trio.run(main)

@@ -263,3 +263,31 @@ def test_history_events_replay_a_log_of_deltas_into_the_same_server_db():
     restored = from_history(events)
     assert current(restored) == current(db) and restored.schema == db.schema
     assert sorted(datoms(history(restored), "eavt")) == sorted(datoms(history(db), "eavt"))
+
+
+def test_server_db_with_follows_another_server_transaction_by_transaction():
+    from datsync.core import history
+    from datsync.core.sync import server_db_with
+
+    db = follower = server()
+    steps = [
+        [{"db/id": "a", "person/name": "Ann", "person/email": "a@x", "person/tags": ["t", "u"]}],
+        [{"db/id": "b", "person/name": "Bob", "person/friend": [kw("person/name"), "Ann"], "person/age": 3}],
+        [{"person/name": "Ann", "person/age": 40}, [kw("db/retract"), [kw("person/name"), "Ann"],
+                                                    kw("person/tags"), "t"]],
+        [{"db/ident": kw("person/nick"), "db/valueType": kw("db.type/string"),
+          "db/cardinality": ONE}],
+        [{"person/name": "Cy", "person/nick": "c"}],
+        [[kw("db/retractEntity"), [kw("person/name"), "Bob"]]],
+        [{"db/id": kw("person/email"), "db/ident": kw("person/mail")}],
+        [{"person/name": "Ann", "person/mail": "b@x"}],
+    ]
+    for i, data in enumerate(steps):
+        r = tx(db, data, i)
+        db = r.db_after
+        follower = server_db_with(follower, delta_from_report(r))
+        assert current(follower) == current(db) and follower.schema == db.schema
+        assert (follower.max_eid, follower.max_tx) == (db.max_eid, db.max_tx)
+        assert sorted(datoms(history(follower), "eavt")) == sorted(datoms(history(db), "eavt"))
+    nxt = [{"db/id": "d", "person/name": "Dee", "person/friend": [kw("person/name"), "Cy"]}]
+    assert tx(follower, nxt, 99).tx_data == tx(db, nxt, 99).tx_data

@@ -17,7 +17,16 @@ See docs/sync.md (concepts and use from Python) and docs/protocol.md (the wire p
 
 from .client import ClientConfig, ClientSession, client_step, new_client_session
 from .codec import DEFAULT_MAX_SIZE, decode, decode_value, encode, encode_snapshot, encode_value, receive
-from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome, delta_from_report, history_events
+from .delta import (
+    ALREADY_APPLIED,
+    APPLIED,
+    GAP,
+    Delta,
+    Outcome,
+    delta_from_report,
+    history_events,
+    server_db_with,
+)
 from .eids import EidMap, datoms_to_local, datoms_to_remote, tx_to_local, tx_to_remote
 from .errors import ProtocolError, SyncError
 from .events import (
@@ -165,6 +174,7 @@ __all__ = [
     "replica_of",
     "replica_schema",
     "schema_delta",
+    "server_db_with",
     "server_datoms",
     "server_schema_from_datoms",
     "server_step",

@@ -13,8 +13,10 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..db import TX0
+from ..datomic import from_history
+from ..db import DB, TX0, apply_datoms, datoms
 from ..errors import DatsyncError
+from ..history import history
 from ..transact import TxReport
 from .schema import NO_SCHEMA_CHANGE, SchemaDelta, schema_delta
 
@@ -67,6 +69,16 @@ def history_events(events: list[tuple], delta: Delta) -> list[tuple]:
         out = [(e, renames.get(a, a), v, tx, added) for e, a, v, tx, added in events]
     tx = delta.tx
     return [*out, *((e, a, v, tx, added) for e, a, v, added in delta.datoms)]
+
+
+def server_db_with(db: DB, delta: Delta) -> DB:
+    """The server database ``db`` (Datomic flavor) after ``delta``, the next transaction another
+    server committed: its datoms written straight in (no transaction re-run); a delta that changes
+    the schema rebuilds the value from its history instead (rare, and renames rewrite history)."""
+    if delta.schema:
+        events = [tuple(d) for d in datoms(history(db), "eavt")]
+        return from_history(history_events(events, delta))
+    return apply_datoms(db, ((e, a, v, delta.tx, added) for e, a, v, added in delta.datoms), max_tx=delta.tx)
 
 
 # ------------------------------------------------------------------------------------------------
