@@ -180,11 +180,11 @@ def _eav_keys(db: DB, e: Any, a: Any, v: Any, has_v: bool) -> list:
 
 
 def _avet_sort_key(d: Datom) -> tuple:
-    return (d.a, value_rank(d.v), d.v, d.e, d.tx, d.added)
+    return (d.a, value_rank(d.v), index_value(d.v), d.e, d.tx, d.added)
 
 
 def _vaet_sort_key(d: Datom) -> tuple:
-    return (d.v, d.a, d.e, d.tx, d.added)
+    return (d.v, d.a, d.e, d.tx, d.added)  # ref values: entity ids
 
 
 def view_datoms(db: DB, index: str, comps: tuple) -> list[Datom]:

@@ -67,6 +67,12 @@ class AutoTempid:
     def __repr__(self) -> str:
         return f"#auto-tempid {self.n}"
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is AutoTempid and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash((AutoTempid, self.n))
+
     def __lt__(self, other: Any) -> bool:
         return isinstance(other, AutoTempid) and self.n < other.n
 
@@ -133,6 +139,7 @@ class _TxState:
         "avet",
         "db",
         "eavt",
+        "last_auto_tempid",
         "max_eid",
         "props",
         "queued",
@@ -155,8 +162,10 @@ class _TxState:
             setattr(self, name, idx)
         return idx
 
-    def __init__(self, db: DB, tempids: dict | None = None, upserted_tempids: dict | None = None):
+    def __init__(self, db: DB, tempids: dict | None = None, upserted_tempids: dict | None = None,
+                 last_auto_tempid: int = 0):
         self.db = db
+        self.last_auto_tempid = last_auto_tempid  # numbers auto tempids of maps made by tx functions
         self.props = db.props
         self.schema = db.schema
         # Reads go to these; each becomes a TransientIndex on its first write (see _edit).
@@ -215,7 +224,7 @@ class _TxState:
                 )
             a, v = eid
             a = a.name if type(a) is Keyword else a
-            if a not in self.props.unique:
+            if type(a) is not str or a not in self.props.unique:
                 raise TxError(
                     "lookup-ref/unique",
                     f"Lookup ref attribute should be marked as :db/unique: {eid!r}",
@@ -345,11 +354,11 @@ def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | N
             f"Bad transaction data {tx_data!r}, expected sequential collection",
             {"tx-data": tx_data},
         )
-    forms = _assoc_auto_tempids(db, list(tx_data or ()))
+    forms, n_auto = _assoc_auto_tempids(db.props.ref, list(tx_data or ()), 0)
     pinned: dict[Any, int] = {}
     upserted: dict[Any, int] = {}
     while True:
-        state = _TxState(db, pinned, upserted)
+        state = _TxState(db, pinned, upserted, n_auto)
         try:
             _run(state, forms)
         except _Retry as r:
@@ -380,11 +389,13 @@ def db_with(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | No
     return transact(db, tx_data, tx_meta, instant=instant).db_after
 
 
-def _assoc_auto_tempids(db: DB, forms: list) -> list:
+def _assoc_auto_tempids(ref: frozenset, forms: list, last: int) -> tuple[list, int]:
     """Give every map form without ``db/id`` (nested ones under ref attributes too) its own
-    ``AutoTempid``, once, so that a re-run after an upsert sees the same tempids."""
-    counter = [0]
-    ref = db.props.ref
+    ``AutoTempid``, numbered after ``last``, and return the forms and the last number used. Top-level
+    forms get theirs once, so a re-run after an upsert sees the same tempids; forms returned by a
+    transaction function get theirs when they arrive, numbered in processing order, so a re-run
+    numbers them alike."""
+    counter = [last]
 
     def assign(m: Mapping) -> dict:
         out = {(k.name if type(k) is Keyword else k): v for k, v in m.items()}
@@ -400,7 +411,22 @@ def _assoc_auto_tempids(db: DB, forms: list) -> list:
             out["db/id"] = AutoTempid(counter[0])
         return out
 
-    return [assign(f) if isinstance(f, Mapping) else f for f in forms]
+    return [assign(f) if isinstance(f, Mapping) else f for f in forms], counter[0]
+
+
+def _fn_result(state: _TxState, result: Any, form: Any) -> list:
+    """The tx forms a transaction function returned, with auto tempids for its maps without ``db/id``."""
+    if result is None:
+        return []
+    try:
+        if isinstance(result, Mapping | str | bytes):
+            raise TypeError
+        forms = list(result)
+    except TypeError:
+        raise TxError("transact/syntax", f"Transaction function in {form!r} must return a sequence of tx forms, "
+                                         f"got {result!r}", {"tx-data": form}) from None
+    forms, state.last_auto_tempid = _assoc_auto_tempids(state.props.ref, forms, state.last_auto_tempid)
+    return forms
 
 
 def _check_value_tempids(state: _TxState) -> None:
@@ -499,18 +525,18 @@ def _resolve_upserts(state: _TxState, entity: dict) -> tuple[dict, dict]:
         return None
 
     out: dict = {}
-    upserts: dict = {}
+    upserts: dict[str, list[tuple[Any, int]]] = {}  # (value, entity) pairs: values need not be hashable
     for a, v in entity.items():
         _attr(a, entity)
         _check_value(v, entity)
         if a not in identity:
             out[a] = v
         elif a in props.many and _is_coll(v):
-            insert, upsert = [], {}
+            insert, upsert = [], []
             for x in v:
                 e = resolve(a, x)
                 if e is not None:
-                    upsert[x] = e
+                    upsert.append((x, e))
                 else:
                     insert.append(x)
             if insert:
@@ -520,7 +546,7 @@ def _resolve_upserts(state: _TxState, entity: dict) -> tuple[dict, dict]:
         else:
             e = resolve(a, v)
             if e is not None:
-                upserts[a] = {v: e}
+                upserts[a] = [(v, e)]
             else:
                 out[a] = v
     return out, upserts
@@ -529,7 +555,7 @@ def _resolve_upserts(state: _TxState, entity: dict) -> tuple[dict, dict]:
 def _validate_upserts(entity: dict, upserts: dict) -> int | None:
     ids: dict[int, tuple] = {}
     for a, v_to_e in upserts.items():
-        for v, e in v_to_e.items():
+        for v, e in v_to_e:
             ids[e] = (a, v)
     if len(ids) >= 2:
         (e1, (a1, v1)), (e2, (a2, v2)) = list(ids.items())[:2]
@@ -635,6 +661,8 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
     if not entity:
         raise TxError("transact/syntax", f"Bad entity {entity!r}: empty form", {"tx-data": entity})
     op = op_name(entity[0])
+    if type(op) is not str:
+        raise _unknown_op(op, entity)
     n = len(entity)
     e = entity[1] if n > 1 else None
     a = entity[2] if n > 2 else None
@@ -646,7 +674,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         fn = e
         if not callable(fn):
             raise TxError("transact/syntax", f"db.fn/call expects a function, got {fn!r}", {"tx-data": entity})
-        es.extendleft(reversed(list(fn(state.snapshot(), *entity[2:]) or ())))
+        es.extendleft(reversed(_fn_result(state, fn(state.snapshot(), *entity[2:]), entity)))
         return
     if op not in BUILTIN_OPS:
         _call_installed_fn(state, op, entity, es)
@@ -689,7 +717,9 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         state.allocate(e, eid)
         es.appendleft((op, eid, a, v))
         return
-    if a in props.identity and e in state.reverse_tempids:
+    if a is not None:
+        a = _attr(a, entity)
+    if a in props.identity and type(e) is int and e in state.reverse_tempids:
         # Any op, and with no value the attribute's first datom: DataScript 1.8.1 does exactly this.
         if v is None:
             k = state.avet.first((a,))
@@ -752,7 +782,11 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
             state.retract_key(k)
         es.extendleft(reversed(_retract_components(state, e_keys)))
         return
-    raise TxError(
+    raise _unknown_op(op, entity)
+
+
+def _unknown_op(op: Any, entity: Any) -> TxError:
+    return TxError(
         "transact/syntax",
         f"Unknown operation at {entity!r}, expected :db/add, :db/retract, :db.fn/call, "
         ":db.fn/retractAttribute, :db.fn/retractEntity or an ident corresponding to an installed "
@@ -811,7 +845,7 @@ def _call_installed_fn(state: _TxState, op: Any, entity: Any, es: deque) -> None
             f"Entity {op!r} expected to have :db/fn attribute with fn? value",
             {"operation": "db.fn/call", "tx-data": entity},
         )
-    es.extendleft(reversed(list(fn(state.snapshot(), *entity[1:]) or ())))
+    es.extendleft(reversed(_fn_result(state, fn(state.snapshot(), *entity[1:]), entity)))
 
 
 __all__ = ["CURRENT_TX_KEY", "TxReport", "db_with", "is_tempid", "is_tx_tempid", "transact"]

@@ -13,15 +13,51 @@ import uuid as _uuid
 from typing import Any, NamedTuple
 
 
-class Keyword:
-    """An interned keyword value such as ``:db.type/ref`` (spelled ``kw("db.type/ref")``)."""
+def _split(name: str) -> tuple[str | None, str]:
+    """``(namespace, local name)`` of a keyword or symbol name, split at its first ``/`` as Clojure does."""
+    slash = name.find("/", 1)
+    return (name[:slash], name[slash + 1:]) if slash > 0 else (None, name)
 
-    __slots__ = ("__weakref__", "local", "name", "ns")
+
+def _order_key(name: str) -> tuple:
+    """How Clojure orders keywords and symbols: no namespace first, then by namespace, then by name."""
+    ns, local = _split(name)
+    return (0, "", local) if ns is None else (1, ns, local)
+
+
+class _Ordered:
+    """Comparison by a precomputed ``order`` key (keywords with keywords, symbols with symbols)."""
+
+    __slots__ = ()
+    order: tuple
+
+    def __lt__(self, other: _Ordered) -> bool:
+        return self.order < other.order
+
+    def __le__(self, other: _Ordered) -> bool:
+        return self.order <= other.order
+
+    def __gt__(self, other: _Ordered) -> bool:
+        return self.order > other.order
+
+    def __ge__(self, other: _Ordered) -> bool:
+        return self.order >= other.order
+
+
+class Keyword(_Ordered):
+    """An interned keyword value such as ``:db.type/ref`` (spelled ``kw("db.type/ref")``).
+
+    Keywords order as Clojure compares them (``order``): without a namespace first, then by
+    namespace, then by name, so ``:a/b`` < ``:a-/b`` although ``"a-/b"`` < ``"a/b"`` as text.
+    """
+
+    __slots__ = ("__weakref__", "local", "name", "ns", "order")
     _interned: dict[str, Keyword] = {}
 
     name: str
     ns: str | None
     local: str
+    order: tuple
 
     def __new__(cls, name: str) -> Keyword:
         name = name[1:] if name.startswith(":") else name
@@ -29,10 +65,11 @@ class Keyword:
         if existing is not None:
             return existing
         self = object.__new__(cls)
-        slash = name.find("/", 1)
+        ns, local = _split(name)
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "ns", name[:slash] if slash > 0 else None)
-        object.__setattr__(self, "local", name[slash + 1:] if slash > 0 else name)
+        object.__setattr__(self, "ns", ns)
+        object.__setattr__(self, "local", local)
+        object.__setattr__(self, "order", _order_key(name))
         cls._interned[name] = self
         return self
 
@@ -51,31 +88,20 @@ class Keyword:
     def __reduce__(self):
         return (Keyword, (self.name,))
 
-    def __lt__(self, other: Keyword) -> bool:
-        return self.name < other.name
-
-    def __le__(self, other: Keyword) -> bool:
-        return self.name <= other.name
-
-    def __gt__(self, other: Keyword) -> bool:
-        return self.name > other.name
-
-    def __ge__(self, other: Keyword) -> bool:
-        return self.name >= other.name
-
 
 def kw(name: str) -> Keyword:
     """The keyword named ``name`` (a leading colon is optional)."""
     return Keyword(name)
 
 
-class Symbol:
-    """An EDN symbol such as ``?e``, ``...`` or ``pull``; interned like ``Keyword``."""
+class Symbol(_Ordered):
+    """An EDN symbol such as ``?e``, ``...`` or ``pull``; interned, and ordered, like ``Keyword``."""
 
-    __slots__ = ("__weakref__", "name")
+    __slots__ = ("__weakref__", "name", "order")
     _interned: dict[str, Symbol] = {}
 
     name: str
+    order: tuple
 
     def __new__(cls, name: str) -> Symbol:
         existing = cls._interned.get(name)
@@ -83,6 +109,7 @@ class Symbol:
             return existing
         self = object.__new__(cls)
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "order", _order_key(name))
         cls._interned[name] = self
         return self
 
@@ -100,9 +127,6 @@ class Symbol:
 
     def __reduce__(self):
         return (Symbol, (self.name,))
-
-    def __lt__(self, other: Symbol) -> bool:
-        return self.name < other.name
 
 
 def sym(name: str) -> Symbol:

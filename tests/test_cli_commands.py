@@ -78,6 +78,12 @@ def test_q_relation_scalar_collection_and_inputs(people, tmp_path):
         "Ivan", "Petr"]
 
 
+def test_q_passes_the_database_only_to_a_query_that_reads_one(people):
+    assert ok("q", people, "[:find ?x . :where [(ground 42) ?x]]") == 42  # no :in, no $: no inputs
+    assert ok("q", people, "[:find ?x . :in ?y :where [(inc ?y) ?x]]", "41") == 42
+    assert ok("q", people, "[:find (count ?e) . :where [?e :person/name]]") == 3
+
+
 def test_q_time_views_on_a_store(people):
     # t=3 is before Ivan's age changed to 32 (transaction 3 of people.edn, t=4)
     assert ok("q", people, "--as-of", "3", '[:find ?a . :where [?e :person/name "Ivan"] [?e :person/age ?a]]') == 31

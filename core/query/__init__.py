@@ -25,7 +25,6 @@ from .parser import (
     clear_query_cache,
     parse_query,
     parse_rules,
-    show,
 )
 from .relation import Rel
 from .sources import make_source
@@ -85,8 +84,8 @@ def q(query: Any, *inputs: Any, random: _random.Random | int | None = None) -> A
     pq = parse_query(query)
     if len(inputs) != len(pq.inputs):
         word = "Too few" if len(inputs) < len(pq.inputs) else "Extra"
-        raise QueryError("query/inputs", f"{word} inputs passed, expected {len(pq.inputs)} (:in of "
-                                         f"{show(pq.form)}), got {len(inputs)}",
+        expected = " ".join(map(repr, pq.inputs))
+        raise QueryError("query/inputs", f"{word} inputs passed, expected: [{expected}], got: {len(inputs)}",
                          {"expected": len(pq.inputs), "got": len(inputs)})
     sources: dict[str, Any] = {}
     rules = None

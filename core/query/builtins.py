@@ -476,17 +476,21 @@ def _stddev(xs: list) -> float:
 
 
 def _agg_min(*args: Any) -> Any:
+    """``(min ?x)``, or ``(min n ?x)``: the ``n`` smallest values in ascending order."""
     if len(args) == 1:
         return min(args[0], key=_ckey)
     n, xs = args
-    return sorted(xs, key=_ckey)[:n]
+    return sorted(xs, key=_ckey)[:n] if n > 0 else []
 
 
 def _agg_max(*args: Any) -> Any:
+    """``(max ?x)``, or ``(max n ?x)``: the ``n`` largest values in ascending order, as DataScript gives them."""
     if len(args) == 1:
         return max(args[0], key=_ckey)
     n, xs = args
-    return sorted(xs, key=_ckey, reverse=True)[:n]
+    if n <= 0:  # DataScript's reduce keeps the largest value even then
+        return [max(xs, key=_ckey)] if xs else []
+    return sorted(xs, key=_ckey)[max(len(xs) - n, 0):]
 
 
 def _distinct(xs: list) -> set:

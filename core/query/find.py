@@ -167,6 +167,12 @@ def _agg_fn(env: Env, q: Query, rels: list[Rel], x: Agg) -> Any:
         if not callable(fn):
             raise QueryError("query/unknown-function", f"{x.fn.name} is not bound to a function in :find",
                              {"form": q.form})
+    elif type(fn) is Symbol and fn.name == "aggregate":
+        # (aggregate ?f args... ?x): a custom aggregate passed as an input
+        if not args or not callable(args[0]):
+            raise QueryError("query/unknown-function", f"(aggregate ...) needs a function as its first argument in "
+                                                       f":find of {show(q.form)}", {"form": q.form})
+        fn, args = args[0], args[1:]
     elif type(fn) is Symbol:
         name = fn.name
         f = AGGREGATES.get(name)

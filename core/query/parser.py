@@ -205,11 +205,17 @@ class InSrc:
     def __init__(self, src: Src):
         self.src = src
 
+    def __repr__(self) -> str:
+        return self.src.name
+
 
 class InRules:
     """``%`` in ``:in``: the rules."""
 
     __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "%"
 
 
 class InPatternName:
@@ -219,6 +225,9 @@ class InPatternName:
 
     def __init__(self, name: str):
         self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,6 +357,23 @@ def _all_vars(c: Clause) -> frozenset:
     if isinstance(c, FnExpr):
         return c.vars | frozenset(c.out)
     return c.vars
+
+
+def reads_default_source(c: Clause) -> bool:
+    """Whether a clause reads the default source ``$``: a pattern or rule call without a source, a
+    function given ``$``, a ``not``/``or`` (without another source) over such clauses."""
+    t = type(c)
+    if t is Pattern or t is RuleCall:
+        return c.src in (None, DEFAULT_SRC)
+    if t is Pred or t is FnExpr:
+        return DEFAULT_SRC in c.args
+    if t is Not:
+        return c.src in (None, DEFAULT_SRC) and any(reads_default_source(x) for x in c.clauses)
+    if t is Or:
+        return c.src in (None, DEFAULT_SRC) and any(reads_default_source(x) for b in c.branches for x in b)
+    if t is And:
+        return any(reads_default_source(x) for x in c.clauses)
+    return False
 
 
 def clause_binds(c: Clause) -> frozenset:
@@ -516,10 +542,14 @@ class _Parser:
         both = [v.name for v in with_ if v in find_vars]
         if both:
             raise _err(f":find and :with should not use same variables: [{' '.join(both)}]", form)
+        where = tuple(self.clause(c) for c in sections.get("where", ()))
         if "in" in sections:
             inputs = tuple(self.in_binding(x) for x in sections["in"])
-        else:
+        elif any(reads_default_source(c) for c in where) or any(
+                type(x) is Pull and x.src in (None, DEFAULT_SRC) for x in find):
             inputs = (InSrc(DEFAULT_SRC),)
+        else:
+            inputs = ()  # DataScript's rule: no :in and no use of $ means no inputs
         seen: set = set()
         for b in inputs:
             key = b.src.name if isinstance(b, InSrc) else "%" if isinstance(b, InRules) else None
@@ -527,7 +557,6 @@ class _Parser:
                 if key in seen:
                     raise _err(f"Duplicate input {key} in :in", form)
                 seen.add(key)
-        where = tuple(self.clause(c) for c in sections.get("where", ()))
         return Query(find, find_kind, return_kind, return_keys, with_, inputs, where, form)
 
     def sections(self, form: Any) -> dict[str, list]:

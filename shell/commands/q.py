@@ -13,7 +13,8 @@ HELP = "run a Datalog query"
 DESCRIPTION = """\
 Run a Datalog query (Datomic's and DataScript's syntax) against TARGET and print the result as EDN.
 
-The database is the query's first source ($); every INPUT binds the next name of :in, in order.
+The database is the query's first source ($) when the query reads one (a query without :in that
+never uses $ takes no database, as in DataScript); every INPUT binds the next name of :in, in order.
 QUERY and each INPUT are EDN text, or @FILE to read the text from a file. Inputs are EDN values:
 "Ivan", 42, #inst "2026-01-01", a collection [1 2 3], a relation [["Ivan" 1] ...], a lookup ref
 [:person/name "Ivan"], rules (for %), a keyword value :color/red. An attribute bound through :in is
@@ -48,13 +49,17 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from datsync.core import q
+    from datsync.core.query import parse_query
+    from datsync.core.query.parser import InSrc
 
     query = arg_text(args.query, "QUERY")
+    pq = parse_query(query)
+    takes_db = bool(pq.inputs) and type(pq.inputs[0]) is InSrc
     inputs = [read_arg(a, f"INPUT {i + 1}") for i, a in enumerate(args.inputs)]
     check_views(args)
     target = target_from_args(args)
     try:
-        result = q(query, view(target.db, args), *inputs)
+        result = q(pq, *([view(target.db, args)] if takes_db else []), *inputs)
     finally:
         target.close()
     emit(result_edn(result))
