@@ -10,7 +10,8 @@ import json
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from datsync.core import TX0, TxError, empty_db, transact
+from datsync.core import TX0, TxError, empty_db, kw, transact
+from datsync.core.schema import TYPE_REF
 from datsync.core.sync import (
     AuthDecision,
     ClientConfig,
@@ -37,10 +38,13 @@ from datsync.core.sync import (
     replica_schema,
     server_datoms,
     server_step,
+    tx_for_server,
     tx_to_local,
     tx_to_remote,
 )
+from datsync.core.sync.snapshot import add_chunk, begin_snapshot, build_replica
 from datsync.core.sync.strategies import (
+    RENAMED,
     SYNC_SCHEMA,
     eid_maps,
     json_values,
@@ -102,7 +106,7 @@ json_like = st.recursive(
                         "pong", "error", "delta", "snapshot-begin", "snapshot-chunk", "snapshot-end", "?"]),
        st.dictionaries(st.sampled_from(["t", "tx", "n", "req", "code", "message", "datoms", "instant", "schema",
                                         "renames", "tempids", "mode", "db_id", "ack_every", "seq", "chunks",
-                                        "max_eid", "credentials", "reason"]), json_like, max_size=8))
+                                        "max_eid", "credentials", "reason", "aliases"]), json_like, max_size=8))
 def test_structured_garbage_never_raises_anything_but_protocol_error(kind, fields):
     with contextlib.suppress(ProtocolError):
         decode(json.dumps({"v": 1, "type": kind, **fields}).encode())
@@ -183,20 +187,12 @@ def test_tx_translation_round_trips(m, ids):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(server_tx_streams(max_txs=25), st.randoms(use_true_random=False), st.booleans())
 def test_any_delivery_order_with_duplicates_converges(stream, rnd, capped):
-    db = empty_db(SYNC_SCHEMA, flavor="datomic")
+    steps = run_stream(stream)
     eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
-    replica = replica_of(db, eids)
-    dbs = {replica.t: db}
-    wire = []
-    for i, tx in enumerate(stream):
-        try:
-            r = transact(db, tx, instant=dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i))
-        except TxError:
-            continue
-        db = r.db_after
-        d = delta_from_report(r)
-        dbs[d.t] = db
-        wire.append(encode(d))
+    replica = replica_of(steps[0][0], eids)
+    dbs = {d.t: db for db, d in steps[1:]}
+    wire = [encode(d) for _, d in steps[1:]]
+    db = steps[-1][0]
     assume(wire)
     pending = wire + [rnd.choice(wire) for _ in range(len(wire) // 2)]
     rnd.shuffle(pending)
@@ -216,3 +212,93 @@ def test_any_delivery_order_with_duplicates_converges(stream, rnd, capped):
     check_replica(replica, db, "end of stream")
     assert replica.db.schema == replica_schema(db.schema)
     assert sorted(server_datoms(replica)) == sorted((k[0], k[1], k[3], k[4]) for k in db.eavt)
+
+
+def run_stream(stream) -> list:
+    """The server databases a stream goes through (from the empty one; failing transactions skipped)
+    and the delta of each step: ``[(db, delta or None)]``."""
+    db = empty_db(SYNC_SCHEMA, flavor="datomic")
+    out = [(db, None)]
+    for i, tx in enumerate(stream):
+        try:
+            r = transact(db, tx, instant=dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i))
+        except TxError:
+            continue
+        db = r.db_after
+        out.append((db, delta_from_report(r)))
+    return out
+
+
+def bootstrap_over_the_wire(db, eids):
+    """The replica of ``db`` built from its snapshot messages, through the codec."""
+    head, chunks = encode_snapshot_messages(db)
+    b = begin_snapshot(decode(head))
+    for c in chunks:
+        b = add_chunk(b, decode(c))
+    return build_replica(b, eids)
+
+
+def encode_snapshot_messages(db):
+    from datsync.core.sync import snapshot
+
+    head, chunks = snapshot(db, 17)
+    return encode(head), [encode(c) for c in chunks]
+
+
+def names_the_server_resolves(db) -> dict:
+    """Every name of a user attribute holding ids in ``db`` (current and old) -> the attribute."""
+    out = {}
+    for k, e in db.idents.items():
+        cur = db.idents.get(e) if getattr(k, "name", None) else None
+        if cur is not None and cur.name in db.schema and cur.name.startswith("item/"):
+            props = db.schema[cur.name]
+            if props.get("db/valueType") == TYPE_REF or "db/tupleTypes" in props:
+                out[k.name] = cur.name
+    return out
+
+
+def check_old_names_translate(replica, db) -> None:
+    """A write naming an id-holding attribute by any name the server resolves (old names of renamed
+    attributes included) reaches the server with the server's ids."""
+    ents = [k[3] for k in db.aevt.prefix_list(("item/label",))][:3]
+    if len(ents) < 2:
+        return
+    e, v = ents[0], ents[-1]
+    loc = replica.eids.to_local
+    for name, attr in names_the_server_resolves(db).items():
+        val = v if db.schema[attr].get("db/valueType") == TYPE_REF else (1, v)
+        lval = loc(v) if val is v else (1, loc(v))
+        assert tx_for_server(replica, [["db/add", loc(e), name, lval]]) == [["db/add", e, name, val]], name
+        assert tx_for_server(replica, [{"db/id": loc(e), name: lval}]) == [{"db/id": e, name: val}], name
+        if val is v:
+            rev = name.replace("/", "/_", 1)
+            assert tx_for_server(replica, [{"db/id": loc(v), rev: [loc(e)]}]) == [{"db/id": v, rev: [e]}], name
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(server_tx_streams(max_txs=25), st.data(), st.booleans())
+def test_bootstrap_at_any_t_then_follow_the_stream(stream, data, capped):
+    """A replica bootstrapped at any point of a stream (attribute renames before or after it, old
+    names still in use) equals the server from then on, schema included, and translates writes that
+    use old attribute names exactly as the server resolves them."""
+    steps = run_stream(stream)
+    k = data.draw(st.integers(0, len(steps) - 1))
+    eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
+    replica = bootstrap_over_the_wire(steps[k][0], eids)
+    check_replica(replica, steps[k][0], "bootstrap")
+    check_old_names_translate(replica, steps[k][0])
+    for db, delta in steps[k + 1:]:
+        replica, out = apply_delta(replica, decode(encode(delta)))
+        assert out.applied
+        check_replica(replica, db, "after bootstrap")
+    check_old_names_translate(replica, steps[-1][0])
+    assert dict(replica.aliases) == dict(bootstrap_over_the_wire(steps[-1][0], eids).aliases)
+
+
+def test_streams_rename_attributes_and_keep_using_their_old_names():
+    """The generated streams do reach the renames (a check on the strategy itself)."""
+    from hypothesis import find
+
+    stream = find(server_tx_streams(max_txs=10), lambda s: len(run_stream(s)) > 12)
+    db = run_stream(stream)[-1][0]
+    assert all(kw(old) in db.idents and new in db.schema for old, new in RENAMED.items())

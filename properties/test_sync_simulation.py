@@ -66,7 +66,14 @@ from datsync.core.sync import (
     server_step,
 )
 from datsync.core.sync.client import LIVE
-from datsync.core.sync.strategies import LABELS, SCHEMA_ALTERATIONS, SYNC_SCHEMA, Schedule, schedules
+from datsync.core.sync.strategies import (
+    LABELS,
+    RENAMED,
+    SCHEMA_ALTERATIONS,
+    SYNC_SCHEMA,
+    Schedule,
+    schedules,
+)
 from datsync.core.values import value_rank
 
 SERVER_CONFIG = ServerConfig(
@@ -530,7 +537,7 @@ def random_tx(rng: random.Random, db: Any) -> list:
     if k == 7:
         return [["db.fn/retractAttribute", lookup, "item/tags"], ["db/add", lookup, "item/code", rng.choice("xyz")]]
     if k == 8:
-        attr = "item/category" if "item/category" in db.schema else "item/kind"
+        attr = rng.choice([a for a in ("item/kind", "item/category", "item/sort") if kw(a) in db.idents])
         return [{"item/label": label, attr: kw(rng.choice(["k/a", "k/b"]))}]
     return [{"db/id": "x", "item/label": label}, {"item/label": _label(rng), "item/ref": "x"},
             {"db/id": "x", "item/_refs": lookup}]
@@ -539,8 +546,14 @@ def random_tx(rng: random.Random, db: Any) -> list:
 def client_tx(rng: random.Random, replica: Replica, marker: str) -> tuple[list, str]:
     """A client's transaction in *local* ids: it always creates an entity under tempid ``"new"``
     labelled ``marker`` (so its tempid answer can be checked), and refers to existing entities by
-    their local ids (so the translation is exercised)."""
+    their local ids (so the translation is exercised), by the old or the new name of a renamed
+    attribute."""
     db = replica.db
+
+    def name(old: str) -> str:
+        new = RENAMED[old]
+        return new if new in replica.server_schema and rng.random() < 0.5 else old
+
     items = [k[1] for k in db.aevt.prefix_list(("item/label",))]
     other = rng.choice(items) if items else None
     k = rng.randrange(9)
@@ -550,13 +563,13 @@ def client_tx(rng: random.Random, replica: Replica, marker: str) -> tuple[list, 
     tx: list = [m]
     if other is not None:
         if k == 1:
-            m["item/ref"] = other
+            m[name("item/ref")] = other
         elif k == 2:
             m["item/refs"] = [other, ("item/label", _label(rng))]
         elif k == 3:
-            m["item/pair"] = (1, other)
+            m[name("item/pair")] = (1, other)
         elif k == 4:
-            m["item/_ref"] = other
+            m[name("item/ref").replace("/", "/_")] = other
         elif k == 5:
             tx.append(["db/add", other, "item/refs", "new"])
         elif k == 6:

@@ -8,9 +8,9 @@
 * ``eid_maps()``: the identity translation or a capped one with some ids already assigned.
 * ``SYNC_SCHEMA``/``server_tx_streams()``: a Datomic schema covering every value type (refs, ref
   tuples, a composite over a ref) and streams of server transactions over it, schema alterations
-  mid-stream included (new attributes, cardinality one -> many, an index, uniqueness, an ident
-  rename). Some transactions fail on purpose (a lookup ref that misses, a conflict): a stream is
-  what clients would send, not only what succeeds.
+  mid-stream included (new attributes, cardinality one -> many, an index, uniqueness, ident
+  renames whose old names stay in use). Some transactions fail on purpose (a lookup ref that
+  misses, a conflict): a stream is what clients would send, not only what succeeds.
 * ``schedules()``: delivery schedules for a simulation: a seed for the delivery decisions, the number
   of clients and which have a capped id space, message delay, duplication, reordering, disconnects,
   client restarts, clients that fall too far behind.
@@ -172,7 +172,7 @@ def messages() -> st.SearchStrategy[Any]:
         st.builds(Error, strings, strings),
         deltas(),
         st.builds(SnapshotBegin, _ts, _eids, _eids, st.integers(0, 10**6), st.integers(0, 1000),
-                  st.one_of(st.none(), strings)),
+                  st.one_of(st.none(), strings), st.lists(st.tuples(_attrs, _attrs), max_size=2).map(tuple)),
         st.builds(SnapshotChunk, _ts, st.integers(0, 1000),
                   st.lists(st.tuples(_eids, _attrs, datom_values(), _eids), max_size=5).map(tuple)),
         st.builds(SnapshotEnd, _ts, st.integers(0, 1000)),
@@ -300,29 +300,53 @@ SCHEMA_ALTERATIONS: tuple[list[Any], ...] = (
     [{"db/id": kw("item/kind"), "db/ident": kw("item/category")}],
     [{"db/id": kw("item/uri"), "db/doc": "where it lives"}],
     [{"db/ident": kw("extra/link"), "db/valueType": kw("db.type/ref"), "db/cardinality": MANY}],
+    [{"db/id": kw("item/ref"), "db/ident": kw("item/target")}],
+    [{"db/id": kw("item/pair"), "db/ident": kw("item/couple")}],
+    [{"db/id": kw("item/kind"), "db/ident": kw("item/sort")}],
 )
 """Schema changes a stream makes mid-way: a new attribute, an index, uniqueness added, cardinality
-one -> many, an ident rename, a doc string, a new ref attribute."""
+one -> many, ident renames (of a ref that is a composite's member, of a ref tuple, and one renamed
+twice: the old names keep resolving and streams keep using them), a doc string, a new ref attribute."""
+
+RENAMED: dict[str, str] = {"item/ref": "item/target", "item/pair": "item/couple", "item/kind": "item/sort"}
+"""The attributes ``SCHEMA_ALTERATIONS`` renames, old name -> last name."""
+
+
+def _uses_of_new_attrs(draw: st.DrawFn, names: set[str]) -> list[list[Any]]:
+    """Transactions that use attributes the alterations made so far (``names``) introduced."""
+    label = st.sampled_from(LABELS)
+    out: list[list[Any]] = []
+    if "extra/note" in names and draw(st.integers(0, 5)) == 0:
+        out.append([{"item/label": draw(label), "extra/note": draw(strings)}])
+    if "extra/link" in names and draw(st.integers(0, 5)) == 0:
+        out.append([{"item/label": draw(label), "extra/link": [draw(_lookup)]}])
+    if "item/target" in names and draw(st.integers(0, 4)) == 0:
+        out.append([["db/add", draw(_lookup), "item/target", draw(_lookup)]])
+    if "item/couple" in names and draw(st.integers(0, 4)) == 0:
+        out.append([{"item/label": draw(label), "item/couple": (draw(st.integers(0, 5)), draw(st.integers(101, 125)))}])
+    if "item/sort" in names and draw(st.integers(0, 4)) == 0:
+        out.append([{"item/label": draw(label), "item/sort": draw(keywords)}])
+    return out
 
 
 @st.composite
 def server_tx_streams(draw: st.DrawFn, max_txs: int = 40) -> list[list[Any]]:
     """Server transactions over ``SYNC_SCHEMA`` with the ``SCHEMA_ALTERATIONS`` spread through them
-    (in order), plus uses of the new attributes after they appear."""
+    (in order), plus uses of the new attributes and names after they appear (the old names of renamed
+    attributes stay in use)."""
     txs = draw(st.lists(server_txs(), min_size=1, max_size=max_txs))
     positions = sorted(draw(st.lists(st.integers(0, len(txs)), min_size=len(SCHEMA_ALTERATIONS),
                                      max_size=len(SCHEMA_ALTERATIONS))))
     out: list[list[Any]] = []
     alts = list(SCHEMA_ALTERATIONS)
+    names: set[str] = set()
     j = 0
     for i, tx in enumerate(txs):
         while j < len(positions) and positions[j] == i:
             out.append(alts[j])
+            names.add(alts[j][0].get("db/ident", kw("_")).name)
             j += 1
-        if j > 0 and draw(st.integers(0, 5)) == 0:
-            out.append([{"item/label": draw(st.sampled_from(LABELS)), "extra/note": draw(strings)}])
-        if j > 6 and draw(st.integers(0, 5)) == 0:
-            out.append([{"item/label": draw(st.sampled_from(LABELS)), "extra/link": [draw(_lookup)]}])
+        out.extend(_uses_of_new_attrs(draw, names))
         out.append(tx)
     out.extend(alts[j:])
     return out
@@ -375,6 +399,7 @@ def schedules(draw: st.DrawFn, max_clients: int = 4, max_steps: int = 400, *, mi
 
 __all__ = [
     "LABELS",
+    "RENAMED",
     "SCHEMA_ALTERATIONS",
     "SYNC_SCHEMA",
     "Schedule",
