@@ -6,6 +6,11 @@ Transactions queue to one writer task, which applies every waiting transaction i
 them durable in one commit (group commit), then acknowledges each. A transaction the core rejects
 gets its ``TxError`` and changes nothing; the others in its batch are not affected.
 
+``submit(tx, (client, seq))`` is ``transact`` committed at most once: the submission is recorded
+with its log entry in the same durable commit, and a resubmission gets the original answer (``t``
+and tempids) and commits nothing (``core.sync.submissions``: bounded memory per client; one past
+it gets ``sync/submission-expired``).
+
 Listeners get ``(report, delta, payload)`` on bounded channels (Datomic's tx-report-queue): a
 listener that does not keep up is dropped and told so, it never stalls the writer.
 
@@ -24,7 +29,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -41,6 +46,22 @@ from datsync.core.sync import (
     history_events,
     server_db_with,
 )
+from datsync.core.sync.delta import Origin
+from datsync.core.sync.evolve import evolve
+from datsync.core.sync.submissions import (
+    EXPIRED,
+    EXPIRED_ANSWER,
+    KEEP_PER_CLIENT,
+    Answer,
+    Recorded,
+    Submissions,
+    learn,
+    origin_at,
+    recall,
+    record,
+    submissions_from_rows,
+)
+from datsync.core.sync.writes import answer_tempids
 
 from .store import LogEntry, Store, StoreConflict, StoreError
 
@@ -58,15 +79,28 @@ def utc_now() -> _dt.datetime:
 class _Pending:
     tx_data: Any
     tx_meta: Any
+    submission: tuple[str, int] | None = None
     done: trio.Event = field(default_factory=trio.Event)
     report: TxReport | None = None
+    answer: Answer | None = None
+    duplicate: bool = False
     error: BaseException | None = None
+
+
+class Submitted(NamedTuple):
+    """The answer to ``Connection.submit``: the transaction's ``t`` and tempids (server ids), and
+    whether this was a resubmission answered from the record (nothing committed this time)."""
+
+    t: int
+    tempids: dict
+    duplicate: bool
 
 
 @dataclass(frozen=True)
 class Committed:
-    """What listeners receive for every committed transaction: the report, its delta, and the
-    delta's encoded bytes (encoded once, sent as is to every replica that may see all of it)."""
+    """What listeners receive for every committed transaction: the report, its delta (with its
+    ``origin`` when it was a submission), and the delta's encoded bytes without the origin (encoded
+    once, stored in the log and sent as is to every replica that may see all of it)."""
 
     report: TxReport | None
     """None for a transaction another process committed (read back from the shared log)."""
@@ -108,9 +142,11 @@ class Connection:
     Create with ``await Connection.open(store)`` inside a nursery-owning task and run
     ``conn.run_writer`` in a nursery (``Connection.serve`` does both)."""
 
-    def __init__(self, store: Store, db: DB, *, clock: Clock = utc_now, max_batch: int = 1000):
+    def __init__(self, store: Store, db: DB, *, clock: Clock = utc_now, max_batch: int = 1000,
+                 submissions: Submissions | None = None):
         self.store = store
         self.db = db
+        self.submissions = submissions if submissions is not None else Submissions()
         self._clock = clock
         self._max_batch = max_batch
         self._queue_send, self._queue_recv = trio.open_memory_channel[_Pending](math.inf)
@@ -125,9 +161,9 @@ class Connection:
         """Transactions of other processes applied to this value (read from the shared log)."""
 
     @classmethod
-    def recover(cls, store: Store, *, clock: Clock = utc_now) -> Connection:
+    def recover(cls, store: Store, *, clock: Clock = utc_now, keep_submissions: int = KEEP_PER_CLIENT) -> Connection:
         """The connection over ``store``'s database: the latest checkpoint plus the log after it,
-        rebuilt in bulk (no transaction is re-run)."""
+        rebuilt in bulk (no transaction is re-run), and the remembered submissions."""
         cp = store.latest_checkpoint()
         if cp is not None:
             cp_t, payload = cp
@@ -143,7 +179,8 @@ class Connection:
                 events += delta_events(delta)
         db = from_history(events) if (cp is not None or tail) else empty_db(flavor="datomic")
         log.info("recovered database at t=%d (checkpoint t=%d, %d events)", basis_t(db), cp_t, len(events))
-        return cls(store, db, clock=clock)
+        rows, floors = store.read_submissions()
+        return cls(store, db, clock=clock, submissions=submissions_from_rows(rows, floors, keep_submissions))
 
     @property
     def t(self) -> int:
@@ -159,6 +196,24 @@ class Connection:
             raise pending.error
         assert pending.report is not None
         return pending.report
+
+    async def submit(self, tx_data: Any, submission: tuple[str, int]) -> Submitted:
+        """Transact ``tx_data`` as the client's submission ``(client, seq)``, at most once: the first
+        time it commits (and is recorded in the same durable commit); a resubmission is answered with
+        the original ``t`` and tempids and commits nothing. ``TxError`` if the core rejects it (not
+        recorded: a resubmission is tried again) or with code ``sync/submission-expired`` when it is
+        older than what the server remembers of that client."""
+        pending = _Pending(tx_data, None, (submission[0], submission[1]))
+        await self._queue_send.send(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.answer is not None
+        return Submitted(pending.answer.t, dict(pending.answer.tempids), pending.duplicate)
+
+    def origin_at(self, t: int) -> Origin | None:
+        """The origin of transaction ``t`` if it was a submission the server still remembers."""
+        return origin_at(self.submissions, t)
 
     def listen(self, buffer: int = 1000) -> trio.MemoryReceiveChannel:
         """A channel of ``Committed`` values, one per transaction from now on. If the listener
@@ -198,9 +253,21 @@ class Connection:
         """Transact ``batch`` on the current value and append it; False when the log had moved on
         (the entries missed are applied then, nothing of ``batch`` is committed)."""
         db = self.db
+        subs = self.submissions
+        recorded: list[Recorded] = []
         done: list[tuple[_Pending, Committed]] = []
         for p in batch:
-            p.error = None
+            p.error, p.answer, p.duplicate = None, None, False
+            if p.submission is not None:
+                prior = recall(subs, *p.submission)
+                if prior is EXPIRED_ANSWER:
+                    client, seq = p.submission
+                    p.error = TxError(EXPIRED, f"Submission {seq} of client {client} is older than what the "
+                                      "server remembers: it may or may not have committed", {})
+                    continue
+                if prior is not None:
+                    p.answer, p.duplicate = prior, True  # type: ignore[assignment]
+                    continue
             try:
                 report = transact(db, p.tx_data, p.tx_meta, instant=self._instant())
             except TxError as e:
@@ -211,36 +278,54 @@ class Connection:
                 p.error = TxError("db.error/internal", f"Transaction failed: {type(e).__name__}: {e}", {})
                 continue
             delta = delta_from_report(report)
-            done.append((p, Committed(report, delta, encode(delta))))
+            payload = encode(delta)
+            if p.submission is not None:
+                client, seq = p.submission
+                p.answer = Answer(delta.t, answer_tempids(report))
+                subs, rec = record(subs, client, seq, p.answer)
+                recorded.append(rec)
+                delta = evolve(delta, origin=Origin(client, seq, p.answer.tempids))
+            done.append((p, Committed(report, delta, payload)))
             db = report.db_after
         if self.store.shared and len(done) < len(batch):
             # a rejection must be by the log's latest value, not by a value another process moved past
             async with self._store_lock:
                 missed = await trio.to_thread.run_sync(self._read_after, self.t)
             if missed:
-                self._apply(missed)
+                await self._apply_missed(missed)
                 return False
         if not done:
             return True
         entries = [LogEntry(c.delta.t, c.delta.tx, c.payload) for _, c in done]
         try:
             async with self._store_lock:
-                await trio.to_thread.run_sync(lambda: self.store.append(entries, after_t=self.t))
+                await trio.to_thread.run_sync(lambda: self.store.append(entries, recorded, after_t=self.t))
         except StoreConflict as conflict:
-            self._apply(conflict.entries)
+            await self._apply_missed(conflict.entries)
             return False
         except Exception as e:
             code = e.code if isinstance(e, StoreError) and e.code.startswith("db.error/") else "db.error/storage"
             message = e.message if isinstance(e, StoreError) else f"The store could not commit: {e}"
             log.error("store append failed; %d transactions not committed: %s", len(done), message)
-            for p, _ in done:
-                p.error = TxError(code, message, {})
+            for p in batch:  # only answers recalled from earlier, durable commits stand
+                durable = p.duplicate and recall(self.submissions, *p.submission) is not None  # type: ignore[misc]
+                if p.error is None and not durable:
+                    p.error, p.answer = TxError(code, message, {}), None
             return True
         self.db = db
+        self.submissions = subs
         for p, c in done:
             p.report = c.report
             self._notify(c)
         return True
+
+    async def _apply_missed(self, entries: list[LogEntry]) -> None:
+        """Apply what another process committed, and learn its submissions first (so a resubmission
+        to this process is answered, and the deltas carry their origin)."""
+        async with self._store_lock:
+            rows, floors = await trio.to_thread.run_sync(self.store.read_submissions, self.t)
+        self.submissions = learn(self.submissions, rows, floors)
+        self._apply(entries)
 
     def _apply(self, entries: list[LogEntry]) -> None:
         """Apply the log ``entries`` another process committed after this value, in order."""
@@ -253,7 +338,8 @@ class Connection:
             self.db = server_db_with(self.db, delta)
             self._last_instant = max(self._last_instant or delta.instant, delta.instant)
             self.caught_up += 1
-            self._notify(Committed(None, delta, entry.payload))
+            origin = origin_at(self.submissions, delta.t)
+            self._notify(Committed(None, delta if origin is None else evolve(delta, origin=origin), entry.payload))
 
     async def catch_up(self) -> int:
         """Apply what other processes committed since this value (a shared store); the new ``t``."""
@@ -263,7 +349,7 @@ class Connection:
                     entries = await trio.to_thread.run_sync(self._read_after, self.t)
                 if not entries:
                     return self.t
-                self._apply(entries)
+                await self._apply_missed(entries)
 
     def _read_after(self, t: int) -> list[LogEntry]:
         return self.store.read_log(t, limit=1000)

@@ -977,7 +977,11 @@ class SyncServer:
                          for e in entries)
 
         async with self._read_lock:
-            return await trio.to_thread.run_sync(read)
+            deltas = await trio.to_thread.run_sync(read)
+        # the log holds deltas without their origin: give each submission's back (its client's
+        # session sends it; the others strip it)
+        origin_at = self.conn.origin_at
+        return tuple((d if (o := origin_at(d.t)) is None else replace(d, origin=o), p) for d, p in deltas)
 
     def start_transact(self, session: _Session, f: RequestTransact) -> None:
         assert self._root is not None
@@ -986,7 +990,14 @@ class SyncServer:
 
     async def _transact(self, session: _Session, f: RequestTransact) -> None:
         try:
-            report = await self.conn.transact(f.tx_data)
+            if f.submission is not None:
+                answer = await self.conn.submit(f.tx_data, f.submission)
+                t, tempids = answer.t, answer.tempids
+                if answer.duplicate:
+                    self.counters["tx_resubmitted"] += 1
+            else:
+                report = await self.conn.transact(f.tx_data)
+                t, tempids = basis_t(report.db_after), answer_tempids(report)
         except TxError as e:
             self.counters["tx_rejected"] += 1
             session.feed(TxFailed(f.req, e.code, e.message))
@@ -996,7 +1007,7 @@ class SyncServer:
             session.feed(TxFailed(f.req, "db.error/internal", f"{type(e).__name__}: {e}"))
         else:
             self.counters["tx_committed"] += 1
-            session.feed(TxAccepted(f.req, basis_t(report.db_after), answer_tempids(report)))
+            session.feed(TxAccepted(f.req, t, tempids))
         finally:
             self._inflight_tx -= 1
             self._changes.pulse()

@@ -8,16 +8,25 @@ The log is kept whole, so it stays readable from any ``t`` for replicas catching
 (the whole database at some ``t``) keeps start-up from replaying the whole log. Payloads are opaque
 bytes here: the connection decides what a log entry and a checkpoint hold.
 
+Exactly-once submission: a committed submission ``(client, seq)`` is recorded with its answer (``t``
+and tempids) in the same commit as its log entry (engines keep a ``submission`` table and a
+``submission_floor`` table: each client's floor, the highest forgotten ``seq``; see
+``core.sync.submissions``).
+
 The methods block (they do I/O); the trio shell calls them from worker threads, one at a time per
 store object (``reader()`` gives a second object for concurrent reads).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from datsync.core.sync import decode_value, encode_value
+from datsync.core.sync.submissions import Recorded
 
 SCHEMA_VERSION = "1"
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -64,10 +73,17 @@ class Store(ABC):
         """This database's identity: replicas of another database must bootstrap, not resume."""
 
     @abstractmethod
-    def append(self, entries: Iterable[LogEntry], *, after_t: int | None = None) -> None:
-        """Make ``entries`` durable in one commit (group commit); returns once they are durable.
-        With ``after_t``, the append happens only if the log ends at ``after_t``; otherwise nothing
-        is written and ``StoreConflict`` carries the entries after ``after_t``."""
+    def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
+               after_t: int | None = None) -> None:
+        """Make ``entries`` durable in one commit (group commit), with the submissions they answer
+        (and the clients' raised floors: rows at or below a floor are deleted); returns once they
+        are durable. With ``after_t``, the append happens only if the log ends at ``after_t``;
+        otherwise nothing is written and ``StoreConflict`` carries the entries after ``after_t``."""
+
+    @abstractmethod
+    def read_submissions(self, after_t: int = 0) -> tuple[list[tuple[str, int, int, dict]], dict[str, int]]:
+        """The remembered submissions ``(client, seq, t, tempids)`` committed after ``after_t``, and
+        every client's floor."""
 
     @abstractmethod
     def last_t(self) -> int:
@@ -96,6 +112,16 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the store's file or connections."""
+
+
+def encode_tempids(tempids: Mapping[Any, int]) -> str:
+    """A submission's tempids as stored text (keys are ints or strings: the codec's tagged JSON)."""
+    return json.dumps(encode_value(dict(tempids)), separators=(",", ":"))
+
+
+def decode_tempids(text: str) -> dict:
+    """The tempids ``encode_tempids`` stored."""
+    return dict(decode_value(json.loads(text)))
 
 
 def is_store_url(location: str | Path) -> bool:

@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from .store import SCHEMA_VERSION, LogEntry, Store, StoreConflict, StoreError
+from datsync.core.sync.submissions import Recorded
+
+from .store import SCHEMA_VERSION, LogEntry, Store, StoreConflict, StoreError, decode_tempids, encode_tempids
 
 R = TypeVar("R")
 
@@ -36,6 +38,9 @@ TABLES = (
     "CREATE TABLE IF NOT EXISTS datsync_head (id INTEGER PRIMARY KEY CHECK (id = 1), t BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS datsync_log (t BIGINT PRIMARY KEY, tx BIGINT NOT NULL, payload BYTEA NOT NULL)",
     "CREATE TABLE IF NOT EXISTS datsync_checkpoint (t BIGINT PRIMARY KEY, payload BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS datsync_submission (client TEXT NOT NULL, seq BIGINT NOT NULL, t BIGINT NOT NULL, "
+    "tempids TEXT NOT NULL, PRIMARY KEY (client, seq))",
+    "CREATE TABLE IF NOT EXISTS datsync_submission_floor (client TEXT PRIMARY KEY, floor BIGINT NOT NULL)",
 )
 INIT_LOCK = 0x6461747379
 """The advisory lock key that serialises processes creating the tables at the same time."""
@@ -122,8 +127,10 @@ class PostgresStore(Store):
     def db_id(self) -> str:
         return self._db_id
 
-    def append(self, entries: Iterable[LogEntry], *, after_t: int | None = None) -> None:
+    def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
+               after_t: int | None = None) -> None:
         rows = list(entries)
+        subs = list(submissions)
         if not rows:
             return
 
@@ -134,6 +141,17 @@ class PostgresStore(Store):
                     raise StoreConflict(_read(conn, after_t, None))
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO datsync_log (t, tx, payload) VALUES (%s, %s, %s)", rows)
+                    for r in subs:
+                        cur.execute("INSERT INTO datsync_submission (client, seq, t, tempids) "
+                                    "VALUES (%s, %s, %s, %s) ON CONFLICT (client, seq) "
+                                    "DO UPDATE SET t = EXCLUDED.t, tempids = EXCLUDED.tempids",
+                                    (r.client, r.seq, r.answer.t, encode_tempids(r.answer.tempids)))
+                        if r.floor is not None:
+                            cur.execute("DELETE FROM datsync_submission WHERE client = %s AND seq <= %s",
+                                        (r.client, r.floor))
+                            cur.execute("INSERT INTO datsync_submission_floor (client, floor) VALUES (%s, %s) "
+                                        "ON CONFLICT (client) DO UPDATE SET floor = GREATEST("
+                                        "datsync_submission_floor.floor, EXCLUDED.floor)", (r.client, r.floor))
                 last = max(head, rows[-1].t)
                 conn.execute("UPDATE datsync_head SET t = %s WHERE id = 1", (last,))
                 conn.execute("SELECT pg_notify(%s, %s)", (channel_name(self._db_id), str(last)))
@@ -147,6 +165,15 @@ class PostgresStore(Store):
 
     def read_log(self, after_t: int, *, limit: int | None = None) -> list[LogEntry]:
         return self._run(lambda conn, _: _read(conn, after_t, limit), writing=False)
+
+    def read_submissions(self, after_t: int = 0) -> tuple[list[tuple[str, int, int, dict]], dict[str, int]]:
+        def read(conn: psycopg.Connection, _: Any) -> tuple[list, dict]:
+            rows = [(c, seq, t, decode_tempids(tempids)) for c, seq, t, tempids in conn.execute(
+                "SELECT client, seq, t, tempids FROM datsync_submission WHERE t > %s", (after_t,))]
+            floors = dict(conn.execute("SELECT client, floor FROM datsync_submission_floor").fetchall())
+            return rows, floors
+
+        return self._run(read, writing=False)
 
     def write_checkpoint(self, t: int, payload: bytes) -> None:
         def write(conn: psycopg.Connection, phase: list[str]) -> None:

@@ -16,7 +16,9 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from .store import SCHEMA_VERSION, LogEntry, Store, StoreConflict, StoreError
+from datsync.core.sync.submissions import Recorded
+
+from .store import SCHEMA_VERSION, LogEntry, Store, StoreConflict, StoreError, decode_tempids, encode_tempids
 
 
 class SqliteStore(Store):
@@ -43,6 +45,11 @@ class SqliteStore(Store):
                 "CREATE TABLE IF NOT EXISTS log (t INTEGER PRIMARY KEY, tx INTEGER NOT NULL, payload BLOB NOT NULL)"
             )
             db.execute("CREATE TABLE IF NOT EXISTS checkpoint (t INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS submission (client TEXT NOT NULL, seq INTEGER NOT NULL, "
+                "t INTEGER NOT NULL, tempids TEXT NOT NULL, PRIMARY KEY (client, seq))"
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS submission_floor (client TEXT PRIMARY KEY, floor INTEGER NOT NULL)")
             version = self._meta("schema_version")
             if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -66,13 +73,21 @@ class SqliteStore(Store):
         assert value is not None
         return value
 
-    def append(self, entries: Iterable[LogEntry], *, after_t: int | None = None) -> None:
+    def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
+               after_t: int | None = None) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             if after_t is not None and self.last_t() != after_t:
                 raise StoreConflict(self.read_log(after_t))
             db.executemany("INSERT INTO log (t, tx, payload) VALUES (?, ?, ?)", entries)
+            for r in submissions:
+                db.execute("INSERT OR REPLACE INTO submission (client, seq, t, tempids) VALUES (?, ?, ?, ?)",
+                           (r.client, r.seq, r.answer.t, encode_tempids(r.answer.tempids)))
+                if r.floor is not None:
+                    db.execute("DELETE FROM submission WHERE client = ? AND seq <= ?", (r.client, r.floor))
+                    db.execute("INSERT OR REPLACE INTO submission_floor (client, floor) VALUES (?, ?)",
+                               (r.client, r.floor))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -89,6 +104,12 @@ class SqliteStore(Store):
             sql += " LIMIT ?"
             args = (after_t, limit)
         return [LogEntry(t, tx, bytes(p)) for t, tx, p in self._db.execute(sql, args)]
+
+    def read_submissions(self, after_t: int = 0) -> tuple[list[tuple[str, int, int, dict]], dict[str, int]]:
+        rows = [(c, seq, t, decode_tempids(tempids)) for c, seq, t, tempids in self._db.execute(
+            "SELECT client, seq, t, tempids FROM submission WHERE t > ?", (after_t,))]
+        floors = dict(self._db.execute("SELECT client, floor FROM submission_floor").fetchall())
+        return rows, floors
 
     def write_checkpoint(self, t: int, payload: bytes) -> None:
         db = self._db

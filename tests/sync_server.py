@@ -17,6 +17,7 @@ from typing import Any
 import trio
 import trio_websocket
 
+from datsync.core.sync import PROTOCOL_VERSION
 from datsync.shell.store import is_store_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ async def write_concurrently(replicas: dict[str, Any], writers: int, n: int) -> 
 
 
 def msg(type_: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": type_, **fields})
+    return json.dumps({"v": PROTOCOL_VERSION, "type": type_, **fields})
 
 
 HELLO = msg("hello", credentials=None, t=None, db_id=None)

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio_websocket
 
-from datsync.core.sync import Hello, ProtocolError, decode, encode
+from datsync.core.sync import PROTOCOL_VERSION, Hello, ProtocolError, decode, encode
 from datsync.core.sync.client import ClientConfig
 from datsync.core.sync.events import Authorize
 from datsync.shell import Unauthorized, open_replica
@@ -48,7 +48,8 @@ CREDENTIALS = [
 
 
 def hello(credentials: object, **fields: object) -> str:
-    return json.dumps({"v": 1, "type": "hello", "credentials": credentials, "t": None, "db_id": None, **fields})
+    return json.dumps({"v": PROTOCOL_VERSION, "type": "hello", "credentials": credentials, "t": None, "db_id": None,
+                       **fields})
 
 
 # -- the codec ---------------------------------------------------------------------------------------

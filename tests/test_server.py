@@ -15,6 +15,7 @@ import trio
 import trio_websocket
 
 from datsync.core import TX0, datoms
+from datsync.core.sync import PROTOCOL_VERSION
 from datsync.shell import ReplicaClosed, TxOutcomeUnknown, open_replica, open_store, store_in_use
 from datsync.shell.connection import Connection
 from datsync.shell.server import schema_tx_from_edn, serve
@@ -42,7 +43,7 @@ def test_health_status_and_plain_http(servers):
     assert server.banner.startswith(f"datsync serving ws://127.0.0.1:{server.port}/ store=")
     assert server.field("t") == "1"
     h = server.health()
-    assert h["status"] == "ok" and h["t"] == 1 and h["sessions"] == 0 and h["protocol"] == 1
+    assert h["status"] == "ok" and h["t"] == 1 and h["sessions"] == 0 and h["protocol"] == PROTOCOL_VERSION
     assert h["store"]["last_t"] == 1 and h["store"]["log_entries"] == 1 and h["uptime_s"] >= 0
     assert len(h["db_id"]) == 36 and h["auth"] == "loopback-only"
 
@@ -113,9 +114,9 @@ def test_bad_input_gets_an_error_and_everyone_else_keeps_working(servers):
 
             # before the handshake: another version, or garbage, closes with an error
             async with trio_websocket.open_websocket_url(server.url) as ws:
-                await ws.send_message(json.dumps({"v": 2, "type": "hello"}))
+                await ws.send_message(json.dumps({"v": 1, "type": "hello"}))  # a peer of the older protocol
                 e = await expect(ws, "error")
-                assert e["code"] == "protocol/version" and "speaks 1" in e["message"]
+                assert e["v"] == 1 and e["code"] == "protocol/version" and "version 2" in e["message"]
                 with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed):
                     await ws.get_message()
             async with trio_websocket.open_websocket_url(server.url) as ws:

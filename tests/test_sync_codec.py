@@ -38,6 +38,7 @@ from datsync.core.sync import (
     encode_value,
     receive,
 )
+from datsync.core.sync.delta import Origin
 
 UTC = dt.UTC
 VALUES = [
@@ -125,6 +126,10 @@ MESSAGES = [
           SchemaDelta({"p/n": {"db/valueType": kw("db.type/long"), "db/tupleAttrs": ("a", "b"), "db/index": True},
                        "gone": None}, (("p/old", "p/new"),))),
     SnapshotBegin(5, TX0 + 5, 150, 1000, 2, "db-1"),
+    Hello(None, 3, "db-1", "client-a"),
+    Submit(2, [["db/add", "x", "p/name", "X"]], "client-a", 7),
+    Delta(7, TX0 + 7, dt.datetime(2020, 1, 1, tzinfo=UTC), ((101, "p/n", 1, True),),
+          origin=Origin("client-a", 7, {"x": 101, "db/current-tx": TX0 + 7})),
     SnapshotChunk(5, 0, ((1, "db/ident", kw("db/ident"), TX0), (101, "p/b", b"\x01", TX0 + 3))),
     SnapshotEnd(5, 2),
 ]
@@ -155,20 +160,21 @@ def test_minimal_delta_omits_empty_schema_fields():
 # -- everything malformed is a ProtocolError with a code, never another exception
 
 def raw(**fields) -> bytes:
-    return json.dumps({"v": 1, **fields}).encode()
+    return json.dumps({"v": PROTOCOL_VERSION, **fields}).encode()
 
 
 MALFORMED = [
     ("not bytes", 42, "protocol/malformed"),
     ("not utf-8", b"\xff\xfe{", "protocol/malformed"),
     ("not json", b"{", "protocol/malformed"),
-    ("trailing junk", b'{"v":1,"type":"ack","t":1} x', "protocol/malformed"),
-    ("NaN literal", b'{"v":1,"type":"ping","n":NaN}', "protocol/malformed"),
-    ("Infinity literal", b'{"v":1,"type":"hello","credentials":Infinity}', "protocol/malformed"),
+    ("trailing junk", b'{"v":2,"type":"ack","t":1} x', "protocol/malformed"),
+    ("NaN literal", b'{"v":2,"type":"ping","n":NaN}', "protocol/malformed"),
+    ("Infinity literal", b'{"v":2,"type":"hello","credentials":Infinity}', "protocol/malformed"),
     ("not an object", b"[1,2]", "protocol/malformed"),
     ("no version", json.dumps({"type": "ack", "t": 1}).encode(), "protocol/malformed"),
     ("string version", json.dumps({"v": "1", "type": "ack", "t": 1}).encode(), "protocol/malformed"),
-    ("future version", json.dumps({"v": 2, "type": "ack", "t": 1}).encode(), "protocol/version"),
+    ("future version", json.dumps({"v": PROTOCOL_VERSION + 1, "type": "ack", "t": 1}).encode(), "protocol/version"),
+    ("version 1", json.dumps({"v": 1, "type": "hello"}).encode(), "protocol/version"),
     ("old version", json.dumps({"v": 0, "type": "hello"}).encode(), "protocol/version"),
     ("no type", raw(t=1), "protocol/malformed"),
     ("unknown type", raw(type="frobnicate"), "protocol/malformed"),
@@ -233,7 +239,7 @@ MALFORMED = [
     ("unhashable map key", raw(type="submit", req=1, tx=[["~#m", [1], 2]]), "protocol/malformed"),
     ("unhashable set element", raw(type="submit", req=1, tx=[["~#s", {"a": 1}]]), "protocol/malformed"),
     ("tagged object key", raw(type="submit", req=1, tx=[{"~:k": 1}]), "protocol/malformed"),
-    ("json nested too deep", b'{"v":1,"type":"hello","credentials":' + b"[" * 100000 + b"]" * 100000 + b"}",
+    ("json nested too deep", b'{"v":2,"type":"hello","credentials":' + b"[" * 100000 + b"]" * 100000 + b"}",
      "protocol/malformed"),
     ("value nested too deep", raw(type="submit", req=1, tx=[json.loads("[" * 200 + "]" * 200)]), "protocol/malformed"),
 ]
@@ -281,3 +287,20 @@ def test_unencodable_values_are_refused_with_a_code():
 def test_strings_are_accepted_as_input():
     assert decode(encode(Ack(3)).decode()) == Ack(3)
     assert decode(memoryview(encode(Ack(3)))) == Ack(3)
+
+
+def test_a_submit_names_client_and_seq_together():
+    for fields in ({"client": "a"}, {"seq": 1}, {"client": "a", "seq": 0}, {"client": "", "seq": 1},
+                   {"client": "x" * 129, "seq": 1}):
+        with pytest.raises(ProtocolError) as e:
+            decode(raw(type="submit", req=1, tx=[], **fields))
+        assert e.value.code == "protocol/malformed"
+
+
+def test_a_peer_of_another_version_gets_an_error_it_can_read():
+    event = receive(json.dumps({"v": 1, "type": "hello", "credentials": None}).encode())
+    assert isinstance(event, Malformed) and event.code == "protocol/version"
+    reply = json.loads(event.reply)
+    assert reply["v"] == 1 and reply["type"] == "error" and reply["code"] == "protocol/version"
+    assert "version 2" in reply["message"] and "upgrade" in reply["message"]
+    assert receive(raw(type="ping", n="x")).reply is None

@@ -1,8 +1,9 @@
 """The wire codec: protocol messages to and from bytes (JSON with tagged values), strictly validated.
 
-Every message is a JSON object ``{"v": 1, "type": "...", ...fields}``; ``v`` is the protocol
+Every message is a JSON object ``{"v": 2, "type": "...", ...fields}``; ``v`` is the protocol
 version (``PROTOCOL_VERSION``): a message with another version is refused with
-``ProtocolError("protocol/version")``.
+``ProtocolError("protocol/version")``, and ``version_error`` is the answer a peer of that other
+version can still read.
 
 Values that JSON cannot carry exactly are tagged, so every Datomic value type round-trips exactly:
 
@@ -55,9 +56,10 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..values import Keyword, OrderedTuple, Symbol
-from .delta import Delta
+from .delta import Delta, Origin
 from .errors import MALFORMED, TOO_LARGE, VERSION, ProtocolError
 from .messages import (
+    MAX_CLIENT_ID,
     PROTOCOL_VERSION,
     Ack,
     Error,
@@ -468,9 +470,29 @@ def _tempids(obj: dict) -> dict:
     return x
 
 
+def _client_id(x: Any) -> str:
+    if type(x) is not str or not 0 < len(x) <= MAX_CLIENT_ID:
+        raise _bad(f"A client id is a string of 1 to {MAX_CLIENT_ID} characters, got {x!r:.40}")
+    return x
+
+
+def _opt_client(o: dict) -> str | None:
+    x = o.get("client")
+    return None if x is None else _client_id(x)
+
+
+def _origin(o: dict) -> Origin | None:
+    x = o.get("origin")
+    if x is None:
+        return None
+    if type(x) is not dict:
+        raise _bad("Field 'origin' must be a map")
+    return Origin(_client_id(x.get("client")), _int(x, "seq", 1), _tempids(x))
+
+
 def _decode_delta(o: dict) -> Delta:
     return Delta(_int(o, "t", 1), _int(o, "tx", 1), _instant(o, "instant"), _delta_datoms(_field(o, "datoms")),
-                 _schema_delta(o))
+                 _schema_delta(o), _origin(o))
 
 
 def _decode_welcome(o: dict) -> Welcome:
@@ -484,11 +506,17 @@ def _decode_submit(o: dict) -> Submit:
     tx = _dec(_field(o, "tx"), 1)
     if type(tx) is not list:
         raise _bad("Field 'tx' must be a list of forms")
-    return Submit(_req(o), tx)
+    client, seq = _opt_client(o), _opt_int(o, "seq")
+    if (client is None) != (seq is None):
+        raise _bad("A submit names its client and seq together, or neither")
+    if seq is not None and seq < 1:
+        raise _bad(f"A submission's seq is at least 1, got {seq}")
+    return Submit(_req(o), tx, client, seq)
 
 
 _DECODERS: dict[str, Callable[[dict], Any]] = {
-    "hello": lambda o: Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id")),
+    "hello": lambda o: Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id"),
+                             _opt_client(o)),
     "welcome": _decode_welcome,
     "sync": lambda o: Sync(_opt_int(o, "t")),
     "ack": lambda o: Ack(_int(o, "t")),
@@ -540,6 +568,9 @@ def _enc_delta(m: Delta) -> dict:
         }
     if m.schema.renames:
         out["renames"] = _enc_pairs(m.schema.renames)
+    if m.origin is not None:
+        o = m.origin
+        out["origin"] = {"client": o.client, "seq": o.seq, "tempids": _enc(dict(o.tempids or {}))}
     return out
 
 
@@ -556,6 +587,21 @@ def _enc_snapshot_begin(m: SnapshotBegin) -> dict:
 
 def _enc_chunk(m: SnapshotChunk) -> dict:
     return {"t": m.t, "seq": m.seq, "datoms": _enc_datoms(m.datoms)}
+
+
+def _enc_hello(m: Hello) -> dict:
+    out = {"credentials": _enc_credentials(m.credentials), "t": m.t, "db_id": _enc(m.db_id)}
+    if m.client is not None:
+        out["client"] = m.client
+    return out
+
+
+def _enc_submit(m: Submit) -> dict:
+    out = {"req": _enc_req(m.req), "tx": _enc(list(m.tx_data))}
+    if m.client is not None:
+        out["client"] = m.client
+        out["seq"] = m.seq
+    return out
 
 
 def _enc_req(req: Any) -> Any:
@@ -586,11 +632,11 @@ def _enc_credentials(v: Any, depth: int = 0) -> Any:
 
 
 _ENCODERS: dict[type, Callable[[Any], dict]] = {
-    Hello: lambda m: {"credentials": _enc_credentials(m.credentials), "t": m.t, "db_id": _enc(m.db_id)},
+    Hello: _enc_hello,
     Welcome: lambda m: {"db_id": _enc_str(m.db_id), "t": m.t, "mode": m.mode, "ack_every": m.ack_every},
     Sync: lambda m: {"t": m.t},
     Ack: lambda m: {"t": m.t},
-    Submit: lambda m: {"req": _enc_req(m.req), "tx": _enc(list(m.tx_data))},
+    Submit: _enc_submit,
     TxOk: lambda m: {"req": _enc_req(m.req), "t": m.t, "tempids": _enc(dict(m.tempids))},
     TxRejected: lambda m: {"req": _enc_req(m.req), "code": _enc_str(m.code), "message": _enc_str(m.message)},
     Resync: lambda m: {"reason": _enc_str(m.reason), "t": m.t},
@@ -616,6 +662,15 @@ def encode(message: Any) -> bytes:
         return _DUMPS(obj).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as e:
         raise ProtocolError("protocol/unencodable", f"Cannot encode {message.TYPE}: {e}", {}) from None
+
+
+def version_error(peer_version: int) -> bytes:
+    """The ``error`` message refusing a peer that speaks ``peer_version``, carrying that version so
+    the peer can read it (an ``error`` has the same fields in every version)."""
+    text = (f"This side speaks datsync protocol version {PROTOCOL_VERSION}; the peer speaks {peer_version}: "
+            "upgrade the older side")
+    v = peer_version if type(peer_version) is int else PROTOCOL_VERSION
+    return _DUMPS({"v": v, "type": "error", "code": VERSION, "message": text}).encode("utf-8")
 
 
 def _reject_constant(name: str) -> Any:
@@ -668,13 +723,14 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAUL
 
 def receive(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     """The session event for bytes off the wire: ``Received(message)``, or ``Malformed(code, message)``
-    when they do not decode."""
+    when they do not decode (with the ``version_error`` to answer a peer of another version)."""
     from .events import Malformed, Received
 
     try:
         return Received(decode(data, max_size=max_size))
     except ProtocolError as e:
-        return Malformed(e.code, e.message)
+        reply = version_error(e.data["version"]) if e.code == VERSION and "version" in e.data else None
+        return Malformed(e.code, e.message, reply)
 
 
 def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None) -> tuple[int, Any]:
@@ -701,4 +757,5 @@ __all__ = [
     "encode_snapshot",
     "encode_value",
     "receive",
+    "version_error",
 ]

@@ -25,6 +25,17 @@ DeltaDatom = tuple[int, str, Any, bool]
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Who submitted a transaction: the client's id and sequence number, and the tempids the server
+    answered with (server ids). Sent only to the submitting client (other clients see no origin), so
+    it recognises its own transaction in the stream."""
+
+    client: str
+    seq: int
+    tempids: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class Delta:
     """One server transaction as a replica applies it (and as the ``delta`` message)."""
 
@@ -35,9 +46,12 @@ class Delta:
     instant: _dt.datetime
     datoms: tuple[DeltaDatom, ...]
     schema: SchemaDelta = NO_SCHEMA_CHANGE
+    origin: Origin | None = None
 
     def __repr__(self) -> str:
         extra = f" schema={dict(self.schema.changes)} renames={self.schema.renames}" if self.schema else ""
+        if self.origin is not None:
+            extra += f" origin={self.origin.client}/{self.origin.seq}"
         return f"<Delta t={self.t} {len(self.datoms)} datoms{extra}>"
 
 
@@ -111,5 +125,6 @@ class Outcome:
 
 
 __all__ = [
-    "ALREADY_APPLIED", "APPLIED", "GAP", "Delta", "DeltaDatom", "Outcome", "delta_from_report", "history_events",
+    "ALREADY_APPLIED", "APPLIED", "GAP", "Delta", "DeltaDatom", "Origin", "Outcome", "delta_from_report",
+    "history_events",
 ]

@@ -43,10 +43,13 @@ class Received:
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """Bytes arrived that ``codec.decode`` refused: the ``ProtocolError``'s code and message."""
+    """Bytes arrived that ``codec.decode`` refused: the ``ProtocolError``'s code and message, and
+    ``reply``: the bytes to answer with when the peer speaks another protocol version (encoded in
+    its version, so it can read why it is refused)."""
 
     code: str
     message: str
+    reply: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +206,13 @@ class RequestSnapshot:
 @dataclass(frozen=True, slots=True)
 class RequestTransact:
     """Server: transact ``tx_data`` (validated data forms, server ids) for ``principal``, with the
-    instant of the shell's clock; answer with ``TxAccepted`` or ``TxFailed``."""
+    instant of the shell's clock; answer with ``TxAccepted`` or ``TxFailed``. ``submission`` is the
+    ``(client, seq)`` to commit it under at most once (None: no exactly-once)."""
 
     req: Any
     tx_data: list
     principal: Any
+    submission: tuple[str, int] | None = None
 
 
 Effect = Send | SendStream | Close | SetTimer | Notify | Authorize | RequestLogRead | RequestSnapshot | RequestTransact

@@ -14,8 +14,12 @@ from typing import Any, ClassVar
 from .delta import Delta
 from .snapshot import SnapshotBegin, SnapshotChunk, SnapshotEnd
 
-PROTOCOL_VERSION = 1
-"""The version every message carries (``v`` on the wire)."""
+PROTOCOL_VERSION = 2
+"""The version every message carries (``v`` on the wire). Version 2 added exactly-once submission
+(``Hello.client``, ``Submit.client``/``seq``, ``Delta.origin``)."""
+
+MAX_CLIENT_ID = 128
+"""Longest client id accepted (characters)."""
 
 Req = int | str
 """A client-chosen request id (echoed in the answer)."""
@@ -24,13 +28,15 @@ Req = int | str
 @dataclass(frozen=True, slots=True)
 class Hello:
     """Client -> server, first message: who I am and where my replica is (``t`` None: no replica).
-    ``credentials`` are JSON data and a secret: never shown in a repr."""
+    ``credentials`` are JSON data and a secret: never shown in a repr. ``client`` is the client's id
+    (stable across restarts): deltas of its own submissions come with their ``origin``."""
 
     TYPE: ClassVar[str] = "hello"
 
     credentials: Any = field(default=None, repr=False)
     t: int | None = None
     db_id: str | None = None
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +74,16 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Client -> server: transact ``tx_data`` (server ids, the client's own tempids)."""
+    """Client -> server: transact ``tx_data`` (server ids, the client's own tempids). ``client`` and
+    ``seq`` name the submission for good: the server commits it at most once and answers a
+    resubmission with the original answer (without them it cannot recognise one)."""
 
     TYPE: ClassVar[str] = "submit"
 
     req: Req
     tx_data: list
+    client: str | None = None
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,7 @@ SERVER_MESSAGES = frozenset(MESSAGE_TYPES) - {"hello", "sync", "ack", "submit"}
 
 __all__ = [
     "CLIENT_MESSAGES",
+    "MAX_CLIENT_ID",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "SERVER_MESSAGES",

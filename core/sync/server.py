@@ -90,6 +90,7 @@ class ServerSession:
     phase: str = HANDSHAKE
     principal: Any = None
     hello: Hello | None = None
+    client: str | None = None
     cursor_t: int = 0
     acked_t: int = 0
     inflight: tuple[tuple[int, int], ...] = ()
@@ -157,14 +158,22 @@ def _close(s: ServerSession, code: str, reason: str, fx: list) -> ServerSession:
 
 
 def _for_client(s: ServerSession, delta: Delta, data: bytes | None) -> bytes:
+    """The bytes of ``delta`` for this client: ``data`` (the shared encoding, without the origin)
+    unless the filter changes it or it is the client's own submission (then with its origin: no
+    other client learns who submitted what, nor their tempids)."""
+    origin = delta.origin
+    own = origin is not None and s.client is not None and origin.client == s.client
+    mine = delta
     f = s.config.delta_filter
     if f is not None:
         mine = f(s.principal, delta)
         if mine is None:
             mine = Delta(delta.t, delta.tx, delta.instant, (), NO_SCHEMA_CHANGE)
-        if mine is not delta:
-            return encode(mine)
-    return data if data is not None else encode(delta)
+    if own:
+        return encode(mine if mine.origin is origin else evolve(mine, origin=origin))
+    if mine is delta and data is not None:
+        return data
+    return encode(mine if mine.origin is None else evolve(mine, origin=None))
 
 
 def _append(s: ServerSession, t: int, data: bytes, fx: list) -> ServerSession:
@@ -253,6 +262,10 @@ def _on_closed(s: ServerSession, e: ev.Closed, fx: list) -> ServerSession:
 
 def _on_malformed(s: ServerSession, e: ev.Malformed, fx: list) -> ServerSession:
     s = evolve(s, errors=s.errors + 1)
+    if e.reply is not None:  # another protocol version: refuse in words the peer can read
+        fx.append(ev.Send(e.reply))
+        fx.append(ev.Close(e.code, e.message))
+        return evolve(s, phase=CLOSED, queue=(), queue_bytes=0, inflight=(), inflight_bytes=0)
     if s.phase in (HANDSHAKE, AUTHORIZING) or e.code == VERSION or s.errors > s.config.max_errors:
         return _close(s, e.code, e.message, fx)
     fx.append(_send_msg(Error(e.code, e.message)))
@@ -279,7 +292,7 @@ def _on_received(s: ServerSession, e: ev.Received, fx: list) -> ServerSession:
         if s.phase != HANDSHAKE:
             return _unexpected(s, "hello after the handshake", fx)
         fx.append(ev.Authorize(m.credentials))
-        return evolve(s, phase=AUTHORIZING, hello=m)
+        return evolve(s, phase=AUTHORIZING, hello=m, client=m.client)
     if s.phase not in ATTACHED:
         return _unexpected(s, f"{getattr(m, 'TYPE', t.__name__)} before the handshake completed", fx)
     if t is Ack:
@@ -337,7 +350,8 @@ def _on_submit(s: ServerSession, m: Submit, fx: list) -> ServerSession:
     except DatsyncError as err:
         fx.append(_send_msg(TxRejected(m.req, err.code, err.message)))
         return s
-    fx.append(ev.RequestTransact(m.req, tx, s.principal))
+    submission = None if m.client is None or m.seq is None else (m.client, m.seq)
+    fx.append(ev.RequestTransact(m.req, tx, s.principal, submission))
     return evolve(s, pending_tx=s.pending_tx | {m.req})
 
 

@@ -11,7 +11,7 @@ import {
   fromBase64, instantText, kw, parseInstant, pyFloatRepr, sym, uuid,
 } from './values.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const DEFAULT_MAX_SIZE = 16 << 20;
 export const MAX_DEPTH = 64;
 

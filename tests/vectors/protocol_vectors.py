@@ -108,12 +108,17 @@ def describe_message(m: Any) -> dict:
                              for a, p in m.schema.changes.items()}
         if m.schema.renames:
             out["renames"] = [list(r) for r in m.schema.renames]
+        if m.origin is not None:
+            o = m.origin
+            out["origin"] = {"client": o.client, "seq": o.seq, "tempids": describe(dict(o.tempids or {}))}
         return out
     if type(m) is SnapshotChunk:
         out.update(t=m.t, seq=m.seq, datoms=_datoms(m.datoms))
         return out
     if type(m) is Hello:
         out.update(credentials=m.credentials, t=m.t, db_id=m.db_id)  # credentials are verbatim JSON
+        if m.client is not None:
+            out["client"] = m.client
         return out
     if type(m) is SnapshotBegin:
         out.update(t=m.t, tx=m.tx, max_eid=m.max_eid, datoms=m.datoms, chunks=m.chunks, db_id=m.db_id)
@@ -121,6 +126,8 @@ def describe_message(m: Any) -> dict:
             out["aliases"] = [list(r) for r in m.aliases]
         return out
     for name in (f.name for f in dataclasses.fields(m)):
+        if type(m) is Submit and name in ("client", "seq") and m.client is None:
+            continue  # sent only with exactly-once submission
         out["tx" if (type(m) is Submit and name == "tx_data") else name] = describe(getattr(m, name))
     return out
 

@@ -1,0 +1,283 @@
+"""Exactly-once submission: the bookkeeping, the connection's durable record, the origin a delta
+carries only to its submitter, and a real server answering resubmissions after a reconnect and after
+``kill -9`` between commit and answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+
+import pytest
+import trio
+import trio_websocket
+
+from datsync.core import TX0, TxError, kw
+from datsync.core.sync import Closed, Opened, Received, Send, TxCommitted, decode
+from datsync.core.sync.delta import Delta, Origin
+from datsync.core.sync.messages import Hello
+from datsync.core.sync.server import ServerConfig, new_server_session, server_step
+from datsync.core.sync.submissions import (
+    EXPIRED_ANSWER,
+    Answer,
+    Submissions,
+    origin_at,
+    recall,
+    record,
+    submissions_from_rows,
+)
+from datsync.shell.connection import Connection
+from datsync.shell.store import open_store
+from tests.sync_server import Servers, bootstrap_raw, expect, msg, wait_until
+
+SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
+              "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
+
+# -- the pure bookkeeping
+
+
+def test_record_recall_and_the_floor():
+    subs = Submissions(keep=3)
+    assert recall(subs, "a", 1) is None
+    for seq in range(1, 4):
+        subs, rec = record(subs, "a", seq, Answer(10 + seq, {"x": 100 + seq}))
+        assert rec.floor is None
+    assert recall(subs, "a", 2) == Answer(12, {"x": 102})
+    assert origin_at(subs, 13) == Origin("a", 3, {"x": 103})
+    subs, rec = record(subs, "a", 4, Answer(14, {}))
+    assert rec.floor == 1                                  # the oldest is forgotten, the floor rises
+    assert recall(subs, "a", 1) is EXPIRED_ANSWER and origin_at(subs, 11) is None
+    assert recall(subs, "a", 5) is None                    # above the floor: never committed
+    assert recall(subs, "b", 1) is None                    # clients are independent
+    rows = [(c, seq, a.t, a.tempids) for c, cs in subs.clients.items() for seq, a in cs.answers.items()]
+    again = submissions_from_rows(rows, {"a": 1}, keep=3)
+    for seq in range(1, 6):
+        assert recall(again, "a", seq) == recall(subs, "a", seq)
+    assert origin_at(again, 14) == origin_at(subs, 14)
+
+
+# -- the connection: recorded in the same commit, remembered across a restart
+
+
+def _run_conn(path, body, keep: int = 1000):
+    async def main():
+        store = open_store(path)
+        conn = Connection.recover(store, keep_submissions=keep)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conn.run_writer)
+                result = await body(conn)
+                nursery.cancel_scope.cancel()
+        finally:
+            store.close()
+        return result
+
+    return trio.run(main)
+
+
+def test_a_resubmission_gets_the_original_answer_and_commits_nothing(store_location):
+    path = store_location
+
+    async def first(conn: Connection):
+        await conn.transact(SCHEMA_TX)
+        a = await conn.submit([{"db/id": "ann", "person/name": "Ann"}], ("client-1", 1))
+        b = await conn.submit([{"db/id": "ann", "person/name": "Ann"}], ("client-1", 1))
+        assert not a.duplicate and b.duplicate and (b.t, b.tempids) == (a.t, a.tempids)
+        assert conn.t == a.t                                       # nothing committed the second time
+        # two copies in one batch: one commit, both answered alike
+        c, d = [None], [None]
+
+        async def sub(box):
+            box[0] = await conn.submit([{"db/id": "bob", "person/name": "Bob"}], ("client-1", 2))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(sub, c)
+            n.start_soon(sub, d)
+        assert c[0].t == d[0].t == conn.t == a.t + 1 and {c[0].duplicate, d[0].duplicate} == {False, True}
+        # a rejection is not recorded: the same submission can be tried again
+        with pytest.raises(TxError):
+            await conn.submit([["db/add", -1, "person/name", 5]], ("client-1", 3))
+        e = await conn.submit([{"person/name": "Cy"}], ("client-1", 3))
+        assert not e.duplicate and e.t == conn.t
+        return a
+
+    a = _run_conn(path, first)
+
+    async def after_restart(conn: Connection):
+        again = await conn.submit([{"db/id": "ann", "person/name": "Ann"}], ("client-1", 1))
+        assert again.duplicate and (again.t, again.tempids) == (a.t, a.tempids)
+        assert conn.origin_at(a.t) == Origin("client-1", 1, a.tempids)
+        return conn.t
+
+    t = _run_conn(path, after_restart)
+    assert t == a.t + 2
+
+
+def test_past_what_is_remembered_a_resubmission_expires(store_location):
+    async def body(conn: Connection):
+        await conn.transact(SCHEMA_TX)
+        for seq in range(1, 6):
+            await conn.submit([{"person/name": f"p{seq}"}], ("c", seq))
+        t = conn.t
+        with pytest.raises(TxError) as e:
+            await conn.submit([{"person/name": "p1"}], ("c", 1))
+        assert e.value.code == "sync/submission-expired" and conn.t == t
+        assert (await conn.submit([{"person/name": "p5"}], ("c", 5))).duplicate
+        return t
+
+    _run_conn(store_location, body, keep=2)
+    store = open_store(store_location)
+    rows, floors = store.read_submissions()
+    store.close()
+    assert sorted((c, seq) for c, seq, _, _ in rows) == [("c", 4), ("c", 5)] and floors == {"c": 3}
+
+
+def test_processes_sharing_a_store_answer_each_others_submissions(pg_url):
+    """A submission committed through one process and resubmitted to another (the client reconnected
+    elsewhere) gets the original answer there too."""
+
+    async def main() -> None:
+        a = Connection.recover(open_store(pg_url))
+        b = Connection.recover(open_store(pg_url))
+        async with trio.open_nursery() as nursery:
+            for conn in (a, b):
+                await nursery.start(conn.run_writer)
+            await a.transact(SCHEMA_TX)
+            first = await a.submit([{"db/id": "x", "person/name": "X"}], ("roamer", 1))
+            again = await b.submit([{"db/id": "x", "person/name": "X"}], ("roamer", 1))
+            assert again.duplicate and (again.t, again.tempids) == (first.t, first.tempids)
+            assert a.store.last_t() == first.t and b.origin_at(first.t).client == "roamer"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+# -- the session: a delta's origin goes to its submitter only
+
+
+def _live_session(client):
+    s = new_server_session(ServerConfig(db_id="d"), 0)
+    s, _ = server_step(s, Opened(0.0))
+    s, _ = server_step(s, Received(Hello(None, 0, "d", client)))
+    from datsync.core.sync import AuthDecision
+
+    s, _ = server_step(s, AuthDecision("anyone"))
+    return s
+
+
+def test_the_origin_is_sent_to_its_client_only():
+    from datsync.core.sync import encode
+
+    delta = Delta(1, TX0 + 1, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ((TX0 + 1, "db/txInstant",
+                  dt.datetime(2026, 1, 1, tzinfo=dt.UTC), True), (101, "p/n", 1, True)),
+                  origin=Origin("mine", 4, {"x": 101}))
+    shared = encode(Delta(delta.t, delta.tx, delta.instant, delta.datoms))
+    seen = {}
+    for client in ("mine", "other", None):
+        s = _live_session(client)
+        s, fx = server_step(s, TxCommitted(delta, shared))
+        (sent,) = [decode(f.data) for f in fx if type(f) is Send]
+        seen[client] = sent.origin
+        server_step(s, Closed())
+    assert seen == {"mine": Origin("mine", 4, {"x": 101}), "other": None, None: None}
+
+
+# -- a real server
+
+
+@pytest.fixture
+def servers(tmp_path):
+    s = Servers(tmp_path)
+    yield s
+    s.close()
+
+
+def _submit(req, seq, name, client="client-e2e"):
+    return msg("submit", req=req, tx=[{"db/id": "p", "person/name": name}], client=client, seq=seq)
+
+
+async def _answer_and_delta(ws, req):
+    """The ``tx-ok`` for ``req`` and the delta of its ``t`` (in whichever order they come)."""
+    got: dict = {}
+    with trio.fail_after(10):
+        while "tx-ok" not in got or "delta" not in got or got["delta"]["t"] != got["tx-ok"]["t"]:
+            m = json.loads(await ws.get_message())
+            if (m["type"] == "tx-ok" and m["req"] == req) or m["type"] == "delta":
+                got[m["type"]] = m
+    return got["tx-ok"], got["delta"]
+
+
+def _hello(client):
+    return msg("hello", credentials=None, t=None, db_id=None, client=client)
+
+
+def test_a_resubmission_after_a_reconnect_gets_the_original_t(servers):
+    server = servers.start()
+
+    async def main():
+        async with trio_websocket.open_websocket_url(server.url) as ws, \
+                trio_websocket.open_websocket_url(server.url) as other:
+            await bootstrap_raw(ws, _hello("client-e2e"))
+            await bootstrap_raw(other, _hello("someone-else"))
+            await ws.send_message(_submit(1, 1, "Ann"))
+            ok, own = await _answer_and_delta(ws, 1)
+            assert own["origin"] == {"client": "client-e2e", "seq": 1, "tempids": ok["tempids"]}
+            theirs = await expect(other, "delta", t=ok["t"])
+            assert "origin" not in theirs                     # nobody else learns who, nor the tempids
+        async with trio_websocket.open_websocket_url(server.url) as ws:
+            await bootstrap_raw(ws, _hello("client-e2e"))
+            await ws.send_message(_submit(9, 1, "Ann"))
+            again = await expect(ws, "tx-ok", req=9)
+            assert (again["t"], again["tempids"]) == (ok["t"], ok["tempids"])
+        assert server.health()["t"] == ok["t"]
+        # a replica resuming from before the submission sees its origin in the catch-up from the log
+        async with trio_websocket.open_websocket_url(server.url) as ws:
+            await ws.send_message(msg("hello", credentials=None, t=ok["t"] - 1, db_id=server.health()["db_id"],
+                                      client="client-e2e"))
+            delta = await expect(ws, "delta", t=ok["t"])
+            assert delta["origin"]["seq"] == 1
+
+    trio.run(main)
+
+
+def test_kill_9_between_commit_and_answer_the_resubmission_gets_the_original_t(servers):
+    server = servers.start()
+    store = server.store
+
+    def committed() -> int | None:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT t FROM submission WHERE client = 'client-e2e' AND seq = 1").fetchone()
+        return None if row is None else row[0]
+
+    async def main():
+        async with trio_websocket.open_websocket_url(server.url) as ws:
+            await bootstrap_raw(ws, _hello("client-e2e"))
+            await ws.send_message(_submit(1, 1, "Ann"))
+            # the commit is on disk: kill the server before this client reads any answer
+            t = await trio.to_thread.run_sync(lambda: wait_until(committed))
+            server.kill()
+        restarted = await trio.to_thread.run_sync(lambda: servers.start(store.name, port=server.port))
+        async with trio_websocket.open_websocket_url(restarted.url) as ws:
+            await bootstrap_raw(ws, _hello("client-e2e"))
+            await ws.send_message(_submit(2, 1, "Ann"))
+            again = await expect(ws, "tx-ok", req=2)
+            assert again["t"] == t
+            await ws.send_message(_submit(3, 2, "Bob"))
+            assert (await expect(ws, "tx-ok", req=3))["t"] == t + 1
+        assert restarted.health()["t"] == t + 1
+
+    trio.run(main)
+
+
+def test_an_old_peer_is_told_to_upgrade(servers):
+    server = servers.start()
+
+    async def main():
+        async with trio_websocket.open_websocket_url(server.url) as ws:
+            await ws.send_message(json.dumps({"v": 1, "type": "hello", "credentials": None, "t": None,
+                                              "db_id": None}))
+            m = json.loads(await ws.get_message())
+            assert m["v"] == 1 and m["code"] == "protocol/version" and "upgrade" in m["message"]
+
+    trio.run(main)
+
