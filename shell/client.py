@@ -14,7 +14,8 @@ scripts and notebooks (trio in a background thread)::
 ``rep.db`` is the replica's current database value (DataScript flavor, immutable: hold on to it as
 long as you like; the next change makes a new one). The replica reconnects with exponential backoff
 and jitter, resumes from its ``t`` (the server sends only what it missed), and bootstraps from a
-snapshot only when it has nothing or the server tells it to resync.
+snapshot only when it has nothing or the server tells it to resync. Given several URLs (server
+processes sharing one store), it moves to the next one when its own goes away and resumes there.
 
 Errors: ``TxError`` (the server's code, e.g. ``db.error/unique-conflict``) when a transaction is
 rejected; ``TxOutcomeUnknown`` (a ``ConnectionError``) when the connection dropped before the
@@ -29,7 +30,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -141,6 +142,8 @@ class ReplicaStats:
     deltas: int = 0
     """Deltas applied."""
     disconnects: int = 0
+    failovers: int = 0
+    """Moves to another of the server URLs after the current one failed or went away."""
     last_mode: str | None = None
     """``resume`` or ``bootstrap``: the last welcome's mode."""
     last_close: str | None = None
@@ -177,7 +180,7 @@ class ReplicaConnection:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         id_cap: int | None = None,
@@ -192,7 +195,9 @@ class ReplicaConnection:
         on_progress: Callable[..., Any] | None = None,
         replica: Any = None,
     ):
-        self.url = url
+        self.urls = server_urls(url)
+        self.url = self.urls[0]
+        """The server URL in use (or tried next)."""
         self.reconnect = reconnect
         self.backoff = backoff
         self.rng = rng if rng is not None else random.Random()
@@ -349,8 +354,14 @@ class ReplicaConnection:
                                          "and reconnect=False", "sync/closed"))
                 return
             attempt = 0 if self._was_live else attempt + 1
+            if len(self.urls) > 1:  # the next server first; back off once every one has failed
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+                self.stats.failovers += 1
+                log.info("failing over", extra={"url": self.url, "error": str(error or "")})
+                if attempt < len(self.urls):
+                    continue
             lo, hi = self.backoff
-            delay = min(hi, lo * 2 ** attempt)
+            delay = min(hi, lo * 2 ** (attempt // len(self.urls)))
             delay = delay / 2 + self.rng.random() * delay / 2
             log.info("reconnecting", extra={"url": self.url, "in_s": round(delay, 3), "error": str(error or "")})
             await trio.sleep(delay)
@@ -364,7 +375,7 @@ class ReplicaConnection:
         last = self.stats.last_error
         if last is not None and last[0] in FATAL_CODES and not self._was_live:
             return Unauthorized(f"{self.url} refused this replica: {last[1]}", last[0])
-        if isinstance(error, ConnectionRejected):
+        if isinstance(error, ConnectionRejected) and not (len(self.urls) > 1 and error.status_code == 503):
             body = error.body.decode(errors="replace").strip() if error.body else ""
             return ReplicaConnectionError(f"{self.url} refused the WebSocket handshake: HTTP {error.status_code}"
                                           f"{': ' + body if body else ''}", "sync/rejected")
@@ -570,6 +581,14 @@ class ReplicaConnection:
         self._changes.pulse()
 
 
+def server_urls(url: str | Sequence[str]) -> tuple[str, ...]:
+    """One server URL or several (processes sharing one store), as a non-empty tuple."""
+    urls = (url,) if isinstance(url, str) else tuple(url)
+    if not urls:
+        raise ValueError("connect needs at least one server URL")
+    return urls
+
+
 def _close_reason(reason: str) -> str:
     """``reason`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
     data = reason.encode("utf-8")
@@ -589,7 +608,7 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 
 @asynccontextmanager
 async def open_replica(
-    url: str,
+    url: str | Sequence[str],
     *,
     token: str | None = None,
     id_cap: int | None = None,
@@ -598,12 +617,13 @@ async def open_replica(
     **options: Any,
 ) -> AsyncIterator[ReplicaConnection]:
     """A live replica of the server at ``url`` for the duration of the ``async with`` block; entered
-    once the replica holds the server's database (after a bootstrap). ``token``: the server's token
-    (servers without one accept loopback clients only). ``id_cap``: hold entity ids below it
-    (``EidMap.capped``; None: the server's ids). ``reconnect``: reconnect with exponential backoff
-    (``backoff=(first, max)`` seconds, jitter from ``rng``, a ``random.Random``) and resume from the
-    replica's ``t``. Other options: ``heartbeat_interval``, ``heartbeat_timeout``,
-    ``connect_timeout``, ``max_message_size``, ``max_pending``, ``on_progress(datoms, total)``
+    once the replica holds the server's database (after a bootstrap). ``url`` may be a list: server
+    processes sharing one store, tried in turn; the replica fails over to the next and resumes there.
+    ``token``: the server's token (servers without one accept loopback clients only). ``id_cap``:
+    hold entity ids below it (``EidMap.capped``; None: the server's ids). ``reconnect``: reconnect
+    with exponential backoff (``backoff=(first, max)`` seconds, jitter from ``rng``, a
+    ``random.Random``) and resume from the replica's ``t``. Other options: ``heartbeat_interval``,
+    ``heartbeat_timeout``, ``connect_timeout``, ``max_message_size``, ``max_pending``, ``on_progress(datoms, total)``
     (bootstrap progress), ``replica`` (a ``Replica`` value kept from an earlier connection, e.g.
     ``rep.replica``: resumed from its ``t`` when the server still has its database).
     Raises ``Unauthorized`` if the server refuses the credentials, ``ReplicaClosed`` if the first
@@ -631,8 +651,9 @@ class Replica:
     """A replica for scripts and notebooks: the trio replica in a background thread, with the same
     API without ``await`` (create with ``connect``). Listeners run in that background thread."""
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float | None = 10.0, **options: Any):
-        self.url = url
+    def __init__(self, url: str | Sequence[str], *, token: str | None = None, timeout: float | None = 10.0,
+                 **options: Any):
+        self.urls = server_urls(url)
         self._rep: ReplicaConnection | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
@@ -641,20 +662,20 @@ class Replica:
         self._stop: trio.Event | None = None
         self._closed = False
         self._thread = threading.Thread(target=trio.run, args=(self._main, url, token, options),
-                                        name=f"datsync replica {url}", daemon=True)
+                                        name=f"datsync replica {self.urls[0]}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             last = None
             if self._rep is not None:
                 last = self._rep.stats.last_close or self._rep.stats.last_error
             self.close()
-            raise ReplicaConnectionError(f"could not connect to {url} within {timeout} s"
+            raise ReplicaConnectionError(f"could not connect to {' or '.join(self.urls)} within {timeout} s"
                                          f"{f' (last: {last})' if last else ''}", "sync/connect-timeout")
         if self._error is not None:
             self._thread.join()
             raise self._error
 
-    async def _main(self, url: str, token: str | None, options: dict) -> None:
+    async def _main(self, url: str | Sequence[str], token: str | None, options: dict) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
         with trio.CancelScope() as self._scope:
@@ -759,21 +780,27 @@ class Replica:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def url(self) -> str:
+        """The server URL in use (or tried next)."""
+        return self._rep.url if self._rep is not None else self.urls[0]
+
     def __repr__(self) -> str:
         return f"<Replica {self.url} t={self.t}{'' if self.connected else ' (disconnected)'}>"
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     token: str | None = None,
     timeout: float | None = 10.0,
     on_progress: Callable[[int, int], Any] | None = None,
     **options: Any,
 ) -> Replica:
-    """A blocking replica of the server at ``url``, once it holds the server's database (at most
-    ``timeout`` seconds: else ``ReplicaConnectionError``). ``on_progress(datoms, total)`` is called
-    as the bootstrap snapshot arrives (in the replica's thread). Same options as ``open_replica``."""
+    """A blocking replica of the server at ``url`` (or of the first of several that answers), once it
+    holds the server's database (at most ``timeout`` seconds: else ``ReplicaConnectionError``).
+    ``on_progress(datoms, total)`` is called as the bootstrap snapshot arrives (in the replica's
+    thread). Same options as ``open_replica``."""
     return Replica(url, token=token, timeout=timeout, on_progress=on_progress, **options)
 
 

@@ -548,7 +548,12 @@ class _Session:
                 srv.counters["refused"] += 1
                 log.warning("client refused", extra={"session": self.id, "peer": self.peer_str, "why": why})
                 self._push(encode(Error("protocol/unauthorized", f"Not authorized: {why}")))
-            self._events.append(AuthDecision(principal))
+            hello = self.state.hello
+            if principal is not None and hello is not None and hello.t is not None and hello.t > srv.fed_t \
+                    and srv.store is not None and srv.store.shared:
+                self._start(self._authorize_when_caught_up, principal, hello.t)
+            else:
+                self._events.append(AuthDecision(principal))
         elif t is RequestLogRead:
             self._start(self._log_read, f)
         elif t is RequestSnapshot:
@@ -684,6 +689,15 @@ class _Session:
                 self.closed = True
                 self.close_code, self.close_reason = "peer", "connection lost while sending"
             self._cancel()
+
+    async def _authorize_when_caught_up(self, principal: Any, t: int) -> None:
+        """A replica coming from another process of a shared store may be ahead of this one for a
+        moment: read the log up to its ``t`` before answering, so it resumes (not bootstraps)."""
+        srv = self.server
+        with trio.move_on_after(srv.config.handshake_timeout / 2):
+            await srv.conn.catch_up()
+            await srv._changes.until(lambda: srv.fed_t >= t)
+        self.feed(AuthDecision(principal))
 
     async def _log_read(self, f: RequestLogRead) -> None:
         try:

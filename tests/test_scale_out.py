@@ -3,11 +3,13 @@ stays serial and gap-free, every process streams every commit to its own replica
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 
 from datsync.core import datoms
-from datsync.shell import open_replica
+from datsync.shell import TxOutcomeUnknown, open_replica, open_store
 from tests.sync_server import Servers, write_concurrently
 
 
@@ -36,3 +38,61 @@ def test_writes_on_two_processes_reach_the_replicas_of_both(servers, pg_url):
     trio.run(main)
     assert one.health()["t"] == two.health()["t"] == 61
     assert one.stop() == 0 and two.stop() == 0
+
+
+def test_kill_one_process_under_load_replicas_fail_over_and_nothing_is_lost(servers, pg_url):
+    """Three processes on one store, replicas spread over them, writers on all three; ``kill -9``
+    one: its replicas move to the others and resume (no bootstrap), every acknowledged transaction
+    is in the log, ``t`` has no gap, every replica converges with the log."""
+    procs = [servers.start(pg_url) for _ in range(3)]
+    urls = [p.url for p in procs]
+    per_server, writes = 10, 25
+    acknowledged: list[str] = []
+    unknown: list[str] = []
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            replicas = []
+            for i in range(3 * per_server):
+                home = i % 3
+                mine = urls[home:] + urls[:home]  # its own process first, then the others
+                replicas.append(await stack.enter_async_context(open_replica(mine, backoff=(0.02, 0.2))))
+
+            async def writer(rep, tag: str) -> None:
+                for n in range(writes):
+                    name = f"{tag}-{n}"
+                    try:
+                        await rep.transact([{"person/name": name, "person/n": n}])
+                    except TxOutcomeUnknown:
+                        unknown.append(name)
+                    else:
+                        acknowledged.append(name)
+
+            async with trio.open_nursery() as nursery:
+                for i, rep in enumerate(replicas[:3]):  # one writer on each process
+                    nursery.start_soon(writer, rep, f"w{i}")
+                with trio.fail_after(20):
+                    while len(acknowledged) < writes:
+                        await trio.sleep(0.01)
+                await trio.to_thread.run_sync(procs[0].kill)
+            last_t = await trio.to_thread.run_sync(lambda: open_store(pg_url).last_t())
+            with trio.fail_after(20):
+                for rep in replicas:
+                    await rep.wait_for_t(last_t)
+            reference = datoms(replicas[1].db, "eavt")
+            for i, rep in enumerate(replicas):
+                assert datoms(rep.db, "eavt") == reference, f"replica {i} differs"
+                assert rep.stats.bootstraps == 1, f"replica {i} bootstrapped again"
+                if i % 3 == 0:  # the killed process's replicas
+                    assert rep.stats.failovers >= 1 and rep.stats.resumes >= 1 and rep.url != urls[0]
+            names = {d.v for d in datoms(replicas[1].db, "avet", "person/name")}
+            assert set(acknowledged) <= names  # no acknowledged transaction lost
+            assert len(acknowledged) + len(unknown) == 3 * writes
+
+    trio.run(main)
+    log = open_store(pg_url).read_log(0)
+    assert [e.t for e in log] == list(range(1, len(log) + 1))  # serial, gap-free
+    assert len(log) >= 1 + len(acknowledged)
+    for p in procs[1:]:
+        assert p.health()["t"] == len(log)
+        assert p.stop() == 0
