@@ -23,7 +23,8 @@ Credentials: every replica's hello must carry --token (or the token in --token-f
 $DATSYNC_TOKEN); without a token only loopback clients (127.0.0.0/8, ::1) are accepted.
 
 HTTP on the same port: GET /health (JSON: t, db_id, sessions, store stats, uptime, counters);
-GET /status adds every session (same credentials rule: Authorization: Bearer TOKEN).
+GET /status adds every session (same credentials rule: Authorization: Bearer TOKEN); the browser
+client at /datsync/client.js (docs/browser.md); with --static DIR, the files of DIR at /.
 
 SIGINT/SIGTERM shut down gracefully: no new connections, in-flight commits finish and are answered,
 replicas are closed with going-away (1001) and reconnect elsewhere or later, a checkpoint is
@@ -35,6 +36,7 @@ examples:
   datsync serve                                          # ws://127.0.0.1:8765/, store ./datsync.sqlite
   datsync serve --store db.sqlite --schema docs/examples/people.edn --port 0
   datsync serve --host 0.0.0.0 --token-file /etc/datsync/token --log-format json
+  datsync serve --schema docs/examples/todo/schema.edn --static docs/examples/todo   # open http://127.0.0.1:8765/
   curl http://127.0.0.1:8765/health
 """
 
@@ -52,6 +54,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     creds.add_argument("--token", help="the token every replica must present (default: $DATSYNC_TOKEN; "
                                        "none: loopback clients only)")
     creds.add_argument("--token-file", metavar="PATH", help="read the token from a file")
+    p.add_argument("--static", metavar="DIR",
+                   help="serve the files of DIR over HTTP at / (a web application; the browser client is "
+                        "always at /datsync/client.js)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                    help="write a checkpoint every N transactions (default 1000)")
     p.add_argument("--max-message-size", type=int, default=16 << 20, metavar="BYTES",
@@ -76,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     from .server import read_token_file, run_server
 
+    if args.static is not None and not os.path.isdir(args.static):
+        print(f"datsync serve: --static {args.static}: not a directory", file=sys.stderr)
+        return 2
     token = args.token
     if args.token_file:
         try:
@@ -96,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
     return run_server(
         args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
         checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
-        shutdown_timeout=args.shutdown_timeout,
+        shutdown_timeout=args.shutdown_timeout, static_dir=args.static,
     )

@@ -92,6 +92,7 @@ from datsync.core.sync.messages import Ack, Submit, TxRejected
 
 from .changes import ChangeSignal
 from .connection import Connection, utc_now
+from .static import CLIENT_PREFIX, static_file
 from .store import Store, StoreError, is_store_url, open_store
 from .timer import SessionTimer
 
@@ -401,8 +402,11 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
-async def _http_respond(stream: trio.abc.Stream, status: int, body: Any, *, head_only: bool = False) -> None:
-    if isinstance(body, str):
+async def _http_respond(stream: trio.abc.Stream, status: int, body: Any, *, head_only: bool = False,
+                        content_type: str = "application/octet-stream") -> None:
+    if isinstance(body, bytes):
+        data, ctype = body, content_type
+    elif isinstance(body, str):
         data, ctype = body.encode(), "text/plain; charset=utf-8"
     else:
         data, ctype = json.dumps(body, indent=1, default=str).encode() + b"\n", "application/json"
@@ -722,6 +726,7 @@ class SyncServer:
         host: str,
         port: int,
         schema_file: str | Path | None,
+        static_dir: str | Path | None = None,
         token: str | None,
         checkpoint_every: int,
         max_message_size: int,
@@ -735,6 +740,7 @@ class SyncServer:
         self.host = host
         self.port = port
         self.schema_file = schema_file
+        self.static_dir = Path(static_dir) if static_dir is not None else None
         self.token = token
         self.checkpoint_every = checkpoint_every
         self.max_message_size = max_message_size
@@ -1074,9 +1080,13 @@ class SyncServer:
                 else:
                     await _http_respond(stream, 200, await self.health(detail=True),
                                         head_only=head.method == "HEAD")
+            elif (found := static_file(head.path, self.static_dir)) is not None:
+                data = await trio.to_thread.run_sync(found[0].read_bytes)
+                await _http_respond(stream, 200, data, head_only=head.method == "HEAD", content_type=found[1])
             else:
                 await _http_respond(stream, 404, f"datsync sync server: connect a replica with a WebSocket to "
-                                                 f"{self.url}; GET /health for health, /status for sessions\n")
+                                                 f"{self.url}; GET /health for health, /status for sessions, "
+                                                 f"{CLIENT_PREFIX}client.js for the browser client\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
@@ -1179,6 +1189,7 @@ async def serve(
     handle_signals: bool = True,
     shutdown_timeout: float = 10.0,
     listen_buffer: int = 10_000,
+    static_dir: str | Path | None = None,
     banner: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -1188,13 +1199,14 @@ async def serve(
     ``port=0`` picks a free port; ``task_status.started(server)`` hands over the running
     ``SyncServer`` (``server.url``, ``server.port``, ``await server.health()``). ``token``: the
     credential every hello must carry; None accepts loopback clients only. ``schema_file``: an EDN
-    schema installed on start unless already installed. ``config``: the sessions' bounds
+    schema installed on start unless already installed. ``static_dir``: an application's files, served
+    over HTTP at ``/`` (the browser client is always at ``/datsync/client.js``). ``config``: the sessions' bounds
     (``ServerConfig``; its ``db_id`` is the store's). ``max_message_size``: the largest message
     decoded (bigger: a ``protocol/too-large`` error); the WebSocket closes the connection (1009)
     above twice that. Raises ``StoreInUse`` if another process serves the store."""
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
-        schema_file=schema_file, token=token,
+        schema_file=schema_file, static_dir=static_dir, token=token,
         checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
         listen_buffer=listen_buffer, banner=banner,

@@ -15,14 +15,18 @@ export const PROTOCOL_VERSION = 2;
 export const DEFAULT_MAX_SIZE = 16 << 20;
 export const MAX_DEPTH = 64;
 
-export class ProtocolError extends Error {
+/** An error with a code (docs/protocol.md lists them): the base of every error the client raises. */
+export class DatsyncError extends Error {
   constructor(code, message, data = {}) {
     super(message);
-    this.name = 'ProtocolError';
+    this.name = new.target.name;
     this.code = code;
     this.data = data;
   }
 }
+
+/** Bytes that are not a valid message, or a value the wire cannot carry. */
+export class ProtocolError extends DatsyncError {}
 
 const MALFORMED = 'protocol/malformed';
 const bad = (message, data) => new ProtocolError(MALFORMED, message, data);

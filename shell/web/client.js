@@ -1,0 +1,563 @@
+// The datsync browser client: a DataScript connection kept equal to a datsync server.
+//
+//   import { connect } from '/datsync/client.js';
+//   const replica = connect('ws://127.0.0.1:8765/', { token, store: indexedDBStore('todos') });
+//   await replica.ready;                       // bootstrapped (or restored from the store)
+//   d.q('[:find ?t :where [?e "todo/title" ?t]]', d.db(replica.conn));
+//   const { tempids } = await replica.transact([{ ':db/id': 'new', 'todo/title': 'Milk' }]);
+//
+// ``replica.conn`` is a real DataScript connection: d.q, d.pull, d.entity and d.listen work on it.
+// It holds the server's datoms with the server's entity and transaction ids; only the server
+// changes it (write with replica.transact, never d.transact). The client speaks the sync protocol
+// (docs/protocol.md): hello with credentials and the replica's t, bootstrap from a snapshot or
+// resume from t, deltas, acks, heartbeats, gap catch-up, writes with tempids, and reconnects with
+// exponential backoff and jitter.
+
+import d from './datascript.js';
+import {
+  DatsyncError, PROTOCOL_VERSION, ProtocolError, decode, decodeValue, encode, encodeValue,
+} from './codec.js';
+import {
+  SyncError, TX0, TxTranslator, applyAliases, applySchemaDelta, buildDb, deltaOps, localTempids, renameDatoms,
+  serverDatoms, serverSchemaFromDatoms,
+} from './replica.js';
+
+export { d as datascript, DatsyncError, PROTOCOL_VERSION, ProtocolError, SyncError };
+export * from './values.js';
+
+const FATAL = new Set(['protocol/unauthorized', 'protocol/version']);
+const STALL_TICKS = 2;
+
+/** A rejected or failed transaction: ``code`` is the server's (e.g. db.error/unique-conflict). */
+export class TxError extends DatsyncError {}
+
+// ------------------------------------------------------------------------------------------------
+// Stores: where a replica keeps its data between page loads
+
+/** A store in memory (the default: nothing survives a reload). */
+export function memoryStore() {
+  let saved = null;
+  return { load: async () => saved, save: async (state) => { saved = state; }, clear: async () => { saved = null; } };
+}
+
+/** A store in the browser's IndexedDB database ``name``: a reload shows the data at once. */
+export function indexedDBStore(name = 'datsync') {
+  const open = () => new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore('replica');
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+  const run = async (mode, fn) => {
+    const db = await open();
+    try {
+      return await new Promise((resolve, reject) => {
+        const tx = db.transaction('replica', mode);
+        const req = fn(tx.objectStore('replica'));
+        tx.oncomplete = () => resolve(req?.result);
+        tx.onerror = () => reject(tx.error);
+      });
+    } finally {
+      db.close();
+    }
+  };
+  return {
+    load: async () => (await run('readonly', (s) => s.get('state'))) ?? null,
+    save: (state) => run('readwrite', (s) => s.put(state, 'state')),
+    clear: () => run('readwrite', (s) => s.delete('state')),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// The replica
+
+/**
+ * Connect a replica to the datsync server at ``url`` (ws:// or wss://).
+ *
+ * options: token (the server's token), scopes (sent with the credentials), store (memoryStore() by
+ * default; indexedDBStore(name) in browsers), WebSocket (a constructor, for Node without a global
+ * one), heartbeatInterval / heartbeatTimeout (seconds, 10 / 30), backoff ([first, max] seconds,
+ * [0.5, 30]), saveDelay (ms between saves to the store, 500).
+ */
+export function connect(url, options = {}) {
+  return new Replica(url, options);
+}
+
+export class Replica {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = options;
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.WebSocket !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
+    this.store = options.store ?? memoryStore();
+    this.interval = (options.heartbeatInterval ?? 10) * 1000;
+    this.timeout = (options.heartbeatTimeout ?? 30) * 1000;
+    [this.backoffFirst, this.backoffMax] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
+    this.saveDelay = options.saveDelay ?? 500;
+
+    this.conn = d.conn_from_db(d.empty_db({}));
+    this.t = null;
+    this.dbId = null;
+    this.schema = {};
+    this.aliases = {};
+    this.status = 'connecting';       // connecting | online | offline | failed | closed
+    this.phase = 'closed';            // closed | handshake | bootstrapping | live
+    this.error = null;
+    this.listeners = new Set();
+    this.pending = new Map();         // req -> {resolve, reject, answer}
+    this.nextReq = 1;
+    this.ws = null;
+    this.attempt = 0;
+    this.closed = false;
+    this.retryTimer = null;
+    this.tickTimer = null;
+    this.saveTimer = null;
+    this.waiters = [];
+    this.ready = new Promise((resolve, reject) => { this.readyResolve = resolve; this.readyReject = reject; });
+    this.ready.catch(() => {});
+    this.restored = this.restore().finally(() => this.open());
+  }
+
+  // -- public ---------------------------------------------------------------------------------
+
+  /** The current DataScript database value. */
+  get db() { return d.db(this.conn); }
+
+  get online() { return this.status === 'online'; }
+
+  /** Transactions sent and not answered yet. */
+  get pendingCount() { return this.pending.size; }
+
+  /** Call ``fn(event)`` on every change: {kind: "status" | "synced" | "delta" | "error", ...}. */
+  listen(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Send ``txData`` to the server; resolves {t, tx, tempids} once the replica has the transaction
+   * (tempids keyed as given, ":db/current-tx" included). Rejects with TxError. */
+  transact(txData) {
+    return new Promise((resolve, reject) => {
+      if (this.phase !== 'live' && this.phase !== 'bootstrapping') {
+        reject(new TxError('sync/offline', 'Not connected to the server'));
+        return;
+      }
+      let data;
+      const req = this.nextReq++;
+      try {
+        const tx = new TxTranslator(this.schema, this.aliases).tx(txData);
+        data = encode({ type: 'submit', req, tx });
+      } catch (e) {
+        reject(new TxError(e.code ?? 'sync/invalid-tx', e.message));
+        return;
+      }
+      this.pending.set(req, { resolve, reject, answer: null });
+      this.emit({ kind: 'pending', count: this.pending.size });
+      this.sendRaw(data);
+    });
+  }
+
+  /** Resolves once the replica has reached ``t`` (rejects after ``timeoutMs``). */
+  waitForT(t, timeoutMs = 10000) {
+    if (this.t !== null && this.t >= t) return Promise.resolve(this.t);
+    return new Promise((resolve, reject) => {
+      const w = { t, resolve, timer: setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); reject(new Error(`t=${t} not reached`)); }, timeoutMs) };
+      this.waiters.push(w);
+    });
+  }
+
+  /** The replica's datoms [e, a, v, tx] with values as the server has them (for comparisons). */
+  datoms() { return serverDatoms(this.db, this.schema, this.aliases); }
+
+  /** Stop: close the connection, stop reconnecting, save the replica. */
+  async close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.tickTimer);
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try { ws.close(1000, 'closed by the application'); } catch { /* already closed */ }
+    }
+    this.lost('closed by the application');
+    this.setStatus('closed');
+    await this.restored;
+    await this.save();
+  }
+
+  // -- persistence ------------------------------------------------------------------------------
+
+  async restore() {
+    let state = null;
+    try { state = await this.store.load(); } catch (e) { this.emit({ kind: 'error', code: 'store/load', message: String(e) }); }
+    if (!state || state.version !== 1 || this.t !== null) return;
+    try {
+      const datoms = state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
+      this.aliases = state.aliases ?? {};
+      this.install(datoms, state.t, state.db_id, 'restored');
+    } catch (e) {
+      this.emit({ kind: 'error', code: 'store/load', message: String(e) });
+    }
+  }
+
+  scheduleSave() {
+    if (this.saveTimer !== null) return;
+    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.save(); }, this.saveDelay);
+  }
+
+  async save() {
+    if (this.t === null) return;
+    const state = {
+      version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
+      datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
+    };
+    try { await this.store.save(state); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+  }
+
+  // -- connection -------------------------------------------------------------------------------
+
+  open() {
+    if (this.closed) return;
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url);
+    } catch (e) {
+      this.retry(String(e));
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => { if (this.ws === ws) this.opened(); };
+    ws.onmessage = (ev) => { if (this.ws === ws) this.received(ev.data); };
+    ws.onclose = (ev) => { if (this.ws === ws) { this.ws = null; this.dropped(ev.reason || `closed (${ev.code})`); } };
+    ws.onerror = () => {
+      // a connection that failed before opening: some WebSocket implementations never fire close
+      if (this.ws === ws && this.phase === 'closed') { this.ws = null; try { ws.close(); } catch { /* never opened */ } this.dropped('cannot connect'); }
+    };
+  }
+
+  opened() {
+    const creds = this.options.token == null && this.options.scopes == null ? null
+      : { ...(this.options.token != null ? { token: this.options.token } : {}), ...(this.options.scopes != null ? { scopes: this.options.scopes } : {}) };
+    this.phase = 'handshake';
+    this.builder = null;
+    this.syncFrom = null;
+    this.ackedT = this.t ?? 0;
+    this.ackEvery = 1;
+    this.heard = false;
+    this.sentSinceTick = false;
+    this.lastHeard = Date.now();
+    this.pingN = 0;
+    this.stall = [null, 0];
+    this.send({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId });
+    this.tick();
+  }
+
+  dropped(reason) {
+    clearTimeout(this.tickTimer);
+    this.lost(reason);
+    if (this.closed || this.status === 'failed') return;
+    this.setStatus('offline');
+    this.retry(reason);
+  }
+
+  lost(reason) {
+    this.phase = 'closed';
+    this.builder = null;
+    for (const [req, p] of this.pending) {
+      if (p.answer === null) {
+        this.pending.delete(req);
+        p.reject(new TxError('sync/tx-unknown', `The connection closed before the answer (${reason}): the transaction may or may not have committed`));
+      }
+    }
+  }
+
+  retry(reason) {
+    if (this.closed) return;
+    const base = Math.min(this.backoffMax, this.backoffFirst * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = base / 2 + Math.random() * base / 2;
+    this.emit({ kind: 'retry', delay, reason });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.open(), delay);
+  }
+
+  fail(code, message) {
+    this.error = new TxError(code, message);
+    this.closed = true;
+    this.setStatus('failed');
+    this.readyReject(this.error);
+    if (this.ws) { const ws = this.ws; this.ws = null; try { ws.close(1000); } catch { /* closed */ } }
+    this.lost(message);
+  }
+
+  close_(code, message) {
+    // a protocol failure: say why, close; reconnecting resumes from t
+    try { this.send({ type: 'error', code, message: String(message).slice(0, 500) }); } catch { /* closing */ }
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) try { ws.close(1002, code); } catch { /* closed */ }
+    this.dropped(message);
+  }
+
+  send(msg) { this.sendRaw(encode(msg)); }
+
+  sendRaw(data) {
+    if (!this.ws || this.ws.readyState !== 1) return;
+    this.ws.send(data);
+    this.sentSinceTick = true;
+  }
+
+  tick() {
+    clearTimeout(this.tickTimer);
+    this.tickTimer = setTimeout(() => this.onTick(), this.interval);
+  }
+
+  onTick() {
+    if (this.phase === 'closed') return;
+    const now = Date.now();
+    if (this.heard) this.lastHeard = now;
+    this.heard = false;
+    if (now - this.lastHeard >= this.timeout) {
+      const ws = this.ws;
+      this.ws = null;
+      if (ws) try { ws.close(1000, 'heartbeat timeout'); } catch { /* closed */ }
+      this.dropped('heartbeat timeout: nothing heard from the server');
+      return;
+    }
+    const sent = this.sentSinceTick;
+    this.sentSinceTick = false;
+    this.maybeAck(true);
+    this.checkStall();
+    if (!sent && !this.sentSinceTick) this.send({ type: 'ping', n: ++this.pingN });
+    this.sentSinceTick = false;
+    this.tick();
+  }
+
+  checkStall() {
+    let key = null;
+    if (this.phase === 'bootstrapping') key = 'snapshot:' + (this.builder ? `${this.builder.head.t}:${this.builder.chunks.size}` : '-');
+    else if (this.phase === 'live' && this.syncFrom !== null) key = 'catch-up:' + this.t;
+    if (key === null) { this.stall = [null, 0]; return; }
+    if (this.stall[0] !== key) { this.stall = [key, 0]; return; }
+    const n = this.stall[1] + 1;
+    if (n < STALL_TICKS) { this.stall = [key, n]; return; }
+    this.send({ type: 'sync', t: this.phase === 'bootstrapping' ? null : this.t });
+    this.stall = [key, 0];
+  }
+
+  maybeAck(force = false) {
+    if (this.phase !== 'live' || this.t === null || this.t <= this.ackedT) return;
+    if (force || this.t - this.ackedT >= this.ackEvery) {
+      this.send({ type: 'ack', t: this.t });
+      this.ackedT = this.t;
+    }
+  }
+
+  // -- messages ---------------------------------------------------------------------------------
+
+  received(data) {
+    if (this.phase === 'closed') return;
+    this.heard = true;
+    let m;
+    try {
+      m = decode(data);
+    } catch (e) {
+      this.close_(e.code ?? 'protocol/malformed', `malformed message from the server: ${e.message}`);
+      return;
+    }
+    try {
+      const handler = this.handlers[m.type];
+      if (handler === undefined) this.send({ type: 'error', code: 'protocol/unexpected', message: `a server does not send ${m.type} messages` });
+      else handler.call(this, m);
+    } catch (e) {
+      this.close_(e.code && String(e.code).startsWith('sync/') ? e.code : 'protocol/internal', `${e.name}: ${e.message}`);
+    }
+  }
+
+  get handlers() { return HANDLERS; }
+
+  onWelcome(m) {
+    if (this.phase !== 'handshake') { this.send({ type: 'error', code: 'protocol/unexpected', message: 'welcome outside the handshake' }); return; }
+    if (m.mode === 'resume' && this.t === null) { this.close_('protocol/unexpected', 'the server resumed a client that has no replica'); return; }
+    this.attempt = 0;
+    this.ackEvery = m.ack_every;
+    this.phase = m.mode === 'resume' ? 'live' : 'bootstrapping';
+    this.setStatus('online');
+    if (m.mode === 'resume') this.readyResolve(this);
+  }
+
+  onError(m) {
+    this.emit({ kind: 'error', code: m.code, message: m.message });
+    if (FATAL.has(m.code)) this.fail(m.code, m.message);
+  }
+
+  onPing(m) {
+    this.send({ type: 'pong', n: m.n });
+    if (m.t !== null && this.phase === 'live' && this.t !== null && m.t > this.t && this.syncFrom !== this.t) {
+      this.send({ type: 'sync', t: this.t });
+      this.syncFrom = this.t;
+    }
+  }
+
+  onResync(m) {
+    if (this.phase === 'handshake') return;
+    this.emit({ kind: 'resync', reason: m.reason, t: m.t });
+    if (!(this.builder && this.builder.head.t >= m.t)) this.builder = null;
+    this.phase = 'bootstrapping';
+  }
+
+  onSnapshotBegin(m) {
+    if (this.phase === 'handshake') return;
+    if (this.phase === 'live' && this.t !== null && m.t <= this.t) return;
+    if (this.builder && m.t <= this.builder.head.t) return;
+    this.phase = 'bootstrapping';
+    this.builder = { head: m, chunks: new Map(), count: 0 };
+    if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot(this.builder);
+  }
+
+  onSnapshotChunk(m) {
+    const b = this.builder;
+    if (!b || this.phase !== 'bootstrapping' || m.t !== b.head.t) return;
+    if (m.seq >= b.head.chunks || b.count + m.datoms.length > b.head.datoms) {
+      this.send({ type: 'sync', t: null });
+      this.builder = null;
+      return;
+    }
+    if (b.chunks.has(m.seq)) return;
+    b.chunks.set(m.seq, m.datoms);
+    b.count += m.datoms.length;
+    if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot(b);
+  }
+
+  onSnapshotEnd(m) {
+    const b = this.builder;
+    if (!b || this.phase !== 'bootstrapping' || m.t !== b.head.t || m.chunks === b.head.chunks) return;
+    this.send({ type: 'sync', t: null });
+    this.builder = null;
+  }
+
+  finishSnapshot(b) {
+    const datoms = [];
+    for (let seq = 0; seq < b.head.chunks; seq++) for (const x of b.chunks.get(seq)) datoms.push(x);
+    this.aliases = Object.fromEntries(b.head.aliases ?? []);
+    this.install(datoms, b.head.t, b.head.db_id, 'synced');
+    this.builder = null;
+    this.phase = 'live';
+    this.syncFrom = null;
+    this.maybeAck(true);
+    this.readyResolve(this);
+    this.release();
+    this.scheduleSave();
+  }
+
+  install(datoms, t, dbId, kind) {
+    this.schema = serverSchemaFromDatoms(datoms, this.aliases);
+    const db = buildDb(datoms, this.schema);
+    this.t = t;
+    this.dbId = dbId;
+    d.reset_conn(this.conn, db, { datsync: { kind, t } });
+    this.emit({ kind, t });
+    if (kind === 'restored') this.readyResolve(this);
+    this.wake();
+  }
+
+  onDelta(m) {
+    if (this.phase !== 'live' || this.t === null) return;
+    if (m.t <= this.t) return;
+    if (m.t > this.t + 1) {
+      if (this.syncFrom !== this.t) {
+        this.send({ type: 'sync', t: this.t });
+        this.syncFrom = this.t;
+      }
+      return;
+    }
+    this.applyDelta(m);
+    this.syncFrom = null;
+    this.emit({ kind: 'delta', t: m.t, tx: m.tx });
+    this.maybeAck();
+    this.release();
+    this.scheduleSave();
+  }
+
+  applyDelta(m) {
+    const renames = m.renames ?? [];
+    if (m.schema || renames.length) {
+      const before = this.datoms();
+      this.schema = applySchemaDelta(this.schema, m.schema ?? {}, renames);
+      this.aliases = applyAliases(this.aliases, renames, this.schema);
+      d.reset_conn(this.conn, buildDb(renameDatoms(before, renames), this.schema), { datsync: { kind: 'schema', t: m.t } });
+    }
+    for (const [e] of m.datoms) {
+      if (e >= TX0 && e !== m.tx && e > 0x7fffffff) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
+    }
+    const report = d.transact(this.conn, deltaOps(this.db, m.datoms, m.tx, this.schema), { datsync: { kind: 'delta', t: m.t, tx: m.tx } });
+    if (report.tempids[':db/current-tx'] !== m.tx) {
+      // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
+      const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
+      d.reset_conn(this.conn, buildDb(fixed, this.schema), { datsync: { kind: 'delta', t: m.t, tx: m.tx } });
+    }
+    this.t = m.t;
+    this.wake();
+  }
+
+  wake() {
+    const due = this.waiters.filter((w) => this.t >= w.t);
+    this.waiters = this.waiters.filter((w) => this.t < w.t);
+    for (const w of due) { clearTimeout(w.timer); w.resolve(this.t); }
+  }
+
+  onTxOk(m) {
+    const p = this.pending.get(m.req);
+    if (!p || p.answer !== null) return;
+    p.answer = m;
+    this.release();
+  }
+
+  onTxRejected(m) {
+    const p = this.pending.get(m.req);
+    if (!p) return;
+    this.pending.delete(m.req);
+    this.emit({ kind: 'pending', count: this.pending.size });
+    p.reject(new TxError(m.code, m.message));
+  }
+
+  release() {
+    for (const [req, p] of this.pending) {
+      if (p.answer !== null && this.t !== null && p.answer.t <= this.t) {
+        this.pending.delete(req);
+        const tempids = localTempids(p.answer.tempids);
+        p.resolve({ t: p.answer.t, tx: tempids[':db/current-tx'] ?? TX0 + p.answer.t, tempids });
+        this.emit({ kind: 'pending', count: this.pending.size });
+      }
+    }
+  }
+
+  // -- events -------------------------------------------------------------------------------------
+
+  setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.emit({ kind: 'status', status });
+  }
+
+  emit(event) {
+    for (const fn of this.listeners) {
+      try { fn(event, this); } catch (e) { console.error('datsync listener failed', e); }
+    }
+  }
+}
+
+const HANDLERS = {
+  welcome: Replica.prototype.onWelcome,
+  error: Replica.prototype.onError,
+  ping: Replica.prototype.onPing,
+  pong: () => {},
+  resync: Replica.prototype.onResync,
+  'snapshot-begin': Replica.prototype.onSnapshotBegin,
+  'snapshot-chunk': Replica.prototype.onSnapshotChunk,
+  'snapshot-end': Replica.prototype.onSnapshotEnd,
+  delta: Replica.prototype.onDelta,
+  'tx-ok': Replica.prototype.onTxOk,
+  'tx-rejected': Replica.prototype.onTxRejected,
+};

@@ -1,0 +1,259 @@
+"""Conformance of the browser client on the real DataScript (in Node.js) with the Python replica: both
+follow a real `datsync serve` through random transaction streams (every value type, schema changes
+mid-stream: new attributes, renames, cardinality changes; writes from both clients; a server
+restart), and at every checked ``t`` the DataScript database holds the Python replica's datoms
+(e, a, v, tx) exactly, and the same queries give the same answers."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import json
+import queue
+import random
+import subprocess
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from datsync.core import kw, q
+from datsync.core.sync import encode_value, server_datoms
+from datsync.core.values import Symbol
+from datsync.shell import connect
+from tests.sync_server import FAST_RECONNECT, ROOT, Servers
+from tests.test_web_client import require_node
+
+ONE, MANY = kw("db.cardinality/one"), kw("db.cardinality/many")
+
+
+def _attr(ident: str, vtype: str, card: Any = ONE, **more: Any) -> dict:
+    return {"db/ident": kw(ident), "db/valueType": kw(f"db.type/{vtype}"), "db/cardinality": card, **more}
+
+
+SCHEMA_TX = [
+    _attr("p/name", "string") | {"db/unique": kw("db.unique/identity")},
+    _attr("p/n", "long"),
+    _attr("p/score", "double"),
+    _attr("p/ok", "boolean"),
+    _attr("p/kind", "keyword"),
+    _attr("p/at", "instant"),
+    _attr("p/id", "uuid") | {"db/unique": kw("db.unique/value")},
+    _attr("p/price", "bigdec"),
+    _attr("p/big", "bigint"),
+    _attr("p/sym", "symbol"),
+    _attr("p/bytes", "bytes"),
+    _attr("p/friend", "ref", MANY),
+    _attr("p/best", "ref"),
+    _attr("p/tags", "string", MANY, **{"db/index": True}),
+    _attr("p/pos", "tuple", **{"db/tupleTypes": [kw("db.type/long"), kw("db.type/long")]}),
+]
+COMPOSITE_TX = [_attr("p/name+n", "tuple", **{"db/tupleAttrs": [kw("p/name"), kw("p/n")]})]
+
+QUERIES = [
+    ("[:find ?e ?n :where [?e :p/name ?n]]", '[:find ?e ?n :where [?e "p/name" ?n]]'),
+    ("[:find ?n ?m :where [?e :p/name ?n] [?e :p/friend ?f] [?f :p/name ?m]]",
+     '[:find ?n ?m :where [?e "p/name" ?n] [?e "p/friend" ?f] [?f "p/name" ?m]]'),
+    ("[:find ?e ?k :where [?e :p/kind ?k]]", '[:find ?e ?k :where [?e "p/kind" ?k]]'),
+    ("[:find ?e ?t :where [?e :p/tags ?t]]", '[:find ?e ?t :where [?e "p/tags" ?t]]'),
+    ("[:find ?e ?tx :where [?e :p/name _ ?tx]]", '[:find ?e ?tx :where [?e "p/name" _ ?tx]]'),
+]
+
+
+class NodeReplica:
+    """tests/web/conformance.mjs: the browser client in Node, driven over stdin/stdout."""
+
+    def __init__(self, node: str, url: str):
+        probe = subprocess.run([node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
+        flags = [] if probe.returncode == 0 else ["--experimental-websocket"]
+        self.proc = subprocess.Popen([node, *flags, str(ROOT / "tests" / "web" / "conformance.mjs"), url],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=ROOT)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def ask(self, request: dict, timeout: float = 30.0) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no answer to {request['cmd']} within {timeout} s") from None
+        assert line is not None, "the Node replica exited:\n" + self.proc.stderr.read()[-4000:]
+        answer = json.loads(line)
+        if "error" in answer and "code" in answer and answer["code"] is None:
+            self.proc.kill()
+            raise AssertionError(f"{answer['error']}\n{self.proc.stderr.read()[-4000:]}")
+        return answer
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(AssertionError, OSError, ValueError):
+                self.ask({"cmd": "close"}, timeout=10)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Stream:
+    """A random server transaction stream over the schema above (with its schema changes)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.names: list[str] = []
+        self.count = 0
+        self.attrs = {"n": "p/n", "tags": "p/tags", "kind": "p/kind", "score": "p/score"}
+        self.extra: list[str] = []
+        self.pool: list[str] = []
+
+    def value(self, kind: str) -> Any:
+        r = self.rng
+        return {
+            "p/n": lambda: r.choice([0, -3, 7, 2**40, r.randrange(1000)]),
+            "p/score": lambda: r.choice([1.0, 2.5, -0.125, 3.0, 1e20]),
+            "p/ok": lambda: r.random() < 0.5,
+            "p/kind": lambda: kw(r.choice(["kind/a", "kind/b", "kind/c"])),
+            "p/at": lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=r.randrange(10**7),
+                                                                                 microseconds=r.randrange(10**6)),
+            "p/id": lambda: uuid.UUID(int=r.getrandbits(128)),
+            "p/price": lambda: decimal.Decimal(r.choice(["1.50", "-0.001", "12345678901234567890.1", "0E+2"])),
+            "p/big": lambda: r.choice([5, 2**70, -(2**64) - 1]),
+            "p/sym": lambda: Symbol(r.choice(["s", "ns/s"])),
+            "p/bytes": lambda: bytes(r.randrange(256) for _ in range(r.randrange(5))),
+            "p/tags": lambda: r.choice(["red", "green", "~tilde", "blue"]),
+            "p/pos": lambda: (r.randrange(9), r.randrange(9)),
+        }[kind]()
+
+    def entity(self) -> dict:
+        self.count += 1
+        name = f"n{self.count}"
+        ent: dict[str, Any] = {"db/id": name, "p/name": name}
+        for a in ("p/n", "p/score", "p/ok", "p/kind", "p/at", "p/id", "p/price", "p/big", "p/sym", "p/bytes",
+                  "p/tags", "p/pos"):
+            if self.rng.random() < 0.5:
+                cur = self.attrs.get(a.split("/")[1], a)
+                ent[cur] = self.value(a)
+        if self.pool and self.rng.random() < 0.6:
+            ent["p/friend"] = [("p/name", self.rng.choice(self.pool))]
+        if self.pool and self.rng.random() < 0.3:
+            ent["p/best"] = ("p/name", self.rng.choice(self.pool))
+        self.names.append(name)
+        return ent
+
+    def tx(self, step: int) -> list:
+        r = self.rng
+        self.pool = list(self.names)  # entities committed before this transaction
+        if step % 7 == 6:
+            return self.schema_change()
+        if not self.names or r.random() < 0.35:
+            return [self.entity() for _ in range(r.randrange(1, 4))]
+        who = ("p/name", r.choice(self.names))
+        roll = r.random()
+        if roll < 0.3:
+            a = r.choice(["p/n", "p/kind", "p/score", "p/at", "p/price", "p/pos", "p/id"])
+            return [["db/add", who, self.attrs.get(a.split("/")[1], a), self.value(a)]]
+        if roll < 0.45:
+            return [["db/add", who, self.attrs["tags"], self.value("p/tags")],
+                    ["db/add", who, "p/friend", ("p/name", r.choice(self.names))]]
+        if roll < 0.6 and len(self.names) > 3:
+            self.names.remove(who[1])
+            return [["db/retractEntity", who]]
+        if roll < 0.75 and self.extra:
+            return [["db/add", who, r.choice(self.extra), r.randrange(100)]]
+        return [self.entity()]
+
+    def schema_change(self) -> list:
+        r = self.rng
+        roll = r.random()
+        if roll < 0.4 or not self.extra:
+            name = f"x/a{len(self.extra)}"
+            self.extra.append(name)
+            return [_attr(name, "long", r.choice([ONE, MANY]))]
+        if roll < 0.7:
+            key = r.choice(["n", "tags", "kind"])
+            old = self.attrs[key]
+            new = f"r{self.count}/{key}"
+            self.attrs[key] = new
+            return [{"db/id": kw(old), "db/ident": kw(new)}]
+        return [{"db/id": kw(r.choice(self.extra)), "db/cardinality": MANY}]
+
+
+def js_entity(i: int, names: list[str]) -> dict:
+    """An entity written through the browser client, in DataScript's JS spelling (JSON values typed by
+    the schema: keyword, instant, uuid, bigdec, bigint, double, tuple, lookup refs)."""
+    ent: dict[str, Any] = {":db/id": "js", "p/name": f"js{i}", "p/score": 2, "p/kind": ":kind/js",
+                           "p/at": "2024-05-01T10:00:00.250Z", "p/id": str(uuid.UUID(int=i + 7)),
+                           "p/price": "1.50", "p/big": "123456789012345678901", "p/pos": [i, 1]}
+    if names:
+        ent["p/friend"] = [["p/name", names[0]]]
+    return ent
+
+
+def encoded(datoms: Any) -> list:
+    return sorted(json.dumps([e, a, encode_value(v), tx], sort_keys=True) for e, a, v, tx in datoms)
+
+
+def check(rep: Any, node: NodeReplica, t: int) -> None:
+    rep.wait_for_t(t, timeout=20)
+    answer = node.ask({"cmd": "wait", "t": t, "queries": [js for _, js in QUERIES]})
+    assert answer.get("t") == t, answer
+    assert rep.t == t
+    py = encoded(server_datoms(rep.replica))
+    js = sorted(json.dumps(d, sort_keys=True) for d in answer["datoms"])
+    assert js == py, f"datoms differ at t={t}: only JS {sorted(set(js) - set(py))[:5]}, only Python " \
+                     f"{sorted(set(py) - set(js))[:5]}"
+    for (py_q, _), rows in zip(QUERIES, answer["q"]):
+        expected = sorted(json.dumps([encode_value(v) for v in row]) for row in q(py_q, rep.db))
+        assert sorted(json.dumps(row) for row in rows) == expected, py_q
+
+
+@pytest.fixture
+def servers(tmp_path):
+    s = Servers(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_browser_client_follows_the_server_like_the_python_replica(servers, seed):
+    node_exe = require_node()
+    rng = random.Random(seed)
+    server = servers.start(schema=False)
+    port = server.port
+    stream = Stream(rng)
+    with connect(server.url, **FAST_RECONNECT) as rep:
+        rep.transact(SCHEMA_TX)
+        t = rep.transact(COMPOSITE_TX).t
+        node = NodeReplica(node_exe, server.url)
+        try:
+            check(rep, node, t)
+            for step in range(36):
+                if step % 5 == 4:  # a write through the browser client
+                    r = node.ask({"cmd": "transact", "tx": [js_entity(step, stream.names)]})
+                    assert "error" not in r, r
+                    t = r["t"]
+                    rep.wait_for_t(t, timeout=20)
+                    e = r["tempids"]["js"]
+                    assert q("[:find ?n . :in $ ?e :where [?e :p/name ?n]]", rep.db, e) == f"js{step}"
+                    assert r["tx"] == r["tempids"][":db/current-tx"] == 0x20000000 + t
+                else:
+                    t = rep.transact(stream.tx(step)).t
+                if step == 20:  # the server restarts: both replicas reconnect and resume from t
+                    assert server.stop() == 0
+                    server = servers.start(server.store.name, port=port, schema=False)
+                if step % 3 == 2 or step == 20:
+                    check(rep, node, t)
+            check(rep, node, t)
+            rejected = node.ask({"cmd": "transact", "tx": [{":db/id": "x", "p/id": str(uuid.UUID(int=11))}]})
+            assert rejected.get("code", "").startswith("db.error/"), rejected
+        finally:
+            node.close()

@@ -1,0 +1,57 @@
+// Conformance driver: a browser-client replica of a real `datsync serve`, answering on stdout what
+// tests/test_web_conformance.py asks on stdin (one JSON line each way):
+//   {"cmd": "wait", "t": 12, "queries": ["[:find ?e ?n :where [?e \"p/name\" ?n]]", ...]}
+//     -> {"t": 12, "datoms": [[e, a, v, tx], ...], "q": [[[...row], ...], ...]}   (values as on the wire)
+//   {"cmd": "transact", "tx": [...]}  (DataScript's JS spelling) -> {"t", "tx", "tempids"} or {"error", "code"}
+//   {"cmd": "close"} -> {"closed": true}
+// Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/ [token]
+import { createInterface } from 'node:readline';
+
+import { connect, datascript as d } from '../../shell/web/client.js';
+import { encodeValue } from '../../shell/web/codec.js';
+import { fromStored } from '../../shell/web/replica.js';
+
+const [url, token] = process.argv.slice(2);
+const replica = connect(url, { token, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] });
+replica.listen((ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); });
+const out = (x) => process.stdout.write(JSON.stringify(x) + '\n');
+
+function rows(result) {
+  return Array.from(result, (row) => Array.from(row, (v) => encodeValue(fromStored(v))));
+}
+
+async function handle(req) {
+  if (req.cmd === 'wait') {
+    await replica.ready;
+    await replica.waitForT(req.t, req.timeout_ms ?? 20000);
+    const datoms = replica.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]);
+    const q = (req.queries ?? []).map((text) => rows(d.q(text, replica.db)));
+    return { t: replica.t, datoms, q };
+  }
+  if (req.cmd === 'transact') {
+    await replica.ready;
+    try {
+      const r = await replica.transact(req.tx);
+      return { t: r.t, tx: r.tx, tempids: r.tempids };
+    } catch (e) {
+      return { error: e.message, code: e.code };
+    }
+  }
+  if (req.cmd === 'close') {
+    await replica.close();
+    return { closed: true };
+  }
+  return { error: 'unknown command' };
+}
+
+const lines = createInterface({ input: process.stdin });
+let chain = Promise.resolve();
+lines.on('line', (line) => {
+  chain = chain.then(async () => {
+    let req;
+    try { req = JSON.parse(line); } catch { out({ error: 'bad json' }); return; }
+    try { out(await handle(req)); } catch (e) { out({ error: String(e?.stack ?? e), code: e?.code ?? null }); }
+    if (req.cmd === 'close') process.exit(0);
+  });
+});
+lines.on('close', () => chain.then(() => replica.close()).then(() => process.exit(0)));
