@@ -14,6 +14,7 @@ import {
 export const PROTOCOL_VERSION = 2;
 export const DEFAULT_MAX_SIZE = 16 << 20;
 export const MAX_DEPTH = 64;
+export const MAX_CLIENT_ID = 128;
 
 /** An error with a code (docs/protocol.md lists them): the base of every error the client raises. */
 export class DatsyncError extends Error {
@@ -314,8 +315,29 @@ function credentials(x, depth = 0) {
   return x;
 }
 
+function clientId(x) {
+  if (typeof x !== 'string' || x.length === 0 || x.length > MAX_CLIENT_ID) {
+    throw bad(`A client id is a string of 1 to ${MAX_CLIENT_ID} characters, got ${short(x)}`);
+  }
+  return x;
+}
+
+const optClient = (o) => (o.client === undefined || o.client === null ? null : clientId(o.client));
+
+function origin(o) {
+  const x = o.origin;
+  if (x === undefined || x === null) return {};
+  if (typeof x !== 'object' || Array.isArray(x)) throw bad("Field 'origin' must be a map");
+  return { origin: { client: clientId(x.client), seq: int(x, 'seq', 1), tempids: tempids(x) } };
+}
+
 const DECODERS = {
-  hello: (o) => ({ credentials: credentials(o.credentials === undefined ? null : o.credentials), t: optInt(o, 't'), db_id: optStr(o, 'db_id') }),
+  hello: (o) => {
+    const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), t: optInt(o, 't'), db_id: optStr(o, 'db_id') };
+    const client = optClient(o);
+    if (client !== null) m.client = client;
+    return m;
+  },
   welcome: (o) => {
     const w = { db_id: str(o, 'db_id'), t: int(o, 't'), mode: str(o, 'mode'), ack_every: int(o, 'ack_every', 1) };
     if (w.mode !== 'resume' && w.mode !== 'bootstrap') throw bad(`Welcome mode must be resume or bootstrap, got ${short(w.mode)}`);
@@ -327,7 +349,11 @@ const DECODERS = {
     const r = req(o);
     const tx = decodeValue(field(o, 'tx'), 1);
     if (!Array.isArray(tx) || tx instanceof Tuple) throw bad("Field 'tx' must be a list of forms");
-    return { req: r, tx };
+    const client = optClient(o);
+    const seq = optInt(o, 'seq');
+    if ((client === null) !== (seq === null)) throw bad('A submit names its client and seq together, or neither');
+    if (seq !== null && seq < 1) throw bad(`A submission's seq is at least 1, got ${seq}`);
+    return client === null ? { req: r, tx } : { req: r, tx, client, seq };
   },
   'tx-ok': (o) => ({ req: req(o), t: int(o, 't'), tempids: tempids(o) }),
   'tx-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
@@ -335,7 +361,7 @@ const DECODERS = {
   ping: (o) => ({ n: int(o, 'n'), t: optInt(o, 't') }),
   pong: (o) => ({ n: int(o, 'n') }),
   error: (o) => ({ code: str(o, 'code'), message: str(o, 'message') }),
-  delta: (o) => ({ t: int(o, 't', 1), tx: int(o, 'tx', 1), instant: instant(o, 'instant'), datoms: datoms(field(o, 'datoms'), false), ...schemaChanges(o) }),
+  delta: (o) => ({ t: int(o, 't', 1), tx: int(o, 'tx', 1), instant: instant(o, 'instant'), datoms: datoms(field(o, 'datoms'), false), ...schemaChanges(o), ...origin(o) }),
   'snapshot-begin': (o) => ({
     t: int(o, 't'), tx: int(o, 'tx'), max_eid: int(o, 'max_eid'), datoms: int(o, 'datoms'), chunks: int(o, 'chunks'), db_id: optStr(o, 'db_id'),
     aliases: namePairs(o, 'aliases'),
@@ -377,11 +403,19 @@ function encCredentials(v, depth = 0) {
 const opt = (x) => (x === undefined ? null : x);
 
 const ENCODERS = {
-  hello: (m) => ({ credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id) }),
+  hello: (m) => {
+    const out = { credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id) };
+    if (m.client != null) out.client = m.client;
+    return out;
+  },
   welcome: (m) => ({ db_id: encStr(m.db_id), t: m.t, mode: m.mode, ack_every: m.ack_every }),
   sync: (m) => ({ t: opt(m.t) }),
   ack: (m) => ({ t: m.t }),
-  submit: (m) => ({ req: encReq(m.req), tx: encodeValue(Array.from(m.tx)) }),
+  submit: (m) => {
+    const out = { req: encReq(m.req), tx: encodeValue(Array.from(m.tx)) };
+    if (m.client != null) { out.client = m.client; out.seq = m.seq; }
+    return out;
+  },
   'tx-ok': (m) => ({ req: encReq(m.req), t: m.t, tempids: encodeValue(m.tempids) }),
   'tx-rejected': (m) => ({ req: encReq(m.req), code: encStr(m.code), message: encStr(m.message) }),
   resync: (m) => ({ reason: encStr(m.reason), t: m.t }),
@@ -402,6 +436,7 @@ const ENCODERS = {
       out.schema = s;
     }
     if (m.renames && m.renames.length) out.renames = encPairs(m.renames);
+    if (m.origin) out.origin = { client: m.origin.client, seq: m.origin.seq, tempids: encodeValue(m.origin.tempids ?? {}) };
     return out;
   },
   'snapshot-begin': (m) => {

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from datsync.core.sync.codec import MAX_SAFE_INT, encode
-from datsync.core.sync.delta import Delta
+from datsync.core.sync.delta import Delta, Origin
 from datsync.core.sync.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -157,6 +157,7 @@ def cases() -> dict[str, list[dict]]:
             {"message": Hello({"token": "~secret"}, None, None)},
             {"message": Hello("tok", 17, "db-1")},
             {"message": Hello(None, 0, "~odd-db")},
+            {"message": Hello({"token": "t"}, 5, "db-1", "client-7f3a")},
             {"message": Welcome("db-1", 42, "resume", 32)},
             {"message": Welcome("db-1", 0, "bootstrap", 1)},
             {"message": Sync(None)},
@@ -164,6 +165,7 @@ def cases() -> dict[str, list[dict]]:
             {"message": Ack(41)},
             {"message": Submit(1, collections)},
             {"message": Submit("~req", [])},
+            {"message": Submit(2, [["db/add", "x", "p/name", "X"]], "client-7f3a", 12)},
             {"message": TxOk(1, 43, {"ann": 101, "db/current-tx": 536870955})},
             {"message": TxOk("r2", 44, {-1: 102, "bob": 103})},
             {"message": TxRejected(3, "db.error/unique-conflict", "Unique conflict: ~ann")},
@@ -190,6 +192,8 @@ def cases() -> dict[str, list[dict]]:
             {"message": Delta(3, 536870915, T0, (), SchemaDelta({"p/years": {"db/valueType": kw("db.type/long")}},
                                                                 (("p/age", "p/years"),)))},
             {"message": Delta(4, 536870916, T0, ((1, "~tilde/attr", "~v", True),))},
+            {"message": Delta(5, 536870917, T0, ((103, "p/name", "X", True),),
+                              origin=Origin("client-7f3a", 12, {"x": 103, "db/current-tx": 536870917}))},
         ],
         "values": [{"message": delta}],
         "errors": [
@@ -219,6 +223,16 @@ def cases() -> dict[str, list[dict]]:
              "error": "protocol/malformed"},
             {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"submit","req":1,"tx":[["~#m",1]]}}',
              "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"submit","req":1,"tx":[],"client":"c"}}',
+             "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"submit","req":1,"tx":[],"client":"c","seq":0}}',
+             "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"submit","req":1,"tx":[],"client":"","seq":1}}',
+             "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"hello","credentials":null,"t":null,"db_id":null,'
+                     f'"client":{json.dumps("c" * 129)}}}', "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"delta","t":1,"tx":2,"instant":"~t2024-05-01T10:00:00+00:00",'
+                     '"datoms":[],"origin":{"client":"c","seq":0,"tempids":{}}}', "error": "protocol/malformed"},
         ],
     }
 

@@ -45,13 +45,15 @@ export function describeMessage(m) {
   const out = { type: m.type };
   for (const [k, x] of Object.entries(m)) {
     if (k === 'type') continue;
-    if (m.type === 'hello') out[k] = x;
+    if (m.type === 'hello' || (m.type === 'submit' && (k === 'client' || k === 'seq'))) out[k] = x;
     else if (k === 'datoms' && Array.isArray(x)) out[k] = datoms(x);
     else if (m.type === 'delta' && k === 'schema') {
       if (Object.keys(x).length) {
         out.schema = Object.fromEntries(Object.entries(x).map(([a, p]) => [a, p === null ? null
           : Object.fromEntries(Object.entries(p).map(([pk, pv]) => [pk, describe(pv)]))]));
       }
+    } else if (k === 'origin') {
+      out.origin = { client: x.client, seq: x.seq, tempids: describe(x.tempids) };
     } else if (k === 'renames' || k === 'aliases') {
       if (x.length) out[k] = x;
     } else out[k] = describe(x);
