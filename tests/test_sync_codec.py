@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from datsync.core import TX0, kw, sym
+from datsync.core import TX0, Keyword, kw, sym
 from datsync.core.sync import (
     DEFAULT_MAX_SIZE,
     PROTOCOL_VERSION,
@@ -81,6 +81,12 @@ def same(a, b) -> bool:
 def test_every_value_type_round_trips_exactly(v):
     assert same(decode(encode(Submit(1, [v]))).tx_data[0], v)
     assert same(decode_value(json.loads(json.dumps(encode_value(v)))), v)
+
+
+def test_keywords_whose_names_start_with_a_colon_round_trip():
+    for name in (":a", "::b/c", ":"):
+        k = Keyword(":" + name)
+        assert k.name == name and decode(encode(Submit(1, [k]))).tx_data[0] is k
 
 
 def test_nan_round_trips_as_nan():
@@ -167,6 +173,9 @@ MALFORMED = [
     ("not bytes", 42, "protocol/malformed"),
     ("not utf-8", b"\xff\xfe{", "protocol/malformed"),
     ("not json", b"{", "protocol/malformed"),
+    ("lone surrogate escape", b'{"v":2,"type":"submit","req":1,"tx":[["db/add",1,"a","\\ud800"]]}',
+     "protocol/malformed"),
+    ("lone surrogate in text", '{"v":2,"type":"submit","req":1,"tx":["\ud800"]}', "protocol/malformed"),
     ("trailing junk", b'{"v":2,"type":"ack","t":1} x', "protocol/malformed"),
     ("NaN literal", b'{"v":2,"type":"ping","n":NaN}', "protocol/malformed"),
     ("Infinity literal", b'{"v":2,"type":"hello","credentials":Infinity}', "protocol/malformed"),

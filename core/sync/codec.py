@@ -35,7 +35,8 @@ null, lists, objects), sent and read verbatim, never tagged or escaped, so a sec
 (a token that begins with ``~``, say) is never read as a tagged value; and no error about them ever
 quotes them.
 
-Decoding checks the size first (``max_size``: ``protocol/too-large``), then the JSON, the envelope,
+Decoding checks the size first (``max_size``: ``protocol/too-large``), then the JSON (valid Unicode: a
+``\\u`` escape of a lone surrogate is refused, since nothing could send such a string on), the envelope,
 and the shape and type of every field of the message type; anything wrong is a ``ProtocolError``
 with code ``protocol/malformed`` (or ``protocol/version``): nothing from the wire raises anything
 else. Encode a delta once (``encode``) and send the same bytes to every replica that may see it.
@@ -207,7 +208,7 @@ def _dec_str(s: str) -> Any:
     if tag == "~":
         return s[1:]
     if tag == ":":
-        return Keyword(body)
+        return Keyword(":" + body)  # the constructor drops one leading colon: exactly this one
     if tag == "$":
         return Symbol(body)
     if tag == "t":
@@ -673,6 +674,19 @@ def version_error(peer_version: int) -> bytes:
     return _DUMPS({"v": v, "type": "error", "code": VERSION, "message": text}).encode("utf-8")
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate: a message holding one is checked for lone surrogates (a pair is one
+character once parsed; a lone one is no character, and nothing could send it back out as UTF-8)."""
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise _bad(f"JSON constant {name} is not allowed")
 
@@ -682,7 +696,10 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAUL
     ``protocol/version``) for anything else. Never raises another exception."""
     try:
         if isinstance(data, str):
-            size = len(data.encode("utf-8", "surrogatepass"))
+            try:
+                size = len(data.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise _bad("Message is not valid Unicode (a lone surrogate)") from None
             text = data
         elif isinstance(data, bytes | bytearray | memoryview):
             size = len(data)
@@ -696,6 +713,8 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAUL
             raise ProtocolError(TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_size}",
                                 {"size": size, "max_size": max_size})
         obj = json.loads(text, parse_constant=_reject_constant)
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
+            raise _bad("Message strings must be valid Unicode: a \\u escape is a lone surrogate")
         if type(obj) is not dict:
             raise _bad("A message is a JSON object")
         v = obj.get("v")

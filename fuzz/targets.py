@@ -1,0 +1,250 @@
+"""The fuzz targets: one function of bytes per parser or state machine that reads untrusted input.
+
+Each target lists the error types its documentation promises (``allowed``); any other exception is a
+crash. Some targets also check a property of what they accept (the codec re-encodes what it decoded;
+EDN reads back what it wrote; the server can send every delta of what it committed).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from datsync.core import QueryError, TxError, empty_db, kw, transact
+from datsync.core.edn import EdnError, read_edn_all, write_edn
+from datsync.core.history import basis_t
+from datsync.core.pull import parse_pull_pattern
+from datsync.core.query.parser import parse_query
+from datsync.core.sync import (
+    AuthDecision,
+    Authorize,
+    Close,
+    LogRead,
+    Opened,
+    ProtocolError,
+    RequestLogRead,
+    RequestSnapshot,
+    RequestTransact,
+    Send,
+    SendStream,
+    ServerConfig,
+    SnapshotReady,
+    Submit,
+    Timer,
+    TxAccepted,
+    TxCommitted,
+    TxFailed,
+    answer_tempids,
+    decode,
+    delta_from_report,
+    encode,
+    encode_snapshot,
+    new_server_session,
+    receive,
+    server_step,
+    validate_wire_tx,
+)
+
+
+class FuzzFailure(AssertionError):
+    """A target's property does not hold for an input (as much a crash as an undocumented error)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A fuzz target: ``run(data)`` may raise only ``allowed`` errors; ``tokens`` guide mutations."""
+
+    name: str
+    run: Callable[[bytes], None]
+    allowed: tuple[type[BaseException], ...]
+    tokens: tuple[bytes, ...]
+    doc: str
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _sendable(m: Any) -> bytes:
+    """``encode(m)``; what was read from the wire or committed must be sendable: failing is a crash."""
+    try:
+        return encode(m)
+    except ProtocolError as e:
+        raise FuzzFailure(f"cannot encode {type(m).__name__}: {e}") from None
+
+
+# -- the codec ---------------------------------------------------------------------------------------
+
+
+def codec_decode(data: bytes) -> None:
+    """``decode`` raises only ``ProtocolError``; what it accepts encodes and decodes back to itself."""
+    m = decode(data)
+    wire = _sendable(m)
+    back = decode(wire)
+    if not (back == m or encode(back) == wire):  # NaN is not equal to itself, its encoding is
+        raise FuzzFailure(f"decode(encode(m)) != m for {m!r:.200}")
+
+
+# -- EDN ---------------------------------------------------------------------------------------------
+
+
+def edn_reader(data: bytes) -> None:
+    """``read_edn_all`` raises only ``EdnError``; what it reads writes and reads back to the same value."""
+    values = read_edn_all(_text(data))
+    for v in values:
+        text = write_edn(v)
+        back = read_edn_all(text)
+        if len(back) != 1 or not (back[0] == v or write_edn(back[0]) == text):
+            raise FuzzFailure(f"read_edn(write_edn(v)) != v for {text[:200]!r}")
+
+
+# -- query and pull ----------------------------------------------------------------------------------
+
+SCHEMA = {
+    "person/name": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/one"),
+                    "db/unique": kw("db.unique/identity")},
+    "person/age": {"db/valueType": kw("db.type/long"), "db/cardinality": kw("db.cardinality/one"),
+                   "db/index": True},
+    "person/friends": {"db/valueType": kw("db.type/ref"), "db/cardinality": kw("db.cardinality/many")},
+    "person/aliases": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/many")},
+    "person/address": {"db/valueType": kw("db.type/ref"), "db/cardinality": kw("db.cardinality/one"),
+                       "db/isComponent": True},
+    "address/city": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/one")},
+    "person/born": {"db/valueType": kw("db.type/instant"), "db/cardinality": kw("db.cardinality/one")},
+    "person/id": {"db/valueType": kw("db.type/uuid"), "db/cardinality": kw("db.cardinality/one"),
+                  "db/unique": kw("db.unique/value")},
+    "person/score": {"db/valueType": kw("db.type/double"), "db/cardinality": kw("db.cardinality/one")},
+}
+"""The schema the pull parser, the wire transactions and the server session are fuzzed against."""
+
+T0 = _dt.datetime(2024, 1, 1, tzinfo=_dt.UTC)
+_BASE = transact(empty_db(SCHEMA, flavor="datomic"), [
+    {"db/id": "ivan", "person/name": "Ivan", "person/age": 31, "person/aliases": ["Vanya"],
+     "person/address": {"address/city": "Moscow"}},
+    {"person/name": "Petr", "person/age": 27, "person/friends": ["ivan"]},
+], instant=T0).db_after
+
+
+def query_parser(data: bytes) -> None:
+    """``parse_query`` raises only ``QueryError``."""
+    parse_query(_text(data))
+
+
+def pull_parser(data: bytes) -> None:
+    """``parse_pull_pattern`` raises only ``QueryError``."""
+    parse_pull_pattern(_BASE, _text(data))
+
+
+# -- wire transactions -------------------------------------------------------------------------------
+
+
+def wire_tx(data: bytes) -> None:
+    """A submit off the wire: decoded (``ProtocolError``), validated (``TxError``), transacted on a
+    Datomic-flavored database (``TxError``); the delta of what commits can be sent to every replica."""
+    m = decode(data)
+    if type(m) is not Submit:
+        return
+    report = transact(_BASE, validate_wire_tx(m.tx_data), instant=T0)
+    _sendable(delta_from_report(report))
+
+
+# -- a server session --------------------------------------------------------------------------------
+
+_SESSION_CONFIG = ServerConfig(db_id="fuzz", window=4, max_buffered=8, chunk_size=3, heartbeat_interval=1.0,
+                               heartbeat_timeout=3.0, handshake_timeout=2.0, max_pending_tx=3, max_errors=4)
+
+
+class _Server:
+    """A server session and the effects it asks for, carried out in memory (the shell's job)."""
+
+    def __init__(self) -> None:
+        self.db = _BASE
+        self.log: dict[int, tuple[Any, bytes]] = {}
+        self.session = new_server_session(_SESSION_CONFIG, basis_t(_BASE))
+        self.now = 0.0
+
+    def feed(self, event: Any) -> None:
+        todo = [event]
+        while todo and self.session.phase != "closed":
+            self.session, effects = server_step(self.session, todo.pop(0))
+            for f in effects:
+                todo.extend(self.perform(f))
+
+    def perform(self, f: Any) -> list:
+        t = type(f)
+        if t is Send:
+            if type(f.data) is not bytes:
+                raise FuzzFailure(f"Send of {type(f.data).__name__}")
+            return []
+        if t is SendStream:
+            for data in f.messages:
+                decode(data)
+            return []
+        if t is Authorize:
+            return [AuthDecision({"auth": "fuzz"} if f.credentials != "deny" else None)]
+        if t is RequestSnapshot:
+            snap_t, messages = encode_snapshot(self.db, f.chunk_size, db_id="fuzz")
+            return [SnapshotReady(f.seq, snap_t, messages)]
+        if t is RequestLogRead:
+            deltas = tuple(self.log[i][0] for i in range(f.from_t + 1, f.to_t + 1) if i in self.log)
+            return [LogRead(f.seq, f.from_t, deltas if len(deltas) == f.to_t - f.from_t else None)]
+        if t is RequestTransact:
+            try:
+                report = transact(self.db, f.tx_data, instant=T0)
+            except TxError as e:
+                return [TxFailed(f.req, e.code, e.message)]
+            self.db = report.db_after
+            d = delta_from_report(report)
+            self.log[d.t] = (d, _sendable(d))
+            return [TxCommitted(d, self.log[d.t][1]), TxAccepted(f.req, d.t, answer_tempids(report))]
+        if t is Close:
+            return []
+        return []  # SetTimer: the fuzz input's blank lines fire timers
+
+
+def server_session(data: bytes) -> None:
+    """A server session fed arbitrary frames (one per line; an empty line advances the clock and
+    fires the timer): ``server_step`` never raises, every effect can be carried out."""
+    srv = _Server()
+    srv.feed(Opened(0.0))
+    for frame in data.split(b"\n")[:200]:
+        if frame:
+            srv.feed(receive(frame))
+        else:
+            srv.now += 1.5
+            srv.feed(Timer(srv.now))
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+_JSON_TOKENS = (b'{"v":2,"type":"', b'"client":"c","seq":',
+                b'"}', b'":', b'",', b"[", b"]", b"{", b"}", b",", b"null", b"true", b"-0",
+                b"1e999", b"9007199254740993", b'"\\ud800"', b'"~t', b'"~u', b'"~n', b'"~d', b'"~f', b'"~m', b'"~b',
+                b'"~:', b'"~$', b'"~~', b'["~#t",', b'["~#s",', b'["~#m",', b'"credentials":', b'"req":', b'"tx":',
+                b'"t":', b'"datoms":', b'"db/add"', b'"db/retract"', b'"db/cas"', b'"db/retractEntity"',
+                b'"db.fn/retractAttribute"', b'"db/id"', b'"person/name"', b'"person/friends"', b'"person/age"',
+                b'"person/address"')
+_EDN_TOKENS = (b"[", b"]", b"(", b")", b"{", b"}", b"#{", b"#_", b"#inst ", b"#uuid ", b'"', b"\\u", b"\\newline",
+               b"##NaN", b"##Inf", b"42N", b"1.5M", b"1e999", b"-0.0", b":db/id", b":person/name", b"?e", b"$",
+               b"_", b"...", b"*", b";", b",", b"nil", b"true", b"#db/id", b"/", b"'", b"^", b"#", b"\\")
+_QUERY_TOKENS = (*_EDN_TOKENS, b":find", b":where", b":in", b":with", b":keys", b":strs", b":syms", b"%", b"not",
+                 b"not-join", b"or", b"or-join", b"and", b"pull", b"count", b"(max 3 ?x)", b"ground", b"get-else",
+                 b"missing?", b"[?e ?a ?v]", b"[(> ?a 1)]", b"(rule ?x)", b"[[?x]]", b"[?x ...]", b".")
+_PULL_TOKENS = (*_EDN_TOKENS, b":person/friends", b":person/_friends", b":person/address", b":person/age",
+                b"{:person/friends ...}", b":limit", b":default", b":as", b":xform", b"(limit", b"*", b"(default",
+                b"[:person/name :as", b":db/id", b"{:person/friends 3}")
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("codec", codec_decode, (ProtocolError,), _JSON_TOKENS,
+           "the wire codec's decode (bytes -> message)"),
+    Target("edn", edn_reader, (EdnError,), _EDN_TOKENS, "the EDN reader (and writer round trip)"),
+    Target("query", query_parser, (QueryError,), _QUERY_TOKENS, "the Datalog query parser"),
+    Target("pull", pull_parser, (QueryError,), _PULL_TOKENS, "the pull pattern parser"),
+    Target("wire-tx", wire_tx, (ProtocolError, TxError), _JSON_TOKENS,
+           "a submit's transaction: decode, validate, transact, encode the delta"),
+    Target("session", server_session, (), (*_JSON_TOKENS, b"\n", b"\n\n"),
+           "a server session fed arbitrary frames"),
+)}
+"""Every fuzz target by name."""
