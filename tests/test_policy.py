@@ -226,3 +226,42 @@ def test_datoms_of_visible_entities_are_complete(db, policy):
     list_ = q('[:find ?l . :where [?l :list/name "blue chores"]]', db)
     assert view.sees(list_)
     assert [d for d in visible_datoms(policy, db, BOB) if d.e == list_] == datoms(db, "eavt", list_)
+
+
+# ------------------------------------------------------------------------------------------------
+# Maintained per delta
+
+
+def test_moving_a_user_between_teams_moves_the_data(db, policy):
+    from datsync.core.policy import route, view_datoms
+
+    who = {"a": ALICE, "b": BOB, "blue": CAROL}
+    scopes = {"a": None, "b": None, "blue": [("team", ("blue",))]}
+    views = {k: open_view(policy, db, who[k], scopes[k]) for k in who}
+    held = {k: {(d.e, d.a, d.v) for d in view_datoms(policy, db, v)} for k, v in views.items()}
+    alice, red, blue = eid(db, "user/id", "alice"), eid(db, "team/name", "red"), eid(db, "team/name", "blue")
+    report = transact(db, [["db/retract", alice, "user/teams", red], ["db/add", alice, "user/teams", blue]],
+                      instant=INSTANT)
+    views, out = route(policy, report.db_before, report.db_after,
+                       [(d.e, d.a, d.v, d.added) for d in report.tx_data], views)
+    for k, sent in out.items():
+        for e, a, v, added in sent:
+            (held[k].add if added else held[k].discard)((e, a, v))
+        assert held[k] == {(d.e, d.a, d.v) for d in visible_datoms(policy, report.db_after, who[k], scopes[k])}
+    plants = q('[:find ?t . :where [?t :todo/title "water the plants"]]', db)
+    assert (plants, "todo/title", "water the plants", False) in out["a"]
+    assert {v for e, a, v, added in out["a"] if a == "todo/title" and added} == {"fix the bike"}
+    assert (alice, "user/name", "Alice", True) in out["b"]           # bob now sees his new teammate
+    assert not any(a == "user/email" for _, a, _, _ in out["b"])     # but not her email
+
+
+def test_adding_and_dropping_a_scope(db, policy):
+    from datsync.core.policy import change_scopes
+
+    view = open_view(policy, db, CAROL, [("team", ("red",))])
+    view, sent = change_scopes(policy, db, view, [("team", ("red",)), ("team", ("blue",))])
+    assert {v for _, a, v, added in sent if a == "todo/title" and added} == {"fix the bike"}
+    assert all(added for *_, added in sent)
+    view, sent = change_scopes(policy, db, view, [("team", ("blue",))])
+    assert {v for _, a, v, added in sent if a == "todo/title"} == {"water the plants"}
+    assert not any(added for *_, added in sent)

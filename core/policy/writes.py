@@ -17,7 +17,7 @@ from ..db import DB
 from ..edn import write_edn
 from ..errors import TxError
 from ..query import q
-from ..transact import TxReport
+from ..transact import TxReport, transact
 from ..values import Symbol, kw
 from .spec import Policy, arg_vars, parse_policy, principal_args
 from .visibility import _query
@@ -64,4 +64,15 @@ def check_write(policy: Any, principal: Mapping[str, Any], report: TxReport) -> 
                    {"datom": (e, a, v, added)})
 
 
-__all__ = ["FORBIDDEN", "check_write", "refused", "tx_datoms"]
+def transact_as(policy: Any, principal: Mapping[str, Any], db: DB, tx_data: Any, **kwargs: Any) -> TxReport:
+    """``transact(db, tx_data, **kwargs)`` on behalf of ``principal``: the report if the policy
+    allows every datom, else raises the ``sync.error/forbidden`` ``TxError`` (``db`` is unchanged:
+    values are immutable, and the caller keeps it)."""
+    report = transact(db, tx_data, **kwargs)
+    err = check_write(policy, principal, report)
+    if err is not None:
+        raise err
+    return report
+
+
+__all__ = ["FORBIDDEN", "check_write", "refused", "transact_as", "tx_datoms"]
