@@ -23,7 +23,7 @@ from datsync.core import kw, q
 from datsync.core.sync import encode_value, server_datoms
 from datsync.core.values import Symbol
 from datsync.shell import connect
-from tests.sync_server import FAST_RECONNECT, ROOT, Servers
+from tests.sync_server import FAST_RECONNECT, ROOT, Servers, wait_until
 from tests.test_web_client import require_node
 
 ONE, MANY = kw("db.cardinality/one"), kw("db.cardinality/many")
@@ -198,6 +198,11 @@ def js_entity(i: int, names: list[str]) -> dict:
     return ent
 
 
+def offline_todo(tag: str) -> dict:
+    """An entity with no unique attribute: committed twice, it would be two entities."""
+    return {":db/id": "w", "p/tags": [tag], "p/n": 1}
+
+
 def encoded(datoms: Any) -> list:
     return sorted(json.dumps([e, a, encode_value(v), tx], sort_keys=True) for e, a, v, tx in datoms)
 
@@ -248,8 +253,20 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
                 else:
                     t = rep.transact(stream.tx(step)).t
                 if step == 20:  # the server restarts: both replicas reconnect and resume from t
+                    # a write sent just before a reload (its answer may be lost) and one made offline
+                    queued = node.ask({"cmd": "transact", "nowait": True, "tx": [offline_todo("sent")]})
+                    assert queued["pending"] == 1
+                    assert node.ask({"cmd": "reload"})["pending"] in (0, 1)
                     assert server.stop() == 0
+                    queued = node.ask({"cmd": "transact", "nowait": True, "tx": [offline_todo("offline")]})
+                    assert queued["pending"] >= 1
+                    assert node.ask({"cmd": "reload"})["pending"] >= 1
                     server = servers.start(server.store.name, port=port, schema=False)
+                    wait_until(lambda: node.ask({"cmd": "pending"})["pending"] == 0, timeout=20)
+                    t = max(t, node.ask({"cmd": "wait", "t": t})["t"])
+                    rep.wait_for_t(t, timeout=20)
+                    for tag in ("sent", "offline"):  # each committed exactly once
+                        assert q("[:find (count ?e) . :in $ ?g :where [?e :p/tags ?g]]", rep.db, tag) == 1
                 if step % 3 == 2 or step == 20:
                     check(rep, node, t)
             check(rep, node, t)

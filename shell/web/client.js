@@ -26,6 +26,12 @@ export { d as datascript, DatsyncError, PROTOCOL_VERSION, ProtocolError, SyncErr
 export * from './values.js';
 
 const FATAL = new Set(['protocol/unauthorized', 'protocol/version']);
+const MAX_IN_FLIGHT = 32;
+
+function newClientId() {
+  if (globalThis.crypto?.randomUUID) return 'web-' + globalThis.crypto.randomUUID();
+  return 'web-' + Array.from({ length: 4 }, () => Math.random().toString(36).slice(2, 10)).join('');
+}
 const STALL_TICKS = 2;
 
 /** A rejected or failed transaction: ``code`` is the server's (e.g. db.error/unique-conflict). */
@@ -34,10 +40,15 @@ export class TxError extends DatsyncError {}
 // ------------------------------------------------------------------------------------------------
 // Stores: where a replica keeps its data between page loads
 
-/** A store in memory (the default: nothing survives a reload). */
+/** A store in memory (the default: nothing survives a reload). A store keeps a few values by key:
+ * "replica" (the datoms at t) and "writes" (the client id and the submissions not yet answered). */
 export function memoryStore() {
-  let saved = null;
-  return { load: async () => saved, save: async (state) => { saved = state; }, clear: async () => { saved = null; } };
+  const saved = new Map();
+  return {
+    load: async (key) => saved.get(key) ?? null,
+    save: async (key, value) => { saved.set(key, value); },
+    clear: async () => { saved.clear(); },
+  };
 }
 
 /** A store in the browser's IndexedDB database ``name``: a reload shows the data at once. */
@@ -62,9 +73,9 @@ export function indexedDBStore(name = 'datsync') {
     }
   };
   return {
-    load: async () => (await run('readonly', (s) => s.get('state'))) ?? null,
-    save: (state) => run('readwrite', (s) => s.put(state, 'state')),
-    clear: () => run('readwrite', (s) => s.delete('state')),
+    load: async (key) => (await run('readonly', (s) => s.get(key))) ?? null,
+    save: (key, value) => run('readwrite', (s) => s.put(value, key)),
+    clear: () => run('readwrite', (s) => s.clear()),
   };
 }
 
@@ -104,8 +115,9 @@ export class Replica {
     this.phase = 'closed';            // closed | handshake | bootstrapping | live
     this.error = null;
     this.listeners = new Set();
-    this.pending = new Map();         // req -> {resolve, reject, answer}
-    this.nextReq = 1;
+    this.clientId = null;             // stable across page loads (kept in the store)
+    this.nextSeq = 1;
+    this.queue = new Map();           // seq -> {seq, tx, sent, answer, resolve, reject}: not answered yet
     this.ws = null;
     this.attempt = 0;
     this.closed = false;
@@ -125,8 +137,8 @@ export class Replica {
 
   get online() { return this.status === 'online'; }
 
-  /** Transactions sent and not answered yet. */
-  get pendingCount() { return this.pending.size; }
+  /** Writes not answered yet (queued while offline, or waiting for the server). */
+  get pendingCount() { return this.queue.size; }
 
   /** Call ``fn(event)`` on every change: {kind: "status" | "synced" | "delta" | "error", ...}. */
   listen(fn) {
@@ -134,27 +146,27 @@ export class Replica {
     return () => this.listeners.delete(fn);
   }
 
-  /** Send ``txData`` to the server; resolves {t, tx, tempids} once the replica has the transaction
-   * (tempids keyed as given, ":db/current-tx" included). Rejects with TxError. */
-  transact(txData) {
-    return new Promise((resolve, reject) => {
-      if (this.phase !== 'live' && this.phase !== 'bootstrapping') {
-        reject(new TxError('sync/offline', 'Not connected to the server'));
-        return;
-      }
-      let data;
-      const req = this.nextReq++;
-      try {
-        const tx = new TxTranslator(this.schema, this.aliases).tx(txData);
-        data = encode({ type: 'submit', req, tx });
-      } catch (e) {
-        reject(new TxError(e.code ?? 'sync/invalid-tx', e.message));
-        return;
-      }
-      this.pending.set(req, { resolve, reject, answer: null });
-      this.emit({ kind: 'pending', count: this.pending.size });
-      this.sendRaw(data);
+  /** Submit ``txData``; resolves {t, tx, tempids} once the replica has the transaction (tempids
+   * keyed as given, ":db/current-tx" included); rejects with TxError. Offline, the write waits in
+   * the store's queue and is sent on reconnect; it commits exactly once, however often it is sent. */
+  async transact(txData) {
+    await this.restored;
+    if (this.t === null) await this.ready;
+    let tx;
+    try {
+      tx = new TxTranslator(this.schema, this.aliases).tx(txData);
+      encode({ type: 'submit', req: 0, tx });
+    } catch (e) {
+      throw new TxError(e.code ?? 'sync/invalid-tx', e.message);
+    }
+    const seq = this.nextSeq++;
+    const done = new Promise((resolve, reject) => {
+      this.queue.set(seq, { seq, tx, sent: false, answer: null, resolve, reject });
     });
+    this.emit({ kind: 'pending', count: this.queue.size });
+    await this.saveWrites();
+    this.pump();
+    return done;
   }
 
   /** Resolves once the replica has reached ``t`` (rejects after ``timeoutMs``). */
@@ -179,8 +191,12 @@ export class Replica {
       this.ws = null;
       try { ws.close(1000, 'closed by the application'); } catch { /* already closed */ }
     }
-    this.lost('closed by the application');
+    this.lost();
     this.setStatus('closed');
+    for (const w of this.queue.values()) {
+      if (w.reject) w.reject(new TxError('sync/closed', 'The replica was closed before the answer: the write stays queued in the store and is sent by the next connect with it'));
+      w.resolve = w.reject = null;
+    }
     await this.restored;
     await this.save();
   }
@@ -189,7 +205,23 @@ export class Replica {
 
   async restore() {
     let state = null;
-    try { state = await this.store.load(); } catch (e) { this.emit({ kind: 'error', code: 'store/load', message: String(e) }); }
+    let writes = null;
+    try {
+      [state, writes] = await Promise.all([this.store.load('replica'), this.store.load('writes')]);
+    } catch (e) {
+      this.emit({ kind: 'error', code: 'store/load', message: String(e) });
+    }
+    if (writes && writes.version === 1) {
+      this.clientId = writes.client;
+      this.nextSeq = writes.next_seq;
+      for (const w of writes.queue) {
+        this.queue.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer: null, resolve: null, reject: null });
+      }
+      if (this.queue.size) this.emit({ kind: 'pending', count: this.queue.size });
+    } else {
+      this.clientId = newClientId();
+      await this.saveWrites();
+    }
     if (!state || state.version !== 1 || this.t !== null) return;
     try {
       const datoms = state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
@@ -211,7 +243,29 @@ export class Replica {
       version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
       datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
     };
-    try { await this.store.save(state); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+    try { await this.store.save('replica', state); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+  }
+
+  async saveWrites() {
+    const writes = {
+      version: 1, client: this.clientId, next_seq: this.nextSeq,
+      queue: Array.from(this.queue.values(), (w) => ({ seq: w.seq, tx: encodeValue(w.tx) })),
+    };
+    try { await this.store.save('writes', writes); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+  }
+
+  /** Send queued writes, oldest first, at most MAX_IN_FLIGHT unanswered at a time. */
+  pump() {
+    if (this.phase !== 'live' && this.phase !== 'bootstrapping') return;
+    let inFlight = 0;
+    for (const w of this.queue.values()) if (w.sent && w.answer === null) inFlight++;
+    for (const w of this.queue.values()) {
+      if (inFlight >= MAX_IN_FLIGHT) break;
+      if (w.sent) continue;
+      w.sent = true;
+      inFlight++;
+      this.send({ type: 'submit', req: w.seq, tx: w.tx, client: this.clientId, seq: w.seq });
+    }
   }
 
   // -- connection -------------------------------------------------------------------------------
@@ -249,27 +303,22 @@ export class Replica {
     this.lastHeard = Date.now();
     this.pingN = 0;
     this.stall = [null, 0];
-    this.send({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId });
+    this.send({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId, client: this.clientId });
     this.tick();
   }
 
   dropped(reason) {
     clearTimeout(this.tickTimer);
-    this.lost(reason);
+    this.lost();
     if (this.closed || this.status === 'failed') return;
     this.setStatus('offline');
     this.retry(reason);
   }
 
-  lost(reason) {
+  lost() {
     this.phase = 'closed';
     this.builder = null;
-    for (const [req, p] of this.pending) {
-      if (p.answer === null) {
-        this.pending.delete(req);
-        p.reject(new TxError('sync/tx-unknown', `The connection closed before the answer (${reason}): the transaction may or may not have committed`));
-      }
-    }
+    for (const w of this.queue.values()) if (w.answer === null) w.sent = false;  // sent again on reconnect
   }
 
   retry(reason) {
@@ -288,7 +337,8 @@ export class Replica {
     this.setStatus('failed');
     this.readyReject(this.error);
     if (this.ws) { const ws = this.ws; this.ws = null; try { ws.close(1000); } catch { /* closed */ } }
-    this.lost(message);
+    this.lost();
+    for (const w of this.queue.values()) if (w.reject) w.reject(this.error);
   }
 
   close_(code, message) {
@@ -385,6 +435,7 @@ export class Replica {
     this.phase = m.mode === 'resume' ? 'live' : 'bootstrapping';
     this.setStatus('online');
     if (m.mode === 'resume') this.readyResolve(this);
+    this.pump();
   }
 
   onError(m) {
@@ -474,6 +525,8 @@ export class Replica {
     }
     this.applyDelta(m);
     this.syncFrom = null;
+    const own = m.origin && m.origin.client === this.clientId ? this.queue.get(m.origin.seq) : undefined;
+    if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
     this.emit({ kind: 'delta', t: m.t, tx: m.tx });
     this.maybeAck();
     this.release();
@@ -508,28 +561,42 @@ export class Replica {
   }
 
   onTxOk(m) {
-    const p = this.pending.get(m.req);
-    if (!p || p.answer !== null) return;
-    p.answer = m;
+    const w = this.queue.get(m.req);
+    if (!w) return;
+    if (w.answer === null) w.answer = { t: m.t, tempids: m.tempids };
     this.release();
   }
 
   onTxRejected(m) {
-    const p = this.pending.get(m.req);
-    if (!p) return;
-    this.pending.delete(m.req);
-    this.emit({ kind: 'pending', count: this.pending.size });
-    p.reject(new TxError(m.code, m.message));
+    const w = this.queue.get(m.req);
+    if (!w || w.answer !== null) return;
+    if (m.code === 'sync/overloaded' || m.code === 'sync/duplicate-request' || m.code === 'server/shutdown') {
+      w.sent = false;  // not transacted: sent again later
+      return;
+    }
+    this.queue.delete(m.req);
+    this.saveWrites();
+    this.emit({ kind: 'pending', count: this.queue.size });
+    this.emit({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
+    if (w.reject) w.reject(new TxError(m.code, m.message));
+    this.pump();
   }
 
+  /** Resolve the answered writes whose t the replica has reached. */
   release() {
-    for (const [req, p] of this.pending) {
-      if (p.answer !== null && this.t !== null && p.answer.t <= this.t) {
-        this.pending.delete(req);
-        const tempids = localTempids(p.answer.tempids);
-        p.resolve({ t: p.answer.t, tx: tempids[':db/current-tx'] ?? TX0 + p.answer.t, tempids });
-        this.emit({ kind: 'pending', count: this.pending.size });
+    let changed = false;
+    for (const [seq, w] of this.queue) {
+      if (w.answer !== null && this.t !== null && w.answer.t <= this.t) {
+        this.queue.delete(seq);
+        changed = true;
+        const tempids = localTempids(w.answer.tempids);
+        if (w.resolve) w.resolve({ t: w.answer.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer.t, tempids });
       }
+    }
+    if (changed) {
+      this.saveWrites();
+      this.emit({ kind: 'pending', count: this.queue.size });
+      this.pump();
     }
   }
 

@@ -3,17 +3,23 @@
 //   {"cmd": "wait", "t": 12, "queries": ["[:find ?e ?n :where [?e \"p/name\" ?n]]", ...]}
 //     -> {"t": 12, "datoms": [[e, a, v, tx], ...], "q": [[[...row], ...], ...]}   (values as on the wire)
 //   {"cmd": "transact", "tx": [...]}  (DataScript's JS spelling) -> {"t", "tx", "tempids"} or {"error", "code"}
+//   {"cmd": "transact", "tx": [...], "nowait": true} -> {"pending": n}  (queued; sent when online)
+//   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
 // Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/ [token]
 import { createInterface } from 'node:readline';
 
-import { connect, datascript as d } from '../../shell/web/client.js';
+import { connect, datascript as d, memoryStore } from '../../shell/web/client.js';
 import { encodeValue } from '../../shell/web/codec.js';
 import { fromStored } from '../../shell/web/replica.js';
 
 const [url, token] = process.argv.slice(2);
-const replica = connect(url, { token, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] });
-replica.listen((ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); });
+const store = memoryStore();
+const options = { token, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
+let replica = connect(url, options);
+const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };
+replica.listen(log);
+const background = [];
 const out = (x) => process.stdout.write(JSON.stringify(x) + '\n');
 
 function rows(result) {
@@ -27,6 +33,21 @@ async function handle(req) {
     const datoms = replica.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]);
     const q = (req.queries ?? []).map((text) => rows(d.q(text, replica.db)));
     return { t: replica.t, datoms, q };
+  }
+  if (req.cmd === 'transact' && req.nowait) {  // queued (offline too), answered later
+    background.push(replica.transact(req.tx).catch((e) => ({ error: e.message, code: e.code })));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return { pending: replica.pendingCount };
+  }
+  if (req.cmd === 'reload') {  // a page reload: a new replica on the same store
+    await replica.close();
+    replica = connect(url, options);
+    replica.listen(log);
+    await replica.restored;
+    return { t: replica.t, pending: replica.pendingCount };
+  }
+  if (req.cmd === 'pending') {
+    return { pending: replica.pendingCount, status: replica.status };
   }
   if (req.cmd === 'transact') {
     await replica.ready;
