@@ -6,6 +6,7 @@ The pieces, one concern per module:
 * ``eids``: ``EidMap``, the persistent server <-> replica id translation (identity, or capped).
 * ``delta``: ``Delta`` (one server transaction, minimal) from a ``TxReport``; ``Outcome``.
 * ``replica``: the ``Replica`` value and ``apply_delta`` (idempotent, gaps detected, never skipped).
+* ``pending``: optimistic local transactions on a replica, provisional ids, rebase, confirm, reject.
 * ``snapshot``: bootstrap snapshots streamed in chunks, replicas built from them in bulk.
 * ``writes``: replica tx data for the server, the server's wire-tx validation, tempid answers.
 * ``messages``/``codec``: the protocol's messages and their versioned, strictly validated encoding.
@@ -22,12 +23,13 @@ from .delta import (
     APPLIED,
     GAP,
     Delta,
+    Origin,
     Outcome,
     delta_from_report,
     history_events,
     server_db_with,
 )
-from .eids import EidMap, datoms_to_local, datoms_to_remote, tx_to_local, tx_to_remote
+from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote, is_provisional, tx_to_local, tx_to_remote
 from .errors import ProtocolError, SyncError
 from .events import (
     AuthDecision,
@@ -68,6 +70,7 @@ from .messages import (
     TxRejected,
     Welcome,
 )
+from .pending import PendingTx, add_pending, carry_pending, find_pending, rebase, reject, resolve
 from .replica import Replica, apply_delta, server_datoms
 from .schema import (
     RefInfo,
@@ -75,6 +78,7 @@ from .schema import (
     apply_schema_delta,
     ref_info,
     replica_schema,
+    resolve_attr,
     schema_delta,
     server_schema_from_datoms,
 )
@@ -91,9 +95,27 @@ from .snapshot import (
     snapshot,
     snapshot_datoms,
 )
-from .writes import WIRE_OPS, answer_tempids, local_tempids, tx_for_server, validate_wire_tx
+from .writes import (
+    WIRE_OPS,
+    answer_tempids,
+    local_tempids,
+    pending_tx_for_server,
+    tx_for_server,
+    validate_wire_tx,
+)
 
 __all__ = [
+    "resolve_attr",
+    "pending_tx_for_server",
+    "is_provisional",
+    "resolve",
+    "reject",
+    "rebase",
+    "find_pending",
+    "carry_pending",
+    "add_pending",
+    "PendingTx",
+    "PROVISIONAL_BASE",
     "ALREADY_APPLIED",
     "APPLIED",
     "DEFAULT_MAX_SIZE",
@@ -117,6 +139,7 @@ __all__ = [
     "Malformed",
     "Notify",
     "Opened",
+    "Origin",
     "Outcome",
     "Ping",
     "Pong",

@@ -109,11 +109,13 @@ class Outcome:
     """The result of ``apply_delta``: ``kind`` is ``"applied"``, ``"already-applied"`` (the replica's
     ``t`` was already at or past the delta's: nothing changed) or ``"gap"`` (deltas are missing
     between ``replica_t`` and ``delta_t``: nothing changed, ask the server to catch up from
-    ``replica_t``)."""
+    ``replica_t``). ``confirmed``: the replica's pending transaction the delta committed (a
+    ``PendingTx`` whose tempids are the local ids of the server's entities), if any."""
 
     kind: str
     replica_t: int
     delta_t: int
+    confirmed: Any = None
 
     @property
     def applied(self) -> bool:

@@ -37,6 +37,17 @@ from .schema import Aliases, RefInfo, resolve_attr
 
 IdFn = Callable[[int], int]
 
+PROVISIONAL_BASE = 0x70000000
+"""Provisional ids (a pending transaction's new entities, before the server answers) are allocated
+from here upward, below ``EMAX``: never a server entity id (those stay below ``TX0``), never a local
+id an ``EidMap`` hands out (below its cap, at most ``TX0``), and above every transaction id
+``TX0 + t`` a server reaches (``t`` below 1.3 billion). Every ``EidMap`` passes them through."""
+
+
+def is_provisional(x: Any) -> bool:
+    """True for a provisional id."""
+    return type(x) is int and PROVISIONAL_BASE <= x <= EMAX
+
 
 class EidMap:
     """A persistent two-way map between server (remote) and replica (local) entity ids."""
@@ -231,15 +242,22 @@ def _datom_ids(d: tuple, refs: RefInfo, f: IdFn) -> tuple:
 class _TxIds:
     """Walks tx data, passing every entity id in it through ``f``. Attribute names resolve as the
     server resolves them (``resolve_attr``: old names of renamed attributes included; an attribute
-    given as an entity id through ``ident_of``, when given)."""
+    given as an entity id through ``ident_of``, when given). With ``names``, attribute names are
+    written out as their current names; with ``tempid``, a map form without ``db/id`` gets one."""
 
     def __init__(
         self, refs: RefInfo, attrs: Mapping[str, Any], f: IdFn, aliases: Aliases | None = None,
-        ident_of: Callable[[int], Any] | None = None,
+        ident_of: Callable[[int], Any] | None = None, *, names: bool = False,
+        tempid: Callable[[], Any] | None = None,
     ):
         self.refs, self.attrs, self.f = refs, attrs, f
         self.aliases = aliases or {}
         self.ident_of = ident_of
+        self.names, self.tempid = names, tempid
+
+    def out_name(self, a: Any, name: Any) -> Any:
+        """How the attribute written ``a`` (current name ``name``) is written out."""
+        return name if self.names and type(name) is str and type(a) in (str, Keyword) else a
 
     def attr_name(self, a: Any) -> Any:
         """The current name of the attribute ``a`` names (a name, ``:name``, ``Keyword`` or entity id)."""
@@ -268,7 +286,8 @@ class _TxIds:
         if self.is_lookup_ref(x):
             name = self.attr_name(x[0])
             v = self.value(name, x[1])
-            return x if v is x[1] else type(x)((x[0], v))
+            a = self.out_name(x[0], name)
+            return x if v is x[1] and a is x[0] else type(x)((a, v))
         return x
 
     def value(self, name: Any, v: Any) -> Any:
@@ -292,23 +311,25 @@ class _TxIds:
     def map_form(self, m: Mapping) -> dict:
         out: dict = {}
         refs = self.refs
+        if self.tempid is not None and not any(self.attr_name(k) == "db/id" for k in m):
+            out["db/id"] = self.tempid()
         for k, v in m.items():
             name = self.attr_name(k)
             if name == "db/id":
                 out[k] = self.entity(v)
             elif type(name) is not str:
                 out[k] = v
-            elif name in refs.ref or (
-                name not in self.attrs and is_reverse_attr(name) and self.attr_name(reverse_attr(name)) in refs.ref
-            ):
-                out[k] = self.many(name, v)
+            elif name in refs.ref:
+                out[self.out_name(k, name)] = self.many(name, v)
+            elif name not in self.attrs and is_reverse_attr(name) and self.attr_name(reverse_attr(name)) in refs.ref:
+                out[self.out_name(k, reverse_attr(self.attr_name(reverse_attr(name))))] = self.many(name, v)
             elif name in refs.tuples:
                 if isinstance(v, list | set | frozenset) and all(isinstance(x, tuple | list) for x in v):
-                    out[k] = type(v)(_tuple_ids(x, refs.tuples[name], self.f) for x in v)
+                    out[self.out_name(k, name)] = type(v)(_tuple_ids(x, refs.tuples[name], self.f) for x in v)
                 else:
-                    out[k] = _tuple_ids(v, refs.tuples[name], self.f)
+                    out[self.out_name(k, name)] = _tuple_ids(v, refs.tuples[name], self.f)
             else:
-                out[k] = v
+                out[self.out_name(k, name)] = v
         return out
 
     def list_form(self, form: Any) -> Any:
@@ -322,9 +343,11 @@ class _TxIds:
                 items[1] = self.entity(items[1])
             if n > 2:
                 a = items[2]
+                name = self.attr_name(a)
                 if type(a) is int:
                     items[2] = self.f(a) if a > 0 else a
-                name = self.attr_name(a)
+                else:
+                    items[2] = self.out_name(a, name)
                 for i in range(3, n):
                     items[i] = self.value(name, items[i])
         elif op in ("db/retractEntity", "db.fn/retractEntity"):
@@ -361,6 +384,16 @@ def tx_to_remote(
     return _TxIds(refs, attrs, eids.to_remote, aliases, ident_of).tx(tx_data)
 
 
+def tx_ids(
+    refs: RefInfo, attrs: Mapping[str, Any], aliases: Aliases | None, tx_data: Any, f: IdFn, *,
+    names: bool = False, tempid: Callable[[], Any] | None = None,
+) -> Any:
+    """``tx_data`` with every entity id in it passed through ``f`` (attribute names resolved as the
+    server resolves them); ``names``: attributes written by their current names; ``tempid``: a map
+    form without ``db/id`` gets ``tempid()``."""
+    return _TxIds(refs, attrs, f, aliases, names=names, tempid=tempid).tx(tx_data)
+
+
 def tx_to_local(
     eids: EidMap, refs: RefInfo, attrs: Mapping[str, Any], tx_data: Any, aliases: Aliases | None = None,
 ) -> tuple[EidMap, Any]:
@@ -374,10 +407,13 @@ def tx_to_local(
 
 
 __all__ = [
+    "PROVISIONAL_BASE",
     "EidMap",
     "datoms_to_local",
     "datoms_to_remote",
     "ids_in_datoms",
+    "is_provisional",
+    "tx_ids",
     "tx_to_local",
     "tx_to_remote",
     "value_ids",

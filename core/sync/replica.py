@@ -1,10 +1,10 @@
 """The replica value and ``apply_delta``: a DataScript-flavored database kept equal to the server's.
 
-A ``Replica`` holds the replica's database (DataScript flavor, local ids), the server ``t`` it
-reflects, the server schema it was derived from, the eid translation, where its data came from
-(``db_id``), and a ``pending`` slot reserved for optimistic local transactions (a later issue: the
-database an application reads will be ``db`` with ``pending`` applied on top, re-based whenever a
-delta arrives).
+A ``Replica`` holds the replica's confirmed database (DataScript flavor, local ids), the server ``t``
+it reflects, the server schema it was derived from, the eid translation, where its data came from
+(``db_id``), and its pending transactions: optimistic local writes the server has not answered yet.
+``replica.view`` (what an application reads) is ``db`` with them applied on top, re-based whenever a
+delta arrives (``core.sync.pending``).
 
 ``apply_delta`` writes the server's datoms straight into the replica's indexes (``core.db.apply_datoms``),
 so the replica's datoms *are* the server's, tx ids included, and the cost grows with the delta, not
@@ -18,21 +18,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyrsistent import pmap
+from pyrsistent import PMap, pmap
 
 from ..db import DB, apply_datoms
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
-from .eids import EidMap, datoms_to_local, datoms_to_remote
+from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote
+from .pending import confirm
 from .schema import Aliases, RefInfo, apply_aliases, apply_schema_delta, ref_info, replica_schema
 
-NO_ALIASES: Aliases = pmap()
+_EMPTY: PMap = pmap()
+NO_ALIASES: Aliases = _EMPTY
 
 
 @dataclass(frozen=True, slots=True)
 class Replica:
     """A replica: ``db`` (DataScript flavor, local ids) equal to the server's database at ``t``
     through ``eids``; ``server_schema`` is the server's ``DB.schema`` at ``t`` and ``aliases`` the old
-    attribute names it still resolves (old -> current name)."""
+    attribute names it still resolves (old -> current name). ``pending`` (``PendingTx``, oldest
+    first) applied on ``db`` give ``pending_db`` (None: no pending, the view is ``db``);
+    ``resolved`` maps confirmed provisional ids to local ids; ``next_provisional`` is the next free
+    provisional id."""
 
     db: DB
     t: int
@@ -42,6 +47,14 @@ class Replica:
     db_id: str | None = None
     pending: tuple = ()
     aliases: Aliases = NO_ALIASES
+    pending_db: DB | None = None
+    resolved: PMap = _EMPTY
+    next_provisional: int = PROVISIONAL_BASE
+
+    @property
+    def view(self) -> DB:
+        """What an application reads: the confirmed database with the pending transactions applied."""
+        return self.db if self.pending_db is None else self.pending_db
 
     def __repr__(self) -> str:
         return f"<Replica {self.db_id or '?'} t={self.t} {len(self.db.eavt)} datoms {self.eids!r}>"
@@ -61,8 +74,9 @@ def server_datoms(replica: Replica) -> list[tuple]:
 def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     """Apply ``delta`` to ``replica``: the new replica and what happened. A delta at or below the
     replica's ``t`` changes nothing (idempotent); one beyond ``t + 1`` is a gap: nothing changes and
-    the outcome carries the replica's ``t`` to catch up from. Raises ``SyncError`` if an id cannot be
-    translated (a capped id space exhausted)."""
+    the outcome carries the replica's ``t`` to catch up from. Pending transactions are re-based on the
+    new confirmed database; the one the delta's origin names is confirmed (``Outcome.confirmed``).
+    Raises ``SyncError`` if an id cannot be translated (a capped id space exhausted)."""
     t = replica.t
     if delta.t <= t:
         return replica, Outcome(ALREADY_APPLIED, t, delta.t)
@@ -82,10 +96,12 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     eids, local = datoms_to_local(replica.eids, refs, delta.datoms)
     tx = delta.tx
     db = apply_datoms(db, [(e, a, v, tx, added) for e, a, v, added in local], schema=new_schema, max_tx=tx)
-    return (
-        Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending, aliases),
-        Outcome(APPLIED, t, delta.t),
-    )
+    out = Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending, aliases,
+                  None, replica.resolved, replica.next_provisional)
+    confirmed = None
+    if out.pending:
+        out, confirmed = confirm(out, delta.origin)
+    return out, Outcome(APPLIED, t, delta.t, confirmed)
 
 
 def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tuple[tuple[str, str], ...]) -> DB:

@@ -22,7 +22,9 @@ from typing import Any
 from ..errors import TxError
 from ..transact import CURRENT_TX_KEY, TxReport, op_name
 from ..values import Keyword, Symbol
-from .eids import tx_to_remote
+from .eids import is_provisional, tx_to_remote
+from .errors import SyncError
+from .pending import PendingTx, ids_in_tx
 from .replica import Replica
 
 WIRE_OPS = frozenset({
@@ -122,6 +124,18 @@ def tx_for_server(replica: Replica, tx_data: Any) -> Any:
     return tx_to_remote(replica.eids, replica.refs, replica.server_schema, tx_data, replica.aliases, ident_of)
 
 
+def pending_tx_for_server(replica: Replica, pending: PendingTx) -> Any:
+    """The tx data to submit for the pending transaction ``pending``, in server ids;
+    ``SyncError("sync/provisional-id")`` while it refers to a provisional id of an earlier pending
+    transaction the server has not confirmed yet (submit that one first)."""
+    waiting = [x for x in ids_in_tx(replica, pending.tx_data) if is_provisional(x)]
+    if waiting:
+        raise SyncError("sync/provisional-id",
+                        f"Transaction {pending.client}/{pending.seq} refers to unconfirmed provisional id {waiting[0]}",
+                        {"client": pending.client, "seq": pending.seq, "id": waiting[0]})
+    return tx_for_server(replica, list(pending.tx_data))
+
+
 def answer_tempids(report: TxReport) -> dict:
     """The tempid resolution to answer a submit with: the client's tempids -> server entity ids, and
     ``"db/current-tx"`` -> the transaction id."""
@@ -138,4 +152,6 @@ def local_tempids(replica: Replica, tempids: Mapping[Any, int]) -> tuple[Replica
     return (replica if eids is replica.eids else replica.replace(eids=eids)), out
 
 
-__all__ = ["WIRE_OPS", "answer_tempids", "local_tempids", "tx_for_server", "validate_wire_tx"]
+__all__ = [
+    "WIRE_OPS", "answer_tempids", "local_tempids", "pending_tx_for_server", "tx_for_server", "validate_wire_tx",
+]

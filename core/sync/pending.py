@@ -1,0 +1,256 @@
+"""Pending transactions: a replica's optimistic local writes, re-based on every server change.
+
+A replica's ``db`` is the confirmed database, exactly the server's at ``t``. Its ``pending``
+transactions (oldest first) are the application's submissions the server has not answered yet, each
+with a client-chosen id ``(client, seq)``; ``replica.view`` is ``db`` with them applied on top, in
+order: what an application reads.
+
+* ``add_pending(replica, tx_data, client, seq)`` queues a transaction and applies it on the view at
+  once; its tempids get provisional ids (``PROVISIONAL_BASE`` upward: never a server id).
+* ``apply_delta`` confirms the pending transaction whose ``(client, seq)`` is the delta's origin: it
+  leaves the queue, and its provisional ids map to the local ids of the server's entities
+  everywhere: in the view, in later pending transactions that refer to them (their tx data is
+  rewritten), and through ``resolve(replica, id)`` for ids the application kept. The rest is re-based.
+* ``reject(replica, client, seq, code, message)`` drops one and re-bases the rest: no trace left.
+* ``rebase`` re-applies the queue on the confirmed database. A pending transaction that no longer
+  applies (its ``db/cas`` fails now, say) stays queued, the server decides, and carries
+  ``conflict``: the local error's code and message. Provisional ids are stable across rebases.
+* ``carry_pending(old, new)``: a replica bootstrapped again keeps the old one's queue.
+
+The view applies transactions with the replica's (DataScript) semantics, attribute names resolved as
+the server resolves them; the server's answer is what counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from pyrsistent import PMap, pmap
+
+from ..db import DB, TX0, apply_datoms
+from ..errors import DatsyncError
+from ..transact import CURRENT_TX_KEY, is_tx_tempid, transact
+from .delta import Origin
+from .eids import is_provisional, tx_ids, value_ids
+from .errors import SyncError
+
+if TYPE_CHECKING:
+    from .replica import Replica
+
+AUTO_TEMPID = "datsync.pending/"
+"""The prefix of the tempids given to map forms without ``db/id`` (so every new entity of a pending
+transaction has a tempid the server's answer names)."""
+
+_EMPTY: PMap = pmap()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    """One pending transaction: its id ``(client, seq)``, its tx data (local ids; every map form has a
+    ``db/id``), its tempids -> ids in the view (provisional ids for new entities), the provisional ids
+    it owns (allocated to it, in order), and ``conflict``: ``(code, message)`` when it does not apply
+    on the current confirmed database, else None."""
+
+    client: str
+    seq: int
+    tx_data: tuple
+    tempids: PMap = _EMPTY
+    provisional: tuple[int, ...] = ()
+    conflict: tuple[str, str] | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(client, seq)``."""
+        return (self.client, self.seq)
+
+
+def find_pending(replica: Replica, client: str, seq: int) -> PendingTx | None:
+    """The pending transaction ``(client, seq)`` of ``replica``, if queued."""
+    for p in replica.pending:
+        if p.seq == seq and p.client == client:
+            return p
+    return None
+
+
+def resolve(replica: Replica, eid: Any) -> Any:
+    """The id ``eid`` stands for now: the local id of the server's entity for a confirmed provisional
+    id, else ``eid`` itself."""
+    return replica.resolved.get(eid, eid) if is_provisional(eid) else eid
+
+
+def add_pending(replica: Replica, tx_data: Any, client: str, seq: int) -> tuple[Replica, PendingTx]:
+    """Queue ``tx_data`` (local ids, the application's tempids) as the pending transaction
+    ``(client, seq)`` and apply it on the view: the new replica and the queued ``PendingTx`` (its
+    ``tempids`` are what the application gets at once; ``conflict`` is set if it does not apply
+    locally). ``SyncError("sync/duplicate-pending")`` if ``(client, seq)`` is already queued."""
+    if find_pending(replica, client, seq) is not None:
+        raise SyncError("sync/duplicate-pending", f"Transaction {client}/{seq} is already pending",
+                        {"client": client, "seq": seq})
+    if not isinstance(tx_data, list | tuple):
+        raise SyncError("sync/invalid-tx", f"Transaction data is a list of forms, got {type(tx_data).__name__}", {})
+    n = iter(range(1 << 62))
+    resolved = replica.resolved
+    data = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(tx_data),
+                  (lambda x: resolved.get(x, x)) if resolved else _same,
+                  tempid=lambda: f"{AUTO_TEMPID}{next(n)}")
+    p = PendingTx(client, seq, tuple(data))
+    view, p, nxt = _apply(replica, replica.view, p, replica.next_provisional)
+    return replica.replace(pending=(*replica.pending, p), pending_db=view, next_provisional=nxt), p
+
+
+def reject(replica: Replica, client: str, seq: int) -> tuple[Replica, PendingTx | None]:
+    """``replica`` without the pending transaction ``(client, seq)`` (the server refused it), the
+    rest re-based; and the dropped one (None if it was not queued)."""
+    p = find_pending(replica, client, seq)
+    if p is None:
+        return replica, None
+    return rebase(replica.replace(pending=tuple(x for x in replica.pending if x is not p))), p
+
+
+def rebase(replica: Replica) -> Replica:
+    """Re-apply the pending transactions, in order, on the confirmed database: the new view; a
+    transaction that does not apply stays queued with ``conflict`` set (and is skipped in the view)."""
+    if not replica.pending:
+        return replica.replace(pending_db=None) if replica.pending_db is not None else replica
+    view, nxt = replica.db, replica.next_provisional
+    out = []
+    for p in replica.pending:
+        view, p, nxt = _apply(replica, view, p, nxt)
+        out.append(p)
+    return replica.replace(pending=tuple(out), pending_db=view, next_provisional=nxt)
+
+
+def confirm(replica: Replica, origin: Origin | None) -> tuple[Replica, PendingTx | None]:
+    """After the delta with ``origin`` is applied to the confirmed database: the pending transaction
+    it commits leaves the queue and its provisional ids map to the server's entities (in
+    ``replica.resolved``, in later pending transactions); then the queue is re-based. Returns the
+    replica and the confirmed ``PendingTx`` with its tempids as local ids (None if none)."""
+    p = find_pending(replica, origin.client, origin.seq) if origin is not None else None
+    if p is None:
+        return rebase(replica), None
+    eids = replica.eids
+    answer = origin.tempids or {}
+    eids = eids.assign(v for v in answer.values() if type(v) is int)
+    mapping: dict[int, int] = {}
+    tempids: dict[Any, Any] = {}
+    for t, pid in p.tempids.items():
+        server = answer.get(t)
+        if server is not None:
+            tempids[t] = eids.to_local(server)
+            if pid in p.provisional:
+                mapping[pid] = tempids[t]
+        else:
+            tempids[t] = pid
+    rest = tuple(_remap(replica, x, mapping) for x in replica.pending if x is not p)
+    replica = replica.replace(eids=eids, pending=rest, resolved=replica.resolved.update(mapping))
+    return rebase(replica), replace(p, tempids=pmap(tempids))
+
+
+def carry_pending(old: Replica, new: Replica) -> Replica:
+    """The replica ``new`` (bootstrapped again) with ``old``'s pending transactions, resolved and
+    provisional ids, re-based on it. Local ids in the queue are translated through the server's ids
+    when the two replicas' id maps differ (``SyncError`` if one has no server id in ``new``)."""
+    pending = old.pending
+    if old.eids != new.eids and pending:
+        def move(x: int) -> int:
+            return x if is_provisional(x) else new.eids.to_local(old.eids.to_remote(x))
+
+        seen = [x for p in pending for x in ids_in_tx(old, p.tx_data)]
+        new = new.replace(eids=new.eids.assign(old.eids.to_remote(x) for x in seen if not is_provisional(x)))
+        pending = tuple(
+            replace(p, tx_data=tuple(tx_ids(old.refs, old.server_schema, old.aliases, list(p.tx_data), move)))
+            for p in pending
+        )
+    return rebase(new.replace(pending=pending, resolved=old.resolved,
+                              next_provisional=max(old.next_provisional, new.next_provisional)))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _same(x: int) -> int:
+    return x
+
+
+def ids_in_tx(replica: Replica, tx_data: Iterable) -> list[int]:
+    """Every entity id (positive ints in id positions) in the tx data ``tx_data`` of ``replica``."""
+    seen: list[int] = []
+    tx_ids(replica.refs, replica.server_schema, replica.aliases, list(tx_data), lambda x: seen.append(x) or x)
+    return seen
+
+
+def _remap(replica: Replica, p: PendingTx, mapping: dict[int, int]) -> PendingTx:
+    """``p`` with the provisional ids in ``mapping`` replaced by the ids they resolved to."""
+    if not mapping:
+        return p
+    f = lambda x: mapping.get(x, x)
+    data = tuple(tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), f))
+    tempids = pmap({t: mapping.get(e, e) for t, e in p.tempids.items()})
+    return replace(p, tx_data=data, tempids=tempids)
+
+
+def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int) -> tuple[DB, PendingTx, int]:
+    """Apply ``p`` on ``view``: the new view, ``p`` with its tempids and conflict updated, and the next
+    free provisional id. New entities get ``p``'s provisional ids again (new ones if it has none)."""
+    local = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), _same, names=True)
+    try:
+        report = transact(view, local)
+    except DatsyncError as e:
+        conflict = (e.code, e.message)
+        return view, (p if p.conflict == conflict else replace(p, conflict=conflict)), nxt
+    base_max = view.max_eid
+    own = p.provisional
+    free = [x for x in own if x not in p.tempids.values()]
+    relabel: dict[int, int] = {}
+    tempids: dict[Any, Any] = {}
+    for t, e in report.tempids.items():
+        if t == CURRENT_TX_KEY or is_tx_tempid(t):
+            continue
+        if base_max < e < TX0:
+            if e not in relabel:
+                old = p.tempids.get(t)
+                if old not in own or old in relabel.values():
+                    old = free.pop(0) if free else None
+                if old is None:
+                    old, nxt = nxt, nxt + 1
+                    own = (*own, old)
+                relabel[e] = old
+            tempids[t] = relabel[e]
+        else:
+            tempids[t] = e
+    refs = replica.refs
+    datoms = []
+    for d in report.tx_data:
+        e = d.e
+        if base_max < e < TX0 and e not in relabel:
+            if free:
+                relabel[e] = free.pop(0)
+            else:
+                relabel[e], nxt = nxt, nxt + 1
+                own = (*own, relabel[e])
+        datoms.append((e, d.a, d.v, d.tx, d.added))
+    if relabel:
+        f = lambda x: relabel.get(x, x)
+        datoms = [(f(e), a, value_ids(refs, a, v, f) if refs.holds_ids(a) else v, tx, added)
+                  for e, a, v, tx, added in datoms]
+    view = apply_datoms(view, datoms, max_eid=base_max, max_tx=report.db_after.max_tx)
+    tempids_p = pmap(tempids)
+    if tempids_p != p.tempids or own != p.provisional or p.conflict is not None:
+        p = replace(p, tempids=tempids_p, provisional=own, conflict=None)
+    return view, p, nxt
+
+
+__all__ = [
+    "AUTO_TEMPID",
+    "PendingTx",
+    "add_pending",
+    "carry_pending",
+    "confirm",
+    "find_pending",
+    "ids_in_tx",
+    "rebase",
+    "reject",
+    "resolve",
+]
