@@ -126,7 +126,7 @@ function decTagged(s) {
   const body = s.slice(2);
   switch (tag) {
     case '~': return s.slice(1);
-    case ':': return kw(body);
+    case ':': return kw(':' + body);  // kw drops exactly this colon: a name may start with one
     case '$': return sym(body);
     case 't': {
       const d = parseInstant(body);
@@ -479,6 +479,7 @@ export function decode(data, { maxSize = DEFAULT_MAX_SIZE } = {}) {
     if (size > maxSize) throw tooLarge(size, maxSize);
     let obj;
     try { obj = JSON.parse(text); } catch (e) { throw bad(`Message is not valid JSON: ${e.message}`); }
+    if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) throw bad('Message is not valid Unicode (a lone surrogate)');
     if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw bad('A message is a JSON object');
     const v = obj.v;
     if (!Number.isInteger(v)) throw bad("Missing protocol version field 'v'");
@@ -494,6 +495,14 @@ export function decode(data, { maxSize = DEFAULT_MAX_SIZE } = {}) {
     if (e instanceof ProtocolError) throw e;
     throw bad(`Malformed message (${e?.name}: ${String(e?.message).slice(0, 80)})`);
   }
+}
+
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+function hasLoneSurrogate(x) {
+  if (typeof x === 'string') return !x.isWellFormed();
+  if (x === null || typeof x !== 'object') return false;
+  return (Array.isArray(x) ? x : [...Object.keys(x), ...Object.values(x)]).some(hasLoneSurrogate);
 }
 
 function tooLarge(size, maxSize) {
