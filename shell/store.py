@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from datsync.core.sync import decode_value, encode_value
-from datsync.core.sync.submissions import Recorded
+from datsync.core.sync.submissions import Answer, Recorded
 
 SCHEMA_VERSION = "1"
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -71,6 +71,11 @@ class Store(ABC):
     @abstractmethod
     def db_id(self) -> str:
         """This database's identity: replicas of another database must bootstrap, not resume."""
+
+    @abstractmethod
+    def adopt(self, db_id: str) -> None:
+        """Take the identity ``db_id`` (this store becomes a copy of that database, so its replicas
+        resume here); ``StoreError`` ``store/not-empty`` unless the log is empty."""
 
     @abstractmethod
     def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
@@ -122,6 +127,67 @@ def encode_tempids(tempids: Mapping[Any, int]) -> str:
 def decode_tempids(text: str) -> dict:
     """The tempids ``encode_tempids`` stored."""
     return dict(decode_value(json.loads(text)))
+
+
+def copy_store(src: Store, dst: Store, *, batch: int = 1000,
+               on_progress: Callable[[int, int], Any] | None = None) -> int:
+    """Copy the database of ``src`` into the empty store ``dst`` (either engine): its identity, its
+    log up to ``src``'s last ``t`` when the copy starts, the remembered submissions and the latest
+    checkpoint; then verify both logs are equal. ``on_progress(copied, total)`` after each batch.
+    Returns the last ``t`` copied; ``StoreError`` ``store/copy-differs`` if the verification fails."""
+    last = src.last_t()
+    dst.adopt(src.db_id)
+    rows, floors = src.read_submissions()
+    rows = [r for r in rows if r[2] <= last]
+    done = 0
+    while done < last:
+        entries = src.read_log(done, limit=min(batch, last - done))
+        if not entries:
+            break
+        final = entries[-1].t >= last
+        dst.append(entries, _recorded(rows, floors) if final else (), after_t=done)
+        done = entries[-1].t
+        if on_progress is not None:
+            on_progress(done, last)
+    cp = src.latest_checkpoint()
+    if cp is not None and cp[0] <= last:
+        dst.write_checkpoint(*cp)
+    verify_copy(src, dst, last, batch=batch)
+    return last
+
+
+def _recorded(rows: list[tuple[str, int, int, dict]], floors: Mapping[str, int]) -> list[Recorded]:
+    out, floored = [], set()
+    for client, seq, t, tempids in sorted(rows):
+        floor = floors.get(client) if client not in floored else None
+        floored.add(client)
+        out.append(Recorded(client, seq, Answer(t, tempids), floor))
+    return out
+
+
+def verify_copy(src: Store, dst: Store, last_t: int, *, batch: int = 1000) -> None:
+    """``StoreError`` ``store/copy-differs`` unless ``dst`` holds the same identity, log up to
+    ``last_t`` and submissions as ``src``."""
+
+    def differs(what: str) -> StoreError:
+        return StoreError("store/copy-differs", f"the copy differs from {src.location}: {what}")
+
+    if dst.db_id != src.db_id:
+        raise differs("db_id")
+    if dst.last_t() != last_t:
+        raise differs(f"its log ends at t={dst.last_t()}, not {last_t}")
+    t = 0
+    while t < last_t:
+        a = src.read_log(t, limit=min(batch, last_t - t))
+        b = dst.read_log(t, limit=min(batch, last_t - t))
+        if a != b:
+            bad = next((x.t for x, y in zip(a, b) if x != y), t + 1)
+            raise differs(f"log entry t={bad}")
+        t = a[-1].t
+    src_rows, src_floors = src.read_submissions()
+    dst_rows, dst_floors = dst.read_submissions()
+    if sorted(r for r in src_rows if r[2] <= last_t) != sorted(dst_rows) or src_floors != dst_floors:
+        raise differs("the remembered submissions")
 
 
 def is_store_url(location: str | Path) -> bool:

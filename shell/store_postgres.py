@@ -127,6 +127,18 @@ class PostgresStore(Store):
     def db_id(self) -> str:
         return self._db_id
 
+    def adopt(self, db_id: str) -> None:
+        def write(conn: psycopg.Connection, phase: list[str]) -> None:
+            with conn.transaction():
+                (head,) = conn.execute("SELECT t FROM datsync_head WHERE id = 1 FOR UPDATE").fetchone()
+                if head != 0:
+                    raise StoreError("store/not-empty", f"{self.location} already holds transactions")
+                conn.execute("UPDATE datsync_meta SET value = %s WHERE key = 'db_id'", (db_id,))
+                phase.append("commit")
+
+        self._run(write, writing=True)
+        self._db_id = db_id
+
     def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
                after_t: int | None = None) -> None:
         rows = list(entries)

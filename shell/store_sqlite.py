@@ -73,6 +73,18 @@ class SqliteStore(Store):
         assert value is not None
         return value
 
+    def adopt(self, db_id: str) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.last_t() != 0:
+                raise StoreError("store/not-empty", f"{self.location} already holds transactions")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'db_id'", (db_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
                after_t: int | None = None) -> None:
         db = self._db
