@@ -18,6 +18,8 @@ _EXPORTS = {
     "ReplicaChange": "client",
     "ReplicaStats": "client",
     "TxResult": "client",
+    "PendingTx": "client",
+    "SubmittedTx": "client",
     "ReplicaConnectionError": "client",
     "TxOutcomeUnknown": "client",
     "Unauthorized": "client",

@@ -30,9 +30,10 @@ import logging
 import math
 import random
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import trio
@@ -85,9 +86,13 @@ class TxResult(NamedTuple):
 
 class ReplicaChange(NamedTuple):
     """What a listener receives after every change of the replica: the database before and after,
-    the change's ``t``, ``kind`` (``"bootstrap"`` when a snapshot became the replica, else
-    ``"delta"``), the server's ``Delta`` (None for a bootstrap) and its datoms in the replica's ids
-    (``tx_data``, as in a DataScript report)."""
+    the change's ``t``, ``kind``, the server's ``Delta`` (None unless one arrived) and its datoms in
+    the replica's ids (``tx_data``, as in a DataScript report). Kinds: ``"bootstrap"`` (a snapshot
+    became the replica), ``"delta"`` (another client's transaction arrived), ``"local"`` (this
+    application submitted ``pending``), ``"confirmed"`` (the delta of this client's own ``pending``
+    transaction arrived), ``"rejected"`` (the server refused ``pending``: ``error`` is its
+    ``TxError``, with code and message), ``"rebased"`` (pending transactions were re-applied on a
+    new confirmed database)."""
 
     db_before: Any
     db_after: Any
@@ -95,6 +100,8 @@ class ReplicaChange(NamedTuple):
     kind: str
     delta: Any
     tx_data: tuple
+    pending: Any = None
+    error: Any = None
 
 
 class ReplicaConnectionError(ConnectionError):
@@ -154,12 +161,44 @@ class ReplicaStats:
         return dict(vars(self))
 
 
-@dataclass
-class _Pending:
-    req: Any
-    done: trio.Event = field(default_factory=trio.Event)
-    result: TxResult | None = None
-    error: BaseException | None = None
+class PendingTx:
+    """A submitted transaction (``rep.submit``): queued, sent to the server whenever connected, and
+    committed there at most once. ``tempids``: its tempids in this replica's ids once known (the
+    confirmed ones after the server answered); ``status``: ``"pending"``, ``"confirmed"`` or
+    ``"rejected"``; ``await result()`` (trio) waits for the server: ``TxResult``, or the server's
+    ``TxError`` if it rejected the transaction."""
+
+    def __init__(self, req: Any, tx_data: Any, seq: int | None = None):
+        self.req = req
+        self.seq = seq
+        self.tx_data = tx_data
+        self.tempids: dict = {}
+        self.status = "pending"
+        self.done = trio.Event()
+        self.outcome: TxResult | None = None
+        self.error: BaseException | None = None
+
+    async def result(self) -> TxResult:
+        """Wait for the server's answer: the ``TxResult`` once committed and applied here, else the
+        ``TxError`` it was rejected with (or ``TxOutcomeUnknown``/``ReplicaClosed``)."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+    def _settle(self, outcome: TxResult | None, error: BaseException | None) -> None:
+        if self.done.is_set():
+            return
+        self.outcome, self.error = outcome, error
+        if outcome is not None:
+            self.status, self.tempids = "confirmed", dict(outcome.tempids)
+        else:
+            self.status = "rejected"
+        self.done.set()
+
+    def __repr__(self) -> str:
+        return f"<PendingTx {self.req!r} seq={self.seq} {self.status}>"
 
 
 @dataclass(frozen=True)
@@ -194,6 +233,8 @@ class ReplicaConnection:
         max_pending: int = 32,
         on_progress: Callable[..., Any] | None = None,
         replica: Any = None,
+        client_id: str | None = None,
+        exactly_once: bool = True,
     ):
         self.urls = server_urls(url)
         self.url = self.urls[0]
@@ -205,14 +246,17 @@ class ReplicaConnection:
         self.max_message_size = max_message_size
         self.on_progress = on_progress
         eids = EidMap.identity() if id_cap is None else EidMap.capped(id_cap)
+        if exactly_once and client_id is None:
+            client_id = uuid.uuid4().hex
+        self.client_id = client_id if exactly_once else None
         config = ClientConfig(
             credentials={"token": token} if token is not None else None, eids=eids,
-            heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+            heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout, client_id=self.client_id,
         )
         self.session = new_client_session(config, replica)
         self.stats = ReplicaStats()
         self._reqs = itertools.count(1)
-        self._pending: dict[Any, _Pending] = {}
+        self._pending: dict[Any, PendingTx] = {}
         self._slots = trio.Semaphore(max_pending)
         self._listeners: list[Callable[[ReplicaChange], Any]] = []
         self._waiters: list[tuple[int, trio.Event]] = []
@@ -226,6 +270,7 @@ class ReplicaConnection:
         self._failure: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._db = None
+        self._resolved: dict = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -280,22 +325,40 @@ class ReplicaConnection:
 
     async def transact(self, tx_data: Any) -> TxResult:
         """Transact on the server; return once it is durable there *and* applied here, with the
-        tempids in this replica's ids. ``TxError`` with the server's code if rejected;
+        tempids in this replica's ids. ``TxError`` with the server's code if rejected. With
+        ``exactly_once`` (the default) a dropped connection only delays the answer: the transaction
+        is sent again after the reconnect and commits at most once; without it,
         ``TxOutcomeUnknown`` if the connection dropped before the answer."""
         async with self._slots:
+            if self.client_id is None:
+                await self._until_usable()
+            pending = await self.submit(tx_data)
+            return await pending.result()
+
+    async def submit(self, tx_data: Any) -> PendingTx:
+        """Queue ``tx_data`` for the server and return at once with its ``PendingTx`` (``await
+        p.result()`` for the answer). Works offline: the queue is sent, in order, whenever the
+        replica is connected, and each transaction commits at most once."""
+        self._check_usable()
+        if self.client_id is None:
             await self._until_usable()
-            req = next(self._reqs)
-            pending = _Pending(req)
-            self._pending[req] = pending
-            try:
-                self._feed(SubmitTx(req, tx_data))
-                await pending.done.wait()
-            finally:
-                self._pending.pop(req, None)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        req = next(self._reqs)
+        pending = PendingTx(req, tx_data)
+        self._pending[req] = pending
+        self._feed(SubmitTx(req, tx_data))
+        if pending.done.is_set():
+            self._pending.pop(req, None)
+        return pending
+
+    @property
+    def pending(self) -> tuple[PendingTx, ...]:
+        """The submitted transactions not answered yet, oldest first."""
+        return tuple(p for q in self.session.queue if (p := self._pending.get(q.req)) is not None)
+
+    def resolve(self, eid: Any) -> Any:
+        """The entity id ``eid`` stands for now: a tempid id a ``PendingTx`` reported maps to the
+        server-confirmed local id once its transaction is confirmed; any other id is itself."""
+        return self._resolved.get(eid, eid)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -487,7 +550,10 @@ class ReplicaConnection:
     def _notify(self, kind: str, data: Any, before: Any) -> None:
         if kind == "delta":
             self.stats.deltas += 1
-            self._changed_to(before, data["replica"], "delta", data["delta"])
+            delta, own = data["delta"], None
+            if delta.origin is not None and delta.origin.client == self.client_id:
+                own = next((p for p in self._pending.values() if p.seq == delta.origin.seq), None)
+            self._changed_to(before, data["replica"], "delta" if own is None else "confirmed", delta, own)
         elif kind == "synced":
             self.stats.bootstraps += 1
             self._was_live = True
@@ -499,22 +565,26 @@ class ReplicaConnection:
                 self._was_live = True
             log.info("connected", extra={"url": self.url, "mode": data["mode"], "server_t": data["t"]})
             self._changes.pulse()
-        elif kind == "tx-ok":
+        elif kind == "tx-queued":
             p = self._pending.get(data["req"])
+            if p is not None:
+                p.seq = data["seq"]
+                self._event("local", p)
+        elif kind == "tx-ok":
+            p = self._pending.pop(data["req"], None)
             if p is not None:
                 tempids = dict(data["tempids"])
-                p.result = TxResult(data["t"], tempids.get("db/current-tx", TX0 + data["t"]), tempids)
-                p.done.set()
+                p._settle(TxResult(data["t"], tempids.get("db/current-tx", TX0 + data["t"]), tempids), None)
         elif kind == "tx-rejected":
-            p = self._pending.get(data["req"])
+            p = self._pending.pop(data["req"], None)
             if p is not None:
-                p.error = TxError(data["code"], data["message"], {"req": data["req"]})
-                p.done.set()
+                error = TxError(data["code"], data["message"], {"req": data["req"], "tx_data": p.tx_data})
+                p._settle(None, error)
+                self._event("rejected", p, error)
         elif kind == "tx-unknown":
-            p = self._pending.get(data["req"])
+            p = self._pending.pop(data["req"], None)
             if p is not None:
-                p.error = TxOutcomeUnknown(data["req"], self._close_why or "connection lost")
-                p.done.set()
+                p._settle(None, TxOutcomeUnknown(data["req"], self._close_why or "connection lost"))
         elif kind == "resync":
             self.stats.resyncs += 1
             log.info("resync", extra={"url": self.url, "reason": data["reason"]})
@@ -529,14 +599,29 @@ class ReplicaConnection:
             self.stats.last_close = self._close_why or data.get("reason")
             self._changes.pulse()
 
-    def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any) -> None:
+    def _event(self, kind: str, pending: PendingTx, error: Any = None) -> None:
+        """Tell listeners about one of this application's own transactions (``local``,
+        ``confirmed``, ``rejected``)."""
+        if not self._listeners:
+            return
+        r = self.session.replica
+        db = None if r is None else r.db
+        change = ReplicaChange(db, db, self.t, kind, None, (), pending, error)
+        for fn in tuple(self._listeners):
+            try:
+                fn(change)
+            except Exception:
+                log.exception("replica listener failed")
+
+    def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any, pending: Any = None) -> None:
         if self._listeners:
             if delta is not None:
                 local = datoms_to_local(replica.eids, replica.refs, delta.datoms)[1]
                 tx_data = tuple(Datom(e, a, v, delta.tx, added) for e, a, v, added in local)
             else:
                 tx_data = ()
-            change = ReplicaChange(None if before is None else before.db, replica.db, replica.t, kind, delta, tx_data)
+            change = ReplicaChange(None if before is None else before.db, replica.db, replica.t, kind, delta, tx_data,
+                                   pending)
             for fn in tuple(self._listeners):
                 try:
                     fn(change)
@@ -575,9 +660,7 @@ class ReplicaConnection:
             event.set()
         self._waiters = []
         for p in list(self._pending.values()):
-            if not p.done.is_set():
-                p.error = p.error or TxOutcomeUnknown(p.req, str(error))
-                p.done.set()
+            p._settle(None, TxOutcomeUnknown(p.req, str(error)))
         self._changes.pulse()
 
 
@@ -744,6 +827,21 @@ class Replica:
         assert self._rep is not None
         return self._call(self._rep.transact, tx_data, timeout=timeout)
 
+    def submit(self, tx_data: Any) -> SubmittedTx:
+        """``ReplicaConnection.submit``: returns at once; ``.result(timeout=None)`` blocks for the
+        server's answer."""
+        assert self._rep is not None
+        return SubmittedTx(self, self._call(self._rep.submit, tx_data))
+
+    @property
+    def pending(self) -> tuple[SubmittedTx, ...]:
+        """The submitted transactions not answered yet, oldest first."""
+        return tuple(SubmittedTx(self, p) for p in self._rep.pending) if self._rep is not None else ()
+
+    def resolve(self, eid: Any) -> Any:
+        """``ReplicaConnection.resolve``."""
+        return self._rep.resolve(eid) if self._rep is not None else eid
+
     def wait_for_t(self, t: int, *, timeout: float | None = None) -> None:
         """Block until the replica reflects ``t`` (``TimeoutError`` after ``timeout`` seconds)."""
         assert self._rep is not None
@@ -789,6 +887,32 @@ class Replica:
         return f"<Replica {self.url} t={self.t}{'' if self.connected else ' (disconnected)'}>"
 
 
+class SubmittedTx:
+    """A ``PendingTx`` for blocking code: the same fields, and ``result(timeout=None)`` blocks."""
+
+    def __init__(self, replica: Replica, pending: PendingTx):
+        self._replica = replica
+        self.pending = pending
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("req", "seq", "tx_data", "tempids", "status"):
+            return getattr(self.pending, name)
+        raise AttributeError(name)
+
+    def result(self, timeout: float | None = None) -> TxResult:
+        """Block until the server answered: the ``TxResult``, or its ``TxError`` (``TimeoutError``
+        after ``timeout`` seconds: the transaction stays queued)."""
+        if self.pending.done.is_set():
+            if self.pending.error is not None:
+                raise self.pending.error
+            assert self.pending.outcome is not None
+            return self.pending.outcome
+        return self._replica._call(self.pending.result, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return repr(self.pending)
+
+
 def connect(
     url: str | Sequence[str],
     *,
@@ -805,7 +929,9 @@ def connect(
 
 
 __all__ = [
+    "PendingTx",
     "Replica",
+    "SubmittedTx",
     "ReplicaChange",
     "ReplicaClosed",
     "ReplicaConnection",

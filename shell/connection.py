@@ -189,13 +189,30 @@ class Connection:
 
     async def transact(self, tx_data: Any, tx_meta: Any = None) -> TxReport:
         """Transact, wait until durable, return the report; raise ``TxError`` if the core rejects it."""
-        pending = _Pending(tx_data, tx_meta)
-        await self._queue_send.send(pending)
+        pending = self.enqueue(tx_data, tx_meta=tx_meta)
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         assert pending.report is not None
         return pending.report
+
+    def enqueue(self, tx_data: Any, submission: tuple[str, int] | None = None, *, tx_meta: Any = None) -> _Pending:
+        """Queue a transaction for the writer at once, so transactions queued one after another
+        commit in that order; ``await outcome(ticket)`` for the answer."""
+        pending = _Pending(tx_data, tx_meta, None if submission is None else (submission[0], submission[1]))
+        self._queue_send.send_nowait(pending)
+        return pending
+
+    async def outcome(self, pending: _Pending) -> Submitted:
+        """The answer to an ``enqueue``d transaction: its ``t`` and tempids (server ids), and whether
+        it was a resubmission; ``TxError`` if it was rejected."""
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        if pending.answer is not None:
+            return Submitted(pending.answer.t, dict(pending.answer.tempids), pending.duplicate)
+        assert pending.report is not None
+        return Submitted(basis_t(pending.report.db_after), answer_tempids(pending.report), False)
 
     async def submit(self, tx_data: Any, submission: tuple[str, int]) -> Submitted:
         """Transact ``tx_data`` as the client's submission ``(client, seq)``, at most once: the first
@@ -203,13 +220,7 @@ class Connection:
         the original ``t`` and tempids and commits nothing. ``TxError`` if the core rejects it (not
         recorded: a resubmission is tried again) or with code ``sync/submission-expired`` when it is
         older than what the server remembers of that client."""
-        pending = _Pending(tx_data, None, (submission[0], submission[1]))
-        await self._queue_send.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.answer is not None
-        return Submitted(pending.answer.t, dict(pending.answer.tempids), pending.duplicate)
+        return await self.outcome(self.enqueue(tx_data, submission))
 
     def origin_at(self, t: int) -> Origin | None:
         """The origin of transaction ``t`` if it was a submission the server still remembers."""

@@ -80,7 +80,6 @@ from datsync.core.sync import (
     TxCommitted,
     TxFailed,
     Welcome,
-    answer_tempids,
     decode,
     encode,
     encode_snapshot,
@@ -1006,18 +1005,16 @@ class SyncServer:
     def start_transact(self, session: _Session, f: RequestTransact) -> None:
         assert self._root is not None
         self._inflight_tx += 1
-        self._root.start_soon(self._transact, session, f)
+        # queued now, in the order the session asked: one client's submissions commit in order
+        ticket = self.conn.enqueue(f.tx_data, f.submission)
+        self._root.start_soon(self._transact, session, f, ticket)
 
-    async def _transact(self, session: _Session, f: RequestTransact) -> None:
+    async def _transact(self, session: _Session, f: RequestTransact, ticket: Any) -> None:
         try:
-            if f.submission is not None:
-                answer = await self.conn.submit(f.tx_data, f.submission)
-                t, tempids = answer.t, answer.tempids
-                if answer.duplicate:
-                    self.counters["tx_resubmitted"] += 1
-            else:
-                report = await self.conn.transact(f.tx_data)
-                t, tempids = basis_t(report.db_after), answer_tempids(report)
+            answer = await self.conn.outcome(ticket)
+            t, tempids = answer.t, answer.tempids
+            if answer.duplicate:
+                self.counters["tx_resubmitted"] += 1
         except TxError as e:
             self.counters["tx_rejected"] += 1
             session.feed(TxFailed(f.req, e.code, e.message))

@@ -88,11 +88,11 @@ def test_blocking_facade(servers):
     with connect(server.url, on_progress=lambda n, total: progress.append((n, total))) as rep:
         assert rep.t == 1 and rep.connected and progress and progress[-1][0] == progress[-1][1]
         seen = []
-        unsubscribe = rep.listen(lambda change: seen.append(change.t))
+        unsubscribe = rep.listen(lambda change: seen.append((change.kind, change.t)))
         r = rep.transact([{"db/id": -1, "person/name": "Ann"}])
         assert pull(rep.db, "[:person/name]", r.tempids[-1]) == {"person/name": "Ann"}
         rep.wait_for_t(r.t, timeout=5)
-        assert seen == [r.t]
+        assert seen == [("local", r.t - 1), ("confirmed", r.t)]  # submitted here, then its delta arrived
         unsubscribe()
         with pytest.raises(TxError) as e:
             rep.transact([{"person/name": 3}])
@@ -102,7 +102,7 @@ def test_blocking_facade(servers):
         with connect(server.url) as other:
             r2 = other.transact([{"person/name": "Bea"}])
         rep.wait_for_t(r2.t, timeout=5)
-        assert seen == [r.t] and datoms(rep.db, "avet", "person/name", "Bea")
+        assert len(seen) == 2 and datoms(rep.db, "avet", "person/name", "Bea")
     with pytest.raises(ReplicaClosed):
         rep.transact([{"person/name": "late"}])
     rep.close()  # idempotent
@@ -228,7 +228,7 @@ def test_listeners_see_the_bootstrap_and_capped_replicas_speak_their_own_ids(ser
                 bob_there = datoms(plain.db, "avet", "person/name", "Bob")[0].e
                 assert bob_there != r.tempids["b"]
                 assert pull(plain.db, "[:person/n]", r0.tempids["a"]) == {"person/n": 2}  # the same entity
-                assert changes[-1].kind == "delta" and {d.e for d in changes[-1].tx_data} >= {r.tempids["b"]}
+                assert changes[-1].kind == "confirmed" and {d.e for d in changes[-1].tx_data} >= {r.tempids["b"]}
                 await rep.aclose()
 
     trio.run(main)

@@ -12,10 +12,27 @@ import pytest
 import trio
 import trio_websocket
 
-from datsync.core import TX0, TxError, kw
-from datsync.core.sync import Closed, Opened, Received, Send, TxCommitted, decode
+from datsync.core import TX0, TxError, datoms, kw, transact
+from datsync.core.sync import (
+    Closed,
+    Notify,
+    Opened,
+    Received,
+    Send,
+    SubmitTx,
+    TxCommitted,
+    TxOk,
+    Welcome,
+    answer_tempids,
+    client_step,
+    decode,
+    delta_from_report,
+    new_client_session,
+    replica_of,
+)
+from datsync.core.sync.client import LIVE, Queued
 from datsync.core.sync.delta import Delta, Origin
-from datsync.core.sync.messages import Hello
+from datsync.core.sync.messages import Hello, Submit
 from datsync.core.sync.server import ServerConfig, new_server_session, server_step
 from datsync.core.sync.submissions import (
     EXPIRED_ANSWER,
@@ -29,6 +46,7 @@ from datsync.core.sync.submissions import (
 from datsync.shell.connection import Connection
 from datsync.shell.store import open_store
 from tests.sync_server import Servers, bootstrap_raw, expect, msg, wait_until
+from tests.test_sync_sessions import T, client, msgs, of, run, server_db
 
 SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
               "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
@@ -173,11 +191,11 @@ def test_the_origin_is_sent_to_its_client_only():
                   origin=Origin("mine", 4, {"x": 101}))
     shared = encode(Delta(delta.t, delta.tx, delta.instant, delta.datoms))
     seen = {}
-    for client in ("mine", "other", None):
-        s = _live_session(client)
+    for who in ("mine", "other", None):
+        s = _live_session(who)
         s, fx = server_step(s, TxCommitted(delta, shared))
         (sent,) = [decode(f.data) for f in fx if type(f) is Send]
-        seen[client] = sent.origin
+        seen[who] = sent.origin
         server_step(s, Closed())
     assert seen == {"mine": Origin("mine", 4, {"x": 101}), "other": None, None: None}
 
@@ -281,3 +299,94 @@ def test_an_old_peer_is_told_to_upgrade(servers):
 
     trio.run(main)
 
+
+
+# -- the client session: a queue of submissions, resent until answered
+
+
+def test_the_client_queues_offline_resends_after_reconnects_and_settles_on_its_own_delta():
+    db, _ = server_db(1)
+    t0 = db.max_tx - TX0
+    c, fx = client(replica_of(db, db_id="db"), client_id="me")
+    assert msgs(fx) == [Hello("me", t0, "db", "me")]
+    # written before the server answered the hello: queued, not refused
+    c, fx = run(client_step, c, SubmitTx("a", [{"db/id": "x", "p/name": "A"}]), SubmitTx("b", [{"p/name": "B"}]))
+    assert [n.kind for n in of(Notify, fx)] == ["tx-queued", "tx-queued"] and not msgs(fx)
+    assert [(q.req, q.seq) for q in c.queue] == [("a", 1), ("b", 2)]
+    c, fx = run(client_step, c, Received(Welcome("db", t0, "resume", 1)))
+    sent = [m for m in msgs(fx) if type(m) is Submit]
+    assert [(m.req, m.client, m.seq) for m in sent] == [("a", "me", 1), ("b", "me", 2)] and c.phase == LIVE
+    # the connection drops before any answer: nothing is unknown, both are sent again in order
+    c, fx = run(client_step, c, Closed("gone"))
+    assert [n.kind for n in of(Notify, fx)] == ["closed"] and len(c.queue) == 2
+    c, _ = run(client_step, c, Opened(1.0))
+    c, fx = run(client_step, c, Received(Welcome("db", t0, "resume", 1)))
+    assert [(m.req, m.seq) for m in msgs(fx) if type(m) is Submit] == [("a", 1), ("b", 2)]
+    # the server commits "a"; its delta (with the origin) settles it before the answer comes
+    r = transact(db, sent[0].tx_data, instant=T)
+    d = delta_from_report(r)
+    mine = Delta(d.t, d.tx, d.instant, d.datoms, d.schema, Origin("me", 1, answer_tempids(r)))
+    c, fx = run(client_step, c, Received(mine))
+    (ok,) = [n for n in of(Notify, fx) if n.kind == "tx-ok"]
+    assert ok.data["req"] == "a" and ok.data["t"] == d.t and ok.data["tempids"]["x"] == answer_tempids(r)["x"]
+    assert [q.req for q in c.queue] == ["b"]
+    _, fx = run(client_step, c, Received(TxOk("a", d.t, answer_tempids(r))))
+    assert fx == []                                   # the late answer is a duplicate
+    # a session restored with its queue never reuses a seq
+    restored = new_client_session(c.config, c.replica, c.queue, 1)
+    assert restored.next_seq == 3 and restored.queue == (Queued("b", 2, [{"p/name": "B"}]),)
+
+
+
+# -- the replica: submit, offline, pending, listen
+
+
+def test_submit_works_offline_and_every_write_lands_once_when_the_server_is_back(servers):
+    from datsync.shell import open_replica
+    from tests.sync_server import FAST_RECONNECT
+
+    server = servers.start()
+
+    async def main():
+        async with open_replica(server.url, **FAST_RECONNECT) as rep:
+            t0 = rep.t
+            assert await trio.to_thread.run_sync(server.stop) == 0
+            await rep._changes.until(lambda: not rep.connected)
+            kinds = []
+            rep.listen(lambda c: kinds.append((c.kind, c.pending and c.pending.req)))
+            ps = [await rep.submit([{"db/id": "p", "person/name": f"off{i}"}]) for i in range(3)]
+            assert rep.pending == tuple(ps) and [p.status for p in ps] == ["pending"] * 3
+            assert [k for k, _ in kinds] == ["local"] * 3
+            await trio.to_thread.run_sync(lambda: servers.start(server.store.name, port=server.port))
+            results = [await p.result() for p in ps]
+            assert [r.t for r in results] == [t0 + 1, t0 + 2, t0 + 3]  # in the order submitted
+            assert rep.pending == () and [p.status for p in ps] == ["confirmed"] * 3
+            assert [k for k, _ in kinds].count("confirmed") == 3
+            for i, r in enumerate(results):
+                (d,) = datoms(rep.db, "avet", "person/name", f"off{i}")
+                assert d.e == r.tempids["p"]
+
+    trio.run(main)
+
+
+def test_a_rejected_submission_is_reported_with_its_code(servers):
+    from datsync.shell import open_replica
+
+    server = servers.start()
+
+    async def main():
+        async with open_replica(server.url) as rep:
+            ann = (await rep.transact([{"db/id": "a", "person/name": "Ann"}])).tempids["a"]
+            await rep.transact([{"person/name": "Bob"}])
+            changes = []
+            rep.listen(changes.append)
+            p = await rep.submit([["db/add", ann, "person/name", "Bob"]])  # Bob's name is taken
+            with pytest.raises(TxError) as e:
+                await p.result()
+            assert e.value.code == "db.error/unique-conflict" and p.status == "rejected"
+            (rejected,) = [c for c in changes if c.kind == "rejected"]
+            assert rejected.pending is p and rejected.error.code == "db.error/unique-conflict"
+            assert rejected.pending.tx_data == [["db/add", ann, "person/name", "Bob"]]
+            assert datoms(rep.db, "eavt", ann, "person/name")[0].v == "Ann" and rep.pending == ()
+
+    trio.run(main)

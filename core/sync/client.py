@@ -13,6 +13,15 @@ Phases::
     live --resync or snapshot-begin--> bootstrapping
     any --Closed, timeout, malformed bytes--> closed (the replica is kept: reconnect resumes from its t)
 
+Exactly-once queue (``ClientConfig.client_id`` set): ``SubmitTx`` is queued (``Queued``: the
+request, its ``seq``, its tx data) even while offline, notified ``tx-queued``, and sent as
+``submit(client, seq)`` whenever the session is live: again after every reconnect, in order, until
+the answer arrives. The server commits a submission at most once and answers a resubmission with the
+original ``t`` and tempids, so a dropped connection never leaves a transaction's outcome unknown.
+The delta of the client's own submission carries its ``origin``: it settles the queued entry at
+once (``tx-ok``), whether or not the ``tx-ok`` answer made it. Without a client id a connection lost
+before the answer notifies ``tx-unknown``.
+
 Acknowledgements: the client sends ``ack(t)`` every ``ack_every`` applied deltas (the server's
 ``welcome`` says how many) and on timer ticks, which opens the server's send window.
 Transactions: ``SubmitTx(req, tx)`` is translated to server ids and sent; the ``tx-ok`` answer is
@@ -65,6 +74,18 @@ class ClientConfig:
     eids: EidMap = field(default_factory=EidMap.identity)
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 30.0
+    client_id: str | None = None
+    """This client's id, stable across restarts: submissions are queued and committed exactly once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A queued submission: the application's request id, its ``seq`` (with the client id, the
+    submission's name for good) and its tx data in local ids."""
+
+    req: Any
+    seq: int
+    tx_data: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +103,8 @@ class ClientSession:
     answers: tuple[TxOk, ...] = ()
     hb: Heartbeat = field(default_factory=Heartbeat)
     stall: tuple[Any, int] = (None, 0)
+    queue: tuple[Queued, ...] = ()
+    next_seq: int = 1
 
     def step(self, event: Any) -> tuple[ClientSession, list]:
         """``client_step(self, event)``."""
@@ -93,10 +116,15 @@ class ClientSession:
         return None if self.replica is None else self.replica.t
 
 
-def new_client_session(config: ClientConfig, replica: Replica | None = None) -> ClientSession:
+def new_client_session(
+    config: ClientConfig, replica: Replica | None = None, queue: tuple[Queued, ...] = (), next_seq: int = 1,
+) -> ClientSession:
     """A session, not connected yet, for ``replica`` (None: it will bootstrap; a replica restored
-    from storage resumes from its ``t``)."""
-    return ClientSession(config, replica, hb=Heartbeat(config.heartbeat_interval, config.heartbeat_timeout))
+    from storage resumes from its ``t``) with the submissions ``queue`` restored with it (resent in
+    order once live) and the next ``seq`` to use (never one used before)."""
+    next_seq = max([next_seq, *(q.seq + 1 for q in queue)])
+    return ClientSession(config, replica, hb=Heartbeat(config.heartbeat_interval, config.heartbeat_timeout),
+                         queue=tuple(queue), next_seq=next_seq)
 
 
 def client_step(s: ClientSession, event: Any) -> tuple[ClientSession, list]:
@@ -139,8 +167,10 @@ def _close(s: ClientSession, code: str, reason: str, fx: list, *, tell_server: b
 
 
 def _closed(s: ClientSession, reason: str, fx: list) -> ClientSession:
+    queued = {q.req for q in s.queue}
     for req in s.submitted:
-        fx.append(ev.Notify("tx-unknown", {"req": req}))
+        if req not in queued:  # a queued one is sent again once live: its outcome will be known
+            fx.append(ev.Notify("tx-unknown", {"req": req}))
     fx.append(ev.Notify("closed", {"reason": reason}))
     return evolve(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None)
 
@@ -178,7 +208,8 @@ def _on_opened(s: ClientSession, e: ev.Opened, fx: list) -> ClientSession:
     if s.phase != CLOSED:
         return s
     r = s.replica
-    _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id), fx)
+    _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id, s.config.client_id),
+          fx)
     fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
     return evolve(s, phase=HANDSHAKE, hb=hb_start(s.hb, e.now), builder=None, sync_from=None,
                    acked_t=0 if r is None else r.t)
@@ -237,6 +268,8 @@ def _on_submit(s: ClientSession, e: ev.SubmitTx, fx: list) -> ClientSession:
         fx.append(ev.Notify("tx-rejected", {"req": e.req, "code": code, "message": message}))
         return s
 
+    if s.config.client_id is not None:
+        return _enqueue(s, e, reject, fx)
     if s.phase not in (LIVE, BOOTSTRAPPING) or s.replica is None:
         return reject("sync/offline", "Not connected to the server")
     if type(e.req) not in (int, str):
@@ -253,6 +286,52 @@ def _on_submit(s: ClientSession, e: ev.SubmitTx, fx: list) -> ClientSession:
         return reject("sync/invalid-tx", f"{type(err).__name__}: {err}")
     fx.append(ev.Send(data, msg))
     return evolve(s, submitted=s.submitted.set(e.req, True))
+
+
+def _enqueue(s: ClientSession, e: ev.SubmitTx, reject: Callable[[str, str], ClientSession], fx: list) -> ClientSession:
+    if type(e.req) not in (int, str):
+        return reject("sync/invalid-tx", f"A request id is an int or a str, got {e.req!r:.40}")
+    if any(q.req == e.req for q in s.queue):
+        return reject("sync/duplicate-request", f"Request {e.req!r} is already pending")
+    try:
+        validate_wire_tx(e.tx_data)  # refused here as the server would (ids are checked when sent)
+    except DatsyncError as err:
+        return reject(err.code, err.message)
+    except Exception as err:
+        return reject("sync/invalid-tx", f"{type(err).__name__}: {err}")
+    q = Queued(e.req, s.next_seq, list(e.tx_data))
+    fx.append(ev.Notify("tx-queued", {"req": q.req, "seq": q.seq, "tx_data": q.tx_data}))
+    return _send_queued(evolve(s, queue=(*s.queue, q), next_seq=s.next_seq + 1), fx)
+
+
+def _send_queued(s: ClientSession, fx: list) -> ClientSession:
+    """Send every queued submission not sent on this connection yet, in order (when live)."""
+    r = s.replica
+    if s.phase != LIVE or r is None or not s.queue:
+        return s
+    submitted, queue = s.submitted, list(s.queue)
+    for q in s.queue:
+        if q.req in submitted:
+            continue
+        try:
+            msg = Submit(q.req, validate_wire_tx(tx_for_server(r, q.tx_data)), s.config.client_id, q.seq)
+            data = encode(msg)
+        except Exception as err:  # the data cannot go to the server: it never will, tell the application
+            code = err.code if isinstance(err, DatsyncError) else "sync/invalid-tx"
+            message = err.message if isinstance(err, DatsyncError) else f"{type(err).__name__}: {err}"
+            fx.append(ev.Notify("tx-rejected", {"req": q.req, "seq": q.seq, "code": code, "message": message}))
+            queue.remove(q)
+            continue
+        fx.append(ev.Send(data, msg))
+        submitted = submitted.set(q.req, True)
+    return evolve(s, submitted=submitted, queue=tuple(queue))
+
+
+def _settle(s: ClientSession, req: Any) -> ClientSession:
+    """``s`` without the queued submission ``req`` (answered)."""
+    if not any(q.req == req for q in s.queue):
+        return s
+    return evolve(s, queue=tuple(q for q in s.queue if q.req != req))
 
 
 def _on_received(s: ClientSession, e: ev.Received, fx: list) -> ClientSession:
@@ -291,7 +370,7 @@ def _on_welcome(s: ClientSession, m: Welcome, fx: list) -> ClientSession:
         return _close(s, UNEXPECTED, "the server resumed a client that has no replica", fx)
     fx.append(ev.Notify("connected", {"db_id": m.db_id, "t": m.t, "mode": m.mode}))
     phase = LIVE if m.mode == "resume" else BOOTSTRAPPING
-    return evolve(s, phase=phase, ack_every=m.ack_every)
+    return _send_queued(evolve(s, phase=phase, ack_every=m.ack_every), fx)
 
 
 def _on_resync(s: ClientSession, m: Resync, fx: list) -> ClientSession:
@@ -346,7 +425,7 @@ def _finish_snapshot(s: ClientSession, b: SnapshotBuilder, fx: list) -> ClientSe
     s = evolve(s, replica=r, builder=None, phase=LIVE, sync_from=None)
     fx.append(ev.Notify("synced", {"t": r.t, "replica": r}))
     s = _maybe_ack(s, fx, force=True)
-    return _release(s, fx)
+    return _send_queued(_release(s, fx), fx)
 
 
 def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
@@ -362,6 +441,9 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
         s = evolve(s, replica=r2, sync_from=None)
         fx.append(ev.Notify("delta", {"t": m.t, "delta": m, "replica": r2}))
         s = _maybe_ack(s, fx)
+        o = m.origin
+        if o is not None and o.client == s.config.client_id:
+            s = _own_delta(s, m, fx)
         return _release(s, fx)
     if outcome.is_gap and s.sync_from != r.t:
         _send(Sync(r.t), fx)
@@ -369,10 +451,21 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
     return s
 
 
+def _own_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
+    """The delta of this client's own submission: its queued entry is settled (``tx-ok``) now."""
+    o = m.origin
+    q = next((q for q in s.queue if q.seq == o.seq), None)  # type: ignore[union-attr]
+    if q is None:
+        return s  # settled already (its answer came first)
+    r, tempids = local_tempids(s.replica, o.tempids or {})  # type: ignore[arg-type, union-attr]
+    fx.append(ev.Notify("tx-ok", {"req": q.req, "seq": q.seq, "t": m.t, "tempids": tempids}))
+    return evolve(_settle(s, q.req), replica=r, submitted=s.submitted.discard(q.req))
+
+
 def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
     if m.req not in s.submitted:
-        return s  # a duplicate, or an answer for a connection since closed (notified tx-unknown)
-    s = evolve(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
+        return s  # a duplicate, settled by its delta, or an answer for a connection since closed
+    s = evolve(_settle(s, m.req), submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
     return _release(s, fx)
 
 
@@ -380,7 +473,7 @@ def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
     if m.req not in s.submitted:
         return s
     fx.append(ev.Notify("tx-rejected", {"req": m.req, "code": m.code, "message": m.message}))
-    return evolve(s, submitted=s.submitted.discard(m.req))
+    return evolve(_settle(s, m.req), submitted=s.submitted.discard(m.req))
 
 
 _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
@@ -413,6 +506,7 @@ __all__ = [
     "LIVE",
     "ClientConfig",
     "ClientSession",
+    "Queued",
     "client_step",
     "new_client_session",
 ]
