@@ -1128,11 +1128,16 @@ class SyncServer:
         """The health document (``GET /health``; ``detail`` adds every session: ``GET /status``)."""
         reader = self._reader
         stats: dict = {}
+        status = "stopping" if self.stopping else "ok"
         if reader is not None:
-            async with self._read_lock:
-                stats = await trio.to_thread.run_sync(reader.stats)
+            try:
+                async with self._read_lock:
+                    stats = await trio.to_thread.run_sync(reader.stats)
+            except StoreError as e:  # the database server is away: reads are still served, writes refused
+                stats = {"error": f"{e.code}: {e.message}"}
+                status = "stopping" if self.stopping else "store-unavailable"
         out = {
-            "status": "stopping" if self.stopping else "ok",
+            "status": status,
             "db_id": self.config.db_id,
             "t": self.conn.t,
             "protocol": PROTOCOL_VERSION,

@@ -4,13 +4,14 @@ stays serial and gap-free, every process streams every commit to its own replica
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 
 import pytest
 import trio
 
-from datsync.core import datoms
+from datsync.core import TxError, datoms
 from datsync.shell import TxOutcomeUnknown, open_replica, open_store
-from tests.sync_server import Servers, write_concurrently
+from tests.sync_server import Servers, TcpProxy, write_concurrently
 
 
 @pytest.fixture
@@ -96,3 +97,43 @@ def test_kill_one_process_under_load_replicas_fail_over_and_nothing_is_lost(serv
     for p in procs[1:]:
         assert p.health()["t"] == len(log)
         assert p.stop() == 0
+
+
+def test_postgresql_away_writes_refused_reads_served_then_recovery(servers, pg_url):
+    """The connections to PostgreSQL are cut (and new ones refused): writes fail with a clear error,
+    replicas still connect and read, health says so; when PostgreSQL is back, writes go through."""
+    parts = urllib.parse.urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    via_proxy = parts._replace(netloc=parts.netloc.replace(f"{parts.hostname}:{parts.port}",
+                                                           f"127.0.0.1:{proxy.port}")).geturl()
+    server = servers.start(via_proxy)
+
+    async def main() -> None:
+        async with open_replica(server.url) as a:
+            before = await a.transact([{"person/name": "before"}])
+            proxy.cut()
+            with pytest.raises(TxError) as refused:
+                await a.transact([{"person/name": "while away"}])
+            assert refused.value.code == "db.error/unavailable" and "PostgreSQL" in refused.value.message
+            async with open_replica(server.url) as b:  # reads are served from the process's memory
+                assert b.t == before.t and datoms(b.db, "avet", "person/name", "before")
+            health = await trio.to_thread.run_sync(server.health)
+            assert health["status"] == "store-unavailable" and "db.error/unavailable" in health["store"]["error"]
+            proxy.restore()
+            with trio.fail_after(15):
+                while True:
+                    try:
+                        after = await a.transact([{"person/name": "after"}])
+                        break
+                    except TxError as e:
+                        assert e.code == "db.error/unavailable"
+                        await trio.sleep(0.1)
+            assert after.t == before.t + 1  # the refused write left nothing behind
+        assert not datoms(a.db, "avet", "person/name", "while away")
+
+    try:
+        trio.run(main)
+        assert server.health()["status"] == "ok"
+        assert server.stop() == 0
+    finally:
+        proxy.cut()
