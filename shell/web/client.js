@@ -507,7 +507,7 @@ export class Replica {
     const db = buildDb(datoms, this.schema);
     this.t = t;
     this.dbId = dbId;
-    d.reset_conn(this.conn, db, { datsync: { kind, t } });
+    this.swap(() => d.reset_conn(this.conn, db, { datsync: { kind, t } }));
     this.emit({ kind, t });
     if (kind === 'restored') this.readyResolve(this);
     this.wake();
@@ -539,19 +539,36 @@ export class Replica {
       const before = this.datoms();
       this.schema = applySchemaDelta(this.schema, m.schema ?? {}, renames);
       this.aliases = applyAliases(this.aliases, renames, this.schema);
-      d.reset_conn(this.conn, buildDb(renameDatoms(before, renames), this.schema), { datsync: { kind: 'schema', t: m.t } });
+      const rebuilt = buildDb(renameDatoms(before, renames), this.schema);
+      this.swap(() => d.reset_conn(this.conn, rebuilt, { datsync: { kind: 'schema', t: m.t } }));
     }
     for (const [e] of m.datoms) {
       if (e >= TX0 && e !== m.tx && e > 0x7fffffff) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
     }
-    const report = d.transact(this.conn, deltaOps(this.db, m.datoms, m.tx, this.schema), { datsync: { kind: 'delta', t: m.t, tx: m.tx } });
-    if (report.tempids[':db/current-tx'] !== m.tx) {
+    const ops = deltaOps(this.db, m.datoms, m.tx, this.schema);
+    const report = this.swap(() => d.transact(this.conn, ops, { datsync: { kind: 'delta', t: m.t, tx: m.tx } }));
+    if (report !== null && report.tempids[':db/current-tx'] !== m.tx) {
       // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
       const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
-      d.reset_conn(this.conn, buildDb(fixed, this.schema), { datsync: { kind: 'delta', t: m.t, tx: m.tx } });
+      const rebuilt = buildDb(fixed, this.schema);
+      this.swap(() => d.reset_conn(this.conn, rebuilt, { datsync: { kind: 'delta', t: m.t, tx: m.tx } }));
     }
     this.t = m.t;
     this.wake();
+  }
+
+  /** Change the conn with ``fn``; a failing d.listen listener (DataScript calls them inside
+   * transact, after the change) is reported, never taken for a failed change. */
+  swap(fn) {
+    const before = d.db(this.conn);
+    try {
+      return fn();
+    } catch (e) {
+      if (d.db(this.conn) === before) throw e;
+      console.error('datsync: a d.listen listener failed', e);
+      this.emit({ kind: 'error', code: 'listener', message: String(e?.message ?? e) });
+      return null;
+    }
   }
 
   wake() {

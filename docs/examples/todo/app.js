@@ -4,7 +4,12 @@ import { connect, datascript as d, indexedDBStore } from '/datsync/client.js';
 
 const params = new URLSearchParams(location.search);
 const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
-const replica = connect(url, { token: params.get('token') ?? undefined, store: indexedDBStore(params.get('store') ?? 'datsync-todo') });
+// optional URL parameters: token=... (the server's --token), store=NAME (IndexedDB), backoff=FIRST,MAX (seconds)
+const replica = connect(url, {
+  token: params.get('token') ?? undefined,
+  store: indexedDBStore(params.get('store') ?? 'datsync-todo'),
+  backoff: params.get('backoff')?.split(',').map(Number),
+});
 window.replica = replica;  // for the console (and the browser tests)
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -28,7 +33,7 @@ function render() {
     className: name === current ? 'current' : '', textContent: name, onclick: () => select(name),
   })));
   const todos = d.q(TODOS, db, current).sort((a, b) => a[3] - b[3] || a[0] - b[0]);
-  $('todos').replaceChildren(...todos.map(([e, title, done]) => el('li', { className: done ? 'done' : '', dataset: { eid: e } },
+  $('todos').replaceChildren(...todos.map(([e, title, done]) => el('li', { className: done ? 'done' : '' },
     el('input', { type: 'checkbox', checked: done, title: 'done', onchange: () => write([[':db/add', e, 'todo/done', !done]]) }),
     el('span', { className: 'title', textContent: title }),
     el('button', { textContent: '✕', title: 'delete', onclick: () => write([[':db/retractEntity', e]]) }))));
