@@ -59,6 +59,7 @@ from datsync.core.sync import (
     receive,
 )
 from datsync.core.sync.client import BOOTSTRAPPING, LIVE
+from datsync.core.sync.pending import resolve as resolve_id
 from datsync.core.sync.snapshot import SnapshotChunk
 
 from .changes import ChangeSignal
@@ -173,6 +174,8 @@ class PendingTx:
         self.seq = seq
         self.tx_data = tx_data
         self.tempids: dict = {}
+        self.conflict: tuple[str, str] | None = None
+        """``(code, message)`` when it did not apply locally (the server decides)."""
         self.status = "pending"
         self.done = trio.Event()
         self.outcome: TxResult | None = None
@@ -270,7 +273,6 @@ class ReplicaConnection:
         self._failure: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._db = None
-        self._resolved: dict = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -281,7 +283,14 @@ class ReplicaConnection:
 
     @property
     def db(self) -> Any:
-        """The replica's current database (DataScript flavor; None before the first sync)."""
+        """What the application reads (DataScript flavor; None before the first sync): the confirmed
+        database, equal to the server's at ``t``, with the pending transactions applied on top."""
+        r = self.session.replica
+        return None if r is None else r.view
+
+    @property
+    def confirmed_db(self) -> Any:
+        """The confirmed database alone: the server's at ``t`` (None before the first sync)."""
         r = self.session.replica
         return None if r is None else r.db
 
@@ -356,9 +365,10 @@ class ReplicaConnection:
         return tuple(p for q in self.session.queue if (p := self._pending.get(q.req)) is not None)
 
     def resolve(self, eid: Any) -> Any:
-        """The entity id ``eid`` stands for now: a tempid id a ``PendingTx`` reported maps to the
-        server-confirmed local id once its transaction is confirmed; any other id is itself."""
-        return self._resolved.get(eid, eid)
+        """The entity id ``eid`` stands for now: a provisional id (a ``PendingTx``'s tempids) maps to
+        the local id of the server's entity once its transaction is confirmed; any other id is itself."""
+        r = self.session.replica
+        return eid if r is None else resolve_id(r, eid)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -553,7 +563,8 @@ class ReplicaConnection:
             delta, own = data["delta"], None
             if delta.origin is not None and delta.origin.client == self.client_id:
                 own = next((p for p in self._pending.values() if p.seq == delta.origin.seq), None)
-            self._changed_to(before, data["replica"], "delta" if own is None else "confirmed", delta, own)
+            kind = "confirmed" if own is not None else "rebased" if data["replica"].pending else "delta"
+            self._changed_to(before, data["replica"], kind, delta, own)
         elif kind == "synced":
             self.stats.bootstraps += 1
             self._was_live = True
@@ -568,8 +579,8 @@ class ReplicaConnection:
         elif kind == "tx-queued":
             p = self._pending.get(data["req"])
             if p is not None:
-                p.seq = data["seq"]
-                self._event("local", p)
+                p.seq, p.tempids, p.conflict = data["seq"], dict(data["tempids"]), data["conflict"]
+                self._event("local", p, before, data["replica"])
         elif kind == "tx-ok":
             p = self._pending.pop(data["req"], None)
             if p is not None:
@@ -580,7 +591,7 @@ class ReplicaConnection:
             if p is not None:
                 error = TxError(data["code"], data["message"], {"req": data["req"], "tx_data": p.tx_data})
                 p._settle(None, error)
-                self._event("rejected", p, error)
+                self._event("rejected", p, before, data.get("replica"), error)
         elif kind == "tx-unknown":
             p = self._pending.pop(data["req"], None)
             if p is not None:
@@ -599,14 +610,13 @@ class ReplicaConnection:
             self.stats.last_close = self._close_why or data.get("reason")
             self._changes.pulse()
 
-    def _event(self, kind: str, pending: PendingTx, error: Any = None) -> None:
+    def _event(self, kind: str, pending: PendingTx, before: Any, after: Any, error: Any = None) -> None:
         """Tell listeners about one of this application's own transactions (``local``,
-        ``confirmed``, ``rejected``)."""
+        ``rejected``): the view before and after."""
         if not self._listeners:
             return
-        r = self.session.replica
-        db = None if r is None else r.db
-        change = ReplicaChange(db, db, self.t, kind, None, (), pending, error)
+        change = ReplicaChange(None if before is None else before.view, None if after is None else after.view,
+                               self.t, kind, None, (), pending, error)
         for fn in tuple(self._listeners):
             try:
                 fn(change)
@@ -620,8 +630,8 @@ class ReplicaConnection:
                 tx_data = tuple(Datom(e, a, v, delta.tx, added) for e, a, v, added in local)
             else:
                 tx_data = ()
-            change = ReplicaChange(None if before is None else before.db, replica.db, replica.t, kind, delta, tx_data,
-                                   pending)
+            change = ReplicaChange(None if before is None else before.view, replica.view, replica.t, kind, delta,
+                                   tx_data, pending)
             for fn in tuple(self._listeners):
                 try:
                     fn(change)
@@ -895,7 +905,7 @@ class SubmittedTx:
         self.pending = pending
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("req", "seq", "tx_data", "tempids", "status"):
+        if name in ("req", "seq", "tx_data", "tempids", "status", "conflict"):
             return getattr(self.pending, name)
         raise AttributeError(name)
 

@@ -357,14 +357,18 @@ def test_submit_works_offline_and_every_write_lands_once_when_the_server_is_back
             ps = [await rep.submit([{"db/id": "p", "person/name": f"off{i}"}]) for i in range(3)]
             assert rep.pending == tuple(ps) and [p.status for p in ps] == ["pending"] * 3
             assert [k for k, _ in kinds] == ["local"] * 3
+            # applied here at once, under provisional ids; the confirmed database is the server's
+            provisional = [p.tempids["p"] for p in ps]
+            assert [datoms(rep.db, "eavt", e, "person/name")[0].v for e in provisional] == ["off0", "off1", "off2"]
+            assert not datoms(rep.confirmed_db, "avet", "person/name", "off0") and rep.t == t0
             await trio.to_thread.run_sync(lambda: servers.start(server.store.name, port=server.port))
             results = [await p.result() for p in ps]
             assert [r.t for r in results] == [t0 + 1, t0 + 2, t0 + 3]  # in the order submitted
             assert rep.pending == () and [p.status for p in ps] == ["confirmed"] * 3
             assert [k for k, _ in kinds].count("confirmed") == 3
             for i, r in enumerate(results):
-                (d,) = datoms(rep.db, "avet", "person/name", f"off{i}")
-                assert d.e == r.tempids["p"]
+                (d,) = datoms(rep.db, "avet", "person/name", f"off{i}")   # one entity, under one id
+                assert d.e == r.tempids["p"] == rep.resolve(provisional[i]) and d.e != provisional[i]
 
     trio.run(main)
 
@@ -381,6 +385,7 @@ def test_a_rejected_submission_is_reported_with_its_code(servers):
             changes = []
             rep.listen(changes.append)
             p = await rep.submit([["db/add", ann, "person/name", "Bob"]])  # Bob's name is taken
+            assert p.conflict is not None and p.conflict[0] == "transact/unique"  # nor does it apply here
             with pytest.raises(TxError) as e:
                 await p.result()
             assert e.value.code == "db.error/unique-conflict" and p.status == "rejected"

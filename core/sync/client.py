@@ -40,12 +40,14 @@ from pyrsistent import PMap, pmap
 from ..errors import DatsyncError
 from . import events as ev
 from .codec import encode
-from .delta import Delta
+from .delta import Delta, Origin
 from .eids import EidMap
-from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError
+from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError, SyncError
 from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import Ack, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
+from .pending import add_pending, carry_pending, confirm, find_pending
+from .pending import reject as reject_pending
 from .replica import Replica, apply_delta
 from .snapshot import (
     SnapshotBegin,
@@ -56,7 +58,7 @@ from .snapshot import (
     begin_snapshot,
     build_replica,
 )
-from .writes import local_tempids, tx_for_server, validate_wire_tx
+from .writes import local_tempids, pending_tx_for_server, tx_for_server, validate_wire_tx
 
 CLOSED = "closed"
 HANDSHAKE = "handshake"
@@ -176,18 +178,31 @@ def _closed(s: ClientSession, reason: str, fx: list) -> ClientSession:
 
 
 def _release(s: ClientSession, fx: list) -> ClientSession:
-    """Notify the ``tx-ok`` answers whose ``t`` the replica has reached."""
+    """Notify the ``tx-ok`` answers whose ``t`` the replica has reached (a queued one whose delta
+    came without its origin is confirmed by the answer: it leaves the pending transactions)."""
     r = s.replica
     if not s.answers or r is None:
         return s
-    keep = []
+    keep, queue = [], s.queue
     for a in s.answers:
-        if a.t <= r.t:
-            r, tempids = local_tempids(r, a.tempids)
-            fx.append(ev.Notify("tx-ok", {"req": a.req, "t": a.t, "tempids": tempids}))
-        else:
+        if a.t > r.t:
             keep.append(a)
-    return evolve(s, replica=r, answers=tuple(keep))
+            continue
+        q = next((q for q in queue if q.req == a.req), None)
+        p = None if q is None else find_pending(r, s.config.client_id, q.seq)  # type: ignore[arg-type]
+        if p is not None:
+            r, p = confirm(r, Origin(p.client, p.seq, a.tempids))
+            tempids = dict(p.tempids)  # type: ignore[union-attr]
+            if "db/current-tx" in a.tempids:
+                tempids["db/current-tx"] = a.tempids["db/current-tx"]
+        else:
+            r, tempids = local_tempids(r, a.tempids)
+        data = {"req": a.req, "t": a.t, "tempids": tempids, "replica": r}
+        if q is not None:
+            queue = tuple(x for x in queue if x is not q)
+            data["seq"] = q.seq
+        fx.append(ev.Notify("tx-ok", data))
+    return evolve(s, replica=r, answers=tuple(keep), queue=queue)
 
 
 def _maybe_ack(s: ClientSession, fx: list, *, force: bool = False) -> ClientSession:
@@ -300,8 +315,29 @@ def _enqueue(s: ClientSession, e: ev.SubmitTx, reject: Callable[[str, str], Clie
     except Exception as err:
         return reject("sync/invalid-tx", f"{type(err).__name__}: {err}")
     q = Queued(e.req, s.next_seq, list(e.tx_data))
-    fx.append(ev.Notify("tx-queued", {"req": q.req, "seq": q.seq, "tx_data": q.tx_data}))
-    return _send_queued(evolve(s, queue=(*s.queue, q), next_seq=s.next_seq + 1), fx)
+    r, tempids, conflict = s.replica, {}, None
+    if r is not None:  # applied on the view at once (provisional ids for its new entities)
+        try:
+            r, p = add_pending(r, q.tx_data, s.config.client_id, q.seq)  # type: ignore[arg-type]
+        except DatsyncError as err:
+            return reject(err.code, err.message)
+        tempids, conflict = dict(p.tempids), p.conflict
+    fx.append(ev.Notify("tx-queued", {"req": q.req, "seq": q.seq, "tx_data": q.tx_data, "tempids": tempids,
+                                      "conflict": conflict, "replica": r}))
+    return _send_queued(evolve(s, replica=r, queue=(*s.queue, q), next_seq=s.next_seq + 1), fx)
+
+
+def _with_queue(s: ClientSession, r: Replica) -> Replica:
+    """``r`` with every queued submission it does not hold yet as a pending transaction (a replica
+    built before any existed: the first snapshot)."""
+    client = s.config.client_id
+    for q in s.queue:
+        if find_pending(r, client, q.seq) is None:  # type: ignore[arg-type]
+            try:
+                r, _ = add_pending(r, q.tx_data, client, q.seq)  # type: ignore[arg-type]
+            except DatsyncError:
+                continue  # sent as it is; the server decides
+    return r
 
 
 def _send_queued(s: ClientSession, fx: list) -> ClientSession:
@@ -309,22 +345,48 @@ def _send_queued(s: ClientSession, fx: list) -> ClientSession:
     r = s.replica
     if s.phase != LIVE or r is None or not s.queue:
         return s
-    submitted, queue = s.submitted, list(s.queue)
+    submitted, queue, client = s.submitted, list(s.queue), s.config.client_id
+    answered = {a.req for a in s.answers}
     for q in s.queue:
-        if q.req in submitted:
+        if q.req in submitted or q.req in answered:
             continue
+        p = find_pending(r, client, q.seq)  # type: ignore[arg-type]
         try:
-            msg = Submit(q.req, validate_wire_tx(tx_for_server(r, q.tx_data)), s.config.client_id, q.seq)
+            tx = tx_for_server(r, q.tx_data) if p is None else pending_tx_for_server(r, p)
+            msg = Submit(q.req, validate_wire_tx(tx), client, q.seq)
             data = encode(msg)
+        except SyncError as err:
+            if err.code == PROVISIONAL and _owner_queued(r, err.data.get("id"), q.seq):
+                break  # it refers to an earlier one's new entity: sent once that one is confirmed
+            r = _drop(s, r, q, err.code, err.message, fx)
+            queue.remove(q)
+            continue
         except Exception as err:  # the data cannot go to the server: it never will, tell the application
             code = err.code if isinstance(err, DatsyncError) else "sync/invalid-tx"
             message = err.message if isinstance(err, DatsyncError) else f"{type(err).__name__}: {err}"
-            fx.append(ev.Notify("tx-rejected", {"req": q.req, "seq": q.seq, "code": code, "message": message}))
+            r = _drop(s, r, q, code, message, fx)
             queue.remove(q)
             continue
         fx.append(ev.Send(data, msg))
         submitted = submitted.set(q.req, True)
-    return evolve(s, submitted=submitted, queue=tuple(queue))
+    return evolve(s, replica=r, submitted=submitted, queue=tuple(queue))
+
+
+PROVISIONAL = "sync/provisional-id"
+
+
+def _owner_queued(r: Replica, eid: Any, seq: int) -> bool:
+    """Is the provisional id ``eid`` owned by a pending transaction queued before ``seq``?"""
+    return any(eid in p.provisional for p in r.pending if p.seq < seq)
+
+
+def _drop(s: ClientSession, r: Replica, q: Queued, code: str, message: str, fx: list) -> Replica:
+    """``r`` without the pending transaction of ``q`` (refused: by the server, or before sending),
+    notified ``tx-rejected``."""
+    r, _ = reject_pending(r, s.config.client_id, q.seq)  # type: ignore[arg-type]
+    fx.append(ev.Notify("tx-rejected", {"req": q.req, "seq": q.seq, "code": code, "message": message,
+                                        "replica": r}))
+    return r
 
 
 def _settle(s: ClientSession, req: Any) -> ClientSession:
@@ -422,6 +484,10 @@ def _finish_snapshot(s: ClientSession, b: SnapshotBuilder, fx: list) -> ClientSe
     except DatsyncError as err:
         code = err.code if err.code.startswith("sync/") else MALFORMED
         return _close(s, code, f"cannot build the replica from the snapshot: {err.message}", fx)
+    if s.replica is not None and s.replica.pending:
+        r = carry_pending(s.replica, r)  # a new bootstrap keeps the queue
+    elif s.queue:
+        r = _with_queue(s, r)
     s = evolve(s, replica=r, builder=None, phase=LIVE, sync_from=None)
     fx.append(ev.Notify("synced", {"t": r.t, "replica": r}))
     s = _maybe_ack(s, fx, force=True)
@@ -443,37 +509,52 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
         s = _maybe_ack(s, fx)
         o = m.origin
         if o is not None and o.client == s.config.client_id:
-            s = _own_delta(s, m, fx)
-        return _release(s, fx)
+            s = _own_delta(s, m, outcome.confirmed, fx)
+        return _send_queued(_release(s, fx), fx)
     if outcome.is_gap and s.sync_from != r.t:
         _send(Sync(r.t), fx)
         return evolve(s, sync_from=r.t)
     return s
 
 
-def _own_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
-    """The delta of this client's own submission: its queued entry is settled (``tx-ok``) now."""
+def _own_delta(s: ClientSession, m: Delta, confirmed: Any, fx: list) -> ClientSession:
+    """The delta of this client's own submission: its queued entry is settled (``tx-ok``) now, with
+    the tempids in local ids (the pending transaction's, confirmed by ``apply_delta``)."""
     o = m.origin
     q = next((q for q in s.queue if q.seq == o.seq), None)  # type: ignore[union-attr]
     if q is None:
         return s  # settled already (its answer came first)
-    r, tempids = local_tempids(s.replica, o.tempids or {})  # type: ignore[arg-type, union-attr]
-    fx.append(ev.Notify("tx-ok", {"req": q.req, "seq": q.seq, "t": m.t, "tempids": tempids}))
-    return evolve(_settle(s, q.req), replica=r, submitted=s.submitted.discard(q.req))
+    r = s.replica
+    if confirmed is not None:
+        tempids = dict(confirmed.tempids)
+    else:
+        r, tempids = local_tempids(r, o.tempids or {})  # type: ignore[arg-type, union-attr]
+    if o.tempids and "db/current-tx" in o.tempids:  # type: ignore[union-attr]
+        tempids["db/current-tx"] = o.tempids["db/current-tx"]  # type: ignore[union-attr]
+    fx.append(ev.Notify("tx-ok", {"req": q.req, "seq": q.seq, "t": m.t, "tempids": tempids, "replica": r}))
+    return evolve(_settle(s, q.req), replica=r, submitted=s.submitted.discard(q.req),
+                   answers=tuple(a for a in s.answers if a.req != q.req))
 
 
 def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
-    if m.req not in s.submitted:
+    if m.req not in s.submitted or any(a.req == m.req for a in s.answers):
         return s  # a duplicate, settled by its delta, or an answer for a connection since closed
-    s = evolve(_settle(s, m.req), submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
+    s = evolve(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
+    if not any(q.req == m.req for q in s.queue):
+        s = _settle(s, m.req)
     return _release(s, fx)
 
 
 def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
     if m.req not in s.submitted:
         return s
+    s = evolve(s, submitted=s.submitted.discard(m.req))
+    q = next((q for q in s.queue if q.req == m.req), None)
+    if q is not None and s.replica is not None:
+        r = _drop(s, s.replica, q, m.code, m.message, fx)
+        return _send_queued(evolve(_settle(s, m.req), replica=r), fx)
     fx.append(ev.Notify("tx-rejected", {"req": m.req, "code": m.code, "message": m.message}))
-    return evolve(_settle(s, m.req), submitted=s.submitted.discard(m.req))
+    return _settle(s, m.req)
 
 
 _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
