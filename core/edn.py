@@ -49,10 +49,8 @@ from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from pyrsistent import pmap as _pmap
-
 from .errors import DatsyncError
-from .values import Keyword, Symbol
+from .values import Keyword, Symbol, freeze
 
 __all__ = ["EdnError", "TagReader", "read_edn", "read_edn_all", "read_edn_cached", "write_edn"]
 
@@ -194,16 +192,6 @@ def _int(t: str) -> int:
         return int(_decimal.Decimal(t))
 
 
-def _freeze(x: Any) -> Any:
-    """``x`` made hashable for use as a map key or set element: vectors (lists) become tuples and
-    maps become ``pyrsistent.pmap``s, recursively."""
-    if isinstance(x, (list, tuple)):
-        return tuple(map(_freeze, x))
-    if isinstance(x, dict):
-        return _pmap({_freeze(k): _freeze(v) for k, v in x.items()})
-    return x
-
-
 def _make_map(items: list[Any], fm: re.Match[str], text: str) -> dict[Any, Any]:
     n = len(items)
     if n & 1:
@@ -214,7 +202,7 @@ def _make_map(items: list[Any], fm: re.Match[str], text: str) -> dict[Any, Any]:
         d = dict(zip(it, it, strict=False))
     except TypeError:
         try:
-            keys = [_freeze(k) for k in items[::2]]
+            keys = [freeze(k) for k in items[::2]]
             d = dict(zip(keys, items[1::2], strict=True))
         except TypeError as e:
             raise EdnError(f"unhashable map key: {e}", fm.start("open"), text) from None
@@ -233,7 +221,7 @@ def _make_set(items: list[Any], fm: re.Match[str], text: str) -> frozenset[Any]:
         s = frozenset(items)
     except TypeError:
         try:
-            items = [_freeze(x) for x in items]
+            items = [freeze(x) for x in items]
             s = frozenset(items)
         except TypeError as e:
             raise EdnError(f"unhashable set element: {e}", fm.start("open"), text) from None

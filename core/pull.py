@@ -227,7 +227,7 @@ class _Parser:
                 if type(item) is Symbol:
                     raise _err(f"Expected attr-name | attr-expr | map-spec | *, got: {_show(item)}", item)
                 put(self.attr_name(item))
-            elif isinstance(item, dict):
+            elif isinstance(item, dict | PMap):
                 for k, v in item.items():
                     put(self.map_entry(k, v))
             elif _is_seq(item):

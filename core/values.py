@@ -12,6 +12,9 @@ import decimal as _decimal
 import uuid as _uuid
 from typing import Any, NamedTuple
 
+from pyrsistent import PMap
+from pyrsistent import pmap as _pmap
+
 
 def _split(name: str) -> tuple[str | None, str]:
     """``(namespace, local name)`` of a keyword or symbol name, split at its first ``/`` as Clojure does."""
@@ -229,10 +232,35 @@ class OrderedTuple(tuple):
 
 
 def index_value(v: Any) -> Any:
-    """``v`` in the form indexes store: tuples become ``OrderedTuple``, everything else is itself."""
-    if isinstance(v, tuple) and type(v) is not OrderedTuple:
-        return OrderedTuple(index_value(x) for x in v)
+    """``v`` in the form indexes store: tuples (and lists) become ``OrderedTuple``, maps and sets
+    their immutable, hashable forms (``freeze``); everything else is itself."""
+    if isinstance(v, tuple):
+        return v if type(v) is OrderedTuple else OrderedTuple(index_value(x) for x in v)
+    if isinstance(v, _MUTABLE):
+        return freeze(v) if not isinstance(v, list) else OrderedTuple(index_value(x) for x in v)
     return v
+
+
+_MUTABLE = (dict, list, set, frozenset)
+
+
+def freeze(x: Any) -> Any:
+    """``x`` as an immutable, hashable value: lists and tuples become tuples, dicts
+    ``pyrsistent.pmap``s and sets ``frozenset``s, recursively; other values are themselves. Values
+    that enter query results (inputs, function results, stored maps) pass through here, so a result
+    set can hold a map or a list as DataScript's do."""
+    if isinstance(x, tuple):
+        items = tuple(map(freeze, x))
+        return x if all(a is b for a, b in zip(items, x)) else tuple(items)
+    if isinstance(x, _MUTABLE):
+        if isinstance(x, list):
+            return tuple(map(freeze, x))
+        if isinstance(x, dict):
+            return _pmap({freeze(k): freeze(v) for k, v in x.items()})
+        return frozenset(map(freeze, x))
+    if isinstance(x, PMap):
+        return _pmap({freeze(k): freeze(v) for k, v in x.items()})
+    return x
 
 
 def compare_values(a: Any, b: Any) -> int:

@@ -7,8 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pyrsistent import pmap
 
-from datsync.core import QueryError, TxError, datoms, db_with, empty_db, index_range, kw, seek_datoms, transact
+from datsync.core import (
+    DatsyncError,
+    QueryError,
+    TxError,
+    datoms,
+    db_with,
+    empty_db,
+    index_range,
+    kw,
+    seek_datoms,
+    transact,
+)
 from datsync.core.query import q
 from tests.oracle.bridge import ds_transact_stream, require_oracle, shared_oracle, to_js_schema, to_js_tx
 from tests.test_differential_query import norm_result
@@ -165,3 +177,57 @@ def test_installed_tx_fn_result_maps_get_auto_tempids():
 def test_transact_answers_malformed_input_with_tx_error(tx):
     with pytest.raises(TxError):
         transact(empty_db({"db/ident": {"db/unique": kw("db.unique/identity")}}), tx)
+
+
+# -- maps and lists in results ---------------------------------------------------------------------
+
+
+def test_results_can_hold_maps_and_lists():
+    assert q("[:find ?m ?v :in ?m :where [(get ?m :k) ?v]]", {kw("k"): 1}) == {(pmap({kw("k"): 1}), 1)}
+    assert q("[:find ?v :in ?m :where [(get ?m :k) ?v]]", {kw("k"): {"x": 1}}) == {(pmap({"x": 1}),)}
+    assert q("[:find ?x ?s :in [?x ...] :where [(identity ?x) ?s]]", [[1, [2]], {3}]) == {
+        ((1, (2,)), (1, (2,))), (frozenset({3}), frozenset({3}))}
+    text = "[:find ?a ?b :where [_ :attr ?a] [(vector ?a) ?b]]"
+    tx = [{"db/id": 1, "attr": "A"}]
+    assert q(text, db_with(empty_db(), tx)) == {("A", ("A",))}
+    text = text.replace(":attr", '"attr"')  # attributes are strings in DataScript's JS API
+    assert same(q(text, db_with(empty_db(), tx)), ds_q(text, tx=tx))
+
+
+def test_map_values_in_the_database_join_and_return():
+    db = db_with(empty_db(), [{"db/id": 1, "a": {"x": [1]}}, {"db/id": 2, "a": {"x": [1]}}, {"db/id": 3, "a": {3}}])
+    assert q("[:find ?e ?f :where [?e :a ?v] [?f :a ?v] [(< ?e ?f)]]", db) == {(1, 2)}
+    assert q("[:find ?v :where [_ :a ?v]]", db) == {(pmap({"x": (1,)}),), (frozenset({3}),)}
+    assert q("[:find ?e :in $ ?v :where [?e :a ?v]]", db, {"x": [1]}) == {(1,), (2,)}
+    assert datoms(db, "eavt", 1, "a")[0].v == {"x": (1,)}
+
+
+# -- values that cannot name an entity ---------------------------------------------------------------
+
+REF_SCHEMA = {"friend": {"db/valueType": kw("db.type/ref")}, "name": {"db/unique": kw("db.unique/identity")},
+              "age": {}}
+REF_TX = [{"db/id": 1, "friend": 2, "name": "a"}, {"db/id": 2, "friend": 3, "name": "b"}, {"db/id": 3, "age": 1}]
+
+
+@pytest.mark.parametrize("text, value", [
+    ('[:find ?e :in $ [?e ...] :where [?e "friend" 3]]', [1, 2, "A"]),
+    ('[:find ?e :in $ [?e ...] :where [?e "friend" 3]]', [2, 1.5, True, 0, -1, ["name", "zz"], ["name", "b"]]),
+    ('[:find ?e :in $ [?e ...] :where [?e "friend" 3]]', [2, ["age", 1]]),  # malformed lookup ref: an error
+    ('[:find ?e :in $ [?e ...] :where [?e "friend" 3]]', [2, [1, 2, 3]]),
+    ('[:find ?v :in $ [?v ...] :where [1 "friend" ?v]]', [2, "A"]),
+    ('[:find ?e :in $ [?e ...] :where [?e "friend"]]', [2, "A"]),
+    ('[:find ?e :in $ [?e ...] :where [?e _ 3]]', [2, "A"]),
+    ('[:find ?t :in $ [?t ...] :where [_ "friend" _ ?t]]', [536870913, "A"]),
+    ('[:find ?e :in $ [?e ...] :where [(missing? $ ?e "age")]]', [2, "A"]),
+    ('[:find ?e :in $ [?e ...] :where (not [?e "friend" 3])]', [2, "A"]),
+    ('[:find ?e :in $ [?e ...] :where [(get-else $ ?e "age" 0) ?x]]', [2, "A"]),  # an error
+    ('[:find (pull ?e ["name"]) :in $ [?e ...]]', [2, "A"]),  # an error
+])
+def test_bound_values_that_cannot_name_an_entity_match_nothing(text, value):
+    theirs = ds_q(text, value, schema=REF_SCHEMA, tx=REF_TX)
+    db = db_with(empty_db(REF_SCHEMA), REF_TX)
+    if isinstance(theirs, dict) and "error" in theirs:
+        with pytest.raises(DatsyncError):
+            q(text, db, value)
+    else:
+        assert same(q(text, db, value), theirs)

@@ -343,10 +343,19 @@ def test_tag_reader_failure_is_edn_error() -> None:
 
 
 def test_unhashable_tag_values_in_keys_are_edn_errors() -> None:
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __init__(self, v: object) -> None:
+            self.v = v
+
     with pytest.raises(EdnError, match="unhashable set element"):
-        read_edn("#{#s [1]}", tag_readers={"s": set})
+        read_edn("#{#s [1]}", tag_readers={"s": Unhashable})
     with pytest.raises(EdnError, match="unhashable map key"):
-        read_edn("{#s [1] 2}", tag_readers={"s": set})
+        read_edn("{#s [1] 2}", tag_readers={"s": Unhashable})
+    # mutable collections a tag reader makes are frozen, as vectors and maps are
+    assert read_edn("#{#s [1]}", tag_readers={"s": set}) == frozenset({frozenset({1})})
+    assert read_edn("{#s [1] 2}", tag_readers={"s": set}) == {frozenset({1}): 2}
 
 
 def test_read_edn_all_errors_too() -> None:

@@ -45,18 +45,6 @@ def _rng(random: Any, inputs: tuple) -> _random.Random | None:
     raise TypeError(f"random must be a random.Random or an int seed, got {type(random).__name__}")
 
 
-def _hashable(x: Any) -> Any:
-    """Lists in inputs as tuples (lookup refs, tuple values), when that makes them hashable."""
-    if type(x) is list:
-        t = tuple(_hashable(y) for y in x)
-        try:
-            hash(t)
-        except TypeError:
-            return x
-        return t
-    return x
-
-
 def _distinct(rows: list) -> list:
     if len(rows) < 2:
         return rows
@@ -106,7 +94,7 @@ def q(query: Any, *inputs: Any, random: _random.Random | int | None = None) -> A
             continue
         else:
             vars = b.vars()
-            rows = [tuple(map(_hashable, r)) for r in bind_values(b, val, pq.form)]
+            rows = bind_values(b, val, pq.form)
             if len(set(vars)) != len(vars):
                 firsts = {}
                 keep = []

@@ -418,7 +418,7 @@ def get_some(source: Any, e: Any, *attrs: Any) -> Any:
 
 
 def missing(source: Any, e: Any, a: Any) -> bool:
-    return source.first_value(e, _attr_name(a)) is None
+    return source.first_value(e, _attr_name(a), strict=False) is None
 
 
 DB_FUNCTIONS: dict[str, Callable[..., Any]] = {"get-else": get_else, "get-some": get_some, "missing?": missing}

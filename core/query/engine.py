@@ -20,7 +20,7 @@ from typing import Any
 
 from ..db import DB
 from ..errors import DatsyncError, QueryError, ResolveError
-from ..values import Keyword, Symbol, compare_values, index_value, value_rank
+from ..values import Keyword, Symbol, compare_values, freeze, index_value, value_rank
 from .builtins import BUILTINS, DB_FUNCTIONS, RANDOM_FUNCTIONS, truthy
 from .parser import (
     BLANK,
@@ -115,8 +115,10 @@ class Env:
 def _resolve_const(source: Any, x: Any) -> Any:
     """A constant in an entity position as an entity id: like ``datoms``, a lookup ref or ident that
     matches nothing is an error (``entity-id/missing``), as in DataScript."""
-    e = source.resolve_e(x)
-    if e is None and isinstance(source, DbSource):
+    if not isinstance(source, DbSource):
+        return source.resolve_e(x)
+    e = source.resolve_e_strict(x)
+    if e is None:
         raise ResolveError("entity-id/missing", f"Nothing found for entity id {show(x)}", {"entity-id": x})
     return e
 
@@ -693,10 +695,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def bind_values(binding: Any, value: Any, form: Any) -> list[tuple]:
-    """Rows (tuples over ``binding.vars()``) that ``value`` binds through ``binding``."""
+    """Rows (tuples over ``binding.vars()``) that ``value`` binds through ``binding``; bound values are
+    frozen (``freeze``), so maps and lists from inputs and functions can be joined and returned."""
     t = type(binding)
     if t is BindScalar:
-        return [(value,)]
+        return [(freeze(value),)]
     if t is BindIgnore:
         return [()]
     if t is BindColl:
@@ -705,7 +708,7 @@ def bind_values(binding: Any, value: Any, form: Any) -> list[tuple]:
                              {"value": value, "form": form})
         inner = binding.inner
         if type(inner) is BindScalar:
-            return [(x,) for x in value]
+            return [(freeze(x),) for x in value]
         out: list = []
         for x in value:
             out.extend(bind_values(inner, x, form))

@@ -99,11 +99,20 @@ class DbSource:
     # -- entity ids ---------------------------------------------------------------------------
 
     def resolve_e(self, x: Any) -> int | None:
-        """An entity position's value as an eid (lookup refs and idents resolved), None if none."""
+        """A bound value in an entity position as an eid (lookup refs and idents resolved), None if
+        it names none: a value that cannot name an entity (a string, a float) matches nothing, as in
+        DataScript; a malformed lookup ref raises ``ResolveError``."""
         if type(x) is int:
             return x
-        if isinstance(x, bool) or x is None:
-            return None
+        if isinstance(x, tuple | list | Keyword):
+            return entid(self.db, x)
+        return None
+
+    def resolve_e_strict(self, x: Any) -> int | None:
+        """``resolve_e`` for a value written in the query or given to ``get-else``/``get-some``: one
+        that cannot name an entity raises ``ResolveError`` (``entity-id/syntax``), as in DataScript."""
+        if type(x) is int or isinstance(x, tuple | list | Keyword):
+            return self.resolve_e(x)
         return entid(self.db, x)
 
     def is_ref(self, a: Any) -> bool:
@@ -189,11 +198,12 @@ class DbSource:
 
     # -- single values (get-else, get-some, missing?) -----------------------------------------
 
-    def first_value(self, e: Any, a: Any) -> tuple | None:
-        """``(v,)`` of the first datom ``[e a v]`` (reverse attributes ``_a`` too), else None."""
+    def first_value(self, e: Any, a: Any, strict: bool = True) -> tuple | None:
+        """``(v,)`` of the first datom ``[e a v]`` (reverse attributes ``_a`` too), else None;
+        ``strict``: ``e`` that cannot name an entity raises (else it has no values)."""
         if isinstance(a, Keyword):
             a = a.name
-        eid = self.resolve_e(e)
+        eid = self.resolve_e_strict(e) if strict else self.resolve_e(e)
         if eid is None:
             return None
         slash = a.rfind("/")
@@ -245,7 +255,7 @@ class CollSource:
     def size(self) -> int:
         return len(self.rows)
 
-    def first_value(self, e: Any, a: Any) -> tuple | None:
+    def first_value(self, e: Any, a: Any, strict: bool = True) -> tuple | None:
         if isinstance(a, Keyword):
             a = a.name
         for r in self.rows:
