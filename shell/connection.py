@@ -372,7 +372,9 @@ class Connection:
         task_status.started()
         try:
             while True:
-                await trio.to_thread.run_sync(listener.wait, poll)
+                announced = await trio.to_thread.run_sync(listener.wait, poll)
+                if announced is not None and 0 < announced <= self.t:
+                    continue  # this process's own commit, or one already applied
                 try:
                     await self.catch_up()
                 except StoreError as e:

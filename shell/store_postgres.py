@@ -51,6 +51,11 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` whose sessions keep their tables in ``schema`` (libpq ``options``)."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 def channel_name(db_id: str) -> str:
     """The LISTEN/NOTIFY channel of a database: commits of ``db_id`` are announced on it."""
     return "datsync_" + db_id.replace("-", "")
@@ -244,30 +249,32 @@ def _first_line(e: BaseException) -> str:
 
 
 class CommitListener:
-    """``wait(timeout)`` returns when a process announces a commit (True) or after ``timeout``
-    seconds (False). The LISTEN connection is reopened after a failure; a notification lost while it
-    was down is why callers also read the log now and then."""
+    """``wait(timeout)`` returns when a process announces a commit or after ``timeout`` seconds.
+    The LISTEN connection is reopened after a failure; a notification lost while it was down is why
+    callers also read the log now and then."""
 
     def __init__(self, url: str, channel: str):
         self.url = url
         self.channel = channel
         self._conn: psycopg.Connection | None = None
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float) -> int | None:
+        """The highest ``t`` announced (0: unknown, the log must be read), or None after
+        ``timeout`` seconds without an announcement."""
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self.close()
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
                 self._conn.execute(f'LISTEN "{self.channel}"')
-                return True  # commits may have been missed while not listening
-            notified = False
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                notified = True
-            return notified
+                return 0  # commits may have been missed while not listening
+            announced = None
+            for n in self._conn.notifies(timeout=timeout, stop_after=1):
+                announced = int(n.payload) if n.payload.isdigit() else 0
+            return announced
         except psycopg.Error:
             self.close()
             time.sleep(timeout)  # PostgreSQL is away: try again later, do not spin
-            return False
+            return None
 
     def close(self) -> None:
         _close_quietly(self._conn)

@@ -23,11 +23,6 @@ def pg_base_url() -> str:
     return os.environ.get("DATSYNC_TEST_PG", PG_DEFAULT)
 
 
-def with_search_path(url: str, schema: str) -> str:
-    """``url`` whose sessions use the tables of ``schema``."""
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-
-
 def _admin():
     try:
         import psycopg
@@ -47,10 +42,19 @@ def pg_url() -> Iterator[str]:
     schema = f"datsync_test_{uuid.uuid4().hex[:12]}"
     admin.execute(f"CREATE SCHEMA {schema}")
     try:
+        from datsync.shell.store_postgres import with_search_path
+
         yield with_search_path(pg_base_url(), schema)
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+@pytest.fixture
+def pg_database() -> str:
+    """The PostgreSQL database URL itself (reachable), for code that makes its own schemas."""
+    _admin().close()
+    return pg_base_url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,3 +27,17 @@ def test_server_bench_prints_every_row():
     assert reconnect["datsync"].startswith("resume"), reconnect
     assert reconnect["broadcast"].startswith("bootstrap"), reconnect
     assert "unseen" not in out.stdout, out.stdout
+
+
+def test_server_bench_on_postgresql_prints_the_scale_out_rows(pg_database):
+    cmd = [sys.executable, "-m", "datsync.shell.bench.server", "--replicas", "2", "--seconds", "1",
+           "--writers", "2", "--people", "0", "--skip-sqlite", "--pg", pg_database, "--processes", "2",
+           "--failover-replicas", "2"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = {tuple(c.strip() for c in line.strip("|").split("|"))[:3]: line for line in out.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| workload")}
+    assert set(rows) == {("tx/s", "pg-1", "2"), ("tx/s", "pg-2", "2"), ("latency", "pg-2", "2"),
+                         ("failover", "pg-2", "2")}, out.stdout
+    assert "2 back, resume" in rows[("failover", "pg-2", "2")], out.stdout
+    assert "unseen" not in out.stdout, out.stdout

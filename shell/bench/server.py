@@ -1,6 +1,7 @@
 """Server benchmarks: ``datsync serve`` as a real process on 127.0.0.1, Python replicas over WebSocket.
 
     python -m datsync.shell.bench.server [--replicas 1,10,100] [--seconds N] [--mode datsync|broadcast|both]
+                                         [--pg postgresql://HOST:PORT/DB [--processes 3]]
 
 Each mode starts its own server process (``python -m datsync.shell serve --host 127.0.0.1 --port 0``)
 on a fresh store in a temporary directory, and stops it (SIGTERM) at the end. Workloads:
@@ -21,6 +22,14 @@ on a fresh store in a temporary directory, and stops it (SIGTERM) at the end. Wo
   reconnects. ``datsync`` mode resumes from its ``t`` (only the missed deltas come over);
   ``broadcast`` mode re-bootstraps (a fresh replica: the whole database comes over).
 
+With ``--pg URL`` the same workloads also run on a PostgreSQL store (in a schema of their own in that
+database, dropped at the end): ``tx/s`` with one server process and with ``--processes`` processes
+(the writers spread over them), ``latency`` with the listening replicas spread over the processes
+and the writer on the first (so most deltas cross processes: commit, NOTIFY, read, fan-out), and
+``failover``: replicas given every process's URL, on the first process, which is killed
+(``kill -9``); the time from the kill until each replica is live again on another process
+(resumed from its ``t``), p50/max.
+
 ``--mode broadcast`` emulates the original datsync (every transaction pushed in full to every client,
 a full re-bootstrap on reconnect) with our own pieces: the server runs with ``--window`` and
 ``--max-buffered`` so large that delivery never waits for a replica's ack (each committed
@@ -34,6 +43,7 @@ is where they differ by design.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -81,12 +91,13 @@ def row(workload: str, mode: str, replicas: Any, figure: str, note: str) -> None
 
 
 class Server:
-    """``python -m datsync.shell serve`` on 127.0.0.1, a free port, ``store`` (a path in a temp dir)."""
+    """``python -m datsync.shell serve`` on 127.0.0.1, a free port, ``store`` (a path in a temp dir,
+    or a database URL: then ``log`` says where its stderr goes)."""
 
-    def __init__(self, store: Path, schema: Path, flags: list[str]):
+    def __init__(self, store: Path | str, schema: Path, flags: list[str], log: Path | None = None):
         self.cmd = [sys.executable, "-m", "datsync.shell", "serve", "--host", "127.0.0.1", "--port", "0",
                     "--store", str(store), "--schema", str(schema), "--log-level", "warning", *flags]
-        self.log = store.with_suffix(".log")
+        self.log = log if log is not None else Path(store).with_suffix(".log")
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -103,6 +114,12 @@ class Server:
             raise RuntimeError(f"server did not start: {line!r}\n{self.log.read_text()}")
         self.url = line[0].split()[2]
         return self
+
+    def kill(self) -> None:
+        """``kill -9``."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def __exit__(self, *exc: object) -> None:
         p = self.proc
@@ -123,9 +140,13 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
-async def open_replicas(nursery: trio.Nursery, url: str, n: int, **options: Any) -> list[ReplicaConnection]:
-    """``n`` live replicas (bootstrapped), no reconnecting; started a few at a time."""
-    reps = [ReplicaConnection(url, reconnect=False, connect_timeout=60, **options) for _ in range(n)]
+async def open_replicas(nursery: trio.Nursery, url: str | list, n: int, **options: Any) -> list[ReplicaConnection]:
+    """``n`` live replicas (bootstrapped), no reconnecting; started a few at a time. Given a list,
+    replica ``i`` connects to ``url[i % len(url)]`` (spread over server processes; an item that is
+    itself a list of URLs is a replica's failover list)."""
+    urls = [url] if isinstance(url, str) else url
+    options = {"reconnect": False, "connect_timeout": 60, **options}
+    reps = [ReplicaConnection(urls[i % len(urls)], **options) for i in range(n)]
     limit = trio.CapacityLimiter(8)
 
     async def start(rep: ReplicaConnection) -> None:
@@ -144,8 +165,8 @@ async def close_all(reps: list[ReplicaConnection]) -> None:
             n.start_soon(rep.aclose)
 
 
-async def throughput(url: str, writers: int, seconds: float) -> tuple[float, int]:
-    """Durable transactions per second with ``writers`` closed-loop writers."""
+async def throughput(url: str | list[str], writers: int, seconds: float) -> tuple[float, int]:
+    """Durable transactions per second with ``writers`` closed-loop writers (spread over the URLs)."""
     async with trio.open_nursery() as nursery:
         reps = await open_replicas(nursery, url, writers)
         counts = [0] * writers
@@ -166,8 +187,9 @@ async def throughput(url: str, writers: int, seconds: float) -> tuple[float, int
     return sum(counts) / elapsed, sum(counts)
 
 
-async def latency(url: str, replicas: int, seconds: float, rate: float) -> dict:
-    """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s."""
+async def latency(url: str | list[str], replicas: int, seconds: float, rate: float) -> dict:
+    """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s (listeners spread
+    over the URLs, the writer on the first)."""
     samples: list[float] = []
 
     def listener(change: ReplicaChange) -> None:
@@ -179,7 +201,7 @@ async def latency(url: str, replicas: int, seconds: float, rate: float) -> dict:
                 samples.append(now - d.v)
 
     async with trio.open_nursery() as nursery:
-        (writer,) = await open_replicas(nursery, url, 1)
+        (writer,) = await open_replicas(nursery, url if isinstance(url, str) else url[0], 1)
         reps = await open_replicas(nursery, url, replicas)
         for rep in reps:
             rep.listen(listener)
@@ -253,7 +275,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
           f"server and clients on 127.0.0.1 (server: one process; clients: this process)", flush=True)
     print(ROW.format("workload", "mode", "replicas", "figure", "note"))
     print("|------------|-----------|---------:|-----------------:|------------------------------------|")
-    for mode in modes:
+    for mode in [] if args.skip_sqlite else modes:
         with Server(tmp / f"{mode}.sqlite", schema, MODE_FLAGS[mode]) as server:
             tps, n = await throughput(server.url, args.writers, args.seconds)
             row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {args.writers} writers")
@@ -265,7 +287,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 if m["resyncs"]:
                     note += f", {m['resyncs']} resyncs"
                 row("latency", mode, r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
-    if args.people > 0:
+    if args.pg:
+        await run_postgres(args, tmp, schema)
+    if args.people > 0 and not args.skip_sqlite:
         people = Datasets().people[:args.people]
         with Server(tmp / "people.sqlite", schema, MODE_FLAGS["datsync"]) as server:
             took = await import_people(server.url, people)
@@ -276,6 +300,66 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             for mode in modes:
                 s, how = b[mode]
                 row("reconnect", mode, 1, f"{s * 1000:.0f} ms", f"{how} after {args.missed} missed tx")
+
+
+async def failover(servers: list[Server], replicas: int) -> dict:
+    """``replicas`` replicas on the first process with every URL; kill it; seconds until each is live
+    again elsewhere (and how it came back: resume or bootstrap)."""
+    urls = [s.url for s in servers]
+    async with trio.open_nursery() as nursery:
+        reps = await open_replicas(nursery, [urls], replicas, reconnect=True, backoff=(0.02, 0.5))
+        before = [r.stats.connects for r in reps]
+        t0 = time.perf_counter()
+        servers[0].kill()
+        back: list[float] = []
+        with trio.move_on_after(60):
+            while len(back) < replicas:
+                back = [time.perf_counter() - t0 for r, n in zip(reps, before)
+                        if r.stats.connects > n and r.connected]
+                await trio.sleep(0.002)
+        modes = {r.stats.last_mode for r in reps}
+        await close_all(reps)
+    return {"p50": pct(back, 0.5) if back else float("nan"), "max": max(back, default=float("nan")),
+            "back": len(back), "modes": modes}
+
+
+async def run_postgres(args: argparse.Namespace, tmp: Path, schema: Path) -> None:
+    """The tx/s, latency and failover rows on a PostgreSQL store (a fresh schema, dropped after)."""
+    import uuid
+
+    import psycopg
+
+    from datsync.shell.store_postgres import with_search_path
+
+    name = f"datsync_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(args.pg, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+        try:
+            url = with_search_path(args.pg, name)
+            flags = MODE_FLAGS["datsync"]
+            with Server(url, schema, flags, log=tmp / "pg-1.log") as server:
+                tps, n = await throughput(server.url, args.writers, args.seconds)
+                row("tx/s", "pg-1", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, 1 process")
+            k = args.processes
+            with contextlib.ExitStack() as stack:
+                servers = [stack.enter_context(Server(url, schema, flags, log=tmp / f"pg-{i}.log")) for i in range(k)]
+                urls = [s.url for s in servers]
+                tps, n = await throughput(urls, args.writers, args.seconds)
+                row("tx/s", f"pg-{k}", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {k} processes")
+                for r in args.replicas:
+                    m = await latency(urls, r, args.seconds, args.rate)
+                    note = f"{m['n']} samples at {m['rate']:.0f} tx/s, {k} processes"
+                    if m["missing"]:
+                        note += f", {m['missing']} unseen"
+                    row("latency", f"pg-{k}", r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
+                if k > 1:
+                    f = await failover(servers, args.failover_replicas)
+                    figure = f"{f['p50'] * 1000:.0f}/{f['max'] * 1000:.0f} ms"
+                    modes = "/".join(sorted(map(str, f["modes"])))
+                    row("failover", f"pg-{k}", args.failover_replicas, figure,
+                        f"p50/max kill -9 -> live; {f['back']} back, {modes}")
+        finally:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--people", type=int, default=20000,
                    help="people in the bootstrap database (default 20000, ~192k datoms; 0: skip)")
     p.add_argument("--missed", type=int, default=100, help="transactions missed before reconnect (default 100)")
+    p.add_argument("--pg", metavar="URL", help="also run tx/s, latency and failover on this PostgreSQL database")
+    p.add_argument("--processes", type=int, default=3, help="server processes on PostgreSQL (default 3)")
+    p.add_argument("--failover-replicas", type=int, default=30, help="replicas in the failover row (default 30)")
+    p.add_argument("--skip-sqlite", action="store_true", help="only the PostgreSQL rows (with --pg)")
     args = p.parse_args(argv)
     try:
         args.replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
