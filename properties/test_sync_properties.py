@@ -4,10 +4,11 @@ and replicas fed any server stream in any order with duplicates."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from datsync.core import TX0, TxError, empty_db, kw, transact
@@ -23,7 +24,10 @@ from datsync.core.sync import (
     Received,
     ServerConfig,
     Submit,
+    SyncError,
     Welcome,
+    add_pending,
+    answer_tempids,
     apply_delta,
     client_step,
     datoms_to_local,
@@ -31,11 +35,16 @@ from datsync.core.sync import (
     decode,
     delta_from_report,
     encode,
+    is_provisional,
     new_client_session,
     new_server_session,
+    pending_tx_for_server,
+    rebase,
     ref_info,
+    reject,
     replica_of,
     replica_schema,
+    resolve,
     server_datoms,
     server_step,
     tx_for_server,
@@ -44,6 +53,7 @@ from datsync.core.sync import (
 )
 from datsync.core.sync.snapshot import add_chunk, begin_snapshot, build_replica
 from datsync.core.sync.strategies import (
+    LABELS,
     RENAMED,
     SYNC_SCHEMA,
     eid_maps,
@@ -302,3 +312,108 @@ def test_streams_rename_attributes_and_keep_using_their_old_names():
     stream = find(server_tx_streams(max_txs=10), lambda s: len(run_stream(s)) > 12)
     db = run_stream(stream)[-1][0]
     assert all(kw(old) in db.idents and new in db.schema for old, new in RENAMED.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# Pending transactions: optimistic writes re-based on a moving server
+
+
+def _client_tx(data, replica, n: int) -> list:
+    """A client transaction in local ids over ``SYNC_SCHEMA``, referring to entities of the view
+    (provisional ones included) by id or lookup ref."""
+    ents = [k[1] for k in replica.view.aevt.prefix_list(("item/label",))]
+    label = st.sampled_from(LABELS)
+    ent = st.sampled_from(ents) if ents else st.just(("item/label", "L0"))
+    kind = data.draw(st.sampled_from(["new", "upsert", "add", "cas", "ref", "auto", "retract"]))
+    if kind == "new":
+        return [{"db/id": "n", "item/label": f"c{n}", "item/n": data.draw(st.integers(-3, 3))}]
+    if kind == "upsert":
+        return [{"db/id": "u", "item/label": data.draw(label), "item/code": data.draw(st.sampled_from("xyz"))}]
+    if kind == "add":
+        return [["db/add", data.draw(ent), "item/n", data.draw(st.integers(-3, 3))]]
+    if kind == "cas":
+        return [["db/cas", data.draw(ent), "item/n", data.draw(st.sampled_from([None, 0, 1])),
+                 data.draw(st.integers(-3, 3))]]
+    if kind == "ref":
+        name = data.draw(st.sampled_from(["item/ref", "item/target"]))
+        name = name if name in replica.server_schema or name in replica.aliases else "item/ref"
+        return [{"db/id": "r", "item/label": f"c{n}", name: data.draw(ent)},
+                ["db/add", data.draw(ent), "item/refs", "r"]]
+    if kind == "auto":
+        return [{"item/label": f"c{n}", "item/ref": data.draw(ent)}]
+    return [["db/retractEntity", data.draw(ent)]]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(server_tx_streams(max_txs=12), st.data(), st.booleans())
+def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
+    """Whatever the server does meanwhile: the confirmed database is the server's at ``t``; the view is
+    the confirmed database with the pending transactions applied in order (as a fresh queue of them
+    would be); a rejected transaction leaves no trace; provisional ids are never shared and resolve
+    exactly once, to the server's entity."""
+    from datsync.core.sync import Origin
+
+    server = empty_db(SYNC_SCHEMA, flavor="datomic")
+    eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
+    rep = replica_of(server, eids)
+    owner: dict[int, tuple] = {}  # provisional id -> the pending transaction that got it
+    resolved: dict[int, int] = {}
+    server_txs = list(stream)
+    seq = 0
+    instant = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+    def commit(tx, origin=None):
+        nonlocal server, rep
+        r = transact(server, tx, instant=instant)
+        server = r.db_after
+        d = delta_from_report(r)
+        if origin is not None:
+            d = dataclasses.replace(d, origin=Origin(*origin, answer_tempids(r)))
+        rep, out = apply_delta(rep, decode(encode(d)))
+        assert out.applied
+        return r, out
+
+    for _ in range(data.draw(st.integers(1, 25))):
+        action = data.draw(st.sampled_from(["submit", "submit", "server", "answer", "answer", "reject"]))
+        if action == "submit":
+            seq += 1
+            rep, p = add_pending(rep, _client_tx(data, rep, seq), "me", seq)
+            assert rep.pending[-1] is p
+        elif action == "server" and server_txs:
+            with contextlib.suppress(TxError):
+                commit(server_txs.pop(0))
+        elif action in ("answer", "reject") and rep.pending:
+            p = rep.pending[0]
+            try:
+                if action == "reject":
+                    raise TxError("test/refused", "refused", {})
+                r, out = commit(pending_tx_for_server(rep, p), p.key)
+            except (TxError, SyncError):  # refused by the server, or refers to a refused transaction's id
+                before = rep
+                event("rejected")
+                rep, dropped = reject(rep, *p.key)
+                assert dropped == p
+                assert not any(x in dropped.provisional for x in rep.resolved)
+                assert not any(k[0] in dropped.provisional for k in rep.view.eavt)
+                assert before.db is rep.db
+            else:
+                event("confirmed")
+                assert out.confirmed is not None and out.confirmed.key == p.key
+                for t, e in p.tempids.items():
+                    if e in p.provisional and t in r.tempids:
+                        assert rep.resolved[e] == rep.eids.to_local(r.tempids[t]) == resolve(rep, e)
+        if any(p.conflict for p in rep.pending):
+            event("local conflict")
+        # confirmed == the server at t
+        check_replica(rep, server, "pending")
+        # view == confirmed + pending in order, however it was reached (incrementally, re-based)
+        again = rebase(rep.replace(pending_db=None, pending=tuple(
+            dataclasses.replace(p, conflict=None) for p in rep.pending)))
+        assert again.pending == rep.pending and set(again.view.eavt) == set(rep.view.eavt)
+        # provisional ids: never shared, stable owners, resolved once and for good
+        for p in rep.pending:
+            for x in p.provisional:
+                assert owner.setdefault(x, p.key) == p.key and x < rep.next_provisional
+        for x, e in rep.resolved.items():
+            assert resolved.setdefault(x, e) == e and not is_provisional(e)
+        assert set(resolved) == set(rep.resolved)
