@@ -13,8 +13,9 @@ order: what an application reads.
   rewritten), and through ``resolve(replica, id)`` for ids the application kept. The rest is re-based.
 * ``reject(replica, client, seq, code, message)`` drops one and re-bases the rest: no trace left.
 * ``rebase`` re-applies the queue on the confirmed database. A pending transaction that no longer
-  applies (its ``db/cas`` fails now, say) stays queued, the server decides, and carries
-  ``conflict``: the local error's code and message. Provisional ids are stable across rebases.
+  applies (its ``db/cas`` fails now, say, or it refers to a new entity of a rejected transaction)
+  stays queued, the server decides, and carries ``conflict``: the local error's code and message.
+  Provisional ids are stable across rebases.
 * ``carry_pending(old, new)``: a replica bootstrapped again keeps the old one's queue.
 
 The view applies transactions with the replica's (DataScript) semantics, attribute names resolved as
@@ -96,7 +97,8 @@ def add_pending(replica: Replica, tx_data: Any, client: str, seq: int) -> tuple[
                   (lambda x: resolved.get(x, x)) if resolved else _same,
                   tempid=lambda: f"{AUTO_TEMPID}{next(n)}")
     p = PendingTx(client, seq, tuple(data))
-    view, p, nxt = _apply(replica, replica.view, p, replica.next_provisional)
+    live = {x for q in replica.pending if q.conflict is None for x in q.provisional}
+    view, p, nxt = _apply(replica, replica.view, p, replica.next_provisional, live)
     return replica.replace(pending=(*replica.pending, p), pending_db=view, next_provisional=nxt), p
 
 
@@ -116,8 +118,11 @@ def rebase(replica: Replica) -> Replica:
         return replica.replace(pending_db=None) if replica.pending_db is not None else replica
     view, nxt = replica.db, replica.next_provisional
     out = []
+    live: set[int] = set()
     for p in replica.pending:
-        view, p, nxt = _apply(replica, view, p, nxt)
+        view, p, nxt = _apply(replica, view, p, nxt, live)
+        if p.conflict is None:
+            live.update(p.provisional)
         out.append(p)
     return replica.replace(pending=tuple(out), pending_db=view, next_provisional=nxt)
 
@@ -191,11 +196,24 @@ def _remap(replica: Replica, p: PendingTx, mapping: dict[int, int]) -> PendingTx
     return replace(p, tx_data=data, tempids=tempids)
 
 
-def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int) -> tuple[DB, PendingTx, int]:
+def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -> tuple[DB, PendingTx, int]:
     """Apply ``p`` on ``view``: the new view, ``p`` with its tempids and conflict updated, and the next
-    free provisional id. New entities get ``p``'s provisional ids again (new ones if it has none)."""
-    local = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), _same, names=True)
+    free provisional id. New entities get ``p``'s provisional ids again (new ones if it has none). A
+    transaction that refers to a provisional id no earlier transaction in the view holds (its
+    transaction was rejected, or conflicts) does not apply: ``sync/provisional-id``."""
+    missing = []
+
+    def check(x: int) -> int:
+        if is_provisional(x) and x not in live:
+            missing.append(x)
+        return x
+
+    local = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), check, names=True)
     try:
+        if missing:
+            x = missing[0]
+            raise SyncError("sync/provisional-id", f"Entity {x} of an earlier pending transaction is not in the view",
+                            {"id": x})
         report = transact(view, local)
     except DatsyncError as e:
         conflict = (e.code, e.message)
