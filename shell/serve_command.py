@@ -70,6 +70,25 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="ping an idle replica every S seconds (default 10)")
     p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S",
                    help="close a replica not heard from in S seconds (default 30)")
+    lim = p.add_argument_group("limits (each refusal is logged, counted in /health and says why to the client)")
+    lim.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                     help="open connections in all (default 1024; beyond: HTTP 503)")
+    lim.add_argument("--max-connections-per-address", type=int, default=256, metavar="N",
+                     help="open connections from one address (default 256; beyond: HTTP 503)")
+    lim.add_argument("--max-message-rate", type=float, default=2000.0, metavar="N",
+                     help="messages per second one session may send on average (default 2000; beyond its "
+                          "burst: closed, 1008 limit/rate)")
+    lim.add_argument("--message-burst", type=int, default=None, metavar="N",
+                     help="messages one session may send at once (default twice the rate)")
+    lim.add_argument("--idle-timeout", type=float, default=None, metavar="S",
+                     help="close a session that sends nothing but pings and pongs for S seconds (1001 limit/idle; "
+                          "default: never, a replica of a quiet database is idle)")
+    lim.add_argument("--handshake-timeout", type=float, default=None, metavar="S",
+                     help="longest wait for a connection's request and hello (default 10, or the heartbeat "
+                          "timeout if shorter)")
+    lim.add_argument("--max-pending-tx", type=int, default=64, metavar="N",
+                     help="submissions one session may have pending (default 64; beyond: tx-rejected "
+                          "sync/overloaded)")
     p.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S",
                    help="longest graceful shutdown before what is left is cut off (default 10)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -79,6 +98,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from datsync.core.sync import ServerConfig
 
+    from .limits import Limits
     from .server import read_token_file, run_server
 
     if args.static is not None and not os.path.isdir(args.static):
@@ -93,16 +113,28 @@ def run(args: argparse.Namespace) -> int:
             return 2
     elif token is None:
         token = os.environ.get("DATSYNC_TOKEN") or None
+    if min(args.max_connections, args.max_connections_per_address, args.max_pending_tx) < 1 \
+            or args.max_message_rate <= 0 or (args.message_burst is not None and args.message_burst < 1) \
+            or (args.idle_timeout is not None and args.idle_timeout <= 0) \
+            or (args.handshake_timeout is not None and args.handshake_timeout <= 0):
+        print("datsync serve: limits must be positive", file=sys.stderr)
+        return 2
     if args.window < 1 or args.max_buffered < args.window or args.heartbeat_interval <= 0:
         print("datsync serve: need --window >= 1, --max-buffered >= --window, --heartbeat-interval > 0",
               file=sys.stderr)
         return 2
     config = ServerConfig(
         window=args.window, max_buffered=args.max_buffered, heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout, handshake_timeout=min(10.0, args.heartbeat_timeout),
+        heartbeat_timeout=args.heartbeat_timeout, max_pending_tx=args.max_pending_tx,
+        handshake_timeout=args.handshake_timeout or min(10.0, args.heartbeat_timeout),
+    )
+    limits = Limits(
+        max_connections=args.max_connections, max_connections_per_address=args.max_connections_per_address,
+        max_message_rate=args.max_message_rate, idle_timeout=args.idle_timeout,
+        message_burst=args.message_burst or max(1, int(2 * args.max_message_rate)),
     )
     return run_server(
         args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
         checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
-        shutdown_timeout=args.shutdown_timeout, static_dir=args.static,
+        shutdown_timeout=args.shutdown_timeout, static_dir=args.static, limits=limits,
     )

@@ -87,10 +87,12 @@ from datsync.core.sync import (
     receive,
     server_step,
 )
-from datsync.core.sync.messages import Ack, Submit, TxRejected
+from datsync.core.sync.errors import TOO_LARGE
+from datsync.core.sync.messages import Ack, Ping, Pong, Submit, TxRejected
 
 from .changes import ChangeSignal
 from .connection import Connection, utc_now
+from .limits import CONNECTIONS, IDLE, RATE, ConnectionCounts, Limits, RateBucket, ThrottledLog
 from .static import CLIENT_PREFIX, static_file
 from .store import Store, StoreError, is_store_url, open_store
 from .timer import SessionTimer
@@ -118,6 +120,8 @@ WS_CLOSE_CODES = {
     "protocol/too-large": 1009,
     "protocol/internal": 1011,
     TOO_SLOW: 1013,
+    RATE: 1008,
+    IDLE: 1001,
 }
 
 
@@ -354,7 +358,10 @@ class _Prefixed(trio.abc.Stream):
         await self.stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
-        await self.stream.aclose()
+        """Leaves the socket open: the connection's handler closes it gracefully once the WebSocket's
+        tasks are gone (``_linger``: closing with unread input would reset the connection, and a reset
+        loses the answer, the ``error`` and the close frame, that the peer has not read yet)."""
+        await trio.lowlevel.checkpoint()
 
 
 @dataclass(frozen=True)
@@ -398,6 +405,7 @@ async def _read_head(stream: trio.abc.ReceiveStream) -> tuple[bytes, _HttpHead |
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
@@ -473,6 +481,8 @@ class _Session:
         self.bytes_in = 0
         self.bytes_out = 0
         self.principal: Any = None
+        self.bucket = RateBucket(server.limits.max_message_rate, server.limits.message_burst, trio.current_time())
+        self.last_active = trio.current_time()
 
     @property
     def peer_str(self) -> str:
@@ -537,6 +547,10 @@ class _Session:
                 elif mt is Error:
                     srv.counters["protocol_errors"] += 1
                     log.info("session error", extra={"session": self.id, "code": m.code, "detail": m.message})
+                elif mt is TxRejected and m.code == "sync/overloaded":
+                    srv.counters["tx_overloaded"] += 1
+                    srv.throttled.warning("sync/overloaded", "submission refused: too many pending",
+                                          session=self.id, peer=self.peer_str, limit=srv.config.max_pending_tx)
             self._push(f.data)
         elif t is SendStream:
             self._push(_Stream(f.messages))
@@ -612,6 +626,19 @@ class _Session:
             self.out_send.send_nowait(encode(Error(SHUTDOWN, why)))
         self._close(SHUTDOWN, why)
 
+    def limit_close(self, code: str, why: str) -> None:
+        """Close a session that went beyond a limit: a warning (throttled), the ``error``, then the close."""
+        if self.closed:
+            return
+        srv = self.server
+        srv.counters["closed_" + code.split("/")[-1]] += 1
+        srv.throttled.warning(code, "closing a session: limit exceeded", session=self.id, peer=self.peer_str,
+                              code=code, why=why)
+        self.state, _ = server_step(self.state, Closed(why))
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.out_send.send_nowait(encode(Error(code, why)))
+        self._close(code, why)
+
     def abort(self, code: str, why: str) -> None:
         """Close now, dropping whatever is queued."""
         if not self.closed:
@@ -637,7 +664,16 @@ class _Session:
             nursery.start_soon(self._reader)
             nursery.start_soon(self._writer)
             nursery.start_soon(self.timer.run, lambda now: self.feed(Timer(now)))
+            if self.server.limits.idle_timeout is not None:
+                nursery.start_soon(self._idle_watch, self.server.limits.idle_timeout)
             self.feed(Opened(trio.current_time()))
+
+    async def _idle_watch(self, idle: float) -> None:
+        while not self.closed:
+            await trio.sleep_until(self.last_active + idle)
+            if trio.current_time() - self.last_active >= idle:
+                self.limit_close(IDLE, f"no message but pings and pongs for {idle:g} s")
+                return
 
     async def _reader(self) -> None:
         max_size = self.server.max_message_size
@@ -647,15 +683,33 @@ class _Session:
             except ConnectionClosed as e:
                 r = e.reason
                 why = f"peer closed: {r.code} {r.reason or r.name}" if r is not None else "peer closed"
+                code = "peer"
+                if r is not None and r.code == 1009:  # the WebSocket layer refused a message far too big
+                    code, why = TOO_LARGE, f"a message above {self.server.ws_max_message_size} bytes"
+                    self.server.counters["closed_too_large"] += 1
+                    self.server.throttled.warning(TOO_LARGE, "closing a session: limit exceeded", session=self.id,
+                                                  peer=self.peer_str, code=code, why=why)
+                if self.closed and code == "peer":
+                    return  # we are closing: the writer completes the close handshake (bounded)
                 if not self.closed:
                     self.state, _ = server_step(self.state, Closed(why))
                     self.closed = True
-                    self.close_code, self.close_reason = "peer", why
+                    self.close_code, self.close_reason = code, why
                 self._cancel()
                 return
             self.messages_in += 1
             self.bytes_in += len(data)
+            now = trio.current_time()
+            if self.closed:
+                continue  # closing: read on (and drop), so the peer gets our error and close, not a reset
+            if not self.bucket.take(now):
+                lim = self.server.limits
+                self.limit_close(RATE, f"more than {lim.max_message_rate:g} messages per second "
+                                       f"(burst {lim.message_burst})")
+                continue
             event = receive(data, max_size=max_size)
+            if type(event) is not Received or type(event.message) not in (Ping, Pong):
+                self.last_active = now
             if self.server.frozen:  # shutting down: no more requests; a submit gets a definite answer
                 if type(event) is Received and type(event.message) is Submit:
                     self._push(encode(TxRejected(event.message.req, SHUTDOWN,
@@ -734,6 +788,7 @@ class SyncServer:
         shutdown_timeout: float,
         listen_buffer: int,
         banner: Callable[[str], None] | None,
+        limits: Limits | None = None,
     ):
         self.store_path = store_path
         self.host = host
@@ -751,6 +806,10 @@ class SyncServer:
         self.handshake_timeout = config.handshake_timeout
         self.listen_buffer = listen_buffer
         self.banner = banner
+        self.limits = limits or Limits()
+        self.connections = ConnectionCounts(self.limits)
+        self.throttled = ThrottledLog(log)
+        self.closed_by_code: collections.Counter = collections.Counter()
         self.url = ""
         self.started_at = time.time()
         self.sessions: dict[int, _Session] = {}
@@ -1054,10 +1113,23 @@ class SyncServer:
             await stream.aclose()
             return
         self.counters["connections"] += 1
+        refused = self.connections.admit(peer[0])
+        if refused is not None:
+            self.counters["refused_connections"] += 1
+            self.throttled.warning(CONNECTIONS, "connection refused: limit reached", peer=peer[0], why=refused)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await _http_respond(stream, 503, f"datsync: {CONNECTIONS}: {refused}\n")
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
         try:
             with trio.move_on_after(self.handshake_timeout) as scope:
                 buf, head = await _read_head(stream)
             if scope.cancelled_caught:
+                self.counters["handshake_timeouts"] += 1
+                self.throttled.warning("http/timeout", "connection closed: no request within the handshake timeout",
+                                       peer=peer[0], timeout=self.handshake_timeout)
+                await _http_respond(stream, 408, f"datsync: no request within {self.handshake_timeout:g} s\n")
                 return
             if head is None:
                 if buf:
@@ -1066,6 +1138,7 @@ class SyncServer:
                 return
             if head.is_upgrade:
                 await self._websocket(_Prefixed(stream, buf), (peer[0], peer[1]))
+                await _linger(stream)
             elif head.method not in ("GET", "HEAD"):
                 await _http_respond(stream, 405, "datsync: only GET /health and GET /status\n")
             elif head.path == "/health":
@@ -1087,6 +1160,7 @@ class SyncServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
+            self.connections.release(peer[0])
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
@@ -1119,6 +1193,7 @@ class SyncServer:
                     await ws.aclose(WS_CLOSE_CODES.get(session.close_code or "normal", 1000),
                                     _close_reason(session.close_reason) or None)
                 nursery.cancel_scope.cancel()
+                self.closed_by_code[session.close_code or "normal"] += 1
                 log.info("session closed", extra={"session": session.id, "code": session.close_code,
                                                   "why": session.close_reason, "messages_in": session.messages_in,
                                                   "messages_out": session.messages_out})
@@ -1147,11 +1222,16 @@ class SyncServer:
             "auth": "token" if self.token else "loopback-only",
             "store": stats,
             "counters": dict(self.counters),
+            "sessions_closed": dict(self.closed_by_code),
+            "connections": self.connections.total,
+            "limits": {**self.limits.as_dict(), "max_message_size": self.max_message_size,
+                       "handshake_timeout": self.handshake_timeout, "max_pending_tx": self.config.max_pending_tx},
             "rss_bytes": _rss_bytes(),
         }
         if detail:  # GET /status: for whoever may connect a replica
             out["store"] = {"path": self.store.location if self.store else str(self.store_path), **stats}
             out["session_detail"] = [s.status() for s in self.sessions.values()]
+            out["connection_detail"] = self.connections.status()
         return out
 
 
@@ -1193,6 +1273,7 @@ async def serve(
     listen_buffer: int = 10_000,
     static_dir: str | Path | None = None,
     banner: Callable[[str], None] | None = None,
+    limits: Limits | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the store at ``store_path`` (a file, or a ``postgresql://`` URL) to replicas over WebSocket
@@ -1205,13 +1286,14 @@ async def serve(
     over HTTP at ``/`` (the browser client is always at ``/datsync/client.js``). ``config``: the sessions' bounds
     (``ServerConfig``; its ``db_id`` is the store's). ``max_message_size``: the largest message
     decoded (bigger: a ``protocol/too-large`` error); the WebSocket closes the connection (1009)
-    above twice that. Raises ``StoreInUse`` if another process serves the store."""
+    above twice that. ``limits``: connections in all and per address, message rate, idle sessions
+    (``Limits``). Raises ``StoreInUse`` if another process serves the store."""
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
         schema_file=schema_file, static_dir=static_dir, token=token,
         checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
-        listen_buffer=listen_buffer, banner=banner,
+        listen_buffer=listen_buffer, banner=banner, limits=limits,
     )
     await server.run(task_status=task_status)
 

@@ -208,10 +208,10 @@ def test_a_silent_peer_is_timed_out(servers):
         async with open_replica(server.url, heartbeat_interval=0.1) as rep:
             await trio.sleep(1.0)  # 10 heartbeat intervals: nothing to await, the point is that nothing happens
             assert rep.connected and rep.stats.connects == 1
-        # a TCP peer that never finishes its HTTP request is dropped after the handshake timeout
+        # a TCP peer that never finishes its HTTP request is told so (408) and dropped after the handshake timeout
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(b"GET / HTTP/1.1\r\n")
-            assert s.recv(100) == b""
+            assert s.recv(100).startswith(b"HTTP/1.1 408")
 
     trio.run(main)
     assert server.health()["sessions"] == 0
