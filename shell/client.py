@@ -34,6 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import trio
@@ -58,11 +59,13 @@ from datsync.core.sync import (
     new_client_session,
     receive,
 )
-from datsync.core.sync.client import BOOTSTRAPPING, LIVE
+from datsync.core.sync.client import BOOTSTRAPPING, LIVE, Queued
+from datsync.core.sync.pending import find_pending
 from datsync.core.sync.pending import resolve as resolve_id
 from datsync.core.sync.snapshot import SnapshotChunk
 
 from .changes import ChangeSignal
+from .replica_store import COMPACT_EVERY, ReplicaStore
 from .timer import SessionTimer
 
 log = logging.getLogger("datsync.client")
@@ -238,6 +241,7 @@ class ReplicaConnection:
         replica: Any = None,
         client_id: str | None = None,
         exactly_once: bool = True,
+        store: str | Path | None = None,
     ):
         self.urls = server_urls(url)
         self.url = self.urls[0]
@@ -249,6 +253,19 @@ class ReplicaConnection:
         self.max_message_size = max_message_size
         self.on_progress = on_progress
         eids = EidMap.identity() if id_cap is None else EidMap.capped(id_cap)
+        self.store: ReplicaStore | None = None
+        restored = None
+        if store is not None:
+            if id_cap is not None:
+                raise ValueError("a persisted replica keeps the server's entity ids: no id_cap with store")
+            self.store = ReplicaStore(store)
+            try:
+                restored = self.store.load()
+            except BaseException:
+                self.store.close()
+                raise
+            client_id, exactly_once = restored.client_id, True
+            replica = restored.replica if replica is None else replica
         if exactly_once and client_id is None:
             client_id = uuid.uuid4().hex
         self.client_id = client_id if exactly_once else None
@@ -256,10 +273,20 @@ class ReplicaConnection:
             credentials={"token": token} if token is not None else None, eids=eids,
             heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout, client_id=self.client_id,
         )
-        self.session = new_client_session(config, replica)
+        if restored is not None:
+            self.session = new_client_session(config, replica, restored.queue, restored.next_seq)
+        else:
+            self.session = new_client_session(config, replica)
         self.stats = ReplicaStats()
-        self._reqs = itertools.count(1)
         self._pending: dict[Any, PendingTx] = {}
+        r = self.session.replica
+        for q in self.session.queue:  # restored from disk: answered once the server is reachable
+            p = PendingTx(q.req, q.tx_data, q.seq)
+            core = None if r is None else find_pending(r, self.client_id, q.seq)  # type: ignore[arg-type]
+            if core is not None:
+                p.tempids, p.conflict = dict(core.tempids), core.conflict
+            self._pending[q.req] = p
+        self._reqs = itertools.count(max([0, *(q.req for q in self.session.queue if type(q.req) is int)]) + 1)
         self._slots = trio.Semaphore(max_pending)
         self._listeners: list[Callable[[ReplicaChange], Any]] = []
         self._waiters: list[tuple[int, trio.Event]] = []
@@ -391,6 +418,14 @@ class ReplicaConnection:
         """Connect, keep the replica live, reconnect with backoff; ``task_status.started()`` once
         the replica holds the server's database. Raises if it never can: refused credentials, or
         the first connection failed with ``reconnect=False``."""
+        try:
+            await self._run(task_status)
+        finally:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+
+    async def _run(self, task_status: trio.TaskStatus) -> None:
         with trio.CancelScope() as self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._connection_loop)
@@ -558,6 +593,8 @@ class ReplicaConnection:
             self._out.send_nowait(_CloseMarker(f.code, f.reason))
 
     def _notify(self, kind: str, data: Any, before: Any) -> None:
+        if self.store is not None:
+            self._persist(kind, data)
         if kind == "delta":
             self.stats.deltas += 1
             delta, own = data["delta"], None
@@ -609,6 +646,21 @@ class ReplicaConnection:
             self.stats.disconnects += 1
             self.stats.last_close = self._close_why or data.get("reason")
             self._changes.pulse()
+
+    def _persist(self, kind: str, data: Any) -> None:
+        """Keep the replica and the queue on disk as they change (before a queued submission is sent)."""
+        store = self.store
+        assert store is not None
+        if kind == "tx-queued":
+            store.enqueue(Queued(data["req"], data["seq"], data["tx_data"]))
+        elif kind in ("tx-ok", "tx-rejected") and data.get("seq") is not None:
+            store.settle(data["seq"])
+        elif kind == "delta":
+            store.add_delta(data["delta"])
+            if store.deltas >= COMPACT_EVERY:
+                store.set_base(data["replica"])
+        elif kind == "synced":
+            store.set_base(data["replica"])
 
     def _event(self, kind: str, pending: PendingTx, before: Any, after: Any, error: Any = None) -> None:
         """Tell listeners about one of this application's own transactions (``local``,

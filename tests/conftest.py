@@ -63,3 +63,13 @@ def store_location(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "store.sqlite")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def servers(tmp_path) -> Iterator:
+    """Starts ``datsync serve`` processes for a test (``tests.sync_server.Servers``); none outlives it."""
+    from tests.sync_server import Servers
+
+    s = Servers(tmp_path)
+    yield s
+    s.close()

@@ -45,7 +45,7 @@ from datsync.core.sync.submissions import (
 )
 from datsync.shell.connection import Connection
 from datsync.shell.store import open_store
-from tests.sync_server import Servers, bootstrap_raw, expect, msg, wait_until
+from tests.sync_server import bootstrap_raw, expect, msg, wait_until
 from tests.test_sync_sessions import T, client, msgs, of, run, server_db
 
 SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
@@ -201,13 +201,6 @@ def test_the_origin_is_sent_to_its_client_only():
 
 
 # -- a real server
-
-
-@pytest.fixture
-def servers(tmp_path):
-    s = Servers(tmp_path)
-    yield s
-    s.close()
 
 
 def _submit(req, seq, name, client="client-e2e"):

@@ -125,6 +125,8 @@ def new_client_session(
     from storage resumes from its ``t``) with the submissions ``queue`` restored with it (resent in
     order once live) and the next ``seq`` to use (never one used before)."""
     next_seq = max([next_seq, *(q.seq + 1 for q in queue)])
+    if replica is not None and queue and config.client_id is not None:
+        replica = with_queue(replica, queue, config.client_id)
     return ClientSession(config, replica, hb=Heartbeat(config.heartbeat_interval, config.heartbeat_timeout),
                          queue=tuple(queue), next_seq=next_seq)
 
@@ -327,11 +329,10 @@ def _enqueue(s: ClientSession, e: ev.SubmitTx, reject: Callable[[str, str], Clie
     return _send_queued(evolve(s, replica=r, queue=(*s.queue, q), next_seq=s.next_seq + 1), fx)
 
 
-def _with_queue(s: ClientSession, r: Replica) -> Replica:
+def with_queue(r: Replica, queue: tuple[Queued, ...], client: str) -> Replica:
     """``r`` with every queued submission it does not hold yet as a pending transaction (a replica
-    built before any existed: the first snapshot)."""
-    client = s.config.client_id
-    for q in s.queue:
+    restored from disk, or built before any existed: the first snapshot)."""
+    for q in queue:
         if find_pending(r, client, q.seq) is None:  # type: ignore[arg-type]
             try:
                 r, _ = add_pending(r, q.tx_data, client, q.seq)  # type: ignore[arg-type]
@@ -487,7 +488,7 @@ def _finish_snapshot(s: ClientSession, b: SnapshotBuilder, fx: list) -> ClientSe
     if s.replica is not None and s.replica.pending:
         r = carry_pending(s.replica, r)  # a new bootstrap keeps the queue
     elif s.queue:
-        r = _with_queue(s, r)
+        r = with_queue(r, s.queue, s.config.client_id)  # type: ignore[arg-type]
     s = evolve(s, replica=r, builder=None, phase=LIVE, sync_from=None)
     fx.append(ev.Notify("synced", {"t": r.t, "replica": r}))
     s = _maybe_ack(s, fx, force=True)
@@ -590,4 +591,5 @@ __all__ = [
     "Queued",
     "client_step",
     "new_client_session",
+    "with_queue",
 ]

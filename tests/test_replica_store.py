@@ -1,0 +1,127 @@
+"""A replica kept on disk (``connect(url, store=...)``): opened at once from the file, offline reads
+and writes, the queue resubmitted after restarts and committed exactly once, a new bootstrap keeps
+the queue, damaged or foreign files refused with a clear error while their queue stays exportable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from datsync.core import datoms
+from datsync.core.sync.client import Queued
+from datsync.shell import open_replica, open_store
+from datsync.shell.replica_store import ReplicaStore, ReplicaStoreError, export_pending
+from tests.sync_server import FAST_RECONNECT, ROOT
+
+CLIENT = r"""
+import json, sys, time
+from datsync.core import datoms
+from datsync.shell import connect
+
+mode, url, store = sys.argv[1:4]
+rep = connect(url, store=store, timeout=10, backoff=(0.02, 0.2))
+names = lambda: sorted(d.v for d in datoms(rep.db, "aevt", "person/name"))
+if mode == "first":
+    rep.transact([{"person/name": "first"}], timeout=10)
+    print(json.dumps({"t": rep.t}), flush=True)
+elif mode == "offline-writes":
+    ps = [rep.submit([{"db/id": "p", "person/name": f"off{i}"}]) for i in range(3)]
+    print(json.dumps({"names": names(), "pending": [p.seq for p in rep.pending]}), flush=True)
+    time.sleep(60)  # killed here
+elif mode == "restart":
+    print(json.dumps({"names": names(), "pending": [p.seq for p in rep.pending],
+                      "connected": rep.connected}), flush=True)
+    results = [p.result(timeout=30) for p in rep.pending]
+    print(json.dumps({"ts": [r.t for r in results], "names": names(), "pending": len(rep.pending)}), flush=True)
+rep.close()
+"""
+
+
+def client(mode: str, url: str, store) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLIENT, mode, url, str(store)], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+
+
+def line(proc: subprocess.Popen) -> dict:
+    out = proc.stdout.readline()
+    assert out, f"the client exited ({proc.wait()}) without answering"
+    return json.loads(out)
+
+
+def test_writes_offline_survive_a_kill_and_land_exactly_once(servers, tmp_path):
+    store = tmp_path / "app.replica"
+    server = servers.start()
+    first = client("first", server.url, store)
+    t1 = line(first)["t"]
+    assert first.wait(20) == 0
+    assert server.stop() == 0
+    # the server is down: a client opens its replica from disk, writes, and is killed
+    writer = client("offline-writes", server.url, store)
+    got = line(writer)
+    assert got == {"names": ["first", "off0", "off1", "off2"], "pending": [2, 3, 4]}
+    writer.kill()
+    writer.wait()
+    # started again: its data and its pending writes are there, still offline
+    again = client("restart", server.url, store)
+    got = line(again)
+    assert got == {"names": ["first", "off0", "off1", "off2"], "pending": [2, 3, 4], "connected": False}
+    restarted = servers.start(server.store.name, port=server.port)
+    done = line(again)
+    assert again.wait(20) == 0
+    assert done == {"ts": [t1 + 1, t1 + 2, t1 + 3], "names": ["first", "off0", "off1", "off2"], "pending": 0}
+    assert restarted.health()["t"] == t1 + 3
+
+    async def check() -> None:  # every write landed once
+        async with open_replica(restarted.url) as fresh:
+            for name in ("off0", "off1", "off2"):
+                assert len(datoms(fresh.db, "avet", "person/name", name)) == 1
+
+    trio.run(check)
+
+
+def test_a_replica_of_another_database_bootstraps_and_keeps_its_queue(servers, tmp_path):
+    store = tmp_path / "app.replica"
+    server = servers.start("one.sqlite")
+
+    async def main() -> None:
+        async with open_replica(server.url, store=store) as rep:
+            await rep.transact([{"person/name": "one"}])
+        assert await trio.to_thread.run_sync(server.stop) == 0
+        async with open_replica(server.url, store=store, **FAST_RECONNECT) as rep:
+            assert not rep.connected and datoms(rep.db, "avet", "person/name", "one")
+            p = await rep.submit([{"person/name": "queued"}])
+            # another database answers at that address now: the replica bootstraps, the queue stays
+            other = await trio.to_thread.run_sync(lambda: servers.start("two.sqlite", port=server.port))
+            r = await p.result()
+            assert not datoms(rep.db, "avet", "person/name", "one")
+            (d,) = datoms(rep.db, "avet", "person/name", "queued")
+            assert d.tx == r.tx
+            assert rep.db_id == other.health()["db_id"] and rep.pending == ()
+
+    trio.run(main)
+
+
+def test_damaged_and_foreign_files_are_refused_and_the_queue_is_exportable(servers, tmp_path):
+    store = tmp_path / "app.replica"
+    rs = ReplicaStore(store)
+    rs.enqueue(Queued(1, 1, [{"person/name": "keep me"}]))
+    rs._db.execute("INSERT INTO base (id, t, head, datoms) VALUES (1, 3, x'00', x'00')")
+    rs.close()
+    with pytest.raises(ReplicaStoreError) as e:
+        ReplicaStore(store).load()
+    assert e.value.code == "replica/unreadable" and str(store) in e.value.message
+    assert export_pending(store) == [{"seq": 1, "req": 1, "tx_data": [{"person/name": "keep me"}]}]
+    server_store = tmp_path / "server.sqlite"
+    open_store(server_store).close()
+    with pytest.raises(ReplicaStoreError) as e:
+        ReplicaStore(server_store)
+    assert e.value.code == "replica/foreign"
+    junk = tmp_path / "junk.replica"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(ReplicaStoreError) as e:
+        ReplicaStore(junk)
+    assert e.value.code == "replica/unreadable"
