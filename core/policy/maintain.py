@@ -40,12 +40,14 @@ from ..values import Keyword, Symbol
 from .spec import ANY_ATTR, Policy, parse_policy
 from .visibility import (
     ALWAYS,
+    RECHECK_MAX,
     View,
     check_scopes,
     closure,
     datom_visible,
     derive,
     follow_attrs,
+    holds,
     neighbours,
     scope_roots,
     visible_of,
@@ -235,35 +237,73 @@ def _inverse(follow: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(a.replace("/_", "/") if "/_" in a else a.replace("/", "/_", 1) for a in follow)
 
 
+def _needs(policy: Policy, view: View, groups: dict[str, dict[tuple, set]]) -> list[tuple[str, tuple, tuple, set]]:
+    """The re-checks a session's view needs: ``(rule, args, extra, candidates)``."""
+    args = view.args
+    out = []
+    if policy.read and (c := groups.get(policy.read, {}).get(args)):
+        out.append((policy.read, args, (), c))
+    for r in policy.attributes.values():
+        if c := groups.get(r, {}).get(args):
+            out.append((r, args, (), c))
+    if view.scopes:
+        roots: set = set()
+        for name, sargs in view.scopes:
+            roots |= groups.get(policy.scopes[name].rule, {}).get((*args, *sargs), set())
+        if roots:  # a root that stopped being one for a scope may still be one for another
+            out += [(policy.scopes[name].rule, args, sargs, roots) for name, sargs in view.scopes]
+    return out
+
+
+def _held(policy: Policy, db: DB, needs: Iterable[tuple[str, tuple, tuple, set]]) -> dict[str, set]:
+    """For each rule, which of the needed candidate tuples ``(args.. extra.. e)`` hold in ``db``: one
+    query per rule for every session at once (large candidate sets are left to ``_recheck``, which
+    derives them per principal)."""
+    rows: dict[str, set] = defaultdict(set)
+    for r, args, extra, cands in needs:
+        if len(cands) <= RECHECK_MAX:
+            rows[r] |= {(*args, *extra, e) for e in cands}
+    return {r: holds(policy, db, r, rs) for r, rs in rows.items()}
+
+
+def _recheck(policy: Policy, db: DB, rule: str, args: tuple, extra: tuple, cands: set, held: dict[str, set]) -> set:
+    """The candidates ``cands`` for which ``(rule args.. extra.. e)`` holds in ``db``."""
+    if len(cands) > RECHECK_MAX:
+        return derive(policy, db, rule, args, extra) & cands
+    key = (*args, *extra)
+    h = held.get(rule, set())
+    return {e for e in cands if (*key, e) in h}
+
+
 def _update(policy: Policy, db_after: DB, view: View, deltas: dict[str, set] | None,
-            groups: dict[str, dict[tuple, set]], changed: list[TxDatom]) -> View:
+            groups: dict[str, dict[tuple, set]], changed: list[TxDatom], held: dict[str, set]) -> View:
     args = view.args
     readable, attrs, roots = view.readable, dict(view.attrs), view.roots
     if policy.read:
         if deltas is None:
             readable = derive(policy, db_after, policy.read, args)
         else:
-            cands = groups[policy.read].get(args)
+            cands = groups.get(policy.read, {}).get(args)
             if cands:
-                readable = (readable - cands) | derive(policy, db_after, policy.read, args, (), cands)
+                readable = (readable - cands) | _recheck(policy, db_after, policy.read, args, (), cands, held)
     for a, r in policy.attributes.items():
         if deltas is None:
             attrs[a] = derive(policy, db_after, r, args)
         else:
-            cands = groups[r].get(args)
+            cands = groups.get(r, {}).get(args)
             if cands:
-                attrs[a] = (attrs[a] - cands) | derive(policy, db_after, r, args, (), cands)
+                attrs[a] = (attrs[a] - cands) | _recheck(policy, db_after, r, args, (), cands, held)
     if view.scopes:
         if deltas is None:
             roots = scope_roots(policy, db_after, args, view.scopes)
         else:
             cands = set()
             for name, sargs in view.scopes:
-                cands |= groups[policy.scopes[name].rule].get((*args, *sargs), set())
+                cands |= groups.get(policy.scopes[name].rule, {}).get((*args, *sargs), set())
             if cands:
                 keep = set(roots - cands)
                 for name, sargs in view.scopes:
-                    keep |= derive(policy, db_after, policy.scopes[name].rule, args, sargs, cands)
+                    keep |= _recheck(policy, db_after, policy.scopes[name].rule, args, sargs, cands, held)
                 roots = frozenset(keep)
     new = View(args, view.scopes, readable, attrs, roots, view.visible)
     if view.scopes is None:
@@ -345,25 +385,71 @@ def route(policy: Any, db_before: DB, db_after: DB, tx: Iterable[TxDatom],
     watched = policy.watched()
     changed = tx if ANY_ATTR in watched else [d for d in tx if d[1] in watched]
     if not changed:
-        return dict(views), {sid: [d for d in tx if d[1] in ALWAYS or datom_visible(policy, v, d[0], d[1])]
-                             for sid, v in views.items()}
+        return dict(views), {sid: _unchanged(policy, v, tx) for sid, v in views.items()}
     deltas: dict[str, set] | None
     try:
         deltas = rule_deltas(policy, db_before, db_after, changed)
     except Unbounded:
         deltas = None
-    groups: dict[str, dict[tuple, set]] = defaultdict(dict)
+    groups: dict[str, dict[tuple, set]] = {}
     if deltas is not None:
         np = len(policy.principal)
         for r, rows in deltas.items():
             extra = max((len(s.params) for s in policy.scopes.values() if s.rule == r), default=0)
             groups[r] = _candidates(rows, np, extra)
+    touched = {args for g in groups.values() for args in g} if deltas is not None else None
+    follows = _followed_sources(changed)
+    affected = {sid for sid, v in views.items() if touched is None or _may_change(policy, v, touched, follows)}
+    held = {} if deltas is None else _held(policy, db_after, (n for sid in affected for n in _needs(
+        policy, views[sid], groups)))
     new_views, out = {}, {}
     for sid, v in views.items():
-        nv = _update(policy, db_after, v, deltas, groups, changed)
+        if sid not in affected:
+            new_views[sid] = v
+            out[sid] = _unchanged(policy, v, tx)
+            continue
+        nv = _update(policy, db_after, v, deltas, groups, changed, held)
         new_views[sid] = nv
         out[sid] = diff(policy, db_before, db_after, v, nv, tx)
     return new_views, out
+
+
+def _unchanged(policy: Policy, view: View, tx: list[TxDatom]) -> list[TxDatom]:
+    """The datoms of ``tx`` a session whose view did not change receives."""
+    visible, attrs, hidden = view.visible, policy.attributes, policy.hidden
+    return [d for d in tx if d[1] in ALWAYS or ((visible is None or d[0] in visible) and d[1] not in hidden
+                                                and (d[1] not in attrs or d[0] in view.attrs[d[1]]))]
+
+
+def _keys(view: View) -> list[tuple]:
+    """The keys a session's candidates are grouped by: its principal's arguments, and those followed
+    by each subscribed scope's arguments."""
+    return [view.args, *((*view.args, *sargs) for _, sargs in view.scopes or ())]
+
+
+def _followed_sources(changed: list[TxDatom]) -> dict[str, set]:
+    """For each way of following a ref (``a`` or ``a/_``-reversed), the entities a changed datom
+    leads away from."""
+    out: dict[str, set] = defaultdict(set)
+    for e, a, v, _ in changed:
+        out[a].add(e)
+        if type(v) is int:
+            out[a.replace("/", "/_", 1)].add(v)
+    return out
+
+
+def _may_change(policy: Policy, view: View, touched: set, follows: dict[str, set]) -> bool:
+    """True unless the rules' delta names none of ``view``'s principal (or principal and scope
+    arguments) and no changed followed ref leaves an entity it sees."""
+    if view.args in touched or (view.scopes and any(k in touched for k in _keys(view))):
+        return True
+    if view.scopes:
+        visible = view.visible
+        for f in follow_attrs(policy, view.scopes):
+            srcs = follows.get(f)
+            if srcs and any(x in visible for x in srcs):  # type: ignore[operator]
+                return True
+    return False
 
 
 def change_scopes(policy: Any, db: DB, view: View, scopes: Iterable[Any] | None) -> tuple[View, list[TxDatom]]:

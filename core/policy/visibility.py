@@ -31,6 +31,8 @@ ALWAYS = SCHEMA_ATTRS | {"db/txInstant"}
 """Attributes whose datoms every session receives: the schema, and when each transaction happened."""
 
 UNKNOWN_SCOPE = "policy/unknown-scope"
+RECHECK_MAX = 32
+"""Above this many candidate entities, re-derive a principal's whole set rather than each candidate."""
 
 ScopeRef = tuple[str, tuple]
 """A subscription: a scope's name and its arguments."""
@@ -94,8 +96,24 @@ def derive(policy: Policy, db: DB, rule: str, args: tuple, extra: tuple = (),
         among = list(among)
         if not among:
             return frozenset()
+        if len(among) > RECHECK_MAX:  # many candidates: one derivation from the principal is cheaper
+            return derive(policy, db, rule, args, extra) & frozenset(among)
         return frozenset(q(_derive_query(policy, rule, len(extra), True), db, policy.rules, *args, *extra, among))
     return frozenset(q(_derive_query(policy, rule, len(extra), False), db, policy.rules, *args, *extra))
+
+
+def _holds_query(policy: Policy, rule: str, arity: int) -> Any:
+    xs = [Symbol(f"?__x{i}") for i in range(arity)]
+    form = {"find": xs, "in": [Symbol("$"), Symbol("%"), [xs]], "where": [(Symbol(rule), *xs)]}
+    return _query(policy, ("holds", rule), form)
+
+
+def holds(policy: Policy, db: DB, rule: str, rows: Iterable[tuple]) -> set[tuple]:
+    """Which of the argument tuples ``rows`` satisfy ``rule`` in ``db`` (one evaluation for all)."""
+    rows = list(rows)
+    if not rows:
+        return set()
+    return q(_holds_query(policy, rule, len(rows[0])), db, policy.rules, rows)
 
 
 def check_scopes(policy: Policy, scopes: Iterable[Any] | None) -> frozenset[ScopeRef] | None:
@@ -133,15 +151,31 @@ def follow_attrs(policy: Policy, scopes: frozenset[ScopeRef] | None) -> tuple[st
     """The refs the subscribed scopes follow (``a/_b``: reverse), without repeats."""
     if not scopes:
         return ()
-    return tuple(dict.fromkeys(a for name, _ in sorted(scopes) for a in policy.scopes[name].follow))
+    key = ("follow", scopes)
+    hit = policy.memo.get(key)
+    if hit is None:
+        hit = policy.memo[key] = tuple(dict.fromkeys(a for name, _ in sorted(scopes)
+                                                      for a in policy.scopes[name].follow))
+    return hit
 
 
 def neighbours(db: DB, e: int, follow: tuple[str, ...]) -> Iterable[int]:
-    """The entities one followed ref away from ``e``."""
+    """The entities one followed ref away from ``e`` (read straight off the index keys of a current
+    database: ``eavt`` ``(e, a, rank, v, tx)``, ``vaet`` ``(v, a, e, tx)``)."""
+    fast = not db.is_view
     for a in follow:
         if "/_" in a:
-            for d in datoms(db, "vaet", e, a.replace("/_", "/")):
-                yield d.e
+            a = a.replace("/_", "/")
+            if fast:
+                for k in db.vaet.prefix_list((e, a)):
+                    yield k[2]
+            else:
+                for d in datoms(db, "vaet", e, a):
+                    yield d.e
+        elif fast:
+            for k in db.eavt.prefix_list((e, a)):
+                if type(k[3]) is int:
+                    yield k[3]
         else:
             for d in datoms(db, "eavt", e, a):
                 if type(d.v) is int:
@@ -204,6 +238,6 @@ def filter_for(policy: Any, db: DB, principal: Mapping[str, Any], scopes: Iterab
 
 __all__ = [
     "ALWAYS", "UNKNOWN_SCOPE", "ScopeRef", "View", "check_scopes", "closure", "datom_visible", "derive",
-    "filter_for", "follow_attrs", "neighbours", "open_view", "scope_roots", "view_datoms", "visible_datoms",
+    "filter_for", "follow_attrs", "holds", "neighbours", "open_view", "scope_roots", "view_datoms", "visible_datoms",
     "visible_of",
 ]
