@@ -153,3 +153,14 @@ def test_offline_todos_land_exactly_once_and_a_reload_shows_the_stored_data(brow
         got = q("[:find ?t (count ?e) :where [?e :todo/title ?t]]", rep.db)
         assert sorted(got) == [("before", 1), ("offline 1", 1), ("offline 2", 1)]
     assert errors == []
+
+
+def test_the_browser_benchmark_runs(capsys):
+    chromium_path()
+    from datsync.shell.bench.browser import main
+
+    assert main(["--people", "300", "--seconds", "1", "--rate", "10"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"bootstrap", "latency"} <= set(rows), out
+    assert "people" in rows["bootstrap"] and "10 transactions" in rows["latency"], out

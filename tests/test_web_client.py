@@ -77,3 +77,15 @@ def test_the_browser_client_ships_in_the_package():
 
     assert {p.name for p in WEB_DIR.glob("*.js")} >= {"client.js", "codec.js", "values.js", "replica.js",
                                                       "datascript.js"}
+
+
+def test_the_client_stays_small():
+    """The browser client's own code (DataScript excluded), bundled and minified by esbuild."""
+    from datsync.shell.bench.browser import ESBUILD, minified_size
+
+    if not ESBUILD.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("esbuild missing under CI: scripts/test runs npm ci in tests/web")
+        pytest.skip("esbuild missing: run (cd tests/web && npm ci)")
+    minified, gzipped = minified_size()
+    assert minified <= 40_000 and gzipped <= 14_000, (minified, gzipped)  # docs/benchmarks.md: 36 KB / 12 KB

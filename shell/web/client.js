@@ -27,6 +27,8 @@ export * from './values.js';
 
 const FATAL = new Set(['protocol/unauthorized', 'protocol/version']);
 const MAX_IN_FLIGHT = 32;
+const COMPACT_AFTER = 1000;  // deltas kept in the store before a new snapshot is written
+const utf8 = new TextDecoder();
 
 function newClientId() {
   if (globalThis.crypto?.randomUUID) return 'web-' + globalThis.crypto.randomUUID();
@@ -42,9 +44,10 @@ export class TxError extends DatsyncError {}
 
 /** A store in memory (the default: nothing survives a reload). A store keeps a few values by key:
  * "replica" (the datoms at t) and "writes" (the client id and the submissions not yet answered). */
-export function memoryStore() {
+export function memoryStore({ persistent = false } = {}) {
   const saved = new Map();
   return {
+    persistent,  // false: the replica's data is not kept (nothing would survive a reload); writes are
     load: async (key) => saved.get(key) ?? null,
     save: async (key, value) => { saved.set(key, value); },
     clear: async () => { saved.clear(); },
@@ -124,6 +127,8 @@ export class Replica {
     this.retryTimer = null;
     this.tickTimer = null;
     this.saveTimer = null;
+    this.savedT = null;               // t of the snapshot in the store (null: none)
+    this.log = [];                    // the deltas (JSON text) applied since that snapshot
     this.waiters = [];
     this.ready = new Promise((resolve, reject) => { this.readyResolve = resolve; this.readyReject = reject; });
     this.ready.catch(() => {});
@@ -227,6 +232,12 @@ export class Replica {
       const datoms = state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
       this.aliases = state.aliases ?? {};
       this.install(datoms, state.t, state.db_id, 'restored');
+      this.savedT = state.t;
+      const log = await this.store.load('deltas');
+      for (const text of (log && log.base_t === state.t ? log.items : [])) {
+        const m = decode(text);
+        if (m.type === 'delta' && m.t === this.t + 1) { this.applyDelta(m); this.log.push(text); }
+      }
     } catch (e) {
       this.emit({ kind: 'error', code: 'store/load', message: String(e) });
     }
@@ -237,13 +248,24 @@ export class Replica {
     this.saveTimer = setTimeout(() => { this.saveTimer = null; this.save(); }, this.saveDelay);
   }
 
+  /** Keep the replica in the store: the deltas since the last snapshot (small, often), and a new
+   * snapshot of every datom once the log is long (or after a bootstrap). */
   async save() {
-    if (this.t === null) return;
-    const state = {
-      version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
-      datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
-    };
-    try { await this.store.save('replica', state); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+    if (this.t === null || this.store.persistent === false) return;
+    try {
+      if (this.savedT === null || this.log.length >= COMPACT_AFTER) {
+        const state = {
+          version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
+          datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
+        };
+        this.log = [];
+        this.savedT = this.t;
+        await this.store.save('replica', state);
+      }
+      await this.store.save('deltas', { base_t: this.savedT, items: this.log.slice() });
+    } catch (e) {
+      this.emit({ kind: 'error', code: 'store/save', message: String(e) });
+    }
   }
 
   async saveWrites() {
@@ -412,6 +434,7 @@ export class Replica {
     let m;
     try {
       m = decode(data);
+      if (m.type === 'delta') m.text = typeof data === 'string' ? data : utf8.decode(data);
     } catch (e) {
       this.close_(e.code ?? 'protocol/malformed', `malformed message from the server: ${e.message}`);
       return;
@@ -493,6 +516,8 @@ export class Replica {
     for (let seq = 0; seq < b.head.chunks; seq++) for (const x of b.chunks.get(seq)) datoms.push(x);
     this.aliases = Object.fromEntries(b.head.aliases ?? []);
     this.install(datoms, b.head.t, b.head.db_id, 'synced');
+    this.savedT = null;  // a new snapshot to keep
+    this.log = [];
     this.builder = null;
     this.phase = 'live';
     this.syncFrom = null;
@@ -524,6 +549,7 @@ export class Replica {
       return;
     }
     this.applyDelta(m);
+    this.log.push(m.text);
     this.syncFrom = null;
     const own = m.origin && m.origin.client === this.clientId ? this.queue.get(m.origin.seq) : undefined;
     if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
@@ -541,9 +567,6 @@ export class Replica {
       this.aliases = applyAliases(this.aliases, renames, this.schema);
       const rebuilt = buildDb(renameDatoms(before, renames), this.schema);
       this.swap(() => d.reset_conn(this.conn, rebuilt, { datsync: { kind: 'schema', t: m.t } }));
-    }
-    for (const [e] of m.datoms) {
-      if (e >= TX0 && e !== m.tx && e > 0x7fffffff) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
     }
     const ops = deltaOps(this.db, m.datoms, m.tx, this.schema);
     const report = this.swap(() => d.transact(this.conn, ops, { datsync: { kind: 'delta', t: m.t, tx: m.tx } }));

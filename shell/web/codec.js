@@ -302,19 +302,6 @@ function tempids(o) {
   return x;
 }
 
-function credentials(x, depth = 0) {
-  if (Array.isArray(x)) {
-    if (depth > MAX_DEPTH) throw bad('Credentials nested too deeply');
-    x.forEach((y) => credentials(y, depth + 1));
-  } else if (x !== null && typeof x === 'object') {
-    if (depth > MAX_DEPTH) throw bad('Credentials nested too deeply');
-    Object.values(x).forEach((y) => credentials(y, depth + 1));
-  } else if (!(x === null || typeof x === 'string' || typeof x === 'boolean' || (typeof x === 'number' && Number.isFinite(x)))) {
-    throw bad('Credentials must be JSON data');
-  }
-  return x;
-}
-
 function clientId(x) {
   if (typeof x !== 'string' || x.length === 0 || x.length > MAX_CLIENT_ID) {
     throw bad(`A client id is a string of 1 to ${MAX_CLIENT_ID} characters, got ${short(x)}`);
@@ -331,29 +318,12 @@ function origin(o) {
   return { origin: { client: clientId(x.client), seq: int(x, 'seq', 1), tempids: tempids(x) } };
 }
 
-const DECODERS = {
-  hello: (o) => {
-    const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), t: optInt(o, 't'), db_id: optStr(o, 'db_id') };
-    const client = optClient(o);
-    if (client !== null) m.client = client;
-    return m;
-  },
+/** Decoders of the messages a server sends (and ping, pong, error); codec_peer.js adds the others. */
+export const DECODERS = {
   welcome: (o) => {
     const w = { db_id: str(o, 'db_id'), t: int(o, 't'), mode: str(o, 'mode'), ack_every: int(o, 'ack_every', 1) };
     if (w.mode !== 'resume' && w.mode !== 'bootstrap') throw bad(`Welcome mode must be resume or bootstrap, got ${short(w.mode)}`);
     return w;
-  },
-  sync: (o) => ({ t: optInt(o, 't') }),
-  ack: (o) => ({ t: int(o, 't') }),
-  submit: (o) => {
-    const r = req(o);
-    const tx = decodeValue(field(o, 'tx'), 1);
-    if (!Array.isArray(tx) || tx instanceof Tuple) throw bad("Field 'tx' must be a list of forms");
-    const client = optClient(o);
-    const seq = optInt(o, 'seq');
-    if ((client === null) !== (seq === null)) throw bad('A submit names its client and seq together, or neither');
-    if (seq !== null && seq < 1) throw bad(`A submission's seq is at least 1, got ${seq}`);
-    return client === null ? { req: r, tx } : { req: r, tx, client, seq };
   },
   'tx-ok': (o) => ({ req: req(o), t: int(o, 't'), tempids: tempids(o) }),
   'tx-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
@@ -379,12 +349,6 @@ function encReq(r) {
   throw unencodable(`A request id is an int or a str, got ${short(r)}`);
 }
 
-function encDatoms(ds) {
-  return ds.map(([e, a, v, last]) => [e, encStr(a), encodeValue(v), last]);
-}
-
-const encPairs = (pairs) => pairs.map(([o, n]) => [encStr(o), encStr(n)]);
-
 function encCredentials(v, depth = 0) {
   if (v === null || v === undefined) return null;
   if (typeof v === 'string' || typeof v === 'boolean') return v;
@@ -402,13 +366,13 @@ function encCredentials(v, depth = 0) {
 
 const opt = (x) => (x === undefined ? null : x);
 
-const ENCODERS = {
+/** Encoders of the messages a client sends (and ping, pong, error); codec_peer.js adds the others. */
+export const ENCODERS = {
   hello: (m) => {
     const out = { credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id) };
     if (m.client != null) out.client = m.client;
     return out;
   },
-  welcome: (m) => ({ db_id: encStr(m.db_id), t: m.t, mode: m.mode, ack_every: m.ack_every }),
   sync: (m) => ({ t: opt(m.t) }),
   ack: (m) => ({ t: m.t }),
   submit: (m) => {
@@ -416,36 +380,9 @@ const ENCODERS = {
     if (m.client != null) { out.client = m.client; out.seq = m.seq; }
     return out;
   },
-  'tx-ok': (m) => ({ req: encReq(m.req), t: m.t, tempids: encodeValue(m.tempids) }),
-  'tx-rejected': (m) => ({ req: encReq(m.req), code: encStr(m.code), message: encStr(m.message) }),
-  resync: (m) => ({ reason: encStr(m.reason), t: m.t }),
   ping: (m) => ({ n: m.n, t: opt(m.t) }),
   pong: (m) => ({ n: m.n }),
   error: (m) => ({ code: encStr(m.code), message: encStr(m.message) }),
-  delta: (m) => {
-    const out = { t: m.t, tx: m.tx, instant: encodeValue(m.instant), datoms: encDatoms(m.datoms) };
-    if (m.schema && Object.keys(m.schema).length) {
-      const s = {};
-      for (const a of Object.keys(m.schema)) {
-        const p = m.schema[a];
-        if (p === null) { setKey(s, encStr(a), null); continue; }
-        const q = {};
-        for (const k of Object.keys(p)) setKey(q, encStr(k), encodeValue(p[k]));
-        setKey(s, encStr(a), q);
-      }
-      out.schema = s;
-    }
-    if (m.renames && m.renames.length) out.renames = encPairs(m.renames);
-    if (m.origin) out.origin = { client: m.origin.client, seq: m.origin.seq, tempids: encodeValue(m.origin.tempids ?? {}) };
-    return out;
-  },
-  'snapshot-begin': (m) => {
-    const out = { t: m.t, tx: m.tx, max_eid: m.max_eid, datoms: m.datoms, chunks: m.chunks, db_id: m.db_id == null ? null : encStr(m.db_id) };
-    if (m.aliases && m.aliases.length) out.aliases = encPairs(m.aliases);
-    return out;
-  },
-  'snapshot-chunk': (m) => ({ t: m.t, seq: m.seq, datoms: encDatoms(m.datoms) }),
-  'snapshot-end': (m) => ({ t: m.t, chunks: m.chunks }),
 };
 
 /** The JSON text of a message (what the server's codec writes for the same message). */
@@ -456,6 +393,9 @@ export function encode(message) {
   }
   return dumps({ v: PROTOCOL_VERSION, type: message.type, ...f(message) });
 }
+
+/** The field checks and writers codec_peer.js shares (not part of the client's API). */
+export const internals = { bad, decKey, field, int, optInt, str, optStr, req, optClient, encStr, encReq, setKey, opt, short };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const utf8Encoder = new TextEncoder();

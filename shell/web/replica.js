@@ -45,8 +45,12 @@ export function serverSchemaFromDatoms(datoms, aliases = {}) {
   const vals = new Map();
   const identOf = new Map();
   const eOf = new Map();
-  for (const [e, a, v] of datoms) {
+  for (let i = 0, n = datoms.length; i < n; i++) {
+    const x = datoms[i];
+    const a = x[1];
     if (!SCHEMA_ATTRS.has(a)) continue;
+    const e = x[0];
+    const v = x[2];
     if (!vals.has(e)) vals.set(e, {});
     vals.get(e)[a] = v;
     if (a === 'db/ident' && v instanceof Keyword) {
@@ -191,18 +195,25 @@ function asVectors(tuples) {
 /** A DataScript database of server datoms [e, a, v, tx] (wire values), ids and tx ids kept. */
 export function buildDb(datoms, schema) {
   const Datom = datomClass();
+  const n = datoms.length;
+  const out = new Array(n);
   const tuples = [];
-  const at = [];
-  const values = datoms.map(([, , v], i) => {
-    const s = toStored(v);
-    if (s instanceof Tuple) { tuples.push(s); at.push(i); }
-    return s;
-  });
-  asVectors(tuples).forEach((vec, j) => { values[at[j]] = vec; });
-  for (const [e, , , tx] of datoms) {
-    if (e >= TX0 && e !== tx && e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
+  for (let i = 0; i < n; i++) {
+    const x = datoms[i];
+    const e = x[0];
+    let v = x[2];
+    if (v !== null && typeof v === 'object') {
+      v = toStored(v);
+      if (v instanceof Tuple) tuples.push(i);
+    }
+    if (e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
+    out[i] = new Datom(e, x[1], v, x[3], 0, 0);
   }
-  return d.init_db(datoms.map(([e, a, , tx], i) => new Datom(e, a, values[i], tx, 0, 0)), datascriptSchema(schema));
+  if (tuples.length) {
+    const vectors = asVectors(tuples.map((i) => out[i].v));
+    tuples.forEach((i, j) => { out[i] = new Datom(out[i].e, out[i].a, vectors[j], out[i].tx, 0, 0); });
+  }
+  return d.init_db(out, datascriptSchema(schema));
 }
 
 /** Every datom of a DataScript database as [e, a, v, tx] with wire values (for storage, comparison). */
@@ -214,6 +225,9 @@ export function serverDatoms(db, schema, aliases = {}) {
  * values, found by content), then additions with the server's tx id. */
 export function deltaOps(db, datoms, tx, schema) {
   const ops = [];
+  for (const [e] of datoms) {
+    if (e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
+  }
   for (const [e, a, v, added] of datoms) {
     if (added) continue;
     if (isPrimitive(v)) { ops.push([':db/retract', e, a, v]); continue; }

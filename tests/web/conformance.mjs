@@ -14,7 +14,7 @@ import { encodeValue } from '../../shell/web/codec.js';
 import { fromStored } from '../../shell/web/replica.js';
 
 const [url, token] = process.argv.slice(2);
-const store = memoryStore();
+const store = memoryStore({ persistent: true });  // kept across "reload"
 const options = { token, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
 let replica = connect(url, options);
 const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };

@@ -4,6 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
 
 import { ProtocolError, decode, encode } from '../../shell/web/codec.js';
+import '../../shell/web/codec_peer.js';
 import { describeMessage } from './describe.mjs';
 
 const DIR = new URL('../vectors/protocol/', import.meta.url);

@@ -1,0 +1,80 @@
+// The other half of the wire codec: decoding the messages a client sends (hello, sync, ack, submit)
+// and encoding the ones a server sends (welcome, delta, snapshots, resync, tx-ok, tx-rejected).
+// A browser never needs it (so client.js does not load it); importing it completes codec.js's
+// encode() and decode() for every message type, as the shared protocol vectors check.
+
+import { DECODERS, ENCODERS, MAX_DEPTH, decodeValue, encodeValue, internals } from './codec.js';
+import { Tuple } from './values.js';
+
+const { bad, field, int, optInt, optStr, req, optClient, encStr, encReq, setKey, opt } = internals;
+
+function credentials(x, depth = 0) {
+  if (Array.isArray(x)) {
+    if (depth > MAX_DEPTH) throw bad('Credentials nested too deeply');
+    x.forEach((y) => credentials(y, depth + 1));
+  } else if (x !== null && typeof x === 'object') {
+    if (depth > MAX_DEPTH) throw bad('Credentials nested too deeply');
+    Object.values(x).forEach((y) => credentials(y, depth + 1));
+  } else if (!(x === null || typeof x === 'string' || typeof x === 'boolean' || (typeof x === 'number' && Number.isFinite(x)))) {
+    throw bad('Credentials must be JSON data');
+  }
+  return x;
+}
+
+function encDatoms(ds) {
+  return ds.map(([e, a, v, last]) => [e, encStr(a), encodeValue(v), last]);
+}
+
+const encPairs = (pairs) => pairs.map(([o, n]) => [encStr(o), encStr(n)]);
+
+Object.assign(DECODERS, {
+  hello: (o) => {
+    const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), t: optInt(o, 't'), db_id: optStr(o, 'db_id') };
+    const client = optClient(o);
+    if (client !== null) m.client = client;
+    return m;
+  },
+  sync: (o) => ({ t: optInt(o, 't') }),
+  ack: (o) => ({ t: int(o, 't') }),
+  submit: (o) => {
+    const r = req(o);
+    const tx = decodeValue(field(o, 'tx'), 1);
+    if (!Array.isArray(tx) || tx instanceof Tuple) throw bad("Field 'tx' must be a list of forms");
+    const client = optClient(o);
+    const seq = optInt(o, 'seq');
+    if ((client === null) !== (seq === null)) throw bad('A submit names its client and seq together, or neither');
+    if (seq !== null && seq < 1) throw bad(`A submission's seq is at least 1, got ${seq}`);
+    return client === null ? { req: r, tx } : { req: r, tx, client, seq };
+  },
+});
+
+Object.assign(ENCODERS, {
+  welcome: (m) => ({ db_id: encStr(m.db_id), t: m.t, mode: m.mode, ack_every: m.ack_every }),
+  'tx-ok': (m) => ({ req: encReq(m.req), t: m.t, tempids: encodeValue(m.tempids) }),
+  'tx-rejected': (m) => ({ req: encReq(m.req), code: encStr(m.code), message: encStr(m.message) }),
+  resync: (m) => ({ reason: encStr(m.reason), t: m.t }),
+  delta: (m) => {
+    const out = { t: m.t, tx: m.tx, instant: encodeValue(m.instant), datoms: encDatoms(m.datoms) };
+    if (m.schema && Object.keys(m.schema).length) {
+      const s = {};
+      for (const a of Object.keys(m.schema)) {
+        const p = m.schema[a];
+        if (p === null) { setKey(s, encStr(a), null); continue; }
+        const q = {};
+        for (const k of Object.keys(p)) setKey(q, encStr(k), encodeValue(p[k]));
+        setKey(s, encStr(a), q);
+      }
+      out.schema = s;
+    }
+    if (m.renames && m.renames.length) out.renames = encPairs(m.renames);
+    if (m.origin) out.origin = { client: m.origin.client, seq: m.origin.seq, tempids: encodeValue(m.origin.tempids ?? {}) };
+    return out;
+  },
+  'snapshot-begin': (m) => {
+    const out = { t: m.t, tx: m.tx, max_eid: m.max_eid, datoms: m.datoms, chunks: m.chunks, db_id: m.db_id == null ? null : encStr(m.db_id) };
+    if (m.aliases && m.aliases.length) out.aliases = encPairs(m.aliases);
+    return out;
+  },
+  'snapshot-chunk': (m) => ({ t: m.t, seq: m.seq, datoms: encDatoms(m.datoms) }),
+  'snapshot-end': (m) => ({ t: m.t, chunks: m.chunks }),
+});
