@@ -203,7 +203,7 @@ def test_quickstart_replica_examples_run_against_a_server(servers, monkeypatch):
         code = compile(block.replace("ws://127.0.0.1:8765/", server.url), f"quickstart.md[server block {i}]", "exec")
         exec(code, namespace)
     counters = server.health()["counters"]
-    assert counters["tx_committed"] == 2 and counters["tx_rejected"] == 1
+    assert counters["tx_committed"] == 3 and counters["tx_rejected"] == 1
 
 
 def test_listeners_see_the_bootstrap_and_capped_replicas_speak_their_own_ids(servers):

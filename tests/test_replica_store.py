@@ -11,7 +11,7 @@ import sys
 import pytest
 import trio
 
-from datsync.core import datoms
+from datsync.core import TxError, datoms
 from datsync.core.sync.client import Queued
 from datsync.shell import open_replica, open_store
 from datsync.shell.replica_store import ReplicaStore, ReplicaStoreError, export_pending
@@ -19,7 +19,7 @@ from tests.sync_server import FAST_RECONNECT, ROOT
 
 CLIENT = r"""
 import json, sys, time
-from datsync.core import datoms
+from datsync.core import TxError, datoms
 from datsync.shell import connect
 
 mode, url, store = sys.argv[1:4]
@@ -125,3 +125,31 @@ def test_damaged_and_foreign_files_are_refused_and_the_queue_is_exportable(serve
     with pytest.raises(ReplicaStoreError) as e:
         ReplicaStore(junk)
     assert e.value.code == "replica/unreadable"
+
+
+def test_a_write_the_server_rejects_rolls_back_and_listen_says_why(servers, tmp_path):
+    store = tmp_path / "app.replica"
+    server = servers.start()
+
+    async def main() -> None:
+        async with open_replica(server.url, store=store) as rep:
+            ann = (await rep.transact([{"db/id": "a", "person/name": "Ann"}])).tempids["a"]
+        async with open_replica(server.url) as other:
+            zed = await other.transact([{"person/name": "Zed"}])  # the name is taken meanwhile
+        assert await trio.to_thread.run_sync(server.stop) == 0
+        async with open_replica(server.url, store=store, **FAST_RECONNECT) as rep:
+            changes = []
+            rep.listen(changes.append)
+            p = await rep.submit([["db/add", ann, "person/name", "Zed"]])
+            assert datoms(rep.db, "eavt", ann, "person/name")[0].v == "Zed" and p.conflict is None  # optimistic
+            await trio.to_thread.run_sync(lambda: servers.start(server.store.name, port=server.port))
+            with pytest.raises(TxError) as e:
+                await p.result()
+            assert e.value.code == "db.error/unique-conflict"
+            assert datoms(rep.db, "eavt", ann, "person/name")[0].v == "Ann"   # rolled back
+            (rejected,) = [c for c in changes if c.kind == "rejected"]
+            assert rejected.error.code == "db.error/unique-conflict" and rejected.pending is p
+            await rep.wait_for_t(zed.t)
+            assert datoms(rep.db, "avet", "person/name", "Zed")[0].e != ann and rep.pending == ()
+
+    trio.run(main)
