@@ -7,9 +7,9 @@ A command module has ``NAME``, ``HELP`` (one line for the command list), ``DESCR
 
 from __future__ import annotations
 
-from . import copy, db, export, import_, pull, q, status, transact
+from . import copy, db, export, import_, pull, q, status, transact, why
 
-COMMANDS = (q, pull, transact, import_, export, copy, status, db)
+COMMANDS = (q, pull, transact, import_, export, copy, status, db, why)
 """In the order ``datsync --help`` lists them."""
 
 __all__ = ["COMMANDS"]
