@@ -73,3 +73,14 @@ def test_verification_finds_a_log_that_differs(tmp_path, store_location):
     with pytest.raises(StoreError) as e:
         verify_copy(open_store(src), tampered, 36)
     assert e.value.code == "store/copy-differs" and "t=11" in e.value.message
+
+
+def test_commands_read_and_write_a_postgresql_store(pg_url):
+    from tests.test_cli_commands import PEOPLE
+
+    imported = ok("import", pg_url, PEOPLE)
+    assert imported[kw("t")] >= 1
+    names = ok("q", pg_url, "[:find [?n ...] :where [_ :person/name ?n]]")
+    assert len(names) >= 2
+    status = ok("status", pg_url)
+    assert status[kw("t")] == imported[kw("t")] and status[kw("in-use")] is False

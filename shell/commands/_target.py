@@ -1,10 +1,13 @@
-"""TARGET: the database a command works on — a server URL or a store file.
+"""TARGET: the database a command works on — a server URL, a store file or a PostgreSQL store.
 
 * A **store file** (``./datsync.sqlite``): ``SqliteStore(path)`` + ``Connection.recover`` give the server's
   database value (Datomic flavor). Reads need nothing more. Writes run the connection's writer in a
   trio loop on a helper thread, so every transaction is made durable exactly as the server does it.
   A store a server is serving is refused for writes (the server holds its lock; write through the
   server's URL instead). Reading a missing store is an error; writing one creates it.
+* A **PostgreSQL store** (``postgresql://host:port/db``): the same, on the shared store. Writes are
+  allowed while servers serve it: the command is one more process appending to the shared log, and
+  the servers stream its transactions to their replicas.
 * A **server URL** (``ws://host:port/``): a Python replica (``datsync.shell.client.connect``)
   bootstraps from the server; reads run locally on the replica (DataScript flavor, same datoms and
   ids as the server's); writes go to the server, which acknowledges them once they are durable.
@@ -40,8 +43,12 @@ def is_url(target: str) -> bool:
 
 
 def store_in_use(path: str | Path) -> bool:
-    """Is a running server serving the store at ``path``? (The server's own check; False where this
-    datsync has no server.)"""
+    """Is a running server serving the store file at ``path``? (The server's own check; False where
+    this datsync has no server, and for a PostgreSQL store, which many processes may write.)"""
+    from ..store import is_store_url
+
+    if is_store_url(path):
+        return False
     try:
         from datsync.shell.server import store_in_use as in_use
     except ImportError:
@@ -49,7 +56,7 @@ def store_in_use(path: str | Path) -> bool:
     return bool(in_use(path))
 
 
-def _refuse_if_served(path: Path) -> None:
+def _refuse_if_served(path: str | Path) -> None:
     if store_in_use(path):
         raise CliError("store/in-use", f"{path} is being served by a running datsync server; "
                        "write through the server's URL (ws://HOST:PORT/) instead, or stop the server")
@@ -60,29 +67,30 @@ def _clean_tempids(tempids: Any) -> dict:
 
 
 class StoreTarget:
-    """A store file. ``db`` is the current database value (Datomic flavor)."""
+    """A store file or a PostgreSQL store. ``db`` is the current database value (Datomic flavor)."""
 
     kind = "store"
 
     def __init__(self, path: str, *, write: bool):
         from ..connection import Connection
-        from ..store import StoreError
-        from ..store_sqlite import SqliteStore
+        from ..store import StoreError, is_store_url, open_store
 
-        self.path = Path(path)
+        self.path: str | Path = path if is_store_url(path) else Path(path)
         self.name = str(path)
-        if self.path.is_dir():
-            raise CliError("store/not-a-file", f"{path} is a directory, not a store file")
-        if not write and not self.path.exists():
-            raise CliError("store/not-found", f"no store file at {path} (a URL must start with ws://)")
-        if write:
-            _refuse_if_served(self.path)
+        if isinstance(self.path, Path):  # a file (a database server has nothing to check here)
+            if self.path.is_dir():
+                raise CliError("store/not-a-file", f"{path} is a directory, not a store file")
+            if not write and not self.path.exists():
+                raise CliError("store/not-found", f"no store file at {path} (a URL must start with ws://)")
+            if write:
+                _refuse_if_served(self.path)
         try:
-            self.store = SqliteStore(self.path)
+            self.store = open_store(self.path)
         except StoreError as e:
             raise CliError(e.code, e.message) from None
         except OSError as e:
             raise CliError("io/error", f"cannot open store {path}: {e}") from None
+        self.name = self.store.location  # without a password
         try:
             self.conn = Connection.recover(self.store)
         except BaseException:
@@ -280,7 +288,8 @@ def open_target(target: str, *, write: bool = False, token: str | None = None, t
     return StoreTarget(target, write=write)
 
 
-TARGET_HELP = "a server URL (ws://HOST:PORT/) or a store file (e.g. ./datsync.sqlite)"
+TARGET_HELP = ("a server URL (ws://HOST:PORT/), a store file (e.g. ./datsync.sqlite) or a PostgreSQL store "
+               "(postgresql://HOST:PORT/DB)")
 
 
 def add_connection_options(parser: Any) -> None:
