@@ -137,3 +137,39 @@ def test_postgresql_away_writes_refused_reads_served_then_recovery(servers, pg_u
         assert server.stop() == 0
     finally:
         proxy.cut()
+
+
+def test_submissions_fail_over_and_commit_exactly_once(servers, pg_url):
+    """Writers that submit (queued, exactly once) keep going through a ``kill -9`` of their process:
+    the queue is resent to another process, which answers a submission another process committed
+    from the shared record; every submission is answered and commits exactly once."""
+    procs = [servers.start(pg_url) for _ in range(3)]
+    urls = [p.url for p in procs]
+    writes = 15
+    answers: list[int] = []
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            replicas = [await stack.enter_async_context(open_replica(urls[i:] + urls[:i], backoff=(0.02, 0.2)))
+                        for i in range(3)]
+
+            async def writer(rep, tag: str) -> None:
+                for n in range(writes):
+                    pending = await rep.submit([{"person/name": f"{tag}-{n}", "person/n": n}])
+                    answers.append((await pending.result()).t)
+
+            async with trio.open_nursery() as nursery:
+                for i, rep in enumerate(replicas):
+                    nursery.start_soon(writer, rep, f"w{i}")
+                with trio.fail_after(20):
+                    while len(answers) < writes:
+                        await trio.sleep(0.005)
+                await trio.to_thread.run_sync(procs[0].kill)
+            assert replicas[0].stats.failovers >= 1
+
+    trio.run(main)
+    log = open_store(pg_url).read_log(0)
+    assert len(log) == 1 + 3 * writes  # the schema, then each submission once: none twice, none lost
+    assert sorted(answers) == list(range(2, len(log) + 1))
+    for p in procs[1:]:
+        assert p.stop() == 0
