@@ -235,3 +235,29 @@ def test_processes_sharing_a_store_commit_in_turn_and_follow_each_other(pg_url):
         assert list(datoms(recovered.db, "eavt")) == list(datoms(a.db, "eavt"))
 
     trio.run(main)
+
+
+def test_postgresql_errors_become_codes_a_writer_can_act_on(pg_url):
+    import psycopg
+
+    store = open_store(pg_url)
+
+    def broken_after(commit: bool):
+        def fn(conn, phase):
+            if commit:
+                phase.append("commit")
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return fn
+
+    with pytest.raises(StoreError) as unknown:
+        store._run(broken_after(True), writing=True)
+    assert unknown.value.code == "db.error/commit-unknown"
+    with pytest.raises(StoreError) as unavailable:
+        store._run(broken_after(False), writing=True)
+    assert unavailable.value.code == "db.error/unavailable" and "PostgreSQL" in unavailable.value.message
+    store.append([LogEntry(1, 536870913, b"a")])
+    with pytest.raises(StoreError) as storage:  # the connection was reopened; a duplicate t is refused
+        store.append([LogEntry(1, 536870913, b"a")])
+    assert storage.value.code == "db.error/storage"
+    assert store.read_log(0) == [LogEntry(1, 536870913, b"a")]
+    store.close()
