@@ -199,7 +199,11 @@ def open_store(location: str | Path) -> Store:
     """The store at ``location``: a ``postgresql://`` URL, else the path of a SQLite file (created
     if missing). Raises ``StoreError`` if it is not a usable datsync store."""
     if is_store_url(location):
-        from .store_postgres import PostgresStore
+        try:
+            from .store_postgres import PostgresStore
+        except ImportError as e:
+            raise StoreError("store/driver-missing", f"a PostgreSQL store needs psycopg ({e}): "
+                             "pip install 'datsync[postgresql]'") from None
 
         return PostgresStore(str(location))
     from .store_sqlite import SqliteStore

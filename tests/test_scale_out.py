@@ -4,6 +4,8 @@ stays serial and gap-free, every process streams every commit to its own replica
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import urllib.parse
 
 import pytest
@@ -11,7 +13,7 @@ import trio
 
 from datsync.core import TxError, datoms
 from datsync.shell import TxOutcomeUnknown, open_replica, open_store
-from tests.sync_server import Servers, TcpProxy, write_concurrently
+from tests.sync_server import ROOT, Servers, TcpProxy, write_concurrently
 
 
 @pytest.fixture
@@ -173,3 +175,10 @@ def test_submissions_fail_over_and_commit_exactly_once(servers, pg_url):
     assert sorted(answers) == list(range(2, len(log) + 1))
     for p in procs[1:]:
         assert p.stop() == 0
+
+
+def test_serve_on_an_unreachable_postgresql_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "datsync.shell", "serve", "--port", "0", "--store",
+                          "postgresql://nobody@127.0.0.1:1/none"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "db.error/unavailable" in out.stderr and "PostgreSQL" in out.stderr, out.stderr
