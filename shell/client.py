@@ -29,7 +29,9 @@ import itertools
 import logging
 import math
 import random
+import ssl
 import threading
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -242,6 +244,8 @@ class ReplicaConnection:
         client_id: str | None = None,
         exactly_once: bool = True,
         store: str | Path | None = None,
+        ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         self.urls = server_urls(url)
         self.url = self.urls[0]
@@ -252,6 +256,7 @@ class ReplicaConnection:
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self.on_progress = on_progress
+        self.ssl_context = ssl_context or (ssl.create_default_context(cafile=ca) if ca is not None else None)
         eids = EidMap.identity() if id_cap is None else EidMap.capped(id_cap)
         self.store: ReplicaStore | None = None
         restored = None
@@ -479,7 +484,13 @@ class ReplicaConnection:
 
     def _fatal_error(self, error: BaseException | None) -> BaseException | None:
         """The error to give up with, when reconnecting cannot help (refused credentials, another
-        protocol version, an HTTP server that is not a datsync server)."""
+        protocol version, a server certificate this replica does not trust, an HTTP server that is not a
+        datsync server)."""
+        cert = _certificate_error(error)
+        if cert is not None:
+            return ReplicaConnectionError(f"{self.url}: the server's certificate is not trusted "
+                                          f"({cert.verify_message or cert.reason}); pass ca=... with the CA that "
+                                          "signed it", "sync/untrusted-certificate")
         last = self.stats.last_error
         if last is not None and last[0] in FATAL_CODES and not self._was_live:
             return Unauthorized(f"{self.url} refused this replica: {last[1]}", last[0])
@@ -490,9 +501,11 @@ class ReplicaConnection:
         return None
 
     async def _connect_once(self) -> None:
+        if self.url.startswith("wss:"):
+            await _check_certificate(self.url, self.ssl_context or ssl.create_default_context(), self.connect_timeout)
         async with trio_websocket.open_websocket_url(
             self.url, max_message_size=self.max_message_size, connect_timeout=self.connect_timeout,
-            disconnect_timeout=2.0,
+            disconnect_timeout=2.0, ssl_context=self.ssl_context if self.url.startswith("wss:") else None,
         ) as ws:
             self.stats.connects += 1
             self.stats.last_error = None
@@ -744,6 +757,33 @@ _CONNECTION_ERRORS = (OSError, HandshakeError, ConnectionClosed, ConnectionRejec
                       trio.ClosedResourceError)
 
 
+async def _check_certificate(url: str, context: ssl.SSLContext, timeout: float) -> None:
+    """A TLS handshake with the server of a ``wss://`` url, so that a certificate this side does not
+    trust fails here at once (trio-websocket would wait out its connect timeout instead)."""
+    parts = urllib.parse.urlsplit(url)
+    with trio.move_on_after(timeout) as scope:
+        stream = await trio.open_ssl_over_tcp_stream(parts.hostname or "", parts.port or 443, ssl_context=context,
+                                                      https_compatible=True)
+        try:
+            await stream.do_handshake()
+        finally:
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await trio.aclose_forcefully(stream)
+    if scope.cancelled_caught:
+        raise OSError(f"no TLS handshake with {parts.netloc} within {timeout:g} s")
+
+
+def _certificate_error(error: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``error`` (trio wraps it), if that is what it is."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     out: list[BaseException] = []
     for e in group.exceptions:
@@ -770,7 +810,9 @@ async def open_replica(
     ``random.Random``) and resume from the replica's ``t``. Other options: ``heartbeat_interval``,
     ``heartbeat_timeout``, ``connect_timeout``, ``max_message_size``, ``max_pending``, ``on_progress(datoms, total)``
     (bootstrap progress), ``replica`` (a ``Replica`` value kept from an earlier connection, e.g.
-    ``rep.replica``: resumed from its ``t`` when the server still has its database).
+    ``rep.replica``: resumed from its ``t`` when the server still has its database), ``ca`` (a PEM
+    file of the CAs to trust for ``wss://``; default the system's) or ``ssl_context``.
+    A certificate that is not trusted fails at once, without retrying (``sync/untrusted-certificate``).
     Raises ``Unauthorized`` if the server refuses the credentials, ``ReplicaClosed`` if the first
     connection fails and ``reconnect`` is False (bound the wait with ``trio.fail_after``)."""
     rep = ReplicaConnection(url, token=token, id_cap=id_cap, reconnect=reconnect, on_progress=on_progress, **options)

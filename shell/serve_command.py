@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 
 NAME = "serve"
@@ -35,7 +36,8 @@ EPILOG = """\
 examples:
   datsync serve                                          # ws://127.0.0.1:8765/, store ./datsync.sqlite
   datsync serve --store db.sqlite --schema docs/examples/people.edn --port 0
-  datsync serve --host 0.0.0.0 --token-file /etc/datsync/token --log-format json
+  datsync serve --host 0.0.0.0 --token-file /etc/datsync/token --tls-cert cert.pem --tls-key key.pem
+  datsync serve --host 0.0.0.0 --jwt-public-key issuer.pem --jwt-audience datsync --insecure  # behind a TLS proxy
   datsync serve --schema docs/examples/todo/schema.edn --static docs/examples/todo   # open http://127.0.0.1:8765/
   curl http://127.0.0.1:8765/health
 """
@@ -54,6 +56,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     creds.add_argument("--token", help="the token every replica must present (default: $DATSYNC_TOKEN; "
                                        "none: loopback clients only)")
     creds.add_argument("--token-file", metavar="PATH", help="read the token from a file")
+    jwt = p.add_argument_group("JWT bearer tokens (instead of, or besides, --token)")
+    keys = jwt.add_mutually_exclusive_group()
+    keys.add_argument("--jwt-secret-file", metavar="PATH", help="verify HS256 tokens with the secret in PATH")
+    keys.add_argument("--jwt-public-key", metavar="PEM", help="verify RS256 tokens with this public key")
+    jwt.add_argument("--jwt-audience", metavar="AUD", help="require this aud claim")
+    jwt.add_argument("--jwt-issuer", metavar="ISS", help="require this iss claim")
+    tls = p.add_argument_group("TLS (wss:// and https://)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="the server's certificate chain")
+    tls.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
+    tls.add_argument("--insecure", action="store_true",
+                     help="listen beyond loopback without TLS (e.g. behind a TLS-terminating proxy)")
     p.add_argument("--static", metavar="DIR",
                    help="serve the files of DIR over HTTP at / (a web application; the browser client is "
                         "always at /datsync/client.js)")
@@ -99,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from datsync.core.sync import ServerConfig
 
     from .limits import Limits
-    from .server import read_token_file, run_server
+    from .server import read_token_file, run_server, tls_context
 
     if args.static is not None and not os.path.isdir(args.static):
         print(f"datsync serve: --static {args.static}: not a directory", file=sys.stderr)
@@ -113,6 +126,26 @@ def run(args: argparse.Namespace) -> int:
             return 2
     elif token is None:
         token = os.environ.get("DATSYNC_TOKEN") or None
+    jwt = None
+    if args.jwt_secret_file or args.jwt_public_key:
+        from .jwt_auth import JwtAuth
+
+        try:
+            jwt = JwtAuth.from_files(secret_file=args.jwt_secret_file, public_key_file=args.jwt_public_key,
+                                     audience=args.jwt_audience, issuer=args.jwt_issuer)
+        except (OSError, ValueError) as e:
+            print(f"datsync serve: JWT: {e}", file=sys.stderr)
+            return 2
+    try:
+        tls_context(args.tls_cert, args.tls_key)
+    except (OSError, ValueError, ssl.SSLError) as e:
+        print(f"datsync serve: --tls-cert/--tls-key: {e}", file=sys.stderr)
+        return 2
+    refusal = exposure_refusal(args.host, token is not None or jwt is not None, args.tls_cert is not None,
+                               args.insecure)
+    if refusal:
+        print(f"datsync serve: {refusal}", file=sys.stderr)
+        return 2
     if min(args.max_connections, args.max_connections_per_address, args.max_pending_tx) < 1 \
             or args.max_message_rate <= 0 or (args.message_burst is not None and args.message_burst < 1) \
             or (args.idle_timeout is not None and args.idle_timeout <= 0) \
@@ -137,4 +170,21 @@ def run(args: argparse.Namespace) -> int:
         args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
         checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
         shutdown_timeout=args.shutdown_timeout, static_dir=args.static, limits=limits,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, jwt=jwt,
     )
+
+
+def exposure_refusal(host: str, authenticated: bool, tls: bool, insecure: bool) -> str | None:
+    """Why serving on ``host`` as configured is refused (None: it is not): beyond loopback the server
+    needs authentication, and TLS unless ``insecure`` (a TLS-terminating proxy in front, say)."""
+    from .server import is_loopback
+
+    if host == "localhost" or is_loopback(host):
+        return None
+    if not authenticated:
+        return (f"refusing to listen on {host} without authentication: give --token, --token-file, "
+                "--jwt-secret-file or --jwt-public-key (or listen on 127.0.0.1)")
+    if not tls and not insecure:
+        return (f"refusing to listen on {host} without TLS: give --tls-cert and --tls-key, or --insecure "
+                "when a TLS-terminating proxy is in front")
+    return None

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -92,6 +93,7 @@ from datsync.core.sync.messages import Ack, Ping, Pong, Submit, TxRejected
 
 from .changes import ChangeSignal
 from .connection import Connection, utc_now
+from .jwt_auth import JwtAuth
 from .limits import CONNECTIONS, IDLE, RATE, ConnectionCounts, Limits, RateBucket, ThrottledLog
 from .static import CLIENT_PREFIX, static_file
 from .store import Store, StoreError, is_store_url, open_store
@@ -259,9 +261,18 @@ def credential_token(credentials: Any) -> str | None:
     return None
 
 
-def authorize(credentials: Any, peer_host: str, token: str | None) -> tuple[Any, str]:
-    """``(principal or None, why)``: with a configured ``token`` the hello must carry it (from any
-    address); without one, only loopback clients are accepted."""
+def authorize(credentials: Any, peer_host: str, token: str | None, jwt: JwtAuth | None = None) -> tuple[Any, str]:
+    """``(principal or None, why)``: with a configured ``token`` or ``jwt`` verifier the hello must carry
+    that token or a valid JWT (from any address); without either, only loopback clients are accepted."""
+    if jwt is not None:
+        supplied = credential_token(credentials)
+        if supplied is None:
+            return None, "missing token"
+        if token is not None and hmac.compare_digest(supplied.encode("utf-8", "surrogatepass"),
+                                                     token.encode("utf-8", "surrogatepass")):
+            return {"auth": "token", "peer": peer_host}, "token accepted"
+        principal, why = jwt.verify(supplied)
+        return (None, why) if principal is None else ({**principal, "peer": peer_host}, why)
     if token is None:
         if is_loopback(peer_host):
             return {"auth": "loopback", "peer": peer_host}, "loopback client"
@@ -337,9 +348,9 @@ def configure_logging(level: str = "info", fmt: str = "text", stream: Any = None
 
 
 class _Prefixed(trio.abc.Stream):
-    """A stream whose first bytes were already read (the HTTP head we sniffed)."""
+    """A stream whose first bytes were already read (the HTTP head we sniffed, a TLS record's first byte)."""
 
-    def __init__(self, stream: trio.SocketStream, prefix: bytes):
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes):
         self.stream = stream
         self._prefix = prefix
 
@@ -426,8 +437,9 @@ async def _http_respond(stream: trio.abc.Stream, status: int, body: Any, *, head
 async def _linger(stream: Any) -> None:
     """Half-close and drain what the peer still sends (briefly), so closing with unread input does
     not reset the connection before the peer has read our answer."""
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, AttributeError):
-        await stream.send_eof()
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        if isinstance(stream, trio.abc.HalfCloseableStream):  # TLS has no half-close: drain only
+            await stream.send_eof()
         with trio.move_on_after(1.0):
             for _ in range(256):
                 if not await stream.receive_some(65536):
@@ -559,7 +571,7 @@ class _Session:
         elif t is Close:
             self._close(f.code, f.reason)
         elif t is Authorize:
-            principal, why = authorize(f.credentials, self.peer[0], srv.token)
+            principal, why = authorize(f.credentials, self.peer[0], srv.token, srv.jwt)
             self.principal = principal
             if principal is None:
                 srv.counters["refused"] += 1
@@ -789,6 +801,8 @@ class SyncServer:
         listen_buffer: int,
         banner: Callable[[str], None] | None,
         limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
+        jwt: JwtAuth | None = None,
     ):
         self.store_path = store_path
         self.host = host
@@ -807,6 +821,8 @@ class SyncServer:
         self.listen_buffer = listen_buffer
         self.banner = banner
         self.limits = limits or Limits()
+        self.tls = tls
+        self.jwt = jwt
         self.connections = ConnectionCounts(self.limits)
         self.throttled = ThrottledLog(log)
         self.closed_by_code: collections.Counter = collections.Counter()
@@ -835,6 +851,12 @@ class SyncServer:
         self._conn_nursery: trio.Nursery | None = None
         self._started = False
         self._pending_stop: str | None = None
+
+    @property
+    def auth_mode(self) -> str:
+        """How clients authenticate: ``token``, ``jwt``, ``token+jwt`` or ``loopback-only``."""
+        modes = [m for m, on in (("token", self.token is not None), ("jwt", self.jwt is not None)) if on]
+        return "+".join(modes) or "loopback-only"
 
     # -- start and stop --------------------------------------------------------------------------
 
@@ -906,8 +928,8 @@ class SyncServer:
             root.start_soon(self._accept, listeners)
             if self.banner is not None:
                 self.banner(f"datsync serving {self.url} store={self.store.location} t={self.conn.t} "
-                            f"health={self.url.replace('ws://', 'http://')}health")
-            log.info("serving", extra={"url": self.url, "auth": "token" if self.token else "loopback only"})
+                            f"health={self.url.replace('ws', 'http', 1)}health")
+            log.info("serving", extra={"url": self.url, "auth": self.auth_mode})
             task_status.started(self)
             self._started = True
             if self._pending_stop is not None:
@@ -921,8 +943,9 @@ class SyncServer:
             listeners = listeners[:1]
         host, port = listeners[0].socket.getsockname()[:2]
         self.port = port
-        self.url = f"ws://[{host}]:{port}/" if ":" in host else f"ws://{host}:{port}/"
-        if self.token is None and not is_loopback(host):
+        scheme = "wss" if self.tls is not None else "ws"
+        self.url = f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+        if self.token is None and self.jwt is None and not is_loopback(host):
             log.warning("no token configured: only loopback clients will be accepted", extra={"host": host})
         return listeners
 
@@ -1106,25 +1129,56 @@ class SyncServer:
 
     # -- connections -----------------------------------------------------------------------------
 
-    async def _handle_stream(self, stream: trio.SocketStream) -> None:
+    async def _start_tls(self, raw: trio.SocketStream, peer: Any) -> trio.SSLStream | None:
+        """The TLS side of a new connection, or None (after answering) when it does not speak TLS or
+        its handshake fails."""
+        assert self.tls is not None
+        first = await raw.receive_some(1)
+        if not first:
+            return None
+        if first[0] != 0x16:  # not a TLS handshake record: a plain HTTP or ws:// client
+            self.counters["tls_refused"] += 1
+            self.throttled.warning("tls/plain", "plain connection refused: this server speaks TLS only", peer=peer[0])
+            await _http_respond(raw, 400, "datsync: this server speaks TLS only: connect with wss:// (or https://)\n")
+            return None
+        stream = trio.SSLStream(_Prefixed(raw, first), self.tls, server_side=True, https_compatible=True)
         try:
-            peer = stream.socket.getpeername()
+            await stream.do_handshake()
+        except trio.BrokenResourceError as e:
+            self.counters["tls_failures"] += 1
+            self.throttled.warning("tls/handshake", "TLS handshake failed", peer=peer[0], why=str(e.__cause__ or e))
+            return None
+        return stream
+
+    async def _handle_stream(self, raw: trio.SocketStream) -> None:
+        try:
+            peer = raw.socket.getpeername()
         except OSError:
-            await stream.aclose()
+            await raw.aclose()
             return
         self.counters["connections"] += 1
         refused = self.connections.admit(peer[0])
         if refused is not None:
             self.counters["refused_connections"] += 1
             self.throttled.warning(CONNECTIONS, "connection refused: limit reached", peer=peer[0], why=refused)
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await _http_respond(stream, 503, f"datsync: {CONNECTIONS}: {refused}\n")
+            if self.tls is None:  # (a TLS client could not read a plain answer: it sees the connection close)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    await _http_respond(raw, 503, f"datsync: {CONNECTIONS}: {refused}\n")
             with trio.CancelScope(shield=True):
-                await stream.aclose()
+                await raw.aclose()
             return
+        stream: trio.abc.Stream = raw
         try:
             with trio.move_on_after(self.handshake_timeout) as scope:
+                if self.tls is not None:
+                    tls_stream = await self._start_tls(raw, peer)
+                    if tls_stream is None:
+                        return
+                    stream = tls_stream
                 buf, head = await _read_head(stream)
+            if scope.cancelled_caught and self.tls is not None and stream is raw:  # no TLS yet: just close
+                self.counters["handshake_timeouts"] += 1
+                return
             if scope.cancelled_caught:
                 self.counters["handshake_timeouts"] += 1
                 self.throttled.warning("http/timeout", "connection closed: no request within the handshake timeout",
@@ -1144,7 +1198,8 @@ class SyncServer:
             elif head.path == "/health":
                 await _http_respond(stream, 200, await self.health(), head_only=head.method == "HEAD")
             elif head.path == "/status":
-                principal, why = authorize(_bearer(head.headers.get("authorization", "")), peer[0], self.token)
+                principal, why = authorize(_bearer(head.headers.get("authorization", "")), peer[0], self.token,
+                                           self.jwt)
                 if principal is None:
                     await _http_respond(stream, 401, f"datsync: not authorized: {why}\n")
                 else:
@@ -1162,7 +1217,7 @@ class SyncServer:
         finally:
             self.connections.release(peer[0])
             with trio.CancelScope(shield=True):
-                await stream.aclose()
+                await raw.aclose()
 
     async def _websocket(self, stream: _Prefixed, peer: tuple[str, int]) -> None:
         async with trio.open_nursery() as nursery:
@@ -1219,7 +1274,8 @@ class SyncServer:
             "url": self.url,
             "uptime_s": round(time.time() - self.started_at, 3),
             "sessions": len(self.sessions),
-            "auth": "token" if self.token else "loopback-only",
+            "auth": self.auth_mode,
+            "tls": self.tls is not None,
             "store": stats,
             "counters": dict(self.counters),
             "sessions_closed": dict(self.closed_by_code),
@@ -1233,6 +1289,18 @@ class SyncServer:
             out["session_detail"] = [s.status() for s in self.sessions.values()]
             out["connection_detail"] = self.connections.status()
         return out
+
+
+def tls_context(cert: str | Path | None, key: str | Path | None) -> ssl.SSLContext | None:
+    """The server's TLS context from PEM files (None without a certificate); ``ValueError`` when only
+    one is given, ``ssl.SSLError``/``OSError`` when they cannot be loaded."""
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise ValueError("--tls-key needs --tls-cert")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), None if key is None else str(key))
+    return ctx
 
 
 def _close_reason(reason: str) -> str:
@@ -1274,6 +1342,9 @@ async def serve(
     static_dir: str | Path | None = None,
     banner: Callable[[str], None] | None = None,
     limits: Limits | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
+    jwt: JwtAuth | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the store at ``store_path`` (a file, or a ``postgresql://`` URL) to replicas over WebSocket
@@ -1287,13 +1358,15 @@ async def serve(
     (``ServerConfig``; its ``db_id`` is the store's). ``max_message_size``: the largest message
     decoded (bigger: a ``protocol/too-large`` error); the WebSocket closes the connection (1009)
     above twice that. ``limits``: connections in all and per address, message rate, idle sessions
-    (``Limits``). Raises ``StoreInUse`` if another process serves the store."""
+    (``Limits``). ``tls_cert``/``tls_key``: PEM files; the server then speaks TLS only (``wss://``,
+    ``https://``). ``jwt``: accept bearer JWTs (``JwtAuth``) as well as, or instead of, ``token``.
+    Raises ``StoreInUse`` if another process serves the store."""
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
         schema_file=schema_file, static_dir=static_dir, token=token,
         checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
-        listen_buffer=listen_buffer, banner=banner, limits=limits,
+        listen_buffer=listen_buffer, banner=banner, limits=limits, tls=tls_context(tls_cert, tls_key), jwt=jwt,
     )
     await server.run(task_status=task_status)
 

@@ -184,7 +184,7 @@ class UrlTarget:
 
     kind = "url"
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, show_progress: bool):
+    def __init__(self, url: str, *, token: str | None, timeout: float, show_progress: bool, ca: str | None = None):
         try:
             from datsync.shell.client import connect
         except ImportError as e:
@@ -195,7 +195,7 @@ class UrlTarget:
         quiet = logging.getLogger("datsync")
         if not quiet.handlers:  # the client's reconnect warnings: our error line says what happened
             quiet.addHandler(logging.NullHandler())
-        kwargs: dict[str, Any] = {"token": token, "timeout": timeout}
+        kwargs: dict[str, Any] = {"token": token, "timeout": timeout, **({"ca": ca} if ca else {})}
         with Progress(f"bootstrap {url}", unit="datoms", show=show_progress) as bar:
             hook = _progress_parameter(connect)
             if hook:
@@ -278,13 +278,14 @@ def _size(db: Any) -> int:
 
 
 def open_target(target: str, *, write: bool = False, token: str | None = None, timeout: float = 10.0,
-                show_progress: bool = False) -> StoreTarget | UrlTarget:
+                show_progress: bool = False, ca: str | None = None) -> StoreTarget | UrlTarget:
     """The target named ``target``: a URL (``ws://``, ``wss://``; ``http(s)://`` is taken as the same
     server) or a store file path."""
     if is_url(target):
         token = token if token is not None else os.environ.get("DATSYNC_TOKEN") or None
         target = re.sub(r"^http", "ws", target, flags=re.IGNORECASE)
-        return UrlTarget(target, token=token, timeout=timeout, show_progress=show_progress)
+        ca = ca if ca is not None else os.environ.get("DATSYNC_CA") or None
+        return UrlTarget(target, token=token, timeout=timeout, show_progress=show_progress, ca=ca)
     return StoreTarget(target, write=write)
 
 
@@ -293,13 +294,15 @@ TARGET_HELP = ("a server URL (ws://HOST:PORT/), a store file (e.g. ./datsync.sql
 
 
 def add_connection_options(parser: Any) -> None:
-    """``--token``, ``--timeout`` (URL targets) and ``--progress``/``--no-progress``."""
+    """``--token``, ``--ca``, ``--timeout`` (URL targets) and ``--progress``/``--no-progress``."""
     import argparse
 
     group = parser.add_argument_group("server URL targets")
     group.add_argument("--token", default=None,
                        help="credentials for the server's handshake (default: $DATSYNC_TOKEN; without one a "
                             "server accepts loopback clients only)")
+    group.add_argument("--ca", default=None, metavar="PEM",
+                       help="the CA certificates to trust for wss:// (default: $DATSYNC_CA, else the system's)")
     group.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                        help="give up connecting, or waiting for an acknowledgement, after SECONDS (default 10)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -310,4 +313,4 @@ def target_from_args(args: Any, *, write: bool = False) -> StoreTarget | UrlTarg
     from ._progress import enabled
 
     return open_target(args.target, write=write, token=args.token, timeout=args.timeout,
-                       show_progress=enabled(args.progress))
+                       show_progress=enabled(args.progress), ca=getattr(args, "ca", None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -67,13 +68,14 @@ def health_url(url: str) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, "/health", "", ""))
 
 
-def fetch_health(url: str, token: str | None, timeout: float) -> dict:
+def fetch_health(url: str, token: str | None, timeout: float, ca: str | None = None) -> dict:
     """The server's health JSON; ``LookupError`` if it has no health endpoint, ``OSError`` if unreachable."""
     request = urllib.request.Request(health_url(url), headers={"Accept": "application/json"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        context = ssl.create_default_context(cafile=ca) if ca else None
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read()
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
@@ -117,7 +119,7 @@ def _url_status(args: argparse.Namespace) -> dict:
 
     token = args.token if args.token is not None else os.environ.get("DATSYNC_TOKEN") or None
     try:
-        health = fetch_health(args.target, token, args.timeout)
+        health = fetch_health(args.target, token, args.timeout, args.ca or os.environ.get("DATSYNC_CA") or None)
         return {_kw("target"): args.target, **edn_keys(health)}
     except LookupError as e:
         missing = str(e)
