@@ -129,11 +129,13 @@ def test_offline_todos_land_exactly_once_and_a_reload_shows_the_stored_data(brow
     add_todo(page, "before")
     page.wait_for_selector('[data-testid="todos"] li:has-text("before")')
 
-    # the server goes away: the page says so, and todos added meanwhile wait as pending
+    # the server goes away: the page says so; todos added meanwhile show at once (optimistic) and
+    # wait as pending
     assert server.stop() == 0
-    page.wait_for_selector('[data-testid="status"]:has-text("offline")', timeout=10000)
+    page.wait_for_selector('[data-testid="status"]:has-text("offline")', timeout=20000)
     for title in ("offline 1", "offline 2"):
         add_todo(page, title)
+        page.wait_for_selector(f'[data-testid="todos"] li:has-text("{title}")', timeout=2000)
     page.wait_for_selector('[data-testid="pending"]:has-text("2 pending")')
 
     # a reload before the network answers shows the todos and the queue kept in IndexedDB
@@ -141,7 +143,9 @@ def test_offline_todos_land_exactly_once_and_a_reload_shows_the_stored_data(brow
     server = start(servers, port=port)
     page.reload()
     page.wait_for_selector('[data-testid="todos"] li:has-text("before")', timeout=5000)
+    page.wait_for_selector('[data-testid="todos"] li:has-text("offline 2")', timeout=5000)
     assert page.evaluate("window.replica.status") in ("connecting", "offline")
+    assert page.evaluate("window.replica.t") == 2
     page.wait_for_selector('[data-testid="pending"]:has-text("2 pending")', timeout=5000)
 
     # the network is back: each queued todo lands, once

@@ -261,6 +261,10 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
                     queued = node.ask({"cmd": "transact", "nowait": True, "tx": [offline_todo("offline")]})
                     assert queued["pending"] >= 1
                     assert node.ask({"cmd": "reload"})["pending"] >= 1
+                    # offline, the queued write shows in what the application reads, not in the server's
+                    tagged = '[:find ?e :where [?e "p/tags" "offline"]]'
+                    seen = node.ask({"cmd": "view", "q": tagged})
+                    assert len(seen["view"]) == 1 and seen["confirmed"] == [], seen
                     server = servers.start(server.store.name, port=port, schema=False)
                     wait_until(lambda: node.ask({"cmd": "pending"})["pending"] == 0, timeout=20)
                     t = max(t, node.ask({"cmd": "wait", "t": t})["t"])

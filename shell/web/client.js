@@ -19,7 +19,7 @@ import {
 } from './codec.js';
 import {
   SyncError, TX0, TxTranslator, applyAliases, applySchemaDelta, buildDb, deltaOps, localTempids, renameDatoms,
-  serverDatoms, serverSchemaFromDatoms,
+  serverDatoms, serverSchemaFromDatoms, toLocalTx,
 } from './replica.js';
 
 export { d as datascript, DatsyncError, PROTOCOL_VERSION, ProtocolError, SyncError };
@@ -109,7 +109,8 @@ export class Replica {
     [this.backoffFirst, this.backoffMax] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
     this.saveDelay = options.saveDelay ?? 500;
 
-    this.conn = d.conn_from_db(d.empty_db({}));
+    this.confirmed = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
+    this.conn = d.conn_from_db(this.confirmed);
     this.t = null;
     this.dbId = null;
     this.schema = {};
@@ -137,8 +138,12 @@ export class Replica {
 
   // -- public ---------------------------------------------------------------------------------
 
-  /** The current DataScript database value. */
+  /** What the application reads: the server's database at t with the queued writes applied on top
+   * (optimistic: a write shows at once; a rejected one leaves no trace). */
   get db() { return d.db(this.conn); }
+
+  /** The server's database at t, without the queued writes. */
+  get confirmedDb() { return this.confirmed; }
 
   get online() { return this.status === 'online'; }
 
@@ -169,6 +174,7 @@ export class Replica {
       this.queue.set(seq, { seq, tx, sent: false, answer: null, resolve, reject });
     });
     this.emit({ kind: 'pending', count: this.queue.size });
+    this.show({ kind: 'local', seq });
     await this.saveWrites();
     this.pump();
     return done;
@@ -184,7 +190,7 @@ export class Replica {
   }
 
   /** The replica's datoms [e, a, v, tx] with values as the server has them (for comparisons). */
-  datoms() { return serverDatoms(this.db, this.schema, this.aliases); }
+  datoms() { return serverDatoms(this.confirmed, this.schema, this.aliases); }
 
   /** Stop: close the connection, stop reconnecting, save the replica. */
   async close() {
@@ -529,10 +535,10 @@ export class Replica {
 
   install(datoms, t, dbId, kind) {
     this.schema = serverSchemaFromDatoms(datoms, this.aliases);
-    const db = buildDb(datoms, this.schema);
+    this.confirmed = buildDb(datoms, this.schema);
     this.t = t;
     this.dbId = dbId;
-    this.swap(() => d.reset_conn(this.conn, db, { datsync: { kind, t } }));
+    this.show({ kind, t });
     this.emit({ kind, t });
     if (kind === 'restored') this.readyResolve(this);
     this.wake();
@@ -548,11 +554,11 @@ export class Replica {
       }
       return;
     }
+    const own = m.origin && m.origin.client === this.clientId ? this.queue.get(m.origin.seq) : undefined;
+    if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
     this.applyDelta(m);
     this.log.push(m.text);
     this.syncFrom = null;
-    const own = m.origin && m.origin.client === this.clientId ? this.queue.get(m.origin.seq) : undefined;
-    if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
     this.emit({ kind: 'delta', t: m.t, tx: m.tx });
     this.maybeAck();
     this.release();
@@ -560,24 +566,48 @@ export class Replica {
   }
 
   applyDelta(m) {
+    const meta = { kind: 'delta', t: m.t, tx: m.tx };
     const renames = m.renames ?? [];
+    let direct = this.queue.size === 0 && d.db(this.conn) === this.confirmed;
     if (m.schema || renames.length) {
       const before = this.datoms();
       this.schema = applySchemaDelta(this.schema, m.schema ?? {}, renames);
       this.aliases = applyAliases(this.aliases, renames, this.schema);
-      const rebuilt = buildDb(renameDatoms(before, renames), this.schema);
-      this.swap(() => d.reset_conn(this.conn, rebuilt, { datsync: { kind: 'schema', t: m.t } }));
+      this.confirmed = buildDb(renameDatoms(before, renames), this.schema);
+      direct = false;
     }
-    const ops = deltaOps(this.db, m.datoms, m.tx, this.schema);
-    const report = this.swap(() => d.transact(this.conn, ops, { datsync: { kind: 'delta', t: m.t, tx: m.tx } }));
+    const ops = deltaOps(this.confirmed, m.datoms, m.tx, this.schema);
+    // the conn's own listeners see the delta's datoms when nothing else changes the view
+    const conn = direct ? this.conn : d.conn_from_db(this.confirmed);
+    const report = direct ? this.swap(() => d.transact(conn, ops, { datsync: meta })) : d.transact(conn, ops);
+    this.confirmed = d.db(conn);
     if (report !== null && report.tempids[':db/current-tx'] !== m.tx) {
       // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
       const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
-      const rebuilt = buildDb(fixed, this.schema);
-      this.swap(() => d.reset_conn(this.conn, rebuilt, { datsync: { kind: 'delta', t: m.t, tx: m.tx } }));
+      this.confirmed = buildDb(fixed, this.schema);
+      direct = false;
     }
     this.t = m.t;
+    if (!direct) this.show(meta);
     this.wake();
+  }
+
+  /** Show the confirmed database with the queued writes on top (those the replica has not reached
+   * yet), in order, in the conn. A write that does not apply locally (its db/cas fails now, say)
+   * is left out of the view and marked ``conflict``; the server decides. */
+  show(meta) {
+    let view = this.confirmed;
+    for (const w of this.queue.values()) {
+      if (w.answer !== null && this.t !== null && w.answer.t <= this.t) continue;  // in confirmed already
+      try {
+        w.local ??= toLocalTx(w.tx);
+        view = d.db_with(view, w.local);
+        w.conflict = null;
+      } catch (e) {
+        w.conflict = { code: e.code ?? 'sync/conflict', message: String(e.message ?? e) };
+      }
+    }
+    if (view !== d.db(this.conn)) this.swap(() => d.reset_conn(this.conn, view, { datsync: meta }));
   }
 
   /** Change the conn with ``fn``; a failing d.listen listener (DataScript calls them inside
@@ -615,6 +645,7 @@ export class Replica {
       return;
     }
     this.queue.delete(m.req);
+    this.show({ kind: 'rejected', seq: w.seq });
     this.saveWrites();
     this.emit({ kind: 'pending', count: this.queue.size });
     this.emit({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
@@ -634,6 +665,7 @@ export class Replica {
       }
     }
     if (changed) {
+      this.show({ kind: 'confirmed', t: this.t });
       this.saveWrites();
       this.emit({ kind: 'pending', count: this.queue.size });
       this.pump();

@@ -359,6 +359,25 @@ export class TxTranslator {
 const isReverse = (n) => typeof n === 'string' && n.includes('/_');
 const reverseOf = (n) => (isReverse(n) ? n.replace('/_', '/') : n);
 
+function localValue(v) {
+  if (v instanceof Double) return v.value;
+  if (Array.isArray(v)) return Array.from(v, localValue);  // tuples and lookup refs: arrays to DataScript
+  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return localMap(v);
+  return v;
+}
+
+function localMap(m) {
+  const out = {};
+  for (const [k, v] of Object.entries(m)) out[k === 'db/id' ? ':db/id' : k] = localValue(v);
+  return out;
+}
+
+/** A transaction as TxTranslator wrote it for the server, in DataScript's JS spelling again (typed
+ * values kept), to apply it on the replica's view. */
+export function toLocalTx(tx) {
+  return tx.map((f) => (Array.isArray(f) ? [':' + f[0], ...f.slice(1).map(localValue)] : localMap(f)));
+}
+
 /** A tx-ok's tempids as the application names them: keys as strings, ":db/current-tx" for the tx. */
 export function localTempids(tempids) {
   const entries = tempids instanceof Map ? Array.from(tempids) : Object.entries(tempids);

@@ -4,6 +4,7 @@
 //     -> {"t": 12, "datoms": [[e, a, v, tx], ...], "q": [[[...row], ...], ...]}   (values as on the wire)
 //   {"cmd": "transact", "tx": [...]}  (DataScript's JS spelling) -> {"t", "tx", "tempids"} or {"error", "code"}
 //   {"cmd": "transact", "tx": [...], "nowait": true} -> {"pending": n}  (queued; sent when online)
+//   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
 // Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/ [token]
@@ -45,6 +46,9 @@ async function handle(req) {
     replica.listen(log);
     await replica.restored;
     return { t: replica.t, pending: replica.pendingCount };
+  }
+  if (req.cmd === 'view') {  // a query on what the application reads (confirmed + queued writes)
+    return { view: rows(d.q(req.q, replica.db)), confirmed: rows(d.q(req.q, replica.confirmedDb)) };
   }
   if (req.cmd === 'pending') {
     return { pending: replica.pendingCount, status: replica.status };
