@@ -147,7 +147,7 @@ _KEEP_ON_TX = ("flavor", "schema", "props", "heavt", "haevt", "idents", "view", 
 
 def _props_for(schema: dict[str, dict[str, Any]], flavor: str) -> Props:
     if flavor == "datascript":
-        return Props({**IMPLICIT_SCHEMA, **schema})
+        return Props({**IMPLICIT_SCHEMA, **schema}, by_value=True)
     return Props(schema)
 
 
@@ -296,6 +296,8 @@ def entid(db: DB, eid: Any) -> int | None:
             value = entid(db, value)
             if value is None:
                 return None
+        if db.flavor == "datascript":
+            value = resolve_tuple_refs(db.props, attr, value, lambda x: entid_strict(db, x))
         for d in datoms(db, "avet", attr, value):
             return d.e
         return None
@@ -314,6 +316,19 @@ def entid(db: DB, eid: Any) -> int | None:
 
 def _bad_eid(eid: Any) -> None:
     raise ResolveError("entity-id/syntax", f"Expected a positive entity id, got {eid!r}", {"entity-id": eid})
+
+
+def resolve_tuple_refs(props: Any, attr: str, value: Any, resolve: Callable[[Any], int]) -> Any:
+    """A composite tuple value of ``attr`` with the lookup refs and idents at its ref positions
+    replaced by entity ids (``resolve``: the strict ``entid`` of the database in question), as
+    DataScript resolves them in lookup refs, upserts and patterns; other values are themselves."""
+    srcs = props.tuple_attrs.get(attr)
+    if srcs is None or not isinstance(value, tuple | list) or len(value) != len(srcs):
+        return value
+    if not any(a in props.ref and isinstance(x, tuple | list | Keyword) for a, x in zip(srcs, value)):
+        return value
+    return tuple(resolve(x) if a in props.ref and isinstance(x, tuple | list | Keyword) else x
+                 for a, x in zip(srcs, value))
 
 
 def entid_strict(db: DB, eid: Any) -> int:

@@ -149,6 +149,8 @@ class Props:
 
     ``indexed`` is what goes into AVET: unique, ``db/index``, ref and tuple attributes.
     ``attr_tuples`` maps a source attribute to ``{tuple_attr: position}``.
+    ``by_value`` (the DataScript flavor) reads reference, cardinality and uniqueness from property
+    values whatever their key, as DataScript does: ``{"db/type": kw("db.type/ref")}`` makes a ref.
     """
 
     __slots__ = (
@@ -164,18 +166,24 @@ class Props:
         "unique_value",
     )
 
-    def __init__(self, schema: Mapping[str, Mapping[str, Any]]):
+    def __init__(self, schema: Mapping[str, Mapping[str, Any]], by_value: bool = False):
         many, ref, unique, identity, unique_value = set(), set(), set(), set(), set()
         indexed, component, tuples = set(), set(), set()
         attr_tuples: dict[str, dict[str, int]] = {}
         tuple_attrs: dict[str, tuple[str, ...]] = {}
         for attr, props in schema.items():
-            if props.get("db/cardinality") == CARDINALITY_MANY:
+            if by_value:
+                values = {v for v in props.values() if isinstance(v, Keyword)}
+                card, vtype = (CARDINALITY_MANY if CARDINALITY_MANY in values else None), (
+                    TYPE_REF if TYPE_REF in values else None)
+                u = UNIQUE_IDENTITY if UNIQUE_IDENTITY in values else UNIQUE_VALUE if UNIQUE_VALUE in values else None
+            else:
+                card, vtype, u = props.get("db/cardinality"), props.get("db/valueType"), props.get("db/unique")
+            if card == CARDINALITY_MANY:
                 many.add(attr)
-            if props.get("db/valueType") == TYPE_REF:
+            if vtype == TYPE_REF:
                 ref.add(attr)
                 indexed.add(attr)
-            u = props.get("db/unique")
             if u == UNIQUE_IDENTITY:
                 unique.add(attr)
                 identity.add(attr)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, NoReturn
 
-from .db import DB, EMAX, TX0
+from .db import DB, EMAX, TX0, resolve_tuple_refs
 from .errors import DatsyncError, TxError
 from .index import TransientIndex
 from .schema import is_reverse_attr, reverse_attr
@@ -232,12 +232,16 @@ class _TxState:
                 )
             if v is None:
                 return None
-            return self.first_e_av(a, v)
+            return self.first_e_av(a, self.tuple_refs(a, v))
         elif t is Keyword:
             return self.first_e_av("db/ident", eid)
         raise TxError(
             "entity-id/syntax", f"Expected number or lookup ref for entity id, got {eid!r}", {"entity-id": eid}
         )
+
+    def tuple_refs(self, a: str, v: Any) -> Any:
+        """``v`` with the lookup refs inside a composite tuple value of ``a`` resolved."""
+        return resolve_tuple_refs(self.props, a, v, self.entid_strict) if a in self.props.tuple else v
 
     def entid_strict(self, eid: Any) -> int:
         e = self.entid(eid)
@@ -529,6 +533,7 @@ def _resolve_upserts(state: _TxState, entity: dict) -> tuple[dict, dict]:
     for a, v in entity.items():
         _attr(a, entity)
         _check_value(v, entity)
+        v = state.tuple_refs(a, v)
         if a not in identity:
             out[a] = v
         elif a in props.many and _is_coll(v):
@@ -688,6 +693,8 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
     if op in OPS_CAS:
         _cas(state, entity, es)
         return
+    if type(a) is str and a in props.tuple and v is not None:
+        v = state.tuple_refs(a, v)
     if is_tx_tempid(e):
         state.allocate(e, state.tx)
         es.appendleft((op, state.tx, a, v))

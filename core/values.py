@@ -179,6 +179,7 @@ RANKS: dict[type, int] = {
     _dt.datetime: RANK_INSTANT,
     bytes: RANK_BYTES,
     tuple: RANK_TUPLE,
+    list: RANK_TUPLE,  # a vector: the same value as the tuple of its elements (``index_value``)
 }
 
 

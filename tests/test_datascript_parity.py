@@ -16,6 +16,7 @@ from datsync.core import (
     datoms,
     db_with,
     empty_db,
+    entity,
     index_range,
     kw,
     seek_datoms,
@@ -194,6 +195,15 @@ def test_results_can_hold_maps_and_lists():
     assert same(q(text, db_with(empty_db(), tx)), ds_q(text, tx=tx))
 
 
+def test_every_collection_a_function_makes_can_be_a_result():
+    db = db_with(empty_db(), [{"db/id": 1, "b": 1}])
+    assert q("[:find ?s :where [?e :b] [(vector ?e) ?v] [(set ?v) ?s]]", db) == {(frozenset({1}),)}
+    assert q("[:find ?s :where [?e :b] [(array-map :a ?e) ?s]]", db) == {(pmap({kw("a"): 1}),)}
+    assert q("[:find ?s :where [?e :b] [(list ?e ?e) ?s]]", db) == {((1, 1),)}
+    assert q("[:find ?s :where [?e :b] [(range 2) ?s]]", db) == {((0, 1),)}
+    assert q("[:find ?s :in ?f :where [(?f) ?s]]", lambda: [{"a": [1]}]) == {((pmap({"a": (1,)}),),)}
+
+
 def test_map_values_in_the_database_join_and_return():
     db = db_with(empty_db(), [{"db/id": 1, "a": {"x": [1]}}, {"db/id": 2, "a": {"x": [1]}}, {"db/id": 3, "a": {3}}])
     assert q("[:find ?e ?f :where [?e :a ?v] [?f :a ?v] [(< ?e ?f)]]", db) == {(1, 2)}
@@ -231,3 +241,76 @@ def test_bound_values_that_cannot_name_an_entity_match_nothing(text, value):
             q(text, db, value)
     else:
         assert same(q(text, db, value), theirs)
+
+
+# -- lookup refs inside composite tuple values ------------------------------------------------------
+
+TUPLE_SCHEMA = {"ref": {"db/valueType": kw("db.type/ref")}, "name": {"db/unique": kw("db.unique/identity")},
+                "ref+name": {"db/tupleAttrs": ["ref", "name"], "db/unique": kw("db.unique/identity")}}
+TUPLE_SETUP = [{"db/id": 1, "name": "Ivan"}, {"db/id": 2, "name": "Petr", "ref": 1}]
+IVAN_PETR = (("name", "Ivan"), "Petr")
+
+
+@pytest.mark.parametrize("tx", [
+    [{"ref+name": IVAN_PETR, "age": 32}],
+    [["db/add", -1, "ref+name", IVAN_PETR], ["db/add", -1, "age", 32]],
+    [{"db/id": ("ref+name", IVAN_PETR), "age": 33}],
+    [["db/add", ("ref+name", IVAN_PETR), "age", 34]],
+    [{"db/id": 2, "ref+name": IVAN_PETR, "age": 36}],
+    [["db/add", 2, "ref+name", IVAN_PETR]],
+    [{"ref+name": (1, "Petr"), "age": 35}],
+    [{"ref+name": (("name", "Nobody"), "Petr"), "age": 32}],  # an error on both
+])
+def test_lookup_refs_inside_composite_tuple_values_resolve(tx):
+    require_oracle()
+    theirs, _ = ds_transact_stream(TUPLE_SCHEMA, [TUPLE_SETUP, tx])
+    db = db_with(empty_db(TUPLE_SCHEMA), TUPLE_SETUP)
+    if "error" in theirs[1]:
+        with pytest.raises(DatsyncError):
+            transact(db, tx)
+    else:
+        assert [tuple(d) for d in transact(db, tx).tx_data] == theirs[1]["tx_data"]
+
+
+def test_lookup_refs_inside_tuples_in_entity_and_queries():
+    db = db_with(empty_db(TUPLE_SCHEMA), TUPLE_SETUP)
+    assert entity(db, ("ref+name", IVAN_PETR)).id == 2  # DataScript: entity 2
+    assert entity(db, ["ref+name", [["name", "Ivan"], "Petr"]]).id == 2
+    for text in ('[:find ?e :where [?e "ref+name" [["name" "Ivan"] "Petr"]]]',
+                 '[:find ?v :where [["ref+name" [["name" "Ivan"] "Petr"]] "ref+name" ?v]]'):
+        assert same(q(text, db), ds_q(text, schema=TUPLE_SCHEMA, tx=TUPLE_SETUP))
+
+
+def test_vector_inside_a_lookup_ref_in_query_text_is_a_tuple():
+    schema = {"a+b": {"db/tupleAttrs": ["a", "b"], "db/unique": kw("db.unique/identity")}}
+    tx = [{"db/id": 1, "a": "a", "b": "B"}]
+    db = db_with(empty_db(schema), tx)
+    assert q('[:find ?v :where [[:a+b ["a" "B"]] :a+b ?v]]', db) == {(("a", "B"),)}
+    for text in ('[:find ?v :where [["a+b" ["a" "B"]] "a+b" ?v]]', '[:find ?e :where [?e "a+b" ["a" "B"]]]',
+                 '[:find ?v :where [(ground ["a+b" ["a" "B"]]) ?r] [?r "a+b" ?v]]'):
+        assert same(q(text, db), ds_q(text, schema=schema, tx=tx))
+    assert q("[:find ?v :in $ ?r :where [?r :a+b ?v]]", db, ["a+b", ["a", "B"]]) == {(("a", "B"),)}
+
+
+# -- schema properties read from their values -------------------------------------------------------
+
+
+def test_schema_properties_are_read_from_their_values():
+    schema = {"x": {"db/type": kw("db.type/ref")}, "m": {"foo": kw("db.cardinality/many")},
+              "u": {"bar": kw("db.unique/identity")}, "w": {"baz": kw("db.unique/value")},
+              "c": {"db/cardinality": kw("db.cardinality/one"), "foo": kw("db.cardinality/many")}}
+    txs = [[{"db/id": 1, "x": {"db/id": 5, "name": "n"}, "m": ["a", "b"], "u": "k", "c": ["p", "q"]}],
+           [{"u": "k", "y": 1}], [{"db/id": 3, "w": "v"}], [{"db/id": 4, "w": "v"}]]
+    require_oracle()
+    theirs, final = ds_transact_stream(schema, txs)
+    db = empty_db(schema)
+    for tx, their in zip(txs, theirs, strict=True):
+        if "error" in their:
+            with pytest.raises(DatsyncError):
+                transact(db, tx)
+            continue
+        report = transact(db, tx)
+        assert [tuple(d) for d in report.tx_data] == their["tx_data"]
+        db = report.db_after
+    assert [tuple(d)[:4] for d in datoms(db, "eavt")] == final
+    assert "error" in theirs[3]  # unique value

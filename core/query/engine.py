@@ -18,7 +18,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from ..db import DB
+from ..db import DB, resolve_tuple_refs
 from ..errors import DatsyncError, QueryError, ResolveError
 from ..values import Keyword, Symbol, compare_values, freeze, index_value, value_rank
 from .builtins import BUILTINS, DB_FUNCTIONS, RANDOM_FUNCTIONS, truthy
@@ -93,6 +93,8 @@ class Env:
             ec = _resolve_const(source, ec)
         if vc is not None and ac is not None and source.is_ref(ac) and type(vc) is not int:
             vc = _resolve_const(source, vc)
+        elif type(vc) is tuple and isinstance(source, DbSource) and source.db.flavor == "datascript":
+            vc = resolve_tuple_refs(source.props, ac, vc, lambda x: _resolve_const(source, x))
         if ok and txc is not None and type(txc) is not int:
             txc = source.resolve_e(txc)
             ok = txc is not None

@@ -27,7 +27,7 @@ from typing import Any
 from ..edn import EdnError, read_edn, write_edn
 from ..errors import QueryError
 from ..forms import FormCache
-from ..values import Keyword, Symbol
+from ..values import Keyword, Symbol, freeze
 from .builtins import FUNCTION_NAMES
 
 __all__ = [
@@ -508,7 +508,7 @@ class _Parser:
             if n == "%":
                 raise _err(f"Rules var % can't be used as a value in {show(where)}", where)
         if type(x) is list:
-            return tuple(x)  # a lookup ref or tuple constant written as a vector
+            return freeze(x)  # a lookup ref or tuple constant written as a vector, nested ones too
         return x
 
     # -- query --------------------------------------------------------------------------------
