@@ -747,6 +747,8 @@ class _Tx:
         if not form:
             raise TxError("transact/syntax", f"Bad entity {form!r}: empty form", {"tx-data": form})
         op = op_name(form[0])
+        if type(op) is not str:
+            raise _no_data_function(form)
         n = len(form)
         if op == OPS_ADD:
             if n != 4:
@@ -792,15 +794,11 @@ class _Tx:
             if not callable(fn):
                 raise TxError("transact/syntax", f"db.fn/call expects a function, got {fn!r}", {"tx-data": form})
             res = fn(self.db, *form[2:])
-            if res is not None and not isinstance(res, Mapping | str | bytes):
+            if res is not None and not isinstance(res, Mapping | str | bytes) and hasattr(res, "__iter__"):
                 res = list(res)
             self.expand(res)
             return
-        raise TxError(
-            "db.error/not-a-data-function",
-            f"Unable to resolve data function: {':' + op if type(op) is str else _edn(op)}",
-            {"op": form[0], "tx-data": form},
-        )
+        raise _no_data_function(form)
 
     # -- tempids
 
@@ -899,6 +897,15 @@ class _Tx:
 def _is_temp(x: Any) -> bool:
     t = type(x)
     return t is str or t is AutoTempid or (t is int and x < 0)
+
+
+def _no_data_function(form: Any) -> TxError:
+    op = op_name(form[0])
+    return TxError(
+        "db.error/not-a-data-function",
+        f"Unable to resolve data function: {':' + op if type(op) is str else _edn(op)}",
+        {"op": form[0], "tx-data": form},
+    )
 
 
 def _arity(form: Any, expected: str) -> TxError:

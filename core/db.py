@@ -373,6 +373,8 @@ def _resolve_components(db: DB, index: str, components: tuple) -> tuple:
     v = named.get("v")
     if v is not None and type(v) is not int and (index == "vaet" or (a is not None and a in db.props.ref)):
         named["v"] = entid_strict(db, v)
+    elif type(v) is tuple and db.flavor == "datascript":
+        named["v"] = resolve_tuple_refs(db.props, a, v, lambda x: entid_strict(db, x))
     out = []
     for slot in slots[: len(comps)]:
         x = named[slot]

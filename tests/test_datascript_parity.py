@@ -19,6 +19,7 @@ from datsync.core import (
     entity,
     index_range,
     kw,
+    pull,
     seek_datoms,
     transact,
 )
@@ -180,6 +181,16 @@ def test_transact_answers_malformed_input_with_tx_error(tx):
         transact(empty_db({"db/ident": {"db/unique": kw("db.unique/identity")}}), tx)
 
 
+@pytest.mark.parametrize("tx", [
+    [["db.fn/call", lambda db: 3]],
+    [[{}, 1, "a", 2]],
+    [[3, 1, "a", 2]],
+])
+def test_datomic_transact_answers_malformed_input_with_tx_error(tx):
+    with pytest.raises(TxError):
+        transact(empty_db(flavor="datomic"), tx)
+
+
 # -- maps and lists in results ---------------------------------------------------------------------
 
 
@@ -276,6 +287,10 @@ def test_lookup_refs_inside_tuples_in_entity_and_queries():
     db = db_with(empty_db(TUPLE_SCHEMA), TUPLE_SETUP)
     assert entity(db, ("ref+name", IVAN_PETR)).id == 2  # DataScript: entity 2
     assert entity(db, ["ref+name", [["name", "Ivan"], "Petr"]]).id == 2
+    assert pull(db, "[:name]", ("ref+name", IVAN_PETR)) == {"name": "Petr"}
+    assert [d.e for d in datoms(db, "avet", "ref+name", IVAN_PETR)] == [2]
+    linked = db_with(db, [{"db/id": 3, "ref": ("ref+name", IVAN_PETR)}])
+    assert q('[:find ?e :where [?e :ref [:ref+name [[:name "Ivan"] "Petr"]]]]', linked) == {(3,)}
     for text in ('[:find ?e :where [?e "ref+name" [["name" "Ivan"] "Petr"]]]',
                  '[:find ?v :where [["ref+name" [["name" "Ivan"] "Petr"]] "ref+name" ?v]]'):
         assert same(q(text, db), ds_q(text, schema=TUPLE_SCHEMA, tx=TUPLE_SETUP))
