@@ -34,17 +34,17 @@ class _Ordered:
     __slots__ = ()
     order: tuple
 
-    def __lt__(self, other: _Ordered) -> bool:
-        return self.order < other.order
+    def __lt__(self, other: Any) -> Any:
+        return self.order < other.order if isinstance(other, _Ordered) else NotImplemented
 
-    def __le__(self, other: _Ordered) -> bool:
-        return self.order <= other.order
+    def __le__(self, other: Any) -> Any:
+        return self.order <= other.order if isinstance(other, _Ordered) else NotImplemented
 
-    def __gt__(self, other: _Ordered) -> bool:
-        return self.order > other.order
+    def __gt__(self, other: Any) -> Any:
+        return self.order > other.order if isinstance(other, _Ordered) else NotImplemented
 
-    def __ge__(self, other: _Ordered) -> bool:
-        return self.order >= other.order
+    def __ge__(self, other: Any) -> Any:
+        return self.order >= other.order if isinstance(other, _Ordered) else NotImplemented
 
 
 class Keyword(_Ordered):
@@ -235,14 +235,19 @@ class OrderedTuple(tuple):
 def index_value(v: Any) -> Any:
     """``v`` in the form indexes store: tuples (and lists) become ``OrderedTuple``, maps and sets
     their immutable, hashable forms (``freeze``); everything else is itself."""
-    if isinstance(v, tuple):
-        return v if type(v) is OrderedTuple else OrderedTuple(index_value(x) for x in v)
+    t = type(v)
+    if t in _ATOMIC or t is OrderedTuple:
+        return v
+    if isinstance(v, tuple | list):
+        return OrderedTuple(index_value(x) for x in v)
     if isinstance(v, _MUTABLE):
-        return freeze(v) if not isinstance(v, list) else OrderedTuple(index_value(x) for x in v)
+        return freeze(v)
     return v
 
 
-_MUTABLE = (dict, list, set, frozenset)
+_MUTABLE = (dict, set, frozenset)
+_ATOMIC = frozenset({int, str, float, bool, type(None), Keyword, Symbol})
+"""Types whose values are immutable and hashable, so ``freeze`` and ``index_value`` return them as is."""
 
 
 def freeze(x: Any) -> Any:
@@ -250,12 +255,14 @@ def freeze(x: Any) -> Any:
     ``pyrsistent.pmap``s and sets ``frozenset``s, recursively; other values are themselves. Values
     that enter query results (inputs, function results, stored maps) pass through here, so a result
     set can hold a map or a list as DataScript's do."""
+    if type(x) in _ATOMIC:
+        return x
     if isinstance(x, tuple):
         items = tuple(map(freeze, x))
         return x if all(a is b for a, b in zip(items, x)) else tuple(items)
+    if isinstance(x, list):
+        return tuple(map(freeze, x))
     if isinstance(x, _MUTABLE):
-        if isinstance(x, list):
-            return tuple(map(freeze, x))
         if isinstance(x, dict):
             return _pmap({freeze(k): freeze(v) for k, v in x.items()})
         return frozenset(map(freeze, x))
