@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal as _decimal
 import uuid as _uuid
+import weakref
 from typing import Any, NamedTuple
 
 from pyrsistent import PMap
@@ -55,7 +56,8 @@ class Keyword(_Ordered):
     """
 
     __slots__ = ("__weakref__", "local", "name", "ns", "order")
-    _interned: dict[str, Keyword] = {}
+    _interned: weakref.WeakValueDictionary[str, Keyword] = weakref.WeakValueDictionary()
+    """Interned while referenced: keywords read off the wire do not pile up for good."""
 
     name: str
     ns: str | None
@@ -101,7 +103,7 @@ class Symbol(_Ordered):
     """An EDN symbol such as ``?e``, ``...`` or ``pull``; interned, and ordered, like ``Keyword``."""
 
     __slots__ = ("__weakref__", "name", "order")
-    _interned: dict[str, Symbol] = {}
+    _interned: weakref.WeakValueDictionary[str, Symbol] = weakref.WeakValueDictionary()
 
     name: str
     order: tuple

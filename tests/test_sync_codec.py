@@ -313,3 +313,17 @@ def test_a_peer_of_another_version_gets_an_error_it_can_read():
     assert reply["v"] == 1 and reply["type"] == "error" and reply["code"] == "protocol/version"
     assert "version 2" in reply["message"] and "upgrade" in reply["message"]
     assert receive(raw(type="ping", n="x")).reply is None
+
+
+def test_keywords_read_off_the_wire_do_not_pile_up():
+    import gc
+
+    from datsync.core.values import Keyword
+
+    before = len(Keyword._interned)
+    decode(json.dumps({"v": PROTOCOL_VERSION, "type": "submit", "req": 1,
+                       "tx": [f"~:unique-{i}" for i in range(5000)]}).encode())
+    gc.collect()
+    assert len(Keyword._interned) < before + 100  # interned while referenced, not for good
+    k = kw("still/interned")
+    assert Keyword("still/interned") is k
