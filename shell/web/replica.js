@@ -296,7 +296,7 @@ export class TxTranslator {
   entity(x) {
     if (x instanceof Keyword) return x;
     if (typeof x === 'string') return x === ':db/current-tx' ? 'datomic.tx' : x;
-    if (this.isLookupRef(x)) return Tuple.of(nameOf(x[0]), this.value(x[0], x[1]));
+    if (this.isLookupRef(x)) return Tuple.of(this.attr(x[0]), this.value(x[0], x[1]));
     if (x !== null && typeof x === 'object' && !Array.isArray(x) && !(x instanceof Date)) return this.mapForm(x);
     return x;
   }
