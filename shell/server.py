@@ -579,7 +579,7 @@ class _Session:
                 self._push(encode(Error("protocol/unauthorized", f"Not authorized: {why}")))
             hello = self.state.hello
             if principal is not None and hello is not None and hello.t is not None and hello.t > srv.fed_t \
-                    and srv.store is not None and srv.store.shared:
+                    and srv.store_shared:
                 self._start(self._authorize_when_caught_up, principal, hello.t)
             else:
                 self._events.append(AuthDecision(principal))
@@ -903,7 +903,7 @@ class SyncServer:
                     await self._serve(task_status)
                     # every task is done: the writer is stopped, no transaction is in flight
                     with self._final_scope:
-                        if self.conn.t > self._checkpoint_t:
+                        if self.conn.t > self._checkpoint_t and await self._checkpoint_needed():
                             t = await self.conn.checkpoint()
                             log.info("checkpoint written", extra={"t": t})
                     outer.cancel_scope.cancel()
@@ -917,7 +917,7 @@ class SyncServer:
             self._root = root
             await root.start(self.conn.run_writer)
             await root.start(self._fanout)
-            if self.store is not None and self.store.shared:  # other processes commit too: follow them
+            if self.store_shared:  # other processes commit too: follow them
                 await root.start(self.conn.follow)
             if self.schema_file is not None:
                 await self._install_schema(self.schema_file)
@@ -1026,7 +1026,7 @@ class SyncServer:
                     continue
                 if d.t != self.fed_t + 1:  # cannot happen (the writer notifies in order); repair anyway
                     await self._repair_feed(d.t - 1)
-                self._deliver(d, c.payload)
+                self._deliver(d, c.payload, own=c.report is not None)
             # the channel was closed: this task fell `listen_buffer` commits behind. Listen again, then
             # deliver what was missed from the log (commits made meanwhile are in the new channel).
             self.counters["fanout_overflows"] += 1
@@ -1042,15 +1042,17 @@ class SyncServer:
                 raise RuntimeError(f"the log has no transaction after t={self.fed_t}")
             for d, payload in batch:
                 if d.t == self.fed_t + 1:
-                    self._deliver(d, payload)
+                    self._deliver(d, payload, own=False)
 
-    def _deliver(self, d: Delta, payload: bytes) -> None:
+    def _deliver(self, d: Delta, payload: bytes, *, own: bool = True) -> None:
         self._recent.append((d, payload))
         self.fed_t = d.t
         event = TxCommitted(d, payload)
         for s in list(self.sessions.values()):
             s.feed(event)
-        if not self._checkpointing and d.t - self._checkpoint_t >= self.checkpoint_every:
+        # On a shared store the process whose commit crosses the mark checkpoints, not every process.
+        if not self._checkpointing and d.t - self._checkpoint_t >= self.checkpoint_every \
+                and (own or not self.store_shared):
             self._start_checkpoint()
         self._changes.pulse()
 
@@ -1116,9 +1118,28 @@ class SyncServer:
         self._checkpointing = True
         self._root.start_soon(self._checkpoint)
 
+    @property
+    def store_shared(self) -> bool:
+        """Do other processes write to this server's store (PostgreSQL)?"""
+        return self.store is not None and self.store.shared
+
+    async def _checkpoint_needed(self) -> bool:
+        """False when another process sharing the store wrote a checkpoint less than
+        ``checkpoint_every`` transactions ago (or the store cannot be read now)."""
+        if not self.store_shared:
+            return True
+        try:
+            latest = (await self._store_stats())["checkpoint_t"]
+        except StoreError:
+            return False
+        self._checkpoint_t = max(self._checkpoint_t, latest)
+        return self.conn.t - latest >= self.checkpoint_every
+
     async def _checkpoint(self) -> None:
         try:
             t0 = time.perf_counter()
+            if not await self._checkpoint_needed():
+                return
             t = await self.conn.checkpoint()
             self._checkpoint_t = t
             log.info("checkpoint written", extra={"t": t, "seconds": round(time.perf_counter() - t0, 3)})
@@ -1254,15 +1275,19 @@ class SyncServer:
                                                   "messages_out": session.messages_out})
                 self._changes.pulse()
 
+    async def _store_stats(self) -> dict:
+        reader = self._reader
+        assert reader is not None
+        async with self._read_lock:
+            return await trio.to_thread.run_sync(reader.stats)
+
     async def health(self, *, detail: bool = False) -> dict:
         """The health document (``GET /health``; ``detail`` adds every session: ``GET /status``)."""
-        reader = self._reader
         stats: dict = {}
         status = "stopping" if self.stopping else "ok"
-        if reader is not None:
+        if self._reader is not None:
             try:
-                async with self._read_lock:
-                    stats = await trio.to_thread.run_sync(reader.stats)
+                stats = await self._store_stats()
             except StoreError as e:  # the database server is away: reads are still served, writes refused
                 stats = {"error": f"{e.code}: {e.message}"}
                 status = "stopping" if self.stopping else "store-unavailable"

@@ -182,3 +182,20 @@ def test_serve_on_an_unreachable_postgresql_says_so(tmp_path):
                           "postgresql://nobody@127.0.0.1:1/none"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "db.error/unavailable" in out.stderr and "PostgreSQL" in out.stderr, out.stderr
+
+
+def test_one_process_writes_each_checkpoint_of_a_shared_store(servers, pg_url):
+    one = servers.start(pg_url, "--checkpoint-every", "5")
+    two = servers.start(pg_url, "--checkpoint-every", "5")
+
+    async def main() -> None:
+        async with open_replica(one.url) as a, open_replica(two.url) as b:
+            for i in range(12):
+                await a.transact([{"person/name": f"p{i}"}])
+            await b.wait_for_t(13)
+
+    trio.run(main)
+    assert one.stop() == 0 and two.stop() == 0
+    assert "checkpoint written" in one.log_text()
+    assert "checkpoint written" not in two.log_text()  # it follows the other's commits and checkpoints
+    assert open_store(pg_url).latest_checkpoint()[0] >= 10
