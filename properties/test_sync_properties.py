@@ -8,10 +8,11 @@ import dataclasses
 import datetime as dt
 import json
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from datsync.core import TX0, TxError, empty_db, kw, transact
+from datsync.core import TX0, TxError, as_of, basis_t, datoms, empty_db, history, kw, since, transact
 from datsync.core.schema import TYPE_REF
 from datsync.core.sync import (
     AuthDecision,
@@ -51,6 +52,7 @@ from datsync.core.sync import (
     tx_to_local,
     tx_to_remote,
 )
+from datsync.core.sync.replica import replica_as_of, replica_history, replica_since
 from datsync.core.sync.snapshot import add_chunk, begin_snapshot, build_replica
 from datsync.core.sync.strategies import (
     LABELS,
@@ -64,7 +66,7 @@ from datsync.core.sync.strategies import (
     wire_values,
 )
 
-from .test_sync_simulation import check_replica
+from .test_sync_simulation import check_replica, typed
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -417,3 +419,40 @@ def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
         for x, e in rep.resolved.items():
             assert resolved.setdefault(x, e) == e and not is_provisional(e)
         assert set(resolved) == set(rep.resolved)
+
+
+# ------------------------------------------------------------------------------------------------
+# Time travel over what a replica saw
+
+
+def _in_server_ids(replica, view) -> set:
+    ds = [(d.e, d.a, d.v, d.tx, d.added) for d in datoms(view, "eavt")]
+    return typed(datoms_to_remote(replica.eids, replica.refs, ds))
+
+
+def _server(view) -> set:
+    return typed([(d.e, d.a, d.v, d.tx, d.added) for d in datoms(view, "eavt")])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(server_tx_streams(max_txs=15), st.data(), st.booleans())
+def test_time_travel_on_a_replica_equals_the_servers(stream, data, capped):
+    """``as_of`` any ``t`` the replica saw, ``since`` any ``t``, and the history after its bootstrap
+    equal the server's (renames included); an ``as_of`` before its bootstrap is refused."""
+    steps = run_stream(stream)
+    k = data.draw(st.integers(0, len(steps) - 1))
+    eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
+    replica = replica_of(steps[k][0], eids)
+    for _, delta in steps[k + 1:]:
+        replica, _ = apply_delta(replica, decode(encode(delta)))
+    server = steps[-1][0]
+    base, end = basis_t(steps[k][0]), basis_t(server)
+    for t in sorted({base, end, data.draw(st.integers(base, end))}):
+        assert _in_server_ids(replica, replica_as_of(replica, t)) == _server(as_of(server, t))
+    t = data.draw(st.integers(0, end))
+    assert _in_server_ids(replica, replica_since(replica, t)) == _server(since(server, t))
+    assert _in_server_ids(replica, since(replica_history(replica), base)) == _server(since(history(server), base))
+    if base > 0:
+        with pytest.raises(SyncError) as e:
+            replica_as_of(replica, base - 1)
+        assert e.value.code == "sync/before-history"

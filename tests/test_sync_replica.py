@@ -272,3 +272,40 @@ def test_aliases_follow_later_renames_and_travel_in_the_snapshot_header():
     assert decode(encode(head)) == head
     rep, _ = apply_delta(replica_of(after), delta_from_report(r))
     assert dict(rep.aliases) == dict(head.aliases) == dict(replica_of(r.db_after).aliases)
+
+
+# ------------------------------------------------------------------------------------------------
+# Time travel over what the replica saw
+
+
+def test_time_travel_over_what_the_replica_saw():
+    from datsync.core import as_of, since
+    from datsync.core.sync import SyncError, datoms_to_remote
+    from datsync.core.sync.replica import replica_as_of, replica_history, replica_since
+
+    _base, reports = stream(6)
+    boot = reports[1].db_after  # the replica bootstraps at t=3
+    rep = replica_of(boot, EidMap.capped(TX0, low=101, start=9000))
+    for r in reports[2:]:
+        rep, _ = apply_delta(rep, delta_from_report(r))
+    server = reports[-1].db_after
+
+    def server_ids(view):
+        local = [(d.e, d.a, d.v, d.tx) for d in datoms(view, "eavt")]
+        return sorted(datoms_to_remote(rep.eids, rep.refs, local))
+
+    def at(view):
+        return sorted((d.e, d.a, d.v, d.tx) for d in datoms(view, "eavt"))
+
+    assert rep.base_t == 3
+    for t in (3, 5, 7):
+        assert server_ids(replica_as_of(rep, t)) == at(as_of(server, t))
+    when = reports[3].db_after.eavt.first((reports[3].db_after.max_tx, "db/txInstant"))[3]
+    assert server_ids(replica_as_of(rep, when)) == at(as_of(server, when))
+    assert server_ids(replica_since(rep, 1)) == at(since(server, 1))
+    retracted = [d for d in datoms(replica_history(rep), "eavt") if not d.added]
+    assert retracted and all(d.tx > TX0 + 3 for d in retracted)
+    with pytest.raises(SyncError) as e:
+        replica_as_of(rep, 2)
+    assert e.value.code == "sync/before-history" and e.value.data == {"t": 2, "base_t": 3}
+    assert replica_of(boot, history=False).base_t is None

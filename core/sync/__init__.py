@@ -71,7 +71,7 @@ from .messages import (
     Welcome,
 )
 from .pending import PendingTx, add_pending, carry_pending, find_pending, rebase, reject, resolve
-from .replica import Replica, apply_delta, server_datoms
+from .replica import BEFORE_HISTORY, Replica, apply_delta, replica_as_of, replica_history, replica_since, server_datoms
 from .schema import (
     RefInfo,
     SchemaDelta,
@@ -105,6 +105,10 @@ from .writes import (
 )
 
 __all__ = [
+    "replica_since",
+    "replica_history",
+    "replica_as_of",
+    "BEFORE_HISTORY",
     "resolve_attr",
     "pending_tx_for_server",
     "is_provisional",

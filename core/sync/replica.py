@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any
 
 from pyrsistent import PMap, pmap
 
-from ..db import DB, apply_datoms
+from ..db import DB, TX0, apply_datoms
+from ..history import as_of, history, resolve_tx, since
+from ..index import SortedIndex
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
 from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote
+from .errors import SyncError
 from .pending import confirm
 from .schema import Aliases, RefInfo, apply_aliases, apply_schema_delta, ref_info, replica_schema
 
@@ -37,7 +41,8 @@ class Replica:
     attribute names it still resolves (old -> current name). ``pending`` (``PendingTx``, oldest
     first) applied on ``db`` give ``pending_db`` (None: no pending, the view is ``db``);
     ``resolved`` maps confirmed provisional ids to local ids; ``next_provisional`` is the next free
-    provisional id."""
+    provisional id. ``base_t``: the ``t`` the replica was bootstrapped at, where its history
+    starts (None: it keeps no history)."""
 
     db: DB
     t: int
@@ -50,6 +55,7 @@ class Replica:
     pending_db: DB | None = None
     resolved: PMap = _EMPTY
     next_provisional: int = PROVISIONAL_BASE
+    base_t: int | None = None
 
     @property
     def view(self) -> DB:
@@ -97,7 +103,7 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     tx = delta.tx
     db = apply_datoms(db, [(e, a, v, tx, added) for e, a, v, added in local], schema=new_schema, max_tx=tx)
     out = Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending, aliases,
-                  None, replica.resolved, replica.next_provisional)
+                  None, replica.resolved, replica.next_provisional, replica.base_t)
     confirmed = None
     if out.pending:
         out, confirmed = confirm(out, delta.origin)
@@ -106,7 +112,8 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
 
 def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tuple[tuple[str, str], ...]) -> DB:
     """``db`` with the datoms of each renamed attribute rewritten under its new name (same tx),
-    as the server did: the old names keep their index membership while they are moved."""
+    history included, as the server did: the old names keep their index membership while they are
+    moved."""
     mid = dict(server_schema)
     rewrites: list[tuple] = []
     for old, new in renames:
@@ -115,9 +122,76 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
         for _, e, _, v, tx in db.aevt.prefix_list((old,)):
             rewrites.append((e, old, v, tx, False))
             rewrites.append((e, new, v, tx, True))
-    if not rewrites:
-        return db
-    return apply_datoms(db, rewrites, schema=replica_schema(mid), max_tx=db.max_tx, max_eid=db.max_eid)
+    out = db
+    if rewrites:
+        plain = db if db.heavt is None else db.replace(heavt=None, haevt=None)
+        out = apply_datoms(plain, rewrites, schema=replica_schema(mid), max_tx=db.max_tx, max_eid=db.max_eid)
+    if db.heavt is None:
+        return out
+    heavt, haevt = db.heavt.transient(), db.haevt.transient()
+    for old, new in renames:
+        for k in db.haevt.prefix_list((old,)):
+            _, e, r, v, tx, added = k
+            haevt.discard(k)
+            heavt.discard((e, old, r, v, tx, added))
+            haevt.add((new, e, r, v, tx, added))
+            heavt.add((e, new, r, v, tx, added))
+    return out.replace(heavt=heavt.persistent(), haevt=haevt.persistent())
 
 
-__all__ = ["Replica", "apply_delta", "server_datoms"]
+def with_history(db: DB) -> DB:
+    """``db`` keeping history from now on: its history indexes start with its current datoms as
+    assertions (at their own tx), and every datom ``apply_datoms`` writes later is recorded."""
+    added = repeat((True,))
+    return db.replace(heavt=SortedIndex.from_sorted(list(map(tuple.__add__, db.eavt, added))),
+                      haevt=SortedIndex.from_sorted(list(map(tuple.__add__, db.aevt, added))))
+
+
+# ------------------------------------------------------------------------------------------------
+# Time travel over what the replica saw
+
+BEFORE_HISTORY = "sync/before-history"
+"""The error code for an ``as_of`` before the replica's history starts (its bootstrap ``t``)."""
+
+
+def _history_db(replica: Replica) -> DB:
+    if replica.base_t is None or replica.db.heavt is None:
+        raise SyncError("sync/no-history", "This replica keeps no history (built with history=False)", {})
+    return replica.db
+
+
+def replica_as_of(replica: Replica, t: Any) -> DB:
+    """The replica's database as it was right after transaction ``t`` (a basis ``t``, a tx id or a
+    datetime), equal to the server's ``as_of`` through the id map; ``SyncError(BEFORE_HISTORY)`` for a
+    ``t`` before the replica's bootstrap ``t`` (``replica.base_t``), which it never saw."""
+    db = _history_db(replica)
+    tx = resolve_tx(db, t)
+    if tx < TX0 + replica.base_t:  # type: ignore[operator]
+        raise SyncError(BEFORE_HISTORY,
+                        f"t={tx - TX0} is before this replica's history, which starts at t={replica.base_t}",
+                        {"t": tx - TX0, "base_t": replica.base_t})
+    return as_of(db, tx)
+
+
+def replica_since(replica: Replica, t: Any) -> DB:
+    """The replica's current datoms added by transactions after ``t`` (any ``t``: every current datom
+    keeps the tx that asserted it), equal to the server's ``since``."""
+    return since(_history_db(replica), t)
+
+
+def replica_history(replica: Replica) -> DB:
+    """Every assertion and retraction the replica saw: exact after its bootstrap ``t`` (compose with
+    ``since(db, replica.base_t)``); before it, only the assertions of the datoms current then."""
+    return history(_history_db(replica))
+
+
+__all__ = [
+    "BEFORE_HISTORY",
+    "Replica",
+    "apply_delta",
+    "replica_as_of",
+    "replica_history",
+    "replica_since",
+    "server_datoms",
+    "with_history",
+]

@@ -28,7 +28,7 @@ from ..history import basis_t
 from ..values import RANK_TUPLE, OrderedTuple
 from .eids import EidMap, datoms_to_local
 from .errors import ProtocolError
-from .replica import Replica
+from .replica import Replica, with_history
 from .schema import ident_aliases, ref_info, replica_schema, server_schema_from_datoms
 
 SnapshotDatom = tuple[int, str, object, int]
@@ -166,9 +166,10 @@ def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder
     return SnapshotBuilder(head, builder.chunks.set(chunk.seq, chunk.datoms), builder.count + len(chunk.datoms))
 
 
-def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Replica:
+def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None, *, history: bool = True) -> Replica:
     """The replica a complete snapshot describes, built in bulk (``ProtocolError`` if incomplete or
-    inconsistent; ``SyncError`` if a capped id space cannot hold its ids)."""
+    inconsistent; ``SyncError`` if a capped id space cannot hold its ids); ``history``: it keeps the
+    history of what it sees from now on (time travel)."""
     if not builder.complete:
         raise ProtocolError(
             "protocol/unexpected",
@@ -179,26 +180,31 @@ def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None) -> Repli
     chunks = builder.chunks
     return replica_from_datoms(
         [d for seq in range(builder.head.chunks) for d in chunks[seq]], builder.head,
-        eids if eids is not None else EidMap.identity(),
+        eids if eids is not None else EidMap.identity(), history=history,
     )
 
 
-def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: EidMap) -> Replica:
-    """Bulk-build the replica of the server datoms ``(e, a, v, tx)`` at ``head.t``."""
+def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: EidMap, *,
+                        history: bool = True) -> Replica:
+    """Bulk-build the replica of the server datoms ``(e, a, v, tx)`` at ``head.t`` (``history``: keeping
+    history from there)."""
     aliases = dict(head.aliases)
     server_schema = server_schema_from_datoms((d for d in datoms if d[1] in SCHEMA_ATTRS), aliases)
     refs = ref_info(server_schema)
     eids, local = datoms_to_local(eids, refs, datoms)
     max_eid = head.max_eid if eids.is_identity else None
     db = make_db(replica_schema(server_schema), "datascript", local, max_eid=max_eid, max_tx=head.tx)
-    return Replica(db, head.t, server_schema, eids, refs, head.db_id, aliases=pmap(aliases))
+    if history:
+        db = with_history(db)
+    return Replica(db, head.t, server_schema, eids, refs, head.db_id, aliases=pmap(aliases),
+                   base_t=head.t if history else None)
 
 
-def replica_of(db: DB, eids: EidMap | None = None, *, db_id: str | None = None) -> Replica:
+def replica_of(db: DB, eids: EidMap | None = None, *, db_id: str | None = None, history: bool = True) -> Replica:
     """The replica of the server database ``db`` at its basis ``t`` (a snapshot without the wire)."""
     head, chunks = snapshot(db, max(1, len(db.eavt)), db_id=db_id)
     datoms = [d for c in chunks for d in c.datoms]
-    return replica_from_datoms(datoms, head, eids if eids is not None else EidMap.identity())
+    return replica_from_datoms(datoms, head, eids if eids is not None else EidMap.identity(), history=history)
 
 
 def chunk_all(head: SnapshotBegin, chunks: Iterable[SnapshotChunk]) -> list[object]:
