@@ -98,7 +98,8 @@ class ReplicaChange(NamedTuple):
     application submitted ``pending``), ``"confirmed"`` (the delta of this client's own ``pending``
     transaction arrived), ``"rejected"`` (the server refused ``pending``: ``error`` is its
     ``TxError``, with code and message), ``"rebased"`` (pending transactions were re-applied on a
-    new confirmed database)."""
+    new confirmed database), ``"failed"`` (the replica gave up for good: ``error`` says why, e.g.
+    ``Unauthorized`` or ``sync/untrusted-certificate``; the database stays readable)."""
 
     db_before: Any
     db_after: Any
@@ -728,9 +729,23 @@ class ReplicaConnection:
                 return
             await self._changes.wait()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the replica gave up for good (refused credentials, another protocol version, an
+        untrusted certificate, reconnect=False), or None while it is usable or reconnecting."""
+        return None if isinstance(self._failure, ReplicaClosed) and self._closing else self._failure
+
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
+            if not self._closing and self._listeners:  # a fatal error reaches the application at once
+                db = self.db
+                change = ReplicaChange(db, db, self.t, "failed", None, (), None, error)
+                for fn in tuple(self._listeners):
+                    try:
+                        fn(change)
+                    except Exception:
+                        log.exception("replica listener failed")
         for _, event in self._waiters:
             event.set()
         self._waiters = []
@@ -924,6 +939,11 @@ class Replica:
     @property
     def connected(self) -> bool:
         return self._rep is not None and self._rep.connected
+
+    @property
+    def failure(self) -> BaseException | None:
+        """``ReplicaConnection.failure``: why the replica gave up for good, or None."""
+        return self._rep.failure if self._rep is not None else None
 
     def transact(self, tx_data: Any, *, timeout: float | None = None) -> TxResult:
         """``ReplicaConnection.transact`` (``TimeoutError`` after ``timeout`` seconds: the outcome is

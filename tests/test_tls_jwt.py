@@ -210,3 +210,32 @@ def test_serve_refuses_to_listen_beyond_loopback_without_auth_or_tls(tmp_path):
                "--store", str(tmp_path / "x.sqlite"), *extra]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr, r.stderr
+
+
+def test_a_fatal_error_after_going_live_stops_reconnecting_and_reaches_the_application(servers, tmp_path):
+    first = tmp_path / "first.token"
+    first.write_text("first-token\n")
+    second = tmp_path / "second.token"
+    second.write_text("second-token\n")
+    server = servers.start("fatal.sqlite", "--token-file", str(first))
+
+    async def main() -> None:
+        changes = []
+        with trio.fail_after(30):
+            async with open_replica(server.url, token="first-token", **FAST_RECONNECT) as rep:
+                rep.listen(changes.append)
+                assert rep.failure is None
+                assert server.stop() == 0  # the server comes back with another token
+                servers.start("fatal.sqlite", "--token-file", str(second), port=server.port)
+                while rep.failure is None:  # (a listener would be told too: below)
+                    await trio.sleep(0.05)
+                assert isinstance(rep.failure, Unauthorized) and "wrong token" in str(rep.failure)
+                assert [c.kind for c in changes if c.kind == "failed"] == ["failed"]
+                assert changes[-1].error is rep.failure and changes[-1].db_after is not None
+                connects = rep.stats.connects
+                await trio.sleep(0.5)  # it does not retry
+                assert rep.stats.connects == connects
+                with pytest.raises(Unauthorized):
+                    await rep.transact([{"person/name": "after"}])
+
+    trio.run(main)
