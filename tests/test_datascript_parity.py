@@ -74,6 +74,12 @@ def test_query_without_in_that_reads_the_default_source_takes_a_db(text):
     assert same(q(text, empty_db()), ds_q(text))
 
 
+def test_datomic_flavor_keeps_datomics_default_in():
+    # Datomic's :in defaults to $ whatever the query reads
+    assert q("[:find ?x :where [(ground [1 2]) [?x ...]]]", empty_db(flavor="datomic")) == {(1,), (2,)}
+    assert q("[:find ?x :where [(ground [1 2]) [?x ...]]]") == {(1,), (2,)}
+
+
 def test_functions_given_the_default_source_and_pull_take_the_db():
     # DataScript rejects these without :in ("Where uses unknown source vars"; pull crashes); we take the db
     db = db_with(empty_db(), [{"db/id": 1, "a": 2}])

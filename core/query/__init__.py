@@ -13,10 +13,12 @@ from __future__ import annotations
 import random as _random
 from typing import Any
 
+from ..db import DB
 from ..errors import QueryError
 from .engine import Env, add_input, bind_values, solve
 from .find import collect
 from .parser import (
+    DEFAULT_SRC,
     BindIgnore,
     InPatternName,
     InRules,
@@ -70,16 +72,20 @@ def q(query: Any, *inputs: Any, random: _random.Random | int | None = None) -> A
     when a function fails, ``query/binding`` when a value doesn't fit its binding form.
     """
     pq = parse_query(query)
-    if len(inputs) != len(pq.inputs):
-        word = "Too few" if len(inputs) < len(pq.inputs) else "Extra"
-        expected = " ".join(map(repr, pq.inputs))
+    bindings = pq.inputs
+    if not bindings and not pq.in_given and len(inputs) == 1 and isinstance(inputs[0], DB) \
+            and inputs[0].flavor == "datomic":
+        bindings = (InSrc(DEFAULT_SRC),)  # Datomic's :in defaults to $ whatever the query reads
+    if len(inputs) != len(bindings):
+        word = "Too few" if len(inputs) < len(bindings) else "Extra"
+        expected = " ".join(map(repr, bindings))
         raise QueryError("query/inputs", f"{word} inputs passed, expected: [{expected}], got: {len(inputs)}",
-                         {"expected": len(pq.inputs), "got": len(inputs)})
+                         {"expected": len(bindings), "got": len(inputs)})
     sources: dict[str, Any] = {}
     rules = None
     values: dict[str, Any] = {}
     rels: list[Rel] = []
-    for b, val in zip(pq.inputs, inputs):
+    for b, val in zip(bindings, inputs):
         t = type(b)
         if t is InSrc:
             try:

@@ -433,10 +433,12 @@ class Rule:
 class Query:
     """A parsed query (opaque to users; immutable)."""
 
-    __slots__ = ("find", "find_kind", "form", "inputs", "return_keys", "return_kind", "where", "with_")
+    __slots__ = ("find", "find_kind", "form", "in_given", "inputs", "return_keys", "return_kind", "where",
+                 "with_")
 
     def __init__(self, find: tuple, find_kind: str, return_kind: str | None, return_keys: tuple,
-                 with_: tuple, inputs: tuple, where: tuple, form: Any):
+                 with_: tuple, inputs: tuple, where: tuple, form: Any, in_given: bool = True):
+        self.in_given = in_given  # False: :in was inferred from the use of $
         self.find = find
         self.find_kind = find_kind
         self.return_kind = return_kind
@@ -557,7 +559,7 @@ class _Parser:
                 if key in seen:
                     raise _err(f"Duplicate input {key} in :in", form)
                 seen.add(key)
-        return Query(find, find_kind, return_kind, return_keys, with_, inputs, where, form)
+        return Query(find, find_kind, return_kind, return_keys, with_, inputs, where, form, "in" in sections)
 
     def sections(self, form: Any) -> dict[str, list]:
         out: dict[str, list] = {}
