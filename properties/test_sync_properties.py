@@ -30,6 +30,7 @@ from datsync.core.sync import (
     add_pending,
     answer_tempids,
     apply_delta,
+    carry_pending,
     client_step,
     datoms_to_local,
     datoms_to_remote,
@@ -376,11 +377,16 @@ def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
         return r, out
 
     for _ in range(data.draw(st.integers(1, 25))):
-        action = data.draw(st.sampled_from(["submit", "submit", "server", "answer", "answer", "reject"]))
+        action = data.draw(st.sampled_from(["submit", "submit", "server", "answer", "answer", "reject", "bootstrap"]))
         if action == "submit":
             seq += 1
             rep, p = add_pending(rep, _client_tx(data, rep, seq), "me", seq)
             assert rep.pending[-1] is p
+        elif action == "bootstrap":  # a new bootstrap (another id map) keeps the queue
+            keys = [p.key for p in rep.pending]
+            rep = carry_pending(rep, replica_of(server, EidMap.capped(TX0, low=101, start=data.draw(
+                st.sampled_from([300_000, 400_000]))) if capped else EidMap.identity()))
+            assert [p.key for p in rep.pending] == keys
         elif action == "server" and server_txs:
             with contextlib.suppress(TxError):
                 commit(server_txs.pop(0))

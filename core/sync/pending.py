@@ -98,7 +98,7 @@ def add_pending(replica: Replica, tx_data: Any, client: str, seq: int) -> tuple[
                   tempid=lambda: f"{AUTO_TEMPID}{next(n)}")
     p = PendingTx(client, seq, tuple(data))
     live = {x for q in replica.pending if q.conflict is None for x in q.provisional}
-    view, p, nxt = _apply(replica, replica.view, p, replica.next_provisional, live)
+    view, p, nxt = _apply(replica, _without_history(replica.view), p, replica.next_provisional, live)
     return replica.replace(pending=(*replica.pending, p), pending_db=view, next_provisional=nxt), p
 
 
@@ -116,7 +116,7 @@ def rebase(replica: Replica) -> Replica:
     transaction that does not apply stays queued with ``conflict`` set (and is skipped in the view)."""
     if not replica.pending:
         return replica.replace(pending_db=None) if replica.pending_db is not None else replica
-    view, nxt = replica.db, replica.next_provisional
+    view, nxt = _without_history(replica.db), replica.next_provisional
     out = []
     live: set[int] = set()
     for p in replica.pending:
@@ -177,6 +177,11 @@ def carry_pending(old: Replica, new: Replica) -> Replica:
 
 def _same(x: int) -> int:
     return x
+
+
+def _without_history(db: DB) -> DB:
+    """The view keeps no history: time travel is over the confirmed database."""
+    return db if db.heavt is None else db.replace(heavt=None, haevt=None)
 
 
 def ids_in_tx(replica: Replica, tx_data: Iterable) -> list[int]:
