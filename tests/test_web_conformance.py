@@ -12,6 +12,7 @@ import decimal
 import json
 import queue
 import random
+import socket
 import subprocess
 import threading
 import uuid
@@ -65,10 +66,11 @@ QUERIES = [
 class NodeReplica:
     """tests/web/conformance.mjs: the browser client in Node, driven over stdin/stdout."""
 
-    def __init__(self, node: str, url: str):
+    def __init__(self, node: str, url: str, token: str | None = None):
         probe = subprocess.run([node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
         flags = [] if probe.returncode == 0 else ["--experimental-websocket"]
-        self.proc = subprocess.Popen([node, *flags, str(ROOT / "tests" / "web" / "conformance.mjs"), url],
+        self.proc = subprocess.Popen([node, *flags, str(ROOT / "tests" / "web" / "conformance.mjs"), url,
+                                      *([token] if token else [])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
@@ -278,3 +280,28 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
             assert rejected.get("code", "").startswith("db.error/"), rejected
         finally:
             node.close()
+
+
+def test_browser_client_moves_to_the_next_server_and_presents_its_token(servers, tmp_path):
+    node_exe = require_node()
+    server = servers.start("token.sqlite", "--token", "s3cret")
+    dead = f"ws://127.0.0.1:{free_port()}/"
+    node = NodeReplica(node_exe, f"{dead},{server.url}", token="s3cret")
+    try:
+        r = node.ask({"cmd": "transact", "tx": [{":db/id": "a", "person/name": "Ann", "person/n": 1}]})
+        assert r["t"] == 2 and r["tempids"]["a"] > 0, r
+        assert node.ask({"cmd": "wait", "t": 2})["t"] == 2
+    finally:
+        node.close()
+    wrong = NodeReplica(node_exe, server.url, token="wrong")
+    try:
+        r = wrong.ask({"cmd": "transact", "tx": [{"person/name": "Bob"}]})
+        assert r.get("code") == "protocol/unauthorized", r
+    finally:
+        wrong.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

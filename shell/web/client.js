@@ -86,7 +86,8 @@ export function indexedDBStore(name = 'datsync') {
 // The replica
 
 /**
- * Connect a replica to the datsync server at ``url`` (ws:// or wss://).
+ * Connect a replica to the datsync server at ``url`` (ws:// or wss://), or to the first of several
+ * (an array: processes serving the same store) that answers, moving to the next when one goes away.
  *
  * options: token (the server's token), scopes (sent with the credentials), store (memoryStore() by
  * default; indexedDBStore(name) in browsers), WebSocket (a constructor, for Node without a global
@@ -99,7 +100,9 @@ export function connect(url, options = {}) {
 
 export class Replica {
   constructor(url, options = {}) {
-    this.url = url;
+    this.urls = Array.isArray(url) ? [...url] : [url];
+    if (!this.urls.length) throw new TypeError('connect: no URL');
+    this.url = this.urls[0];
     this.options = options;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
@@ -337,6 +340,7 @@ export class Replica {
 
   dropped(reason) {
     clearTimeout(this.tickTimer);
+    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];  // next time, the next server
     this.lost();
     if (this.closed || this.status === 'failed') return;
     this.setStatus('offline');

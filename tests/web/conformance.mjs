@@ -7,7 +7,7 @@
 //   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
-// Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/ [token]
+// Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token]
 import { createInterface } from 'node:readline';
 
 import { connect, datascript as d, memoryStore } from '../../shell/web/client.js';
@@ -17,7 +17,8 @@ import { fromStored } from '../../shell/web/replica.js';
 const [url, token] = process.argv.slice(2);
 const store = memoryStore({ persistent: true });  // kept across "reload"
 const options = { token, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
-let replica = connect(url, options);
+const urls = url.split(',');  // several: the client moves to the next when one does not answer
+let replica = connect(urls.length > 1 ? urls : url, options);
 const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };
 replica.listen(log);
 const background = [];
@@ -42,7 +43,7 @@ async function handle(req) {
   }
   if (req.cmd === 'reload') {  // a page reload: a new replica on the same store
     await replica.close();
-    replica = connect(url, options);
+    replica = connect(urls.length > 1 ? urls : url, options);
     replica.listen(log);
     await replica.restored;
     return { t: replica.t, pending: replica.pendingCount };
