@@ -19,7 +19,7 @@ import {
 } from './codec.js';
 import {
   SyncError, TX0, TxTranslator, applyAliases, applySchemaDelta, buildDb, deltaOps, localTempids, renameDatoms,
-  serverDatoms, serverSchemaFromDatoms, toLocalTx,
+  prepareDatoms, serverDatoms, serverSchemaFromDatoms, toLocalTx,
 } from './replica.js';
 
 export { d as datascript, DatsyncError, PROTOCOL_VERSION, ProtocolError, SyncError };
@@ -509,7 +509,7 @@ export class Replica {
       return;
     }
     if (b.chunks.has(m.seq)) return;
-    b.chunks.set(m.seq, m.datoms);
+    b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms)]);
     b.count += m.datoms.length;
     if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot(b);
   }
@@ -523,9 +523,13 @@ export class Replica {
 
   finishSnapshot(b) {
     const datoms = [];
-    for (let seq = 0; seq < b.head.chunks; seq++) for (const x of b.chunks.get(seq)) datoms.push(x);
+    const prepared = [];
+    for (let seq = 0; seq < b.head.chunks; seq++) {
+      const [raw, ds] = b.chunks.get(seq);
+      for (let i = 0; i < raw.length; i++) { datoms.push(raw[i]); prepared.push(ds[i]); }
+    }
     this.aliases = Object.fromEntries(b.head.aliases ?? []);
-    this.install(datoms, b.head.t, b.head.db_id, 'synced');
+    this.install(datoms, b.head.t, b.head.db_id, 'synced', prepared);
     this.savedT = null;  // a new snapshot to keep
     this.log = [];
     this.builder = null;
@@ -537,9 +541,9 @@ export class Replica {
     this.scheduleSave();
   }
 
-  install(datoms, t, dbId, kind) {
+  install(datoms, t, dbId, kind, prepared = null) {
     this.schema = serverSchemaFromDatoms(datoms, this.aliases);
-    this.confirmed = buildDb(datoms, this.schema);
+    this.confirmed = buildDb(datoms, this.schema, prepared);
     this.t = t;
     this.dbId = dbId;
     this.show({ kind, t });

@@ -192,8 +192,9 @@ function asVectors(tuples) {
   return out;
 }
 
-/** A DataScript database of server datoms [e, a, v, tx] (wire values), ids and tx ids kept. */
-export function buildDb(datoms, schema) {
+/** DataScript datoms of server datoms [e, a, v, tx] (wire values), ids and tx ids kept: done per
+ * snapshot chunk as chunks arrive, so little is left for the end. */
+export function prepareDatoms(datoms) {
   const Datom = datomClass();
   const n = datoms.length;
   const out = new Array(n);
@@ -213,7 +214,12 @@ export function buildDb(datoms, schema) {
     const vectors = asVectors(tuples.map((i) => out[i].v));
     tuples.forEach((i, j) => { out[i] = new Datom(out[i].e, out[i].a, vectors[j], out[i].tx, 0, 0); });
   }
-  return d.init_db(out, datascriptSchema(schema));
+  return out;
+}
+
+/** A DataScript database of server datoms [e, a, v, tx] (or of ``prepared`` DataScript datoms). */
+export function buildDb(datoms, schema, prepared = null) {
+  return d.init_db(prepared ?? prepareDatoms(datoms), datascriptSchema(schema));
 }
 
 /** Every datom of a DataScript database as [e, a, v, tx] with wire values (for storage, comparison). */
