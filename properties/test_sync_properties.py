@@ -422,6 +422,7 @@ def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
         for p in rep.pending:
             for x in p.provisional:
                 assert owner.setdefault(x, p.key) == p.key and x < rep.next_provisional
+        assert not any(is_provisional(k[0]) for k in rep.db.eavt)  # never a server's id
         for x, e in rep.resolved.items():
             assert resolved.setdefault(x, e) == e and not is_provisional(e)
         assert set(resolved) == set(rep.resolved)
