@@ -1,5 +1,11 @@
 """A deterministic simulation of the sync protocol: one server, N replicas, an in-memory network.
 
+With ``Schedule.exactly_once`` the clients have ids and queue their submissions (the queue, the
+confirmed replica and the next ``seq`` survive a client restart, as a replica store keeps them), go
+offline for a while and keep writing, and the server crashes between a commit and its answer. Then
+every submitted transaction commits at most once, every one a client was told committed did so
+exactly once, and after the calm every queue is empty.
+
 Everything is driven by a ``Schedule`` (``datsync.core.sync.strategies``) and its ``seed``: the
 server's and the clients' transactions, message delays, duplicates, reordering, disconnects,
 client restarts, slow clients. The shell's part (carrying out effects, the transaction log,
@@ -21,6 +27,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pyrsistent import pmap
 
 from datsync.core import TxError, basis_t, empty_db, kw, sym, transact
 from datsync.core.datomic import EPOCH
@@ -66,6 +73,9 @@ from datsync.core.sync import (
     server_step,
 )
 from datsync.core.sync.client import LIVE
+from datsync.core.sync.delta import Origin
+from datsync.core.sync.eids import PROVISIONAL_BASE
+from datsync.core.sync.evolve import evolve
 from datsync.core.sync.strategies import (
     LABELS,
     RENAMED,
@@ -74,6 +84,7 @@ from datsync.core.sync.strategies import (
     Schedule,
     schedules,
 )
+from datsync.core.sync.submissions import EXPIRED, EXPIRED_ANSWER, Answer, Submissions, recall, record
 from datsync.core.values import value_rank
 
 SERVER_CONFIG = ServerConfig(
@@ -174,11 +185,14 @@ class Sim:
             Node(i, new_client_session(self._client_config(i))) for i in range(schedule.clients)
         ]
         self.stats: dict[str, int] = {}
+        self.subs = Submissions()
+        self.commits: dict[str, int] = {}
 
     def _client_config(self, i: int) -> ClientConfig:
         capped = self.s.capped[i] if i < len(self.s.capped) else False
         return ClientConfig(credentials=f"ok-{i}", eids=CAPPED if capped else EidMap.identity(),
-                            heartbeat_interval=1.0, heartbeat_timeout=6.0)
+                            heartbeat_interval=1.0, heartbeat_timeout=6.0,
+                            client_id=f"client-{i}" if self.s.exactly_once else None)
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -255,9 +269,9 @@ class Sim:
     def instant(self) -> _dt.datetime:
         return EPOCH + _dt.timedelta(days=1, seconds=self.now)
 
-    def commit(self, tx: list) -> Any:
-        """Transact on the server; on success broadcast the delta (encoded once). Returns the report
-        or the ``TxError``."""
+    def commit(self, tx: list, submission: tuple[str, int] | None = None) -> Any:
+        """Transact on the server (recording the submission with it); on success broadcast the delta
+        (encoded once, without its origin). Returns the report or the ``TxError``."""
         try:
             report = transact(self.db, tx, instant=self.instant())
         except TxError as e:
@@ -266,6 +280,15 @@ class Sim:
         self.db = report.db_after
         delta = delta_from_report(report)
         data = encode(delta)
+        if submission is not None:
+            answer = Answer(delta.t, answer_tempids(report))
+            self.subs, _ = record(self.subs, submission[0], submission[1], answer)
+            delta = evolve(delta, origin=Origin(submission[0], submission[1], answer.tempids))
+        marker = _marker(tx)
+        if marker is not None:
+            self.commits[marker] = self.commits.get(marker, 0) + 1
+            if self.commits[marker] > 1 and self.s.exactly_once:  # without ids a duplicated submit may commit again
+                raise SimFailure(f"the submission labelled {marker!r} committed twice")
         self.dbs[delta.t] = self.db
         self.log[delta.t] = (delta, data)
         self.count("committed")
@@ -303,13 +326,32 @@ class Sim:
                 self.count("snapshots")
                 self.server_event(c, SnapshotReady(f.seq, snap_t, msgs))
             elif t is RequestTransact:
-                res = self.commit(f.tx_data)
+                sub = f.submission
+                prior = None if sub is None else recall(self.subs, *sub)
+                if prior is EXPIRED_ANSWER:
+                    self.server_event(c, TxFailed(f.req, EXPIRED, "too old"))
+                    continue
+                if prior is not None:
+                    self.count("resubmissions-answered")
+                    self.server_event(c, TxAccepted(f.req, prior.t, prior.tempids))  # type: ignore[union-attr]
+                    continue
+                res = self.commit(f.tx_data, sub)
                 if isinstance(res, TxError):
                     self.server_event(c, TxFailed(f.req, res.code, res.message))
+                elif not self.calm and self.rng.random() < self.s.server_crash:
+                    self.crash()  # committed and durable; the answer is never sent
+                    return
                 else:
                     self.server_event(c, TxAccepted(f.req, basis_t(res.db_after), answer_tempids(res)))
             else:
                 raise SimFailure(f"unknown server effect {f!r}")
+
+    def crash(self) -> None:
+        """The server process dies (what it committed is durable): every connection drops."""
+        self.count("server-crashes")
+        for c in list(self.conns):
+            if c.open:
+                self.close(c, "server crashed", from_server=True)
 
     def close(self, c: Conn, reason: str, *, from_server: bool) -> None:
         if not c.open:
@@ -382,6 +424,9 @@ class Sim:
                                  f"which does not hold item/label {marker!r} at t={t}")
             if r.t < t:
                 raise SimFailure(f"{where}: tx-ok notified before the replica reached t={t}")
+            if self.s.exactly_once and self.commits.get(marker) != 1:
+                raise SimFailure(f"{where}: told {marker!r} committed, but it committed {self.commits.get(marker, 0)}"
+                                 " times")
             node.ok += 1
         elif n.kind == "tx-rejected":
             req = n.data["req"]
@@ -390,6 +435,8 @@ class Sim:
             if entry is not None and entry[1] == "forbidden" and n.data["code"] != "sync/forbidden-op":
                 raise SimFailure(f"{where}: a forbidden op was rejected with {n.data['code']}")
         elif n.kind == "tx-unknown":
+            if self.s.exactly_once:
+                raise SimFailure(f"{where}: a queued submission's outcome was reported unknown")
             node.submitted.pop(n.data["req"], None)
 
     # -- actions
@@ -409,10 +456,17 @@ class Sim:
             node.conn = None
             c.open = False
             c.server, _ = server_step(c.server, Closed("client process died"))
-        replica = node.session.replica
-        node.session = new_client_session(self._client_config(node.index), replica)
+        s = node.session
+        replica = s.replica
+        if self.s.exactly_once:  # what a replica store keeps: the confirmed replica, the queue, the next seq
+            if replica is not None:
+                replica = replica.replace(pending=(), pending_db=None, resolved=pmap(),
+                                          next_provisional=PROVISIONAL_BASE)
+            node.session = new_client_session(self._client_config(node.index), replica, s.queue, s.next_seq)
+        else:
+            node.session = new_client_session(self._client_config(node.index), replica)
+            node.submitted.clear()
         node.timer = None
-        node.submitted.clear()
         node.down_until = self.now + self.rng.uniform(0, 2)
         self.count("restarts")
 
@@ -425,7 +479,7 @@ class Sim:
 
     def client_tx(self, node: Node) -> None:
         s = node.session
-        if s.phase != LIVE or s.replica is None:
+        if s.replica is None or (s.phase != LIVE and not self.s.exactly_once):
             return
         node.counter += 1
         req = f"r{node.counter}"
@@ -449,6 +503,10 @@ class Sim:
                 self.close(node.conn, "network", from_server=True)
             if rng.random() < s.restart:
                 self.restart(node)
+            if s.offline and rng.random() < s.offline and node.conn is not None:
+                self.close(node.conn, "offline", from_server=True)
+                node.down_until = self.now + rng.uniform(2, 10)
+                self.count("offline")
             if rng.random() < s.slow and node.slow_until <= self.now:
                 node.slow_until = self.now + rng.uniform(1, 8)
                 self.count("slowed")
@@ -476,7 +534,7 @@ class Sim:
         t = basis_t(self.db)
         for node in self.nodes:
             s = node.session
-            if s.phase != LIVE or s.replica is None or s.replica.t != t or node.submitted:
+            if s.phase != LIVE or s.replica is None or s.replica.t != t or node.submitted or s.queue:
                 return False
             c = node.conn
             if c is None or c.to_client or c.to_server:
@@ -490,6 +548,14 @@ class Sim:
 
 # ------------------------------------------------------------------------------------------------
 # Random transactions (from the schedule's seed)
+
+
+def _marker(tx: list) -> str | None:
+    """The label of a client transaction's new entity (tempid ``"new"``), if ``tx`` is one."""
+    for form in tx:
+        if isinstance(form, dict) and form.get("db/id") == "new":
+            return form.get("item/label")
+    return None
 
 
 def _label(rng: random.Random) -> str:
@@ -660,3 +726,35 @@ def test_every_path_is_exercised():
     for path in ("notify-resync", "notify-tx-ok", "notify-tx-rejected", "notify-tx-unknown", "restarts",
                  "duplicated", "snapshots", "log-reads", "gap-syncs"):
         assert seen.get(path, 0) > 0, path
+
+
+# ------------------------------------------------------------------------------------------------
+# Exactly once
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedules(max_clients=4, max_steps=400, exactly_once=True))
+def test_submissions_commit_exactly_once_under_any_schedule(schedule):
+    """Queued submissions across offline periods, client restarts, server crashes between commit and
+    answer and duplicated messages: at most once always, exactly once when told, queues empty at the
+    end, replicas converged."""
+    simulate(schedule)
+
+
+EXACTLY_ONCE = [
+    Schedule(seed=11, clients=3, capped=(False, True, False), steps=350, max_delay=0.3, duplicate=0.2,
+             reorder=0.05, disconnect=0.02, restart=0.02, slow=0.01, server_tx=0.15, client_tx=0.2,
+             exactly_once=True, offline=0.02, server_crash=0.2),
+    Schedule(seed=12, clients=2, capped=(True, False), steps=300, max_delay=1.0, duplicate=0.05, reorder=0.0,
+             disconnect=0.03, restart=0.03, slow=0.0, server_tx=0.1, client_tx=0.25, exactly_once=True,
+             offline=0.03, server_crash=0.1),
+]
+
+
+@pytest.mark.parametrize("schedule", EXACTLY_ONCE, ids=lambda s: f"seed={s.seed}")
+def test_exactly_once_paths_are_exercised(schedule):
+    sim = simulate(schedule)
+    stats = sim.stats
+    for path in ("server-crashes", "resubmissions-answered", "offline", "restarts", "notify-tx-queued"):
+        assert stats.get(path, 0) > 0, (path, stats)
+    assert sum(n.ok for n in sim.nodes) > 5 and all(not n.session.queue for n in sim.nodes)

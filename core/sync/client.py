@@ -194,11 +194,7 @@ def _release(s: ClientSession, fx: list) -> ClientSession:
         p = None if q is None else find_pending(r, s.config.client_id, q.seq)  # type: ignore[arg-type]
         if p is not None:
             r, p = confirm(r, Origin(p.client, p.seq, a.tempids))
-            tempids = dict(p.tempids)  # type: ignore[union-attr]
-            if "db/current-tx" in a.tempids:
-                tempids["db/current-tx"] = a.tempids["db/current-tx"]
-        else:
-            r, tempids = local_tempids(r, a.tempids)
+        r, tempids = local_tempids(r, a.tempids)
         data = {"req": a.req, "t": a.t, "tempids": tempids, "replica": r}
         if q is not None:
             queue = tuple(x for x in queue if x is not q)
@@ -525,13 +521,11 @@ def _own_delta(s: ClientSession, m: Delta, confirmed: Any, fx: list) -> ClientSe
     q = next((q for q in s.queue if q.seq == o.seq), None)  # type: ignore[union-attr]
     if q is None:
         return s  # settled already (its answer came first)
-    r = s.replica
+    # every tempid of the server's answer, in local ids (the pending transaction's own say the same,
+    # but it knows only those the view could apply)
+    r, tempids = local_tempids(s.replica, o.tempids or {})  # type: ignore[arg-type, union-attr]
     if confirmed is not None:
-        tempids = dict(confirmed.tempids)
-    else:
-        r, tempids = local_tempids(r, o.tempids or {})  # type: ignore[arg-type, union-attr]
-    if o.tempids and "db/current-tx" in o.tempids:  # type: ignore[union-attr]
-        tempids["db/current-tx"] = o.tempids["db/current-tx"]  # type: ignore[union-attr]
+        tempids.update((k, v) for k, v in confirmed.tempids.items() if k in tempids)
     fx.append(ev.Notify("tx-ok", {"req": q.req, "seq": q.seq, "t": m.t, "tempids": tempids, "replica": r}))
     return evolve(_settle(s, q.req), replica=r, submitted=s.submitted.discard(q.req),
                    answers=tuple(a for a in s.answers if a.req != q.req))

@@ -373,15 +373,26 @@ class Schedule:
     slow: float = 0.005
     server_tx: float = 0.15
     client_tx: float = 0.1
+    exactly_once: bool = False
+    """Clients have ids and queue their submissions (kept across restarts), the server records them."""
+    offline: float = 0.0
+    """Per step: a client goes offline for a while (it keeps writing: queued)."""
+    server_crash: float = 0.0
+    """Per submission: the server crashes after the commit, before the answer (every connection drops)."""
 
 
 @st.composite
 def schedules(draw: st.DrawFn, max_clients: int = 4, max_steps: int = 400, *, min_clients: int = 1,
-              min_steps: int = 50) -> Schedule:
+              min_steps: int = 50, exactly_once: bool = False) -> Schedule:
     """A delivery schedule: seed, clients (some with a capped id space), delays, duplication,
-    reordering, disconnects, restarts, slow clients, transaction rates."""
+    reordering, disconnects, restarts, slow clients, transaction rates; with ``exactly_once``, clients
+    that queue their submissions, offline periods and server crashes between commit and answer."""
     n = draw(st.integers(min_clients, max_clients))
-    return Schedule(
+    extra = {}
+    if exactly_once:
+        extra = {"exactly_once": True, "offline": draw(st.sampled_from([0.0, 0.01, 0.03])),
+                 "server_crash": draw(st.sampled_from([0.0, 0.05, 0.2]))}
+    return Schedule(**extra,
         seed=draw(st.integers(0, 2**32 - 1)),
         clients=n,
         capped=tuple(draw(st.lists(st.booleans(), min_size=n, max_size=n))),
