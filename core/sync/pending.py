@@ -258,7 +258,9 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
         f = lambda x: relabel.get(x, x)
         datoms = [(f(e), a, value_ids(refs, a, v, f) if refs.holds_ids(a) else v, tx, added)
                   for e, a, v, tx, added in datoms]
-    view = apply_datoms(view, datoms, max_eid=base_max, max_tx=report.db_after.max_tx)
+        view = apply_datoms(view, datoms, max_eid=base_max, max_tx=report.db_after.max_tx)
+    else:  # no new entity: the transaction's own result is the view
+        view = report.db_after
     tempids_p = pmap(tempids)
     if tempids_p != p.tempids or own != p.provisional or p.conflict is not None:
         p = replace(p, tempids=tempids_p, provisional=own, conflict=None)
