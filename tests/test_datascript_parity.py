@@ -335,3 +335,13 @@ def test_schema_properties_are_read_from_their_values():
         db = report.db_after
     assert [tuple(d)[:4] for d in datoms(db, "eavt")] == final
     assert "error" in theirs[3]  # unique value
+
+
+def test_joins_on_several_variables_keep_booleans_apart_from_numbers():
+    tx = [{"db/id": 1, "score": 1, "flag": True, "friend": 1}, {"db/id": 2, "score": 0, "flag": False}]
+    schema = {"friend": {"db/valueType": kw("db.type/ref")}}
+    db = db_with(empty_db(schema), tx)
+    for text in ('[:find ?e :where [?e "score" ?v] [?e "flag" ?v]]',
+                 '[:find ?e :where [?e "friend" ?f] [?f "score" ?v] [?e "friend" ?f] [?f "flag" ?v]]'):
+        assert q(text, db) == set()
+        assert same(q(text, db), ds_q(text, schema=schema, tx=tx))

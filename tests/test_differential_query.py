@@ -231,6 +231,20 @@ def t_inputs(rng: random.Random, n: int) -> tuple[str, list]:
     return '[:find ?e ?f :in $ [?n ?m] :where [?e "name" ?n] [?f "name" ?m]]', [rng.sample(NAMES, 2)]
 
 
+def t_loose(rng: random.Random, n: int) -> tuple[str, list]:
+    """Inputs that cannot all name entities (they match nothing), and ordered aggregates."""
+    k = rng.randint(0, 3)
+    mixed = [rng.choice([rng.randint(1, n + 1), rng.choice(NAMES), 1.5, ["name", rng.choice(NAMES)]])
+             for _ in range(4)]
+    if k == 0:
+        return '[:find ?e ?f :in $ [?e ...] :where [?e "friend" ?f]]', [mixed]
+    if k == 1:
+        return '[:find ?e :in $ [?e ...] :where (not [?e "age" _])]', [mixed]
+    if k == 2:
+        return '[:find ?f ?e :in $ [?f ...] :where [?e "friends" ?f]]', [mixed]
+    return f'[:find (max {rng.randint(1, 3)} ?a) (min {rng.randint(1, 3)} ?a) :with ?e :where [?e "age" ?a]]', []
+
+
 def t_combo(rng: random.Random, n: int) -> tuple[str, list]:
     """A conjunction of random pieces around ?e."""
     clauses = ['[?e "name" ?n]']
@@ -248,7 +262,7 @@ def t_combo(rng: random.Random, n: int) -> tuple[str, list]:
     return f'[:find ?e ?n :where {" ".join(clauses)}]', []
 
 
-TEMPLATES = [t_pattern, t_join, t_pred, t_fn, t_not, t_or, t_rule, t_agg, t_pull, t_inputs, t_combo]
+TEMPLATES = [t_pattern, t_join, t_pred, t_fn, t_not, t_or, t_rule, t_agg, t_pull, t_inputs, t_loose, t_combo]
 
 
 # ------------------------------------------------------------------------------------------------

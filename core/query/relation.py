@@ -63,9 +63,12 @@ def mixed_bools(*columns: Iterable) -> bool:
     return bool in types and (int in types or float in types)
 
 
-def typed_getter(i: int) -> Callable[[tuple], tuple]:
-    """Key function for column ``i`` that keeps booleans apart from numbers."""
-    return lambda r: (r[i], type(r[i]) is bool)
+def typed_getter(idxs: list[int]) -> Callable[[tuple], tuple]:
+    """Key function for the columns at ``idxs`` that keeps booleans apart from numbers."""
+    if len(idxs) == 1:
+        i = idxs[0]
+        return lambda r: (r[i], type(r[i]) is bool)
+    return lambda r: tuple((r[i], type(r[i]) is bool) for i in idxs)
 
 
 def product(a: Rel, b: Rel) -> Rel:
@@ -86,11 +89,11 @@ def hash_join(a: Rel, b: Rel) -> Rel:
     new_b = [i for i, v in enumerate(b.vars) if v not in a.idx]
     out_vars = a.vars + tuple(b.vars[i] for i in new_b)
     raw = a.raw | (b.raw - set(common))
-    ka = getter([a.idx[v] for v in common])
-    kb = getter([b.idx[v] for v in common])
+    ai, bi = [a.idx[v] for v in common], [b.idx[v] for v in common]
+    ka, kb = getter(ai), getter(bi)
     arows, brows = a.rows, b.rows
-    if len(common) == 1 and mixed_bools(map(ka, arows), map(kb, brows)):
-        ka, kb = typed_getter(a.idx[common[0]]), typed_getter(b.idx[common[0]])
+    if any(mixed_bools(map(itemgetter(x), arows), map(itemgetter(y), brows)) for x, y in zip(ai, bi)):
+        ka, kb = typed_getter(ai), typed_getter(bi)
     if not new_b:
         keys = set(map(kb, brows))
         return Rel(out_vars, [r for r in arows if ka(r) in keys], raw)
