@@ -32,7 +32,7 @@ def test_server_bench_prints_every_row():
 def test_server_bench_on_postgresql_prints_the_scale_out_rows(pg_database):
     cmd = [sys.executable, "-m", "datsync.shell.bench.server", "--replicas", "2", "--seconds", "1",
            "--writers", "2", "--people", "0", "--skip-sqlite", "--pg", pg_database, "--processes", "2",
-           "--failover-replicas", "2"]
+           "--failover-replicas", "2", "--client-processes", "2"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = {tuple(c.strip() for c in line.strip("|").split("|"))[:3]: line for line in out.stdout.splitlines()
@@ -40,4 +40,5 @@ def test_server_bench_on_postgresql_prints_the_scale_out_rows(pg_database):
     assert set(rows) == {("tx/s", "pg-1", "2"), ("tx/s", "pg-2", "2"), ("latency", "pg-2", "2"),
                          ("failover", "pg-2", "2")}, out.stdout
     assert "2 back, resume" in rows[("failover", "pg-2", "2")], out.stdout
+    assert "2 clients" in rows[("latency", "pg-2", "2")], out.stdout
     assert "unseen" not in out.stdout, out.stdout

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -83,6 +84,9 @@ MODE_FLAGS = {
 }
 """Server options per mode (see the module docstring)."""
 
+LIMITS = ["--max-connections", "4096", "--max-connections-per-address", "4096"]
+"""Every client of the bench comes from 127.0.0.1: lift the per-address connection limit."""
+
 ROW = "| {:<10} | {:<9} | {:>8} | {:>16} | {:<34} |"
 
 
@@ -96,7 +100,7 @@ class Server:
 
     def __init__(self, store: Path | str, schema: Path, flags: list[str], log: Path | None = None):
         self.cmd = [sys.executable, "-m", "datsync.shell", "serve", "--host", "127.0.0.1", "--port", "0",
-                    "--store", str(store), "--schema", str(schema), "--log-level", "warning", *flags]
+                    "--store", str(store), "--schema", str(schema), "--log-level", "warning", *LIMITS, *flags]
         self.log = log if log is not None else Path(store).with_suffix(".log")
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -132,6 +136,10 @@ class Server:
                 p.wait(10)
         if p is not None and p.stdout is not None:
             p.stdout.close()
+
+
+def clients_note(args: argparse.Namespace) -> str:
+    return f", {args.client_processes} clients" if args.client_processes > 1 else ""
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -187,48 +195,123 @@ async def throughput(url: str | list[str], writers: int, seconds: float) -> tupl
     return sum(counts) / elapsed, sum(counts)
 
 
-async def latency(url: str | list[str], replicas: int, seconds: float, rate: float) -> dict:
-    """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s (listeners spread
-    over the URLs, the writer on the first)."""
-    samples: list[float] = []
+class Listeners:
+    """Replicas that record, for every transaction carrying ``bench/sent``, the time from that value
+    (``time.perf_counter()``, one clock for every process of the machine) until they applied it."""
 
-    def listener(change: ReplicaChange) -> None:
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.reps: list[ReplicaConnection] = []
+        self._bootstraps = 0
+
+    def _listener(self, change: ReplicaChange) -> None:
         now = time.perf_counter()
         if change.kind != "delta":
             return
         for d in change.tx_data:
             if d.a == "bench/sent" and d.added:
-                samples.append(now - d.v)
+                self.samples.append(now - d.v)
 
-    async with trio.open_nursery() as nursery:
-        (writer,) = await open_replicas(nursery, url if isinstance(url, str) else url[0], 1)
-        reps = await open_replicas(nursery, url, replicas)
-        for rep in reps:
-            rep.listen(listener)
-        bootstraps_before = sum(r.stats.bootstraps for r in reps)
-        sent = 0
-        last_t = [0]
-        t0 = time.perf_counter()
+    async def open(self, nursery: trio.Nursery, url: str | list[str], n: int) -> None:
+        self.reps = await open_replicas(nursery, url, n)
+        for rep in self.reps:
+            rep.listen(self._listener)
+        self._bootstraps = sum(r.stats.bootstraps for r in self.reps)
 
-        async def one() -> None:
-            r = await writer.transact([{"bench/writer": -1, "bench/sent": time.perf_counter()}])
-            last_t[0] = max(last_t[0], r.t)
+    async def settle(self, last_t: int, timeout: float) -> int:
+        """Wait until every replica has ``last_t`` (at most ``timeout`` s); resyncs meanwhile."""
+        with trio.move_on_after(timeout):
+            for rep in self.reps:
+                await rep.wait_for_t(last_t)
+        resyncs = sum(r.stats.bootstraps for r in self.reps) - self._bootstraps
+        await close_all(self.reps)
+        return resyncs
 
-        async with trio.open_nursery() as ws:
-            while (now := time.perf_counter()) < t0 + seconds:
-                ws.start_soon(one)
-                sent += 1
-                await trio.sleep(max(0.0, t0 + sent / rate - now))
-        achieved = sent / (time.perf_counter() - t0)
-        with trio.move_on_after(max(30.0, seconds * 3)):
-            for rep in reps:
-                await rep.wait_for_t(last_t[0])
-        missing = sent * replicas - len(samples)
-        resyncs = sum(r.stats.bootstraps for r in reps) - bootstraps_before
-        await close_all([writer, *reps])
+
+async def write_open_loop(writer: ReplicaConnection, seconds: float, rate: float) -> tuple[int, float, int]:
+    """Start a transaction every ``1/rate`` s for ``seconds``: (sent, achieved rate, last t)."""
+    sent = 0
+    last_t = [0]
+    t0 = time.perf_counter()
+
+    async def one() -> None:
+        r = await writer.transact([{"bench/writer": -1, "bench/sent": time.perf_counter()}])
+        last_t[0] = max(last_t[0], r.t)
+
+    async with trio.open_nursery() as ws:
+        while (now := time.perf_counter()) < t0 + seconds:
+            ws.start_soon(one)
+            sent += 1
+            await trio.sleep(max(0.0, t0 + sent / rate - now))
+    return sent, sent / (time.perf_counter() - t0), last_t[0]
+
+
+def _latency_figures(samples: list[float], sent: int, replicas: int, achieved: float, resyncs: int) -> dict:
     return {"p50": pct(samples, 0.5) * 1000 if samples else float("nan"),
             "p99": pct(samples, 0.99) * 1000 if samples else float("nan"),
-            "n": len(samples), "sent": sent, "rate": achieved, "missing": missing, "resyncs": resyncs}
+            "n": len(samples), "sent": sent, "rate": achieved, "missing": sent * replicas - len(samples),
+            "resyncs": resyncs}
+
+
+async def latency(url: str | list[str], replicas: int, seconds: float, rate: float, clients: int = 1) -> dict:
+    """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s (listeners spread
+    over the URLs, the writer on the first). With ``clients`` > 1 the listeners live in that many
+    client processes of their own (``--listener``), so one Python process does not decode every
+    delta for all of them."""
+    urls = [url] if isinstance(url, str) else url
+    if clients > 1:
+        return await _latency_spread(urls, replicas, seconds, rate, clients)
+    listeners = Listeners()
+    async with trio.open_nursery() as nursery:
+        (writer,) = await open_replicas(nursery, urls[0], 1)
+        await listeners.open(nursery, urls, replicas)
+        sent, achieved, last_t = await write_open_loop(writer, seconds, rate)
+        resyncs = await listeners.settle(last_t, max(30.0, seconds * 3))
+        await writer.aclose()
+    return _latency_figures(listeners.samples, sent, replicas, achieved, resyncs)
+
+
+async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: float, clients: int) -> dict:
+    share = [replicas // clients + (1 if i < replicas % clients else 0) for i in range(clients)]
+    procs = []
+    for i, n in enumerate(share):
+        k = sum(share[:i]) % len(urls)  # keep the spread over the server processes even
+        spec = json.dumps({"urls": urls[k:] + urls[:k], "replicas": n, "timeout": max(30.0, seconds * 3)})
+        procs.append(subprocess.Popen([sys.executable, "-m", "datsync.shell.bench.server", "--listener", spec],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    try:
+        for p in procs:
+            line = await trio.to_thread.run_sync(p.stdout.readline)
+            if line.strip() != "ready":
+                raise RuntimeError(f"a listener process did not start: {line!r}")
+        async with trio.open_nursery() as nursery:
+            (writer,) = await open_replicas(nursery, urls[0], 1)
+            sent, achieved, last_t = await write_open_loop(writer, seconds, rate)
+            await writer.aclose()
+        samples: list[float] = []
+        resyncs = 0
+        for p in procs:
+            out, _ = await trio.to_thread.run_sync(lambda p=p: p.communicate(f"{last_t}\n", timeout=300))
+            result = json.loads(out)
+            samples += result["samples"]
+            resyncs += result["resyncs"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return _latency_figures(samples, sent, replicas, achieved, resyncs)
+
+
+async def listener_process(spec: dict) -> None:
+    """``--listener``: open the replicas, say ``ready``, read the last ``t`` on stdin, print the samples."""
+    listeners = Listeners()
+    async with trio.open_nursery() as nursery:
+        await listeners.open(nursery, spec["urls"], spec["replicas"])
+        print("ready", flush=True)
+        last_t = int(await trio.to_thread.run_sync(sys.stdin.readline))
+        resyncs = await listeners.settle(last_t, spec["timeout"])
+    print(json.dumps({"samples": listeners.samples, "resyncs": resyncs}), flush=True)
 
 
 async def import_people(url: str, people: list[dict], batch: int = 1000) -> float:
@@ -280,8 +363,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             tps, n = await throughput(server.url, args.writers, args.seconds)
             row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {args.writers} writers")
             for r in args.replicas:
-                m = await latency(server.url, r, args.seconds, args.rate)
-                note = f"{m['n']} samples at {m['rate']:.0f} tx/s"
+                m = await latency(server.url, r, args.seconds, args.rate, args.client_processes)
+                note = f"{m['n']} samples at {m['rate']:.0f} tx/s" + clients_note(args)
                 if m["missing"]:
                     note += f", {m['missing']} unseen"
                 if m["resyncs"]:
@@ -347,8 +430,8 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, schema: Path) -> Non
                 tps, n = await throughput(urls, args.writers, args.seconds)
                 row("tx/s", f"pg-{k}", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {k} processes")
                 for r in args.replicas:
-                    m = await latency(urls, r, args.seconds, args.rate)
-                    note = f"{m['n']} samples at {m['rate']:.0f} tx/s, {k} processes"
+                    m = await latency(urls, r, args.seconds, args.rate, args.client_processes)
+                    note = f"{m['n']} samples at {m['rate']:.0f} tx/s, {k} processes" + clients_note(args)
                     if m["missing"]:
                         note += f", {m['missing']} unseen"
                     row("latency", f"pg-{k}", r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
@@ -378,7 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=3, help="server processes on PostgreSQL (default 3)")
     p.add_argument("--failover-replicas", type=int, default=30, help="replicas in the failover row (default 30)")
     p.add_argument("--skip-sqlite", action="store_true", help="only the PostgreSQL rows (with --pg)")
+    p.add_argument("--client-processes", type=int, default=1, metavar="N",
+                   help="run the latency listeners in N client processes (default 1: in this one)")
+    p.add_argument("--listener", metavar="JSON", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.listener:
+        trio.run(listener_process, json.loads(args.listener))
+        return 0
     try:
         args.replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
     except ValueError:
