@@ -690,6 +690,12 @@ class ReplicaConnection:
                 log.exception("replica listener failed")
 
     def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any, pending: Any = None) -> None:
+        if replica.pending and self._pending:  # re-based: provisional ids and local conflicts may change
+            by_seq = {p.seq: p for p in self._pending.values()}
+            for core in replica.pending:
+                p = by_seq.get(core.seq)
+                if p is not None and core.client == self.client_id:
+                    p.tempids, p.conflict = dict(core.tempids), core.conflict
         if self._listeners:
             if delta is not None:
                 local = datoms_to_local(replica.eids, replica.refs, delta.datoms)[1]

@@ -388,3 +388,4 @@ def test_a_rejected_submission_is_reported_with_its_code(servers):
             assert datoms(rep.db, "eavt", ann, "person/name")[0].v == "Ann" and rep.pending == ()
 
     trio.run(main)
+
