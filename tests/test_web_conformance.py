@@ -267,6 +267,7 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
                     tagged = '[:find ?e :where [?e "p/tags" "offline"]]'
                     seen = node.ask({"cmd": "view", "q": tagged})
                     assert len(seen["view"]) == 1 and seen["confirmed"] == [], seen
+                    assert [w["conflict"] for w in seen["pending"]] == [None] * len(seen["pending"]), seen
                     server = servers.start(server.store.name, port=port, schema=False)
                     wait_until(lambda: node.ask({"cmd": "pending"})["pending"] == 0, timeout=20)
                     t = max(t, node.ask({"cmd": "wait", "t": t})["t"])

@@ -153,6 +153,12 @@ export class Replica {
   /** Writes not answered yet (queued while offline, or waiting for the server). */
   get pendingCount() { return this.queue.size; }
 
+  /** The queued writes, oldest first: {seq, sent, conflict} (conflict: {code, message} when the write
+   * does not apply on the current database locally; the server decides). */
+  get pendingWrites() {
+    return Array.from(this.queue.values(), (w) => ({ seq: w.seq, sent: w.sent, conflict: w.conflict ?? null }));
+  }
+
   /** Call ``fn(event)`` on every change: {kind: "status" | "synced" | "delta" | "error", ...}. */
   listen(fn) {
     this.listeners.add(fn);

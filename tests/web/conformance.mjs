@@ -49,7 +49,7 @@ async function handle(req) {
     return { t: replica.t, pending: replica.pendingCount };
   }
   if (req.cmd === 'view') {  // a query on what the application reads (confirmed + queued writes)
-    return { view: rows(d.q(req.q, replica.db)), confirmed: rows(d.q(req.q, replica.confirmedDb)) };
+    return { view: rows(d.q(req.q, replica.db)), confirmed: rows(d.q(req.q, replica.confirmedDb)), pending: replica.pendingWrites };
   }
   if (req.cmd === 'pending') {
     return { pending: replica.pendingCount, status: replica.status };
