@@ -199,3 +199,18 @@ def test_one_process_writes_each_checkpoint_of_a_shared_store(servers, pg_url):
     assert "checkpoint written" in one.log_text()
     assert "checkpoint written" not in two.log_text()  # it follows the other's commits and checkpoints
     assert open_store(pg_url).latest_checkpoint()[0] >= 10
+
+
+def test_a_graceful_shutdown_moves_replicas_to_another_process(servers, pg_url):
+    one, two = servers.start(pg_url), servers.start(pg_url)
+
+    async def main() -> None:
+        async with open_replica([one.url, two.url], backoff=(0.02, 0.2)) as rep:
+            first = await rep.transact([{"person/name": "on one"}])
+            assert await trio.to_thread.run_sync(one.stop) == 0  # SIGTERM: going-away to every replica
+            second = await rep.transact([{"person/name": "on two"}])
+            assert second.t == first.t + 1 and rep.url == two.url
+            assert rep.stats.failovers >= 1 and rep.stats.bootstraps == 1 and rep.stats.last_mode == "resume"
+
+    trio.run(main)
+    assert two.stop() == 0
