@@ -85,6 +85,8 @@ class _Pending:
     answer: Answer | None = None
     duplicate: bool = False
     error: BaseException | None = None
+    check: Callable[[TxReport], TxError | None] | None = None
+    """Run on the report before committing (the policy's write rules): an error rejects it."""
 
 
 class Submitted(NamedTuple):
@@ -196,10 +198,13 @@ class Connection:
         assert pending.report is not None
         return pending.report
 
-    def enqueue(self, tx_data: Any, submission: tuple[str, int] | None = None, *, tx_meta: Any = None) -> _Pending:
+    def enqueue(self, tx_data: Any, submission: tuple[str, int] | None = None, *, tx_meta: Any = None,
+                check: Callable[[TxReport], TxError | None] | None = None) -> _Pending:
         """Queue a transaction for the writer at once, so transactions queued one after another
-        commit in that order; ``await outcome(ticket)`` for the answer."""
-        pending = _Pending(tx_data, tx_meta, None if submission is None else (submission[0], submission[1]))
+        commit in that order; ``await outcome(ticket)`` for the answer. ``check(report)``: an error
+        it returns rejects the transaction (checked against the value it applies to)."""
+        pending = _Pending(tx_data, tx_meta, None if submission is None else (submission[0], submission[1]),
+                           check=check)
         self._queue_send.send_nowait(pending)
         return pending
 
@@ -281,6 +286,9 @@ class Connection:
                     continue
             try:
                 report = transact(db, p.tx_data, p.tx_meta, instant=self._instant())
+                refused = p.check(report) if p.check is not None else None
+                if refused is not None:
+                    raise refused
             except TxError as e:
                 p.error = e
                 continue

@@ -67,6 +67,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
     tls.add_argument("--insecure", action="store_true",
                      help="listen beyond loopback without TLS (e.g. behind a TLS-terminating proxy)")
+    p.add_argument("--tokens", metavar="FILE.edn",
+                   help="EDN map token -> principal ({\"s3cret\" {:user/id \"alice\"}}): each replica's principal "
+                        "comes from its token (beside --token; see docs/security.md)")
+    p.add_argument("--policy", metavar="FILE.edn",
+                   help="read and write rules and scopes (docs/security.md); a policy that does not check "
+                        "is refused at start-up. Without one every replica sees everything")
     p.add_argument("--static", metavar="DIR",
                    help="serve the files of DIR over HTTP at / (a web application; the browser client is "
                         "always at /datsync/client.js)")
@@ -141,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ssl.SSLError) as e:
         print(f"datsync serve: --tls-cert/--tls-key: {e}", file=sys.stderr)
         return 2
-    refusal = exposure_refusal(args.host, token is not None or jwt is not None, args.tls_cert is not None,
-                               args.insecure)
+    refusal = exposure_refusal(args.host, token is not None or jwt is not None or args.tokens is not None,
+                               args.tls_cert is not None, args.insecure)
     if refusal:
         print(f"datsync serve: {refusal}", file=sys.stderr)
         return 2
@@ -156,6 +162,26 @@ def run(args: argparse.Namespace) -> int:
         print("datsync serve: need --window >= 1, --max-buffered >= --window, --heartbeat-interval > 0",
               file=sys.stderr)
         return 2
+    access = None
+    if args.tokens or args.policy:
+        from pathlib import Path
+
+        from datsync.core.errors import DatsyncError
+        from datsync.core.policy import parse_policy, parse_tokens
+
+        from .access import Access
+
+        parsed = {}
+        for what, path, parse in (("tokens", args.tokens, parse_tokens), ("policy", args.policy, parse_policy)):
+            try:
+                parsed[what] = parse(Path(path).read_text()) if path else None
+            except OSError as e:
+                print(f"datsync serve: --{what} {path}: {e.strerror or e}", file=sys.stderr)
+                return 2
+            except DatsyncError as e:
+                print(f"datsync serve: {path}: {e.code}: {e.message}", file=sys.stderr)
+                return 2
+        access = Access(parsed["tokens"], parsed["policy"])
     config = ServerConfig(
         window=args.window, max_buffered=args.max_buffered, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, max_pending_tx=args.max_pending_tx,
@@ -170,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
         checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
         shutdown_timeout=args.shutdown_timeout, static_dir=args.static, limits=limits,
-        tls_cert=args.tls_cert, tls_key=args.tls_key, jwt=jwt,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, jwt=jwt, access=access,
     )
 
 

@@ -89,8 +89,10 @@ from datsync.core.sync import (
     server_step,
 )
 from datsync.core.sync.errors import TOO_LARGE
+from datsync.core.sync.evolve import evolve
 from datsync.core.sync.messages import Ack, Ping, Pong, Submit, TxRejected
 
+from .access import Access, SessionAccess
 from .changes import ChangeSignal
 from .connection import Connection, utc_now
 from .jwt_auth import JwtAuth
@@ -493,6 +495,7 @@ class _Session:
         self.bytes_in = 0
         self.bytes_out = 0
         self.principal: Any = None
+        self.share: SessionAccess | None = None
         self.bucket = RateBucket(server.limits.max_message_rate, server.limits.message_burst, trio.current_time())
         self.last_active = trio.current_time()
 
@@ -571,8 +574,13 @@ class _Session:
         elif t is Close:
             self._close(f.code, f.reason)
         elif t is Authorize:
-            principal, why = authorize(f.credentials, self.peer[0], srv.token, srv.jwt)
+            principal = srv.access.principal(credential_token(f.credentials)) if srv.access else None
+            why = "token of the tokens file"
+            if principal is None:
+                principal, why = authorize(f.credentials, self.peer[0], srv.token, srv.jwt)
             self.principal = principal
+            if principal is not None and srv.access is not None and srv.access.policy is not None:
+                self._share(principal, f.credentials)
             if principal is None:
                 srv.counters["refused"] += 1
                 log.warning("client refused", extra={"session": self.id, "peer": self.peer_str, "why": why})
@@ -586,11 +594,21 @@ class _Session:
         elif t is RequestLogRead:
             self._start(self._log_read, f)
         elif t is RequestSnapshot:
-            snap_t, messages = encode_snapshot(srv.conn.db, f.chunk_size, db_id=srv.config.db_id)
+            keep = srv.access.open(self.share, srv.conn.db) if self.share is not None and srv.access else None
+            snap_t, messages = encode_snapshot(srv.conn.db, f.chunk_size, db_id=srv.config.db_id, keep=keep)
             srv.counters["snapshots"] += 1
             self._events.append(SnapshotReady(f.seq, snap_t, messages))
         elif t is RequestTransact:
             srv.start_transact(self, f)
+
+    def _share(self, principal: Any, credentials: Any) -> None:
+        """Under a policy: the session's share (its principal and the scopes its credentials ask for),
+        its deltas through the share's filter, and a bootstrap (a view has no past to resume from)."""
+        scopes = credentials.get("scopes") if isinstance(credentials, dict) else None
+        self.share = SessionAccess(principal, [(s[0], tuple(s[1])) for s in scopes] if scopes is not None else None)
+        st = self.state
+        cfg = replace(st.config, delta_filter=Access.delta_filter(self.share))
+        self.state = evolve(st, config=cfg, hello=evolve(st.hello, t=None) if st.hello is not None else None)
 
     def _push(self, item: Any) -> None:
         try:
@@ -803,8 +821,10 @@ class SyncServer:
         limits: Limits | None = None,
         tls: ssl.SSLContext | None = None,
         jwt: JwtAuth | None = None,
+        access: Access | None = None,
     ):
         self.store_path = store_path
+        self.access = access
         self.host = host
         self.port = port
         self.schema_file = schema_file
@@ -1026,7 +1046,7 @@ class SyncServer:
                     continue
                 if d.t != self.fed_t + 1:  # cannot happen (the writer notifies in order); repair anyway
                     await self._repair_feed(d.t - 1)
-                self._deliver(d, c.payload, own=c.report is not None)
+                self._deliver(d, c.payload, own=c.report is not None, report=c.report)
             # the channel was closed: this task fell `listen_buffer` commits behind. Listen again, then
             # deliver what was missed from the log (commits made meanwhile are in the new channel).
             self.counters["fanout_overflows"] += 1
@@ -1044,9 +1064,11 @@ class SyncServer:
                 if d.t == self.fed_t + 1:
                     self._deliver(d, payload, own=False)
 
-    def _deliver(self, d: Delta, payload: bytes, *, own: bool = True) -> None:
+    def _deliver(self, d: Delta, payload: bytes, *, own: bool = True, report: Any = None) -> None:
         self._recent.append((d, payload))
         self.fed_t = d.t
+        if self.access is not None and self.access.policy is not None:
+            self._route(d, report)
         event = TxCommitted(d, payload)
         for s in list(self.sessions.values()):
             s.feed(event)
@@ -1055,6 +1077,16 @@ class SyncServer:
                 and (own or not self.store_shared):
             self._start_checkpoint()
         self._changes.pulse()
+
+    def _route(self, d: Delta, report: Any) -> None:
+        """Route a commit to the sessions under the policy; close those whose view cannot follow."""
+        assert self.access is not None
+        sessions = [s for s in self.sessions.values() if s.share is not None and not s.closed]
+        lost = self.access.route([s.share for s in sessions], d, report)  # type: ignore[misc]
+        for s in sessions:
+            if any(s.share is x for x in lost):
+                log.info("session view lost; closing it to bootstrap again", extra={"session": s.id, "t": d.t})
+                s.abort("policy/resync", "the view cannot follow this commit: reconnect")
 
     # -- effects that need the store or the writer -----------------------------------------------
 
@@ -1090,7 +1122,8 @@ class SyncServer:
         assert self._root is not None
         self._inflight_tx += 1
         # queued now, in the order the session asked: one client's submissions commit in order
-        ticket = self.conn.enqueue(f.tx_data, f.submission)
+        check = self.access.write_check(session.principal) if self.access is not None else None
+        ticket = self.conn.enqueue(f.tx_data, f.submission, check=check)
         self._root.start_soon(self._transact, session, f, ticket)
 
     async def _transact(self, session: _Session, f: RequestTransact, ticket: Any) -> None:
@@ -1370,6 +1403,7 @@ async def serve(
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
     jwt: JwtAuth | None = None,
+    access: Access | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the store at ``store_path`` (a file, or a ``postgresql://`` URL) to replicas over WebSocket
@@ -1385,13 +1419,15 @@ async def serve(
     above twice that. ``limits``: connections in all and per address, message rate, idle sessions
     (``Limits``). ``tls_cert``/``tls_key``: PEM files; the server then speaks TLS only (``wss://``,
     ``https://``). ``jwt``: accept bearer JWTs (``JwtAuth``) as well as, or instead of, ``token``.
-    Raises ``StoreInUse`` if another process serves the store."""
+    ``access``: tokens (token -> principal) and the policy (docs/security.md). Raises ``StoreInUse``
+    if another process serves the store."""
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
         schema_file=schema_file, static_dir=static_dir, token=token,
         checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
         listen_buffer=listen_buffer, banner=banner, limits=limits, tls=tls_context(tls_cert, tls_key), jwt=jwt,
+        access=access,
     )
     await server.run(task_status=task_status)
 

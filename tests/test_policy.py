@@ -214,7 +214,7 @@ def test_explain_visible_names_rule_and_bindings(db, policy):
 def test_explain_invisible_names_the_clause_that_failed(db, policy):
     todo = q('[:find ?t . :where [?t :todo/title "fix the bike"]]', db)
     ex = explain(policy, db, ALICE, todo)
-    assert not ex.holds and len(ex.failures) == 5
+    assert not ex.holds and len(ex.failures) == 6
     f = ex.failures[2]
     assert f.bindings["?t"] == eid(db, "team/name", "blue")
     assert "member" in str(f.clause)

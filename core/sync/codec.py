@@ -752,10 +752,12 @@ def receive(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAU
         return Malformed(e.code, e.message, reply)
 
 
-def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None) -> tuple[int, Any]:
+def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None,
+                    keep: Any = None) -> tuple[int, Any]:
     """``(t, messages)``: the snapshot of the server database ``db`` as a lazy iterator of encoded
-    messages (``snapshot-begin``, the chunks, ``snapshot-end``), ready for ``SnapshotReady``."""
-    head, chunks = snapshot(db, chunk_size, db_id=db_id)
+    messages (``snapshot-begin``, the chunks, ``snapshot-end``), ready for ``SnapshotReady``
+    (``keep(e, a)``: only the datoms it accepts, see ``snapshot``)."""
+    head, chunks = snapshot(db, chunk_size, db_id=db_id, keep=keep)
 
     def messages() -> Any:
         yield encode(head)

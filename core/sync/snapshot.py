@@ -16,7 +16,7 @@ schema from the schema datoms, translates ids, and bulk-builds the replica's ind
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -81,8 +81,9 @@ def _plain(v: object) -> object:
     return v
 
 
-def snapshot_datoms(db: DB) -> Iterator[SnapshotDatom]:
-    """Every current datom of ``db`` as ``(e, a, v, tx)``: schema datoms first, then the rest."""
+def snapshot_datoms(db: DB, keep: Callable[[int, str], bool] | None = None) -> Iterator[SnapshotDatom]:
+    """Every current datom of ``db`` as ``(e, a, v, tx)``: schema datoms first, then the rest (only
+    those ``keep(e, a)`` accepts, when given: a replica's share under a policy)."""
     if db.is_view:
         raise ValueError("snapshot of a view: take it of the database value itself")
     schema_attrs = sorted(SCHEMA_ATTRS)
@@ -91,18 +92,19 @@ def snapshot_datoms(db: DB) -> Iterator[SnapshotDatom]:
             yield (k[1], a, _plain(k[3]) if k[2] == RANK_TUPLE else k[3], k[4])
     skip = frozenset(schema_attrs)
     for e, a, r, v, tx in db.eavt:
-        if a not in skip:
+        if a not in skip and (keep is None or keep(e, a)):
             yield (e, a, _plain(v) if r == RANK_TUPLE else v, tx)
 
 
-def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None) -> tuple[
-    SnapshotBegin, Iterator[SnapshotChunk]
-]:
+def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None,
+             keep: Callable[[int, str], bool] | None = None) -> tuple[SnapshotBegin, Iterator[SnapshotChunk]]:
     """The snapshot of the server database ``db`` at its basis ``t``: its header and a lazy
-    iterator of chunks of at most ``chunk_size`` datoms (end with ``SnapshotEnd(t, header.chunks)``)."""
+    iterator of chunks of at most ``chunk_size`` datoms (end with ``SnapshotEnd(t, header.chunks)``).
+    ``keep(e, a)``: only the non-schema datoms it accepts (counted up front, so not lazy then)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
-    n = len(db.eavt)
+    kept = None if keep is None else list(snapshot_datoms(db, keep))
+    n = len(db.eavt) if kept is None else len(kept)
     t = basis_t(db) if db.flavor == "datomic" else db.max_tx - TX0
     aliases = tuple(sorted(ident_aliases(db).items())) if db.flavor == "datomic" else ()
     head = SnapshotBegin(t, db.max_tx, db.max_eid, n, -(-n // chunk_size), db_id, aliases)
@@ -110,7 +112,7 @@ def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None 
     def chunks() -> Iterator[SnapshotChunk]:
         buf: list[SnapshotDatom] = []
         seq = 0
-        for d in snapshot_datoms(db):
+        for d in snapshot_datoms(db) if kept is None else kept:
             buf.append(d)
             if len(buf) == chunk_size:
                 yield SnapshotChunk(t, seq, tuple(buf))

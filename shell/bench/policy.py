@@ -11,7 +11,7 @@ to the scope ``team`` with the user's team: about 250 entities each.
   the rules' delta finds the ten sessions of that team, which re-check one entity.
 * ``policy-route-naive-100``: the same one-datom routing done naively for 100 of the sessions (the
   whole 1,000 take minutes): each session's read rule and scope re-run on the database after the
-  transaction, and its datoms compared with before. Multiply by ten for the 1,000 sessions.
+  transaction, and the difference sent. Multiply by ten for the 1,000 sessions.
 * ``policy-join-250`` / ``policy-join-1000``: one user joins a second team with ~250 entities, or the
   "big" team with ~1,000: the cost follows the entities that become visible, not the database.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from datsync.core import empty_db, entid, kw, transact
-from datsync.core.policy import open_view, parse_policy, route, view_datoms
+from datsync.core.policy import diff, open_view, parse_policy, route
 
 from .harness import bench
 
@@ -123,15 +123,14 @@ NAIVE_SESSIONS = 100
 
 
 def naive_route() -> Any:
-    """Sessions' views re-derived from scratch after the transaction, and their datoms diffed."""
-    before, after, _ = _case("title")
+    """Sessions' views re-derived from scratch after the transaction (read rule, scope roots, closure)
+    and the difference with before sent: what routing costs without the rules' delta."""
+    before, after, tx = _case("title")
     pol = policy()
     out = {}
     for uid, v in list(world()[1].items())[:NAIVE_SESSIONS]:
         new = open_view(pol, after, {"user/id": uid}, v.scopes)
-        old_d = {(d.e, d.a, d.v) for d in view_datoms(pol, before, v) if d.e in (v.visible or ())}
-        new_d = {(d.e, d.a, d.v) for d in view_datoms(pol, after, new) if d.e in (new.visible or ())}
-        out[uid] = (old_d - new_d, new_d - old_d)
+        out[uid] = diff(pol, before, after, v, new, tx)
     return out
 
 
@@ -191,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         fn = POLICY_BENCHMARKS[name]
         slow = name in SLOW
         t = bench(fn, samples=1 if slow else 5, sample_ms=0 if slow else 500, warmup_ms=0 if slow else 500)
+        gc.collect()
+        gc.freeze()  # the harness unfreezes after its samples
         p50, p99 = percentiles(fn, 1 if slow else args.calls)
         print(f"{name:<{width}}  {t.median:10.3f}  {p50:8.3f}  {p99:8.3f}", flush=True)
     return 0

@@ -1,0 +1,122 @@
+"""A policy on a real server: `datsync serve --tokens --policy` with the todos example; replicas of
+different users hold exactly their share, follow team moves live, and forbidden writes are refused."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from datsync.core import TxError, datoms, q
+from datsync.core.policy import parse_policy, visible_datoms
+from datsync.shell.client import open_replica
+from datsync.shell.store_sqlite import SqliteStore
+from tests.sync_server import ServerProcess, Servers
+from tests.test_cli_commands import ok
+
+from .test_policy_cli import POLICY, TODOS
+
+TOKENS = str(TODOS / "tokens.edn")
+
+
+@pytest.fixture
+def servers(tmp_path):
+    s = Servers(tmp_path)
+    yield s
+    s.close()
+
+
+def titles(db) -> set:
+    return set(q("[:find [?t ...] :where [_ :todo/title ?t]]", db) or ())
+
+
+def held(db) -> set:
+    return {(d.e, d.a, d.v) for d in datoms(db, "eavt")}
+
+
+def server_share(store, principal) -> set:
+    """What the server's database, read back from the store, holds for ``principal``."""
+    from datsync.shell.connection import Connection
+
+    st = SqliteStore(store)
+    try:
+        db = Connection.recover(st).db
+    finally:
+        st.close()
+    return {(d.e, d.a, d.v) for d in visible_datoms(parse_policy(open(POLICY).read()), db, principal)}
+
+
+def test_replicas_hold_their_share_follow_moves_and_writes_are_checked(servers, tmp_path):
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+
+    async def main() -> None:
+        async with open_replica(server.url, token="alice-token") as a, \
+                open_replica(server.url, token="bob-token") as b, \
+                open_replica(server.url, token="root-token") as root:
+            assert titles(a.db) == {"water the plants"} and titles(b.db) == {"fix the bike"}
+            assert set(q("[:find [?m ...] :where [_ :user/email ?m]]", a.db)) == {"alice@example.com"}
+            assert not q("[:find ?h . :where [_ :user/password-hash ?h]]", a.db)
+
+            # a forbidden write is refused with the code, and changes nothing
+            bike = q('[:find ?t . :where [?t :todo/title "fix the bike"]]', b.db)
+            with pytest.raises(TxError) as err:
+                await a.transact([["db/add", bike, "todo/done", True]])
+            assert err.value.code == "sync.error/forbidden"
+            # an allowed one: alice adds a todo to her team's list; bob does not get it
+            red_list = q('[:find ?l . :where [?l :list/name "red chores"]]', a.db)
+            me = q('[:find ?u . :where [?u :user/id "alice"]]', a.db)
+            r = await a.transact([{"todo/title": "buy milk", "todo/list": red_list, "todo/owner": me}])
+            await b.wait_for_t(r.t)
+            assert "buy milk" in titles(a.db) and titles(b.db) == {"fix the bike"}
+
+            # the administrator moves alice from red to blue: both replicas follow, live
+            r = await root.transact([["db/retract", ("user/id", "alice"), "user/teams", ("team/name", "red")],
+                                     ["db/add", ("user/id", "alice"), "user/teams", ("team/name", "blue")]])
+            await a.wait_for_t(r.t)
+            await b.wait_for_t(r.t)
+            assert titles(a.db) == {"fix the bike"}
+            assert "Alice" in set(q("[:find [?n ...] :where [_ :user/name ?n]]", b.db))
+            assert a.stats.bootstraps == b.stats.bootstraps == 1
+            shares.update(alice=held(a.db), bob=held(b.db))
+
+    shares: dict = {}
+    trio.run(main)
+    server.stop()
+    for user in ("alice", "bob"):  # datom for datom, nothing leaked, nothing missing
+        assert shares[user] == server_share(store, {"user/id": user}), user
+
+
+def test_a_policy_that_does_not_check_is_refused_at_start(tmp_path):
+    bad = tmp_path / "bad.edn"
+    bad.write_text("{:principal [:user/id] :read {:rule nope}}")
+    with pytest.raises(RuntimeError) as err:
+        ServerProcess(tmp_path / "db.sqlite", "--policy", str(bad)).start()
+    assert "policy/unknown-rule" in str(err.value)
+
+
+def test_exactly_the_servers_share_after_a_run(servers, tmp_path):
+    """Replica == the server's database at its t, filtered by the principal, datom for datom."""
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+    shares = {}
+
+    async def main() -> None:
+        async with open_replica(server.url, token="carol-token") as c, \
+                open_replica(server.url, token="root-token") as root:
+            for i in range(5):
+                team = "red" if i % 2 else "blue"
+                await root.transact([{"db/id": "l", "list/name": f"list {i}", "list/team": ("team/name", team)},
+                                     {"todo/title": f"t{i}", "todo/list": "l"}])
+            r = await root.transact([["db/retract", ("user/id", "carol"), "user/teams", ("team/name", "company")],
+                                     ["db/add", ("user/id", "carol"), "user/teams", ("team/name", "red")]])
+            await c.wait_for_t(r.t)
+            shares["carol"] = held(c.db)
+
+    trio.run(main)
+    server.stop()
+    want = server_share(store, {"user/id": "carol"})
+    assert shares["carol"] == want
+    assert {"t1", "t3"} <= {v for _, a, v in want if a == "todo/title"}
+    assert not {"t0", "t2", "t4"} & {v for _, a, v in want if a == "todo/title"}
