@@ -171,6 +171,8 @@ export class Replica {
   async transact(txData) {
     await this.restored;
     if (this.t === null) await this.ready;
+    if (this.status === 'failed') throw this.error;
+    if (this.closed) throw new TxError('sync/closed', 'The replica is closed');
     let tx;
     try {
       tx = new TxTranslator(this.schema, this.aliases).tx(txData);
