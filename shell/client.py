@@ -504,27 +504,33 @@ class ReplicaConnection:
     async def _connect_once(self) -> None:
         if self.url.startswith("wss:"):
             await _check_certificate(self.url, self.ssl_context or ssl.create_default_context(), self.connect_timeout)
-        async with trio_websocket.open_websocket_url(
-            self.url, max_message_size=self.max_message_size, connect_timeout=self.connect_timeout,
-            disconnect_timeout=2.0, ssl_context=self.ssl_context if self.url.startswith("wss:") else None,
-        ) as ws:
-            self.stats.connects += 1
-            self.stats.last_error = None
-            self._close_why = None
-            send, recv = trio.open_memory_channel[Any](math.inf)
-            self._out = send
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._conn_scope = nursery.cancel_scope
-                    nursery.start_soon(self._reader, ws)
-                    nursery.start_soon(self._writer, ws, recv)
-                    nursery.start_soon(self._timer.run, lambda now: self._feed(Timer(now)))
-                    self._feed(Opened(trio.current_time()))
-            finally:
-                self._out = None
-                self._conn_scope = None
-                self._timer.reset()
-                self._changes.pulse()
+        # the whole opening handshake is bounded here: trio-websocket's own connect timeout does not
+        # end the attempt when a peer accepts the TCP connection and never answers
+        with trio.CancelScope(deadline=trio.current_time() + self.connect_timeout) as connecting:
+            async with trio_websocket.open_websocket_url(
+                self.url, max_message_size=self.max_message_size, connect_timeout=self.connect_timeout,
+                disconnect_timeout=2.0, ssl_context=self.ssl_context if self.url.startswith("wss:") else None,
+            ) as ws:
+                connecting.deadline = math.inf
+                self.stats.connects += 1
+                self.stats.last_error = None
+                self._close_why = None
+                send, recv = trio.open_memory_channel[Any](math.inf)
+                self._out = send
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._conn_scope = nursery.cancel_scope
+                        nursery.start_soon(self._reader, ws)
+                        nursery.start_soon(self._writer, ws, recv)
+                        nursery.start_soon(self._timer.run, lambda now: self._feed(Timer(now)))
+                        self._feed(Opened(trio.current_time()))
+                finally:
+                    self._out = None
+                    self._conn_scope = None
+                    self._timer.reset()
+                    self._changes.pulse()
+        if connecting.cancelled_caught:
+            raise OSError(f"no WebSocket handshake with {self.url} within {self.connect_timeout:g} s")
 
     async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
         max_size = self.max_message_size

@@ -60,7 +60,7 @@ class SqliteStore(Store):
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def _meta(self, key: str) -> str | None:
@@ -82,7 +82,7 @@ class SqliteStore(Store):
             db.execute("UPDATE meta SET value = ? WHERE key = 'db_id'", (db_id,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def append(self, entries: Iterable[LogEntry], submissions: Iterable[Recorded] = (), *,
@@ -102,7 +102,7 @@ class SqliteStore(Store):
                                (r.client, r.floor))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def last_t(self) -> int:
@@ -131,7 +131,7 @@ class SqliteStore(Store):
             db.execute("DELETE FROM checkpoint WHERE t < ?", (t,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def latest_checkpoint(self) -> tuple[int, bytes] | None:
@@ -157,3 +157,10 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk, and a
+    second ROLLBACK would hide the error that matters)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
