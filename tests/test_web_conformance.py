@@ -277,6 +277,16 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
                 if step % 3 == 2 or step == 20:
                     check(rep, node, t)
             check(rep, node, t)
+            late = NodeReplica(node_exe, server.url)  # bootstraps after the renames (aliases in the snapshot)
+            try:
+                check(rep, late, t)
+                r = late.ask({"cmd": "transact", "tx": [[":db/add", ["p/name", "n1"], "p/tags", "late"]]})
+                assert "error" not in r, r
+                t = r["t"]
+                check(rep, late, t)
+                check(rep, node, t)
+            finally:
+                late.close()
             rejected = node.ask({"cmd": "transact", "tx": [{":db/id": "x", "p/id": str(uuid.UUID(int=11))}]})
             assert rejected.get("code", "").startswith("db.error/"), rejected
         finally:
