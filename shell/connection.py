@@ -120,6 +120,14 @@ def encode_events(db: DB) -> bytes:
     return json.dumps({"t": basis_t(db), "events": events}, separators=(",", ":")).encode()
 
 
+def last_instant(db: DB) -> _dt.datetime | None:
+    """The ``db/txInstant`` of ``db``'s newest transaction (None before the first)."""
+    from datsync.core import datoms
+
+    found = datoms(db, "eavt", db.max_tx, "db/txInstant")
+    return found[0].v if found else None
+
+
 def history_datoms(db: DB) -> list:
     """All of ``db``'s history datoms (assertions and retractions)."""
     from datsync.core import datoms
@@ -153,7 +161,8 @@ class Connection:
         self._max_batch = max_batch
         self._queue_send, self._queue_recv = trio.open_memory_channel[_Pending](math.inf)
         self._listeners: list[trio.MemorySendChannel] = []
-        self._last_instant: _dt.datetime | None = None
+        # instants never go back, also after a restart or a move to a machine whose clock is behind
+        self._last_instant: _dt.datetime | None = last_instant(db)
         # The store's one connection is used from worker threads: one call at a time (two threads
         # interleaving BEGIN/COMMIT on it would break each other's transactions).
         self._store_lock = trio.Lock()

@@ -261,3 +261,22 @@ def test_postgresql_errors_become_codes_a_writer_can_act_on(pg_url):
     assert storage.value.code == "db.error/storage"
     assert store.read_log(0) == [LogEntry(1, 536870913, b"a")]
     store.close()
+
+
+def test_a_clock_behind_the_log_does_not_make_instants_go_back(store_location):
+    ahead = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+    async def write(clock) -> dt.datetime:
+        conn = Connection.recover(open_store(store_location), clock=clock)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            if conn.t == 0:
+                await conn.transact(SCHEMA_TX)
+            report = await conn.transact([{"person/name": f"at {conn.t}"}])
+            nursery.cancel_scope.cancel()
+        conn.store.close()
+        return report.tx_data[0].v
+
+    first = trio.run(write, lambda: ahead)  # a process on a machine whose clock is ahead
+    second = trio.run(write, lambda: ahead - dt.timedelta(hours=1))  # then one whose clock is behind
+    assert first == ahead and second == ahead
