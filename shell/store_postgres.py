@@ -48,7 +48,8 @@ INIT_LOCK = 0x6461747379
 
 def redact(url: str) -> str:
     """``url`` without its password, for logs and the status endpoint."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def with_search_path(url: str, schema: str) -> str:

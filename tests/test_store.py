@@ -280,3 +280,12 @@ def test_a_clock_behind_the_log_does_not_make_instants_go_back(store_location):
     first = trio.run(write, lambda: ahead)  # a process on a machine whose clock is ahead
     second = trio.run(write, lambda: ahead - dt.timedelta(hours=1))  # then one whose clock is behind
     assert first == ahead and second == ahead
+
+
+def test_a_postgresql_url_is_shown_without_its_password():
+    from datsync.shell.store_postgres import redact
+
+    assert redact("postgresql://ann:s3cret@db:5432/app") == "postgresql://ann:***@db:5432/app"
+    assert redact("postgresql://db/app?sslmode=require&password=s3cret&x=1") == \
+        "postgresql://db/app?sslmode=require&password=***&x=1"
+    assert redact("postgresql://ann@db/app") == "postgresql://ann@db/app"
