@@ -135,8 +135,9 @@ def test_offline_todos_land_exactly_once_and_a_reload_shows_the_stored_data(brow
     page.wait_for_selector('[data-testid="status"]:has-text("offline")', timeout=20000)
     for title in ("offline 1", "offline 2"):
         add_todo(page, title)
-        page.wait_for_selector(f'[data-testid="todos"] li:has-text("{title}")', timeout=2000)
+        page.wait_for_selector(f'[data-testid="todos"] li.unconfirmed:has-text("{title}")', timeout=2000)
     page.wait_for_selector('[data-testid="pending"]:has-text("2 pending")')
+    assert page.locator('[data-testid="todos"] li.unconfirmed:has-text("before")').count() == 0
 
     # a reload before the network answers shows the todos and the queue kept in IndexedDB
     blocked.append(True)
@@ -153,6 +154,7 @@ def test_offline_todos_land_exactly_once_and_a_reload_shows_the_stored_data(brow
     for title in ("offline 1", "offline 2"):
         page.wait_for_selector(f'[data-testid="todos"] li:has-text("{title}")', timeout=15000)
     page.wait_for_selector('[data-testid="pending"]', state="hidden", timeout=5000)
+    assert page.locator('[data-testid="todos"] li.unconfirmed').count() == 0
     with connect(server.url, **FAST_RECONNECT) as rep:
         got = q("[:find ?t (count ?e) :where [?e :todo/title ?t]]", rep.db)
         assert sorted(got) == [("before", 1), ("offline 1", 1), ("offline 2", 1)]

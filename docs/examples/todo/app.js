@@ -33,7 +33,10 @@ function render() {
     className: name === current ? 'current' : '', textContent: name, onclick: () => select(name),
   })));
   const todos = d.q(TODOS, db, current).sort((a, b) => a[3] - b[3] || a[0] - b[0]);
-  $('todos').replaceChildren(...todos.map(([e, title, done]) => el('li', { className: done ? 'done' : '' },
+  // a todo whose state the server has not confirmed yet (a queued write) is marked pending
+  const confirmed = new Set(d.q(TODOS, replica.confirmedDb, current).map(([e, title, done]) => `${e} ${title} ${done}`));
+  const mark = (e, title, done) => (done ? 'done' : '') + (confirmed.has(`${e} ${title} ${done}`) ? '' : ' unconfirmed');
+  $('todos').replaceChildren(...todos.map(([e, title, done]) => el('li', { className: mark(e, title, done), title: confirmed.has(`${e} ${title} ${done}`) ? '' : 'not confirmed by the server yet' },
     el('input', { type: 'checkbox', checked: done, title: 'done', onchange: () => write([[':db/add', e, 'todo/done', !done]]) }),
     el('span', { className: 'title', textContent: title }),
     el('button', { textContent: '✕', title: 'delete', onclick: () => write([[':db/retractEntity', e]]) }))));
