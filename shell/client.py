@@ -223,6 +223,14 @@ _WS_CODES = {"normal": 1000, "protocol/timeout": 1001, "protocol/internal": 1011
 # The trio replica
 
 
+def _credentials(token: str | None, scopes: Sequence[tuple[str, Sequence[Any]]] | None) -> dict | None:
+    """The hello's credentials: the token, and the scopes to subscribe to under the server's policy
+    (``[("team", ["red"])]``: a scope's name and arguments; docs/security.md)."""
+    if scopes is None:
+        return {"token": token} if token is not None else None
+    return {"token": token, "scopes": [[name, list(args)] for name, args in scopes]}
+
+
 class ReplicaConnection:
     """A replica of a server's database kept live over WebSocket (create with ``open_replica``)."""
 
@@ -247,6 +255,7 @@ class ReplicaConnection:
         store: str | Path | None = None,
         ca: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        scopes: Sequence[tuple[str, Sequence[Any]]] | None = None,
     ):
         self.urls = server_urls(url)
         self.url = self.urls[0]
@@ -276,7 +285,7 @@ class ReplicaConnection:
             client_id = uuid.uuid4().hex
         self.client_id = client_id if exactly_once else None
         config = ClientConfig(
-            credentials={"token": token} if token is not None else None, eids=eids,
+            credentials=_credentials(token, scopes), eids=eids,
             heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout, client_id=self.client_id,
         )
         if restored is not None:
@@ -838,7 +847,8 @@ async def open_replica(
     ``heartbeat_timeout``, ``connect_timeout``, ``max_message_size``, ``max_pending``, ``on_progress(datoms, total)``
     (bootstrap progress), ``replica`` (a ``Replica`` value kept from an earlier connection, e.g.
     ``rep.replica``: resumed from its ``t`` when the server still has its database), ``ca`` (a PEM
-    file of the CAs to trust for ``wss://``; default the system's) or ``ssl_context``.
+    file of the CAs to trust for ``wss://``; default the system's) or ``ssl_context``, ``scopes``
+    (under a server's policy: ``[("team", ["red"])]``, the scopes to hold; docs/security.md).
     A certificate that is not trusted fails at once, without retrying (``sync/untrusted-certificate``).
     Raises ``Unauthorized`` if the server refuses the credentials, ``ReplicaClosed`` if the first
     connection fails and ``reconnect`` is False (bound the wait with ``trio.fail_after``)."""

@@ -87,6 +87,28 @@ def test_replicas_hold_their_share_follow_moves_and_writes_are_checked(servers, 
         assert shares[user] == server_share(store, {"user/id": user}), user
 
 
+def test_a_replica_holds_the_scopes_it_asked_for(servers, tmp_path):
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+
+    async def main() -> None:
+        async with open_replica(server.url, token="carol-token", scopes=[("team", ["blue"])]) as blue, \
+                open_replica(server.url, token="carol-token") as everything, \
+                open_replica(server.url, token="alice-token", scopes=[("team", ["blue"])]) as alice, \
+                open_replica(server.url, token="root-token") as root:
+            assert titles(blue.db) == {"fix the bike"}
+            assert titles(everything.db) == {"fix the bike", "water the plants"}
+            assert titles(alice.db) == set()  # a scope never widens what the principal may read
+            r = await root.transact([{"db/id": "l", "list/name": "more", "list/team": ("team/name", "blue")},
+                                     {"todo/title": "new", "todo/list": "l"}])
+            await blue.wait_for_t(r.t)
+            await alice.wait_for_t(r.t)
+            assert titles(blue.db) == {"fix the bike", "new"}  # reached from the team: list, then todo
+            assert titles(alice.db) == set()
+    trio.run(main)
+
+
 def test_a_policy_that_does_not_check_is_refused_at_start(tmp_path):
     bad = tmp_path / "bad.edn"
     bad.write_text("{:principal [:user/id] :read {:rule nope}}")
