@@ -170,3 +170,12 @@ def test_the_queue_survives_a_new_bootstrap(eids):
     assert new.next_provisional >= old.next_provisional
     new, out = apply_delta(new, srv.submit(new, new.pending[0]))
     assert out.confirmed.key == ("c", 1) and resolve(new, b) == names(new.db)["B"]
+
+
+def test_resolved_ids_follow_a_new_bootstrap_with_another_id_map():
+    srv = Server()
+    rep = replica_of(srv.db, EIDS[1])
+    rep, p = add_pending(rep, [{"db/id": "b", "p/name": "B"}], "c", 1)
+    rep, _ = apply_delta(rep, srv.submit(rep, p))
+    new = carry_pending(rep, replica_of(srv.db, EidMap.capped(low=101, start=9000)))
+    assert resolve(new, p.tempids["b"]) == names(new.db)["B"] != names(rep.db)["B"]

@@ -155,20 +155,23 @@ def confirm(replica: Replica, origin: Origin | None) -> tuple[Replica, PendingTx
 
 def carry_pending(old: Replica, new: Replica) -> Replica:
     """The replica ``new`` (bootstrapped again) with ``old``'s pending transactions, resolved and
-    provisional ids, re-based on it. Local ids in the queue are translated through the server's ids
-    when the two replicas' id maps differ (``SyncError`` if one has no server id in ``new``)."""
-    pending = old.pending
-    if old.eids != new.eids and pending:
-        def move(x: int) -> int:
-            return x if is_provisional(x) else new.eids.to_local(old.eids.to_remote(x))
+    provisional ids, re-based on it. Local ids in the queue and in ``resolved`` are translated through
+    the server's ids when the two replicas' id maps differ (``SyncError`` if one has no server id)."""
+    pending, resolved = old.pending, old.resolved
+    if old.eids != new.eids and (pending or resolved):
+        seen = [x for p in pending for x in ids_in_tx(old, p.tx_data)] + list(resolved.values())
+        eids = new.eids.assign(old.eids.to_remote(x) for x in seen if not is_provisional(x))
 
-        seen = [x for p in pending for x in ids_in_tx(old, p.tx_data)]
-        new = new.replace(eids=new.eids.assign(old.eids.to_remote(x) for x in seen if not is_provisional(x)))
+        def move(x: int) -> int:
+            return x if is_provisional(x) else eids.to_local(old.eids.to_remote(x))
+
+        new = new.replace(eids=eids)
         pending = tuple(
             replace(p, tx_data=tuple(tx_ids(old.refs, old.server_schema, old.aliases, list(p.tx_data), move)))
             for p in pending
         )
-    return rebase(new.replace(pending=pending, resolved=old.resolved,
+        resolved = pmap({x: move(e) for x, e in resolved.items()})
+    return rebase(new.replace(pending=pending, resolved=resolved,
                               next_provisional=max(old.next_provisional, new.next_provisional)))
 
 
