@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,11 +67,11 @@ QUERIES = [
 class NodeReplica:
     """tests/web/conformance.mjs: the browser client in Node, driven over stdin/stdout."""
 
-    def __init__(self, node: str, url: str, token: str | None = None):
+    def __init__(self, node: str, url: str, token: str | None = None, scopes: list | None = None):
         probe = subprocess.run([node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
         flags = [] if probe.returncode == 0 else ["--experimental-websocket"]
         self.proc = subprocess.Popen([node, *flags, str(ROOT / "tests" / "web" / "conformance.mjs"), url,
-                                      *([token] if token else [])],
+                                      token or "", *([json.dumps(scopes)] if scopes else [])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
@@ -316,3 +317,55 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_browser_client_holds_its_share_under_a_policy(servers, tmp_path):
+    """Under `datsync serve --tokens --policy` (the todos example) the browser replica holds exactly what
+    the Python replica of the same principal holds, follows a membership change live, subscribes to a
+    scope, and its forbidden writes are refused with the policy's code."""
+    from datsync.core.policy import parse_policy, visible_datoms
+    from datsync.shell.connection import Connection
+    from datsync.shell.store_sqlite import SqliteStore
+    from tests.test_cli_commands import ok
+    from tests.test_policy_cli import POLICY, TODOS
+
+    node_exe = require_node()
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", str(TODOS / "tokens.edn"), "--policy", POLICY, schema=False)
+    node = NodeReplica(node_exe, server.url, token="alice-token")
+    scoped = NodeReplica(node_exe, server.url, token="carol-token", scopes=[["team", ["blue"]]])
+    try:
+        with connect(server.url, token="alice-token", **FAST_RECONNECT) as alice, \
+                connect(server.url, token="bob-token", **FAST_RECONNECT) as bob, \
+                connect(server.url, token="root-token", **FAST_RECONNECT) as root:
+            check(alice, node, alice.t)
+            titles = '[:find ?t :where [_ "todo/title" ?t]]'
+            assert node.ask({"cmd": "view", "q": titles})["confirmed"] == [["water the plants"]]
+            bike = q('[:find ?t . :where [?t :todo/title "fix the bike"]]', bob.db)
+            refused = node.ask({"cmd": "transact", "tx": [[":db/add", bike, "todo/done", True]]})
+            assert refused.get("code") == "sync.error/forbidden", refused
+            red = q('[:find ?l . :where [?l :list/name "red chores"]]', alice.db)
+            r = node.ask({"cmd": "transact", "tx": [{"todo/title": "buy milk", "todo/list": red,
+                                                      "todo/owner": ["user/id", "alice"]}]})
+            assert "error" not in r, r
+            check(alice, node, r["t"])
+            t = root.transact([["db/retract", ("user/id", "alice"), "user/teams", ("team/name", "red")],
+                               ["db/add", ("user/id", "alice"), "user/teams", ("team/name", "blue")]]).t
+            check(alice, node, t)
+            assert node.ask({"cmd": "view", "q": titles})["confirmed"] == [["fix the bike"]]
+
+            # carol (a member of the parent team) asked for the blue team's scope only
+            answer = scoped.ask({"cmd": "wait", "t": t})
+            st = SqliteStore(store)
+            try:
+                db = Connection.recover(st).db
+            finally:
+                st.close()
+            policy = parse_policy(Path(POLICY).read_text())
+            share = visible_datoms(policy, db, {"user/id": "carol"}, [("team", ("blue",))])
+            assert sorted(json.dumps([d.e, d.a, encode_value(d.v), d.tx]) for d in share) == \
+                sorted(json.dumps(x) for x in answer["datoms"])
+    finally:
+        node.close()
+        scoped.close()

@@ -7,16 +7,18 @@
 //   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
-// Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token]
+// Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token [scopes-json]]
 import { createInterface } from 'node:readline';
 
 import { connect, datascript as d, memoryStore } from '../../shell/web/client.js';
 import { encodeValue } from '../../shell/web/codec.js';
 import { fromStored } from '../../shell/web/replica.js';
 
-const [url, token] = process.argv.slice(2);
+const [url, tokenArg, scopesArg] = process.argv.slice(2);
+const token = tokenArg || undefined;
+const scopes = scopesArg ? JSON.parse(scopesArg) : undefined;
 const store = memoryStore({ persistent: true });  // kept across "reload"
-const options = { token, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
+const options = { token, scopes, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
 const urls = url.split(',');  // several: the client moves to the next when one does not answer
 let replica = connect(urls.length > 1 ? urls : url, options);
 const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };
