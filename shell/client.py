@@ -67,7 +67,7 @@ from datsync.core.sync.pending import resolve as resolve_id
 from datsync.core.sync.snapshot import SnapshotChunk
 
 from .changes import ChangeSignal
-from .replica_store import COMPACT_EVERY, ReplicaStore
+from .replica_store import COMPACT_EVERY, ReplicaStore, base_messages
 from .timer import SessionTimer
 
 log = logging.getLogger("datsync.client")
@@ -315,6 +315,8 @@ class ReplicaConnection:
         self._failure: BaseException | None = None
         self._scope: trio.CancelScope | None = None
         self._db = None
+        self._tasks: trio.Nursery | None = None
+        self._base_wanted: Any = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -443,6 +445,7 @@ class ReplicaConnection:
     async def _run(self, task_status: trio.TaskStatus) -> None:
         with trio.CancelScope() as self._scope:
             async with trio.open_nursery() as nursery:
+                self._tasks = nursery
                 nursery.start_soon(self._connection_loop)
                 await self._changes.until(lambda: self.session.replica is not None or self._failure is not None)
                 if self.session.replica is None and self._failure is not None:
@@ -687,9 +690,28 @@ class ReplicaConnection:
         elif kind == "delta":
             store.add_delta(data["delta"])
             if store.deltas >= COMPACT_EVERY:
-                store.set_base(data["replica"])
+                self._write_base_soon(data["replica"])
         elif kind == "synced":
-            store.set_base(data["replica"])
+            store.clear_deltas()
+            self._write_base_soon(data["replica"])
+
+    def _write_base_soon(self, replica: Any) -> None:
+        """Write ``replica`` as the store's base, made in a worker thread (a large replica takes a
+        while to encode; the replica keeps running meanwhile)."""
+        wanted = self._base_wanted
+        self._base_wanted = replica
+        if wanted is None and self._tasks is not None:
+            self._tasks.start_soon(self._write_base)
+
+    async def _write_base(self) -> None:
+        while self._base_wanted is not None and self.store is not None:
+            replica = self._base_wanted
+            head, chunk = await trio.to_thread.run_sync(base_messages, replica)
+            if self.store is None:
+                return
+            self.store.write_base(replica.t, head, chunk)
+            if self._base_wanted is replica:
+                self._base_wanted = None
 
     def _event(self, kind: str, pending: PendingTx, before: Any, after: Any, error: Any = None) -> None:
         """Tell listeners about one of this application's own transactions (``local``,

@@ -129,7 +129,7 @@ class ReplicaStore:
                     delta = decode(bytes(payload), max_size=max(len(payload), DEFAULT_MAX_SIZE))
                     replica, outcome = apply_delta(replica, delta)
                     if not outcome.applied:
-                        raise ValueError(f"the stored deltas skip from t={outcome.replica_t} to t={outcome.delta_t}")
+                        break  # deltas of a later bootstrap whose base was not written: the server resends
             return Restored(replica, queue, self.client_id, int(self._meta("next_seq") or 1))
         except ReplicaStoreError:
             raise
@@ -170,12 +170,20 @@ class ReplicaStore:
     def set_base(self, replica: Replica) -> None:
         """Make the confirmed ``replica`` the base (after a bootstrap, or to compact): the deltas up
         to its ``t`` are dropped."""
-        head, chunk = base_messages(replica)
+        self.write_base(replica.t, *base_messages(replica))
+
+    def write_base(self, t: int, head: bytes, chunk: bytes) -> None:
+        """``set_base`` with the messages already made (``base_messages``, e.g. in a worker thread)."""
         with self._tx():
-            self._db.execute("INSERT OR REPLACE INTO base (id, t, head, datoms) VALUES (1, ?, ?, ?)",
-                             (replica.t, head, chunk))
-            self._db.execute("DELETE FROM delta WHERE t <= ?", (replica.t,))
+            self._db.execute("INSERT OR REPLACE INTO base (id, t, head, datoms) VALUES (1, ?, ?, ?)", (t, head, chunk))
+            self._db.execute("DELETE FROM delta WHERE t <= ?", (t,))
         self.deltas = self._db.execute("SELECT COUNT(*) FROM delta").fetchone()[0]
+
+    def clear_deltas(self) -> None:
+        """Drop every stored delta (a new bootstrap: they extend the old base, not the new one)."""
+        with self._tx():
+            self._db.execute("DELETE FROM delta")
+        self.deltas = 0
 
     def close(self) -> None:
         """Close the file."""

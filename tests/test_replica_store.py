@@ -153,3 +153,29 @@ def test_a_write_the_server_rejects_rolls_back_and_listen_says_why(servers, tmp_
             assert datoms(rep.db, "avet", "person/name", "Zed")[0].e != ann and rep.pending == ()
 
     trio.run(main)
+
+
+def test_deltas_past_a_gap_are_left_for_the_server_to_resend(servers, tmp_path):
+    # a bootstrap replaced the deltas, and the process died before the new base was written: the
+    # store holds the old base and deltas that do not follow it; opening keeps what is contiguous
+    store = tmp_path / "app.replica"
+    server = servers.start()
+
+    async def main() -> None:
+        async with open_replica(server.url, store=store) as rep:
+            await rep.transact([{"person/name": "kept"}])
+            base_t = rep.t
+        rs = ReplicaStore(store)
+        restored = rs.load()
+        assert restored.replica.t == base_t
+        far = restored.replica.t + 5
+        rs._db.execute("INSERT INTO delta (t, payload) SELECT ?, payload FROM delta ORDER BY t DESC LIMIT 1", (far,))
+        rs.close()
+        again = ReplicaStore(store)
+        assert again.load().replica.t == base_t
+        again.close()
+        async with open_replica(server.url, store=store) as rep:
+            r = await rep.transact([{"person/name": "after"}])
+            assert rep.t == r.t and datoms(rep.db, "avet", "person/name", "kept")
+
+    trio.run(main)
