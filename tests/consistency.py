@@ -1,0 +1,158 @@
+"""A list-append workload in Elle's model and a checker of its history.
+
+Clients append unique values to a few lists (``list/key`` -> ``list/item``, cardinality many) through
+their replicas and read lists on their replicas' confirmed database, at the replica's ``t``. The
+history is the operations in each client's order with their outcomes; ``check(history, server_db)``
+holds it against the server's database (with its history) and reports anomalies:
+
+* ``lost`` / ``duplicated``: an acknowledged append is missing, or was added more than once, or at
+  another ``t`` than acknowledged; an append whose outcome was unknown was added at most once;
+* ``gap``: the server's transactions do not have every ``t`` from 1 up;
+* ``stale-read`` (or ``wrong-read``): a replica read at ``t`` differs from the server's list at ``t``;
+* ``non-monotonic``: a client's reads went back in ``t`` or lost values;
+* ``read-your-writes``: a client read a list at a ``t`` at or after its own acknowledged append to it
+  and did not see it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from datsync.core import TX0, as_of, datoms, history
+from datsync.shell import TxOutcomeUnknown
+
+SCHEMA_EDN = """\
+{:list/key  {:db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+ :list/item {:db/valueType :db.type/string :db/cardinality :db.cardinality/many}}
+"""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of one client: an ``append`` (``value``; ``outcome`` ok, unknown or failed, ``t``
+    when ok) or a ``read`` (``values`` seen at the replica's ``t``)."""
+
+    client: int
+    kind: str
+    key: str
+    value: str | None = None
+    outcome: str = "ok"
+    t: int | None = None
+    values: frozenset = frozenset()
+
+
+@dataclass
+class Report:
+    """What the checker looked at and what it found."""
+
+    operations: int = 0
+    appends_ok: int = 0
+    appends_unknown: int = 0
+    reads: int = 0
+    transactions: int = 0
+    anomalies: list[tuple[str, str]] = field(default_factory=list)
+
+
+def list_at(db: Any, key: str) -> frozenset:
+    """The values of list ``key`` in ``db``."""
+    out = set()
+    for d in datoms(db, "avet", "list/key", key):
+        out |= {x.v for x in datoms(db, "eavt", d.e, "list/item")}
+    return frozenset(out)
+
+
+def check(ops: list[Op], server_db: Any) -> Report:
+    """Hold the history ``ops`` (each client's operations in its order) against ``server_db`` (a
+    Datomic-flavored database with its history: the server's, recovered from its store)."""
+    r = Report(operations=len(ops))
+    bad = r.anomalies
+    added: dict[str, list[int]] = defaultdict(list)  # value -> t of every assertion
+    for d in datoms(history(server_db), "aevt", "list/item"):
+        if d.added:
+            added[d.v].append(d.tx - TX0)
+    ts = sorted({d.tx - TX0 for d in datoms(history(server_db), "aevt", "db/txInstant")} - {0})  # 0: built-ins
+    r.transactions = len(ts)
+    if ts != list(range(1, len(ts) + 1)):
+        bad.append(("gap", f"the server's t are not 1..{len(ts)}"))
+    for op in ops:
+        if op.kind != "append":
+            continue
+        seen = added.get(op.value, [])
+        if op.outcome == "ok":
+            r.appends_ok += 1
+            if not seen:
+                bad.append(("lost", f"acknowledged append {op.value} at t={op.t} is not in the server's database"))
+            elif len(seen) > 1 or seen[0] != op.t:
+                bad.append(("duplicated", f"append {op.value} acknowledged at t={op.t}, added at t={seen}"))
+        elif op.outcome == "unknown":
+            r.appends_unknown += 1
+            if len(seen) > 1:
+                bad.append(("duplicated", f"append {op.value} of unknown outcome added at t={seen}"))
+    last: dict[int, tuple[int, dict[str, frozenset]]] = {}
+    acked: dict[tuple[int, str], list[tuple[str, int]]] = defaultdict(list)
+    for op in ops:
+        if op.kind == "append" and op.outcome == "ok":
+            acked[(op.client, op.key)].append((op.value, op.t))
+            continue
+        if op.kind != "read":
+            continue
+        r.reads += 1
+        assert op.t is not None
+        truth = list_at(as_of(server_db, op.t), op.key) if op.t > 0 else frozenset()
+        if op.values != truth:
+            kind = "stale-read" if op.values < truth else "wrong-read"
+            bad.append((kind, f"client {op.client} read {op.key} at t={op.t}: {sorted(op.values)} != {sorted(truth)}"))
+        prev_t, prev = last.get(op.client, (0, {}))
+        if op.t < prev_t or not prev.get(op.key, frozenset()) <= op.values:
+            bad.append(("non-monotonic", f"client {op.client} read {op.key} at t={op.t} after t={prev_t}"))
+        last[op.client] = (max(prev_t, op.t), {**prev, op.key: op.values})
+        for value, t in acked[(op.client, op.key)]:
+            if op.t >= t and value not in op.values:
+                bad.append(("read-your-writes", f"client {op.client} read {op.key} at t={op.t} without its "
+                            f"own {value} (t={t})"))
+    return r
+
+
+async def run_workload(replicas: list[Any], *, ops_per_client: int, keys: int = 4, seed: int = 0,
+                       read_share: float = 0.5, pause: float = 0.01) -> list[Op]:
+    """Each replica a client: random appends and reads (``pause`` seconds apart on average),
+    concurrently; the history in client order."""
+    histories: list[list[Op]] = [[] for _ in replicas]
+
+    async def client(i: int, rep: Any) -> None:
+        rng = random.Random(seed * 1000 + i)
+        out = histories[i]
+        for n in range(ops_per_client):
+            await trio.sleep(rng.random() * 2 * pause)
+            key = f"k{rng.randrange(keys)}"
+            if rng.random() < read_share:
+                db = rep.confirmed_db
+                out.append(Op(i, "read", key, t=rep.t, values=list_at(db, key)))
+                continue
+            value = f"c{i}-{n}"
+            try:
+                res = await rep.transact([{"list/key": key, "list/item": value}])
+                out.append(Op(i, "append", key, value, "ok", res.t))
+            except TxOutcomeUnknown:
+                out.append(Op(i, "append", key, value, "unknown"))
+
+    async with trio.open_nursery() as nursery:
+        for i, rep in enumerate(replicas):
+            nursery.start_soon(client, i, rep)
+    return [op for h in histories for op in h]
+
+
+def summary(r: Report) -> str:
+    """One line: operations checked and anomalies found by kind."""
+    kinds = Counter(k for k, _ in r.anomalies)
+    return (f"{r.operations} operations ({r.appends_ok} appends acknowledged, {r.appends_unknown} unknown, "
+            f"{r.reads} reads) over {r.transactions} transactions: {len(r.anomalies)} anomalies"
+            + (f" {dict(kinds)}" if kinds else ""))
+
+
+__all__ = ["SCHEMA_EDN", "Op", "Report", "check", "list_at", "run_workload", "summary"]
