@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from heapq import merge
 from itertools import repeat
 from typing import Any
 
@@ -42,7 +43,8 @@ class Replica:
     first) applied on ``db`` give ``pending_db`` (None: no pending, the view is ``db``);
     ``resolved`` maps confirmed provisional ids to local ids; ``next_provisional`` is the next free
     provisional id. ``base_t``: the ``t`` the replica was bootstrapped at, where its history
-    starts (None: it keeps no history)."""
+    starts, and ``base_db`` its confirmed database then (renames applied); ``db`` records every
+    assertion and retraction since in its history indexes (None: it keeps no history)."""
 
     db: DB
     t: int
@@ -56,6 +58,7 @@ class Replica:
     resolved: PMap = _EMPTY
     next_provisional: int = PROVISIONAL_BASE
     base_t: int | None = None
+    base_db: DB | None = None
 
     @property
     def view(self) -> DB:
@@ -91,10 +94,12 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     db = replica.db
     server_schema, refs = replica.server_schema, replica.refs
     new_schema = None
-    aliases = replica.aliases
+    aliases, base_db = replica.aliases, replica.base_db
     if delta.schema:
         if delta.schema.renames:
             db = _rename(db, server_schema, delta.schema.renames)
+            if base_db is not None:
+                base_db = _rename(base_db, server_schema, delta.schema.renames)
         server_schema = apply_schema_delta(server_schema, delta.schema)
         aliases = pmap(apply_aliases(aliases, delta.schema, server_schema))
         refs = ref_info(server_schema)
@@ -103,7 +108,7 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     tx = delta.tx
     db = apply_datoms(db, [(e, a, v, tx, added) for e, a, v, added in local], schema=new_schema, max_tx=tx)
     out = Replica(db, delta.t, server_schema, eids, refs, replica.db_id, replica.pending, aliases,
-                  None, replica.resolved, replica.next_provisional, replica.base_t)
+                  None, replica.resolved, replica.next_provisional, replica.base_t, base_db)
     confirmed = None
     if out.pending:
         out, confirmed = confirm(out, delta.origin)
@@ -140,11 +145,8 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
 
 
 def with_history(db: DB) -> DB:
-    """``db`` keeping history from now on: its history indexes start with its current datoms as
-    assertions (at their own tx), and every datom ``apply_datoms`` writes later is recorded."""
-    added = repeat((True,))
-    return db.replace(heavt=SortedIndex.from_sorted(list(map(tuple.__add__, db.eavt, added))),
-                      haevt=SortedIndex.from_sorted(list(map(tuple.__add__, db.aevt, added))))
+    """``db`` recording every datom ``apply_datoms`` writes from now on in (empty) history indexes."""
+    return db.replace(heavt=SortedIndex.from_sorted([]), haevt=SortedIndex.from_sorted([]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,9 +157,15 @@ BEFORE_HISTORY = "sync/before-history"
 
 
 def _history_db(replica: Replica) -> DB:
-    if replica.base_t is None or replica.db.heavt is None:
+    """The confirmed database with its whole history: the datoms current at bootstrap as assertions
+    (at their own tx), then every event since (built on demand: a bootstrap pays nothing for it)."""
+    db, base = replica.db, replica.base_db
+    if base is None or db.heavt is None:
         raise SyncError("sync/no-history", "This replica keeps no history (built with history=False)", {})
-    return replica.db
+    added = repeat((True,))
+    heavt = SortedIndex.from_sorted(list(merge(map(tuple.__add__, base.eavt, added), db.heavt)))
+    haevt = SortedIndex.from_sorted(list(merge(map(tuple.__add__, base.aevt, added), db.haevt)))
+    return db.replace(heavt=heavt, haevt=haevt)
 
 
 def replica_as_of(replica: Replica, t: Any) -> DB:

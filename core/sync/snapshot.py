@@ -199,7 +199,7 @@ def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: 
     if history:
         db = with_history(db)
     return Replica(db, head.t, server_schema, eids, refs, head.db_id, aliases=pmap(aliases),
-                   base_t=head.t if history else None)
+                   base_t=head.t if history else None, base_db=db if history else None)
 
 
 def replica_of(db: DB, eids: EidMap | None = None, *, db_id: str | None = None, history: bool = True) -> Replica:
