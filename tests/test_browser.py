@@ -170,3 +170,19 @@ def test_the_browser_benchmark_runs(capsys):
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert {"bootstrap", "latency"} <= set(rows), out
     assert "people" in rows["bootstrap"] and "10 transactions" in rows["latency"], out
+
+
+def test_the_demo_under_its_policy_needs_a_token(browser, servers):
+    server = servers.start("todo.sqlite", "--schema", str(TODO / "schema.edn"), "--static", str(TODO),
+                           "--tokens", str(TODO / "tokens.edn"), "--policy", str(TODO / "policy.edn"), schema=False)
+    page = open_page(browser, server.http + "?token=alice-token")
+    add_todo(page, "alice's todo")
+    page.wait_for_selector('[data-testid="todos"] li:not(.unconfirmed):has-text("alice\'s todo")', timeout=5000)
+    with connect(server.url, token="bob-token", **FAST_RECONNECT) as bob:
+        wait_until(lambda: "alice's todo" in (q(TITLES, bob.db) or []), timeout=5.0)
+    # a page without a token (loopback) holds no user's share: no lists, no todos
+    anonymous = open_page(browser, server.http + "?store=anonymous")
+    assert anonymous.evaluate("window.replica.t") >= 2
+    assert titles(anonymous) == []
+    refused = anonymous.evaluate("window.replica.transact([{'list/name': 'mine'}]).then(() => null, (e) => e.code)")
+    assert refused == "sync.error/forbidden"
