@@ -64,6 +64,7 @@ from datsync.core.sync import (
 from datsync.core.sync.client import BOOTSTRAPPING, LIVE, Queued
 from datsync.core.sync.pending import find_pending
 from datsync.core.sync.pending import resolve as resolve_id
+from datsync.core.sync.replica import replica_as_of, replica_history, replica_since
 from datsync.core.sync.snapshot import SnapshotChunk
 
 from .changes import ChangeSignal
@@ -253,6 +254,7 @@ class ReplicaConnection:
         client_id: str | None = None,
         exactly_once: bool = True,
         store: str | Path | None = None,
+        keep_history: bool = True,
         ca: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         scopes: Sequence[tuple[str, Sequence[Any]]] | None = None,
@@ -268,6 +270,7 @@ class ReplicaConnection:
         self.on_progress = on_progress
         self.ssl_context = ssl_context or (ssl.create_default_context(cafile=ca) if ca is not None else None)
         eids = EidMap.identity() if id_cap is None else EidMap.capped(id_cap)
+        self.keep_history = keep_history
         self.store: ReplicaStore | None = None
         restored = None
         if store is not None:
@@ -407,6 +410,26 @@ class ReplicaConnection:
     def pending(self) -> tuple[PendingTx, ...]:
         """The submitted transactions not answered yet, oldest first."""
         return tuple(p for q in self.session.queue if (p := self._pending.get(q.req)) is not None)
+
+    def as_of(self, t: Any) -> Any:
+        """The confirmed database as it was right after ``t`` (a basis ``t``, a tx id or a datetime),
+        over what this replica saw: from its bootstrap on (``SyncError`` ``sync/before-history``
+        before that). A persisted replica keeps that history across restarts."""
+        return replica_as_of(self._require_replica(), t)
+
+    def since(self, t: Any) -> Any:
+        """The confirmed datoms added after ``t`` (Datomic's ``since``)."""
+        return replica_since(self._require_replica(), t)
+
+    def history(self) -> Any:
+        """Every assertion and retraction this replica saw (Datomic's ``history``)."""
+        return replica_history(self._require_replica())
+
+    def _require_replica(self) -> Any:
+        r = self.session.replica
+        if r is None:
+            raise ReplicaConnectionError("the replica has no data yet (it has not bootstrapped)", "sync/no-replica")
+        return r
 
     def resolve(self, eid: Any) -> Any:
         """The entity id ``eid`` stands for now: a provisional id (a ``PendingTx``'s tempids) maps to
@@ -689,7 +712,7 @@ class ReplicaConnection:
             store.settle(data["seq"])
         elif kind == "delta":
             store.add_delta(data["delta"])
-            if store.deltas >= COMPACT_EVERY:
+            if not self.keep_history and store.deltas >= COMPACT_EVERY:
                 self._write_base_soon(data["replica"])
         elif kind == "synced":
             store.clear_deltas()
@@ -1009,6 +1032,21 @@ class Replica:
     def resolve(self, eid: Any) -> Any:
         """``ReplicaConnection.resolve``."""
         return self._rep.resolve(eid) if self._rep is not None else eid
+
+    def as_of(self, t: Any) -> Any:
+        """``ReplicaConnection.as_of``."""
+        assert self._rep is not None
+        return self._rep.as_of(t)
+
+    def since(self, t: Any) -> Any:
+        """``ReplicaConnection.since``."""
+        assert self._rep is not None
+        return self._rep.since(t)
+
+    def history(self) -> Any:
+        """``ReplicaConnection.history``."""
+        assert self._rep is not None
+        return self._rep.history()
 
     def wait_for_t(self, t: int, *, timeout: float | None = None) -> None:
         """Block until the replica reflects ``t`` (``TimeoutError`` after ``timeout`` seconds)."""

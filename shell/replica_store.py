@@ -9,9 +9,10 @@ client's), ``queue`` (the submissions, oldest first: request id, ``seq``, tx dat
 Opening is a bulk build of the base plus the deltas after it (no server involved), so a restarted
 process reads its data and its pending writes at once. Every write is one SQLite transaction: a
 queued submission is on disk before it is sent; a delta of this client's own submission and the
-removal of that submission from the queue commit together. ``compact`` folds the deltas into a new
-base. A file that is not a replica store (or is corrupt) raises ``ReplicaStoreError``; the queued
-writes of a damaged file can still be read with ``export_pending``.
+removal of that submission from the queue commit together. The deltas since the base are the
+replica's history (time travel after a restart); a replica that does not keep it folds them into a
+new base every ``COMPACT_EVERY``. A file that is not a replica store (or is corrupt) raises
+``ReplicaStoreError``; the queued writes of a damaged file can still be read with ``export_pending``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datsync.core.sync.snapshot import SnapshotBegin, SnapshotChunk, replica_fro
 FORMAT = "datsync-replica"
 VERSION = "1"
 COMPACT_EVERY = 1000
-"""Deltas kept after the base before ``compact`` is due."""
+"""Deltas kept after the base before a compaction is due (replicas that do not keep their history)."""
 
 
 class ReplicaStoreError(Exception):

@@ -179,3 +179,24 @@ def test_deltas_past_a_gap_are_left_for_the_server_to_resend(servers, tmp_path):
             assert rep.t == r.t and datoms(rep.db, "avet", "person/name", "kept")
 
     trio.run(main)
+
+
+def test_time_travel_over_what_a_persisted_replica_saw_survives_a_restart(servers, tmp_path):
+    store = tmp_path / "app.replica"
+    server = servers.start()
+
+    async def main() -> None:
+        async with open_replica(server.url, store=store) as rep:
+            ann = (await rep.transact([{"db/id": "a", "person/name": "Ann", "person/n": 1}])).tempids["a"]
+            t1 = rep.t
+            await rep.transact([["db/add", ann, "person/n", 2]])
+            await rep.transact([["db/add", ann, "person/n", 3]])
+        assert await trio.to_thread.run_sync(server.stop) == 0
+        async with open_replica(server.url, store=store, **FAST_RECONNECT) as rep:   # offline, from disk
+            assert datoms(rep.as_of(t1), "eavt", ann, "person/n")[0].v == 1
+            assert datoms(rep.as_of(t1 + 1), "eavt", ann, "person/n")[0].v == 2
+            assert [d.v for d in datoms(rep.since(t1 + 1), "eavt", ann, "person/n")] == [3]
+            assert sorted((d.v, d.added) for d in datoms(rep.history(), "eavt", ann, "person/n")) == [
+                (1, False), (1, True), (2, False), (2, True), (3, True)]
+
+    trio.run(main)
