@@ -14,7 +14,8 @@ it gets ``sync/submission-expired``).
 Listeners get ``(report, delta, payload)`` on bounded channels (Datomic's tx-report-queue): a
 listener that does not keep up is dropped and told so, it never stalls the writer.
 
-On a store several processes share (PostgreSQL), another process may commit first: the append is
+On a store several processes share (PostgreSQL), writers of all processes take turns
+(``Store.lock_writers``); another process may have committed before this one's turn: the append is
 conditional on the log ending at this value's ``t``, and when it does not, the connection applies
 the entries it missed (``core.sync.server_db_with``) and transacts the batch again on the new value.
 ``follow`` applies other processes' commits as they are announced, so listeners see every
@@ -268,11 +269,38 @@ class Connection:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        shared = self.store.shared
         async with self._db_lock:
-            while not await self._try_commit(batch):
-                pass  # another process committed first; its entries are applied: transact again
+            try:
+                if shared:  # writers of all processes take turns: read what others did, transact, append
+                    await self._store_call(self.store.lock_writers)
+            except StoreError as e:
+                self._fail(batch, e)
+            else:
+                try:
+                    while not await self._try_commit(batch):
+                        pass  # another process committed first; its entries are applied: transact again
+                finally:
+                    if shared:
+                        with trio.CancelScope(shield=True):
+                            await self._store_call(self.store.unlock_writers)
         for p in batch:
             p.done.set()
+
+    async def _store_call(self, fn: Callable[[], Any]) -> Any:
+        async with self._store_lock:
+            return await trio.to_thread.run_sync(fn)
+
+    def _fail(self, batch: list[_Pending], e: Exception) -> None:
+        """The store could not commit ``batch``: every transaction in it gets the store's error code,
+        except answers recalled from earlier, durable commits."""
+        code = e.code if isinstance(e, StoreError) and e.code.startswith("db.error/") else "db.error/storage"
+        message = e.message if isinstance(e, StoreError) else f"The store could not commit: {e}"
+        log.error("store append failed; %d transactions not committed: %s", len(batch), message)
+        for p in batch:
+            durable = p.duplicate and recall(self.submissions, *p.submission) is not None  # type: ignore[misc]
+            if p.error is None and not durable:
+                p.error, p.answer = TxError(code, message, {}), None
 
     async def _try_commit(self, batch: list[_Pending]) -> bool:
         """Transact ``batch`` on the current value and append it; False when the log had moved on
@@ -332,13 +360,7 @@ class Connection:
             await self._apply_missed(conflict.entries)
             return False
         except Exception as e:
-            code = e.code if isinstance(e, StoreError) and e.code.startswith("db.error/") else "db.error/storage"
-            message = e.message if isinstance(e, StoreError) else f"The store could not commit: {e}"
-            log.error("store append failed; %d transactions not committed: %s", len(done), message)
-            for p in batch:  # only answers recalled from earlier, durable commits stand
-                durable = p.duplicate and recall(self.submissions, *p.submission) is not None  # type: ignore[misc]
-                if p.error is None and not durable:
-                    p.error, p.answer = TxError(code, message, {}), None
+            self._fail(batch, e)
             return True
         self.db = db
         self.submissions = subs

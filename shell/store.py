@@ -86,6 +86,16 @@ class Store(ABC):
         otherwise nothing is written and ``StoreConflict`` carries the entries after ``after_t``."""
 
     @abstractmethod
+    def lock_writers(self) -> None:
+        """Wait until this process is the only writer of a shared store (until ``unlock_writers``),
+        so that after reading what others committed its append cannot be overtaken again. Nothing
+        to do where one process is the only writer."""
+
+    @abstractmethod
+    def unlock_writers(self) -> None:
+        """Let the other processes' writers go on (see ``lock_writers``)."""
+
+    @abstractmethod
     def read_submissions(self, after_t: int = 0) -> tuple[list[tuple[str, int, int, dict]], dict[str, int]]:
         """The remembered submissions ``(client, seq, t, tempids)`` committed after ``after_t``, and
         every client's floor."""

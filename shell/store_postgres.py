@@ -1,7 +1,8 @@
 """The shared durable store: the transaction log and checkpoints in a PostgreSQL database.
 
-Several server processes may serve one PostgreSQL store. Writers serialise on a row lock on the
-log's head row: an append locks it, checks that the log still ends where the writer's value does
+Several server processes may serve one PostgreSQL store. Writers of all processes take turns on a
+session advisory lock (``lock_writers``: first come first served, so no process starves) and each
+append also locks the log's head row: it checks that the log still ends where the writer's value does
 (else it reports the entries it missed, ``StoreConflict``: the connection applies them and
 transacts again), inserts its entries, moves the head and commits. ``t`` therefore stays serial and
 gap-free whichever process commits, and a process that dies mid-transaction leaves nothing behind
@@ -176,6 +177,17 @@ class PostgresStore(Store):
                 phase.append("commit")
 
         self._run(write, writing=True)
+
+    def lock_writers(self) -> None:
+        # a session lock (FIFO among waiting processes): released by unlock, or by PostgreSQL when
+        # this connection or process dies
+        self._run(lambda conn, _: conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._db_id,)),
+                  writing=False)
+
+    def unlock_writers(self) -> None:
+        with contextlib.suppress(StoreError):  # a lost connection released it already
+            self._run(lambda conn, _: conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._db_id,)),
+                      writing=False)
 
     def last_t(self) -> int:
         return self._run(lambda conn, _: conn.execute("SELECT t FROM datsync_head WHERE id = 1").fetchone()[0],

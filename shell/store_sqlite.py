@@ -105,6 +105,12 @@ class SqliteStore(Store):
             _rollback(db)
             raise
 
+    def lock_writers(self) -> None:
+        pass  # one server process per file (its STORE.lock): it is the only writer
+
+    def unlock_writers(self) -> None:
+        pass
+
     def last_t(self) -> int:
         row = self._db.execute("SELECT MAX(t) FROM log").fetchone()
         return row[0] or 0
