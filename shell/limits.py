@@ -19,18 +19,23 @@ RATE = "limit/rate"
 """A session sent messages faster than ``max_message_rate`` (beyond its burst): closed (1008)."""
 IDLE = "limit/idle"
 """A session sent no message but pings and pongs for ``idle_timeout`` seconds: closed (1001)."""
+DEFAULT_SEND_TIMEOUT = 30.0
+"""Seconds a client may leave the server's bytes unread (its socket takes none while some wait)
+before it is cut off as not reading (1013 ``server/too-slow``)."""
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one client may hold or send. ``idle_timeout`` None: no idle limit (a replica on a quiet
-    database legitimately sends nothing but pongs)."""
+    database legitimately sends nothing but pongs). ``send_timeout``: how long the client's socket may
+    take none of the bytes waiting for it before the client is cut off as not reading."""
 
     max_connections: int = 1024
     max_connections_per_address: int = 256
     max_message_rate: float = 2000.0
     message_burst: int = 4000
     idle_timeout: float | None = None
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
 
     def as_dict(self) -> dict:
         """The limits as plain data (for ``/health``)."""

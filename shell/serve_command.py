@@ -102,6 +102,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     lim.add_argument("--idle-timeout", type=float, default=None, metavar="S",
                      help="close a session that sends nothing but pings and pongs for S seconds (1001 limit/idle; "
                           "default: never, a replica of a quiet database is idle)")
+    lim.add_argument("--send-timeout", type=float, default=30.0, metavar="S",
+                     help="cut off a client whose socket takes none of the bytes waiting for it for S seconds "
+                          "(1013 server/too-slow; default 30): a client that keeps reading is never cut off")
     lim.add_argument("--handshake-timeout", type=float, default=None, metavar="S",
                      help="longest wait for a connection's request and hello (default 10, or the heartbeat "
                           "timeout if shorter)")
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if min(args.max_connections, args.max_connections_per_address, args.max_pending_tx) < 1 \
             or args.max_message_rate <= 0 or (args.message_burst is not None and args.message_burst < 1) \
-            or (args.idle_timeout is not None and args.idle_timeout <= 0) \
+            or (args.idle_timeout is not None and args.idle_timeout <= 0) or args.send_timeout <= 0 \
             or (args.handshake_timeout is not None and args.handshake_timeout <= 0):
         print("datsync serve: limits must be positive", file=sys.stderr)
         return 2
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     )
     limits = Limits(
         max_connections=args.max_connections, max_connections_per_address=args.max_connections_per_address,
-        max_message_rate=args.max_message_rate, idle_timeout=args.idle_timeout,
+        max_message_rate=args.max_message_rate, idle_timeout=args.idle_timeout, send_timeout=args.send_timeout,
         message_burst=args.message_burst or max(1, int(2 * args.max_message_rate)),
     )
     return run_server(

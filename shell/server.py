@@ -10,17 +10,23 @@ One nursery owns everything::
       connections nursery                one task group per TCP connection:
         HTTP head sniffing               GET /health, GET /status, or a WebSocket upgrade
         session reader                   bytes -> receive() -> server_step
-        session writer                   a bounded outbound channel drained to the socket
+        session writer                   the outbound queue drained to the socket (frames written
+                                         directly: a shared delta is framed once for everyone)
+        send watch                       cuts off a client whose socket takes no bytes for a while
         session timer                    SetTimer -> Timer
         log reads                        RequestLogRead -> LogRead (memory, else the store in a thread)
       transactions                       RequestTransact -> conn.transact -> TxAccepted / TxFailed
       checkpoints, signals
 
 The sessions bound their own buffers (queue + window) and resync a client that falls too far behind;
-the shell adds the last bounds: an outbound channel per connection (a client that lets it fill is
-closed: it is not reading) and a close after repeated resyncs without an ``ack``. Every effect is
-carried out without awaiting anything but its own connection, so a slow or broken client never
-stalls the others.
+the shell adds the last bounds: an outbound queue per connection that is drained to the socket,
+several messages to one write when they wait; while it holds more than its high-water mark the
+session reads no further messages from that client (so answers and pongs, which the client causes,
+stay bounded); a client whose socket takes no bytes for ``Limits.send_timeout`` while some wait is
+not reading and is cut off (1013), as is one resynced repeatedly without an ``ack``. "Not reading"
+is what the socket says, never how long the queue is: a client that keeps reading, however loaded,
+is never cut off. Every effect is carried out without awaiting anything but its own connection, so
+a slow or broken client never stalls the others.
 
 Entry points: ``serve(...)`` (async; ``task_status.started(server)`` gives the running
 ``SyncServer``), ``run_server(...)`` (blocking, for the CLI: logs, exit codes) and
@@ -39,9 +45,11 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import ssl
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +60,7 @@ from typing import Any
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed
+from wsproto.connection import ConnectionState
 
 from datsync.core import Keyword, TxError, transact
 from datsync.core.history import basis_t
@@ -106,6 +115,12 @@ log = logging.getLogger("datsync.server")
 DEFAULT_PORT = 8765
 MAX_HTTP_HEAD = 16 << 10
 MAX_RESYNCS_WITHOUT_ACK = 3
+SEND_SLICE = 64 << 10
+"""Bytes handed to the socket at a time: each slice taken is progress (the client is reading)."""
+COALESCE_BYTES = 256 << 10
+"""Messages waiting for one client go out in one write up to this many bytes."""
+FRAME_CACHE = 256
+"""Recent shared deltas whose WebSocket frame is kept, so each is framed once for every session."""
 """A session resynced this many times in a row without the client acknowledging anything is closed:
 the client is not reading."""
 
@@ -355,6 +370,13 @@ class _Prefixed(trio.abc.Stream):
     def __init__(self, stream: trio.abc.Stream, prefix: bytes):
         self.stream = stream
         self._prefix = prefix
+        self.sending_since: float | None = None
+        """While a write is under way: when it began or last got a slice through (the peer read)."""
+
+    def unread_for(self, now: float) -> float:
+        """Seconds the peer has left a write waiting without taking any of it (0 when none waits)."""
+        since = self.sending_since
+        return 0.0 if since is None else now - since
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -365,7 +387,18 @@ class _Prefixed(trio.abc.Stream):
         return await self.stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+        n = len(data)
+        self.sending_since = trio.current_time()
+        try:
+            if n <= SEND_SLICE:
+                await self.stream.send_all(data)
+                return
+            view = memoryview(data)
+            for i in range(0, n, SEND_SLICE):
+                await self.stream.send_all(view[i:i + SEND_SLICE])
+                self.sending_since = trio.current_time()
+        finally:
+            self.sending_since = None
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
@@ -468,18 +501,55 @@ class _Stream:
         self.messages = messages
 
 
+def ws_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked binary WebSocket frame (RFC 6455 5.2), what a server sends: the same
+    bytes for every connection, so a shared delta is framed once and written to every socket."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x82, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, n) + payload
+    return struct.pack("!BBQ", 0x82, 127, n) + payload
+
+
+def _frames_directly(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether frames may be written to ``ws``'s stream as they are: no extension (compression)
+    was negotiated, so a data frame is the payload behind a header."""
+    proto = getattr(getattr(ws, "_wsproto", None), "_proto", None)
+    return (proto is not None and not proto.extensions and hasattr(ws, "_stream_lock")
+            and hasattr(ws, "_stream"))
+
+
+async def _send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
+    """Write ready-made frames to ``ws``'s stream, under its lock (its own pongs and close go the same
+    way); ``ConnectionClosed`` once the connection is closing or gone, like ``send_message``."""
+    async with ws._stream_lock:
+        if ws.closed is not None or ws._wsproto.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(ws.closed)
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            raise ConnectionClosed(ws.closed) from None
+
+
 class _Session:
     """One WebSocket connection: its ``ServerSession`` value and the tasks carrying out its effects."""
 
-    def __init__(self, server: SyncServer, ws: trio_websocket.WebSocketConnection, peer: tuple[str, int], sid: int):
+    def __init__(self, server: SyncServer, ws: trio_websocket.WebSocketConnection, peer: tuple[str, int], sid: int,
+                 stream: _Prefixed | None = None):
         cfg = server.config
         self.server = server
         self.ws = ws
+        self.stream = stream
         self.peer = peer
         self.id = sid
         self.state = new_server_session(cfg, server.fed_t)
         self.capacity = cfg.window + cfg.max_pending_tx + cfg.max_errors + 64
-        self.out_send, self.out_recv = trio.open_memory_channel[Any](self.capacity)
+        """High-water mark of the outbound queue: above it no further message is read from the client."""
+        self.out_send, self.out_recv = trio.open_memory_channel[Any](math.inf)
+        self.out_bytes = 0
+        self._drained: trio.Event | None = None
         self.timer = SessionTimer()
         self._events: collections.deque = collections.deque()
         self._busy = False
@@ -510,6 +580,8 @@ class _Session:
             "id": self.id, "peer": self.peer_str, "phase": s.phase, "t": s.cursor_t, "acked_t": s.acked_t,
             "queued": len(s.queue), "inflight": len(s.inflight), "buffered_bytes": s.queue_bytes + s.inflight_bytes,
             "outbound": self.out_send.statistics().current_buffer_used, "outbound_capacity": self.capacity,
+            "outbound_bytes": self.out_bytes,
+            "unread_s": round(self.stream.unread_for(trio.current_time()), 3) if self.stream is not None else 0.0,
             "pending_tx": len(s.pending_tx), "messages_in": self.messages_in, "messages_out": self.messages_out,
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
             "connected_s": round(time.time() - self.opened_at, 3),
@@ -610,11 +682,14 @@ class _Session:
         cfg = replace(st.config, delta_filter=Access.delta_filter(self.share))
         self.state = evolve(st, config=cfg, hello=evolve(st.hello, t=None) if st.hello is not None else None)
 
+    def _enqueue(self, item: Any) -> None:
+        self.out_send.send_nowait(item)
+        if type(item) is bytes:
+            self.out_bytes += len(item)
+
     def _push(self, item: Any) -> None:
         try:
-            self.out_send.send_nowait(item)
-        except trio.WouldBlock:
-            self.abort(TOO_SLOW, f"outbound queue full ({self.capacity} messages): the client is not reading")
+            self._enqueue(item)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self.abort("normal", "connection closed")
 
@@ -653,7 +728,7 @@ class _Session:
         why = "the server is shutting down"
         self.state, _ = server_step(self.state, Closed(why))
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.out_send.send_nowait(encode(Error(SHUTDOWN, why)))
+            self._enqueue(encode(Error(SHUTDOWN, why)))
         self._close(SHUTDOWN, why)
 
     def limit_close(self, code: str, why: str) -> None:
@@ -666,7 +741,7 @@ class _Session:
                               code=code, why=why)
         self.state, _ = server_step(self.state, Closed(why))
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.out_send.send_nowait(encode(Error(code, why)))
+            self._enqueue(encode(Error(code, why)))
         self._close(code, why)
 
     def abort(self, code: str, why: str) -> None:
@@ -696,6 +771,8 @@ class _Session:
             nursery.start_soon(self.timer.run, lambda now: self.feed(Timer(now)))
             if self.server.limits.idle_timeout is not None:
                 nursery.start_soon(self._idle_watch, self.server.limits.idle_timeout)
+            if self.stream is not None:
+                nursery.start_soon(self._send_watch, self.stream, self.server.limits.send_timeout)
             self.feed(Opened(trio.current_time()))
 
     async def _idle_watch(self, idle: float) -> None:
@@ -705,9 +782,29 @@ class _Session:
                 self.limit_close(IDLE, f"no message but pings and pongs for {idle:g} s")
                 return
 
+    async def _send_watch(self, stream: _Prefixed, timeout: float) -> None:
+        """Cut off the client once its socket has taken none of the bytes waiting for it for ``timeout``
+        seconds: that, not the length of its queue, is what "not reading" means."""
+        while True:
+            await trio.sleep(timeout / 4)
+            unread = stream.unread_for(trio.current_time())
+            if unread >= timeout:
+                waiting = self.out_send.statistics().current_buffer_used
+                self.close_slow(f"its socket took nothing for {unread:.0f} s, {waiting} messages "
+                                f"({self.out_bytes} bytes) waiting: the client is not reading")
+                return
+
+    async def _backpressure(self) -> None:
+        """While the outbound queue is above its high-water mark, read nothing more from the client
+        (what it sends makes answers): resume once the writer brought it down to half."""
+        while not self.closed and self.out_send.statistics().current_buffer_used >= self.capacity:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
     async def _reader(self) -> None:
         max_size = self.server.max_message_size
         while True:
+            await self._backpressure()
             try:
                 data = await self.ws.get_message()
             except ConnectionClosed as e:
@@ -749,18 +846,45 @@ class _Session:
 
     async def _writer(self) -> None:
         ws = self.ws
+        recv = self.out_recv
+        direct = _frames_directly(ws)
+        frames = self.server.frames
+        held: Any = None
         try:
-            async for item in self.out_recv:
+            while True:
+                item = held if held is not None else await recv.receive()
+                held = None
                 if type(item) is bytes:
-                    await ws.send_message(item)
-                    self.messages_out += 1
-                    self.bytes_out += len(item)
+                    if not direct:
+                        self._taken(1, len(item))
+                        await ws.send_message(item)
+                        continue
+                    # everything waiting goes out in one write (up to COALESCE_BYTES), each shared
+                    # delta in the frame made once for every session
+                    out, n, count = [], 0, 0
+                    while True:
+                        cached = frames.get(id(item))
+                        out.append(cached[1] if cached is not None and cached[0] is item else ws_frame(item))
+                        n += len(item)
+                        count += 1
+                        if n >= COALESCE_BYTES:
+                            break
+                        try:
+                            item = recv.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                        if type(item) is not bytes:
+                            held = item
+                            break
+                    self._taken(count, n)
+                    await _send_frames(ws, out[0] if count == 1 else b"".join(out))
                 elif type(item) is _Stream:
                     it = iter(item.messages)
                     while True:
                         data = await trio.to_thread.run_sync(next, it, None)
                         if data is None:
                             break
+                        self._taken(0, 0)
                         await ws.send_message(data)
                         self.messages_out += 1
                         self.bytes_out += len(data)
@@ -776,6 +900,17 @@ class _Session:
                 self.closed = True
                 self.close_code, self.close_reason = "peer", "connection lost while sending"
             self._cancel()
+
+    def _taken(self, count: int, nbytes: int) -> None:
+        """The writer took ``count`` messages (``nbytes``) off the outbound queue: count them, and let
+        the reader go on once the queue is down to half its high-water mark."""
+        self.out_bytes -= nbytes
+        self.messages_out += count
+        self.bytes_out += nbytes
+        drained = self._drained
+        if drained is not None and self.out_send.statistics().current_buffer_used <= self.capacity // 2:
+            self._drained = None
+            drained.set()
 
     async def _authorize_when_caught_up(self, principal: Any, t: int) -> None:
         """A replica coming from another process of a shared store may be ahead of this one for a
@@ -856,6 +991,9 @@ class SyncServer:
         self.stopped = trio.Event()
         self._ids = itertools.count(1)
         self._recent: collections.deque[tuple[Delta, bytes]] = collections.deque(maxlen=config.max_buffered + 64)
+        self.frames: dict[int, tuple[bytes, bytes]] = {}
+        """Recent shared deltas' WebSocket frames, by the payload's identity (``_frame_once``)."""
+        self._frame_order: collections.deque[bytes] = collections.deque()
         self._inflight_tx = 0
         self._changes = ChangeSignal()
         self._checkpoint_t = 0
@@ -1069,6 +1207,8 @@ class SyncServer:
         self.fed_t = d.t
         if self.access is not None and self.access.policy is not None:
             self._route(d, report)
+        if len(self.sessions) > 1:
+            self._frame_once(payload)
         event = TxCommitted(d, payload)
         for s in list(self.sessions.values()):
             s.feed(event)
@@ -1087,6 +1227,14 @@ class SyncServer:
             if any(s.share is x for x in lost):
                 log.info("session view lost; closing it to bootstrap again", extra={"session": s.id, "t": d.t})
                 s.abort("policy/resync", "the view cannot follow this commit: reconnect")
+
+    def _frame_once(self, payload: bytes) -> None:
+        """Frame a delta every session may get once; session writers find it by identity."""
+        frames, order = self.frames, self._frame_order
+        if len(order) >= FRAME_CACHE:
+            frames.pop(id(order.popleft()), None)
+        frames[id(payload)] = (payload, ws_frame(payload))
+        order.append(payload)
 
     # -- effects that need the store or the writer -----------------------------------------------
 
@@ -1288,7 +1436,7 @@ class SyncServer:
                 nursery.cancel_scope.cancel()
                 return
             ws = await request.accept()
-            session = _Session(self, ws, peer, next(self._ids))
+            session = _Session(self, ws, peer, next(self._ids), stream)
             self.sessions[session.id] = session
             self.counters["sessions"] += 1
             log.info("session opened", extra={"session": session.id, "peer": session.peer_str})

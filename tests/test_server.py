@@ -3,6 +3,7 @@ store lock, schema install, graceful shutdown, and no acknowledged transaction l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -188,6 +189,80 @@ def test_a_client_that_stops_reading_is_cut_off_and_others_keep_their_speed(serv
     latencies.sort()
     assert latencies[-1] < 1.0 and latencies[len(latencies) // 2] < 0.05, (latencies[len(latencies) // 2],
                                                                           latencies[-1])
+
+
+BIG = "x" * 200_000
+"""A value that makes each delta 200 KB: forty of them are more than the sockets between the server
+and a client with a small receive buffer can hold, so the server's writes wait on the client."""
+
+
+@contextlib.asynccontextmanager
+async def narrow_socket(url: str):
+    """A raw WebSocket to ``url`` whose TCP receive buffer is small: what the client does not read
+    soon stays in the server's queue, not in the kernel."""
+    stream = await trio.open_tcp_stream("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+    async with trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(nursery, stream, "127.0.0.1", "/")
+        try:
+            yield ws
+        finally:
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def test_a_client_that_keeps_reading_slowly_is_never_cut_off(servers):
+    # It pipelines far more submissions than its outbound queue's high-water mark, behind 8 MB of
+    # deltas it reads slowly: the server stops reading from it instead of cutting it off.
+    server = servers.start("db.sqlite", "--send-timeout", "2")
+    n_big, n_small = 40, 400
+    answers: dict[int, str] = {}
+
+    async def main() -> None:
+        async with narrow_socket(server.url) as ws:
+            await bootstrap_raw(ws)
+
+            async def submit() -> None:
+                for i in range(n_big):
+                    await ws.send_message(msg("submit", req=i, tx=[{"person/name": f"{i}{BIG}", "person/n": i}]))
+                for i in range(n_big, n_big + n_small):
+                    await ws.send_message(msg("submit", req=i, tx=[{"person/name": f"s{i}", "person/n": i}]))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit)
+                with trio.fail_after(120):
+                    while len(answers) < n_big + n_small:
+                        m = json.loads(await ws.get_message())
+                        if m["type"] in ("tx-ok", "tx-rejected"):
+                            answers[m["req"]] = m["type"] if m["type"] == "tx-ok" else m["code"]
+                        await trio.sleep(0.002)  # a busy client: it reads, but not fast
+            assert ws.closed is None
+            await ws.send_message(msg("ping", n=1))
+            assert (await expect(ws, "pong"))["n"] == 1
+
+    trio.run(main)
+    assert [answers[i] for i in range(n_big)] == ["tx-ok"] * n_big
+    assert set(answers.values()) <= {"tx-ok", "sync/overloaded"}
+    h = server.health()
+    assert h["counters"].get("closed_slow", 0) == 0 and "not reading" not in server.log_text()
+
+
+def test_a_client_whose_socket_takes_nothing_is_cut_off(servers):
+    server = servers.start("db.sqlite", "--send-timeout", "1")
+
+    async def main() -> None:
+        async with narrow_socket(server.url) as stalled:
+            await bootstrap_raw(stalled)  # ...and never reads again
+            async with open_replica(server.url) as writer:
+                for i in range(40):
+                    await writer.transact([{"person/name": f"{i}{BIG}", "person/n": i}])
+                await trio.to_thread.run_sync(wait_until, lambda: server.health()["counters"]["closed_slow"] == 1)
+                assert writer.connected and writer.stats.resyncs == 0
+
+    trio.run(main)
+    h = server.health()
+    assert h["counters"].get("resyncs", 0) == 0 and h["counters"]["closed_slow"] == 1
+    assert "its socket took nothing for" in server.log_text()
 
 
 def test_a_silent_peer_is_timed_out(servers):
