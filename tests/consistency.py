@@ -119,9 +119,10 @@ def check(ops: list[Op], server_db: Any) -> Report:
 
 
 async def run_workload(replicas: list[Any], *, ops_per_client: int, keys: int = 4, seed: int = 0,
-                       read_share: float = 0.5, pause: float = 0.01) -> list[Op]:
+                       read_share: float = 0.5, pause: float = 0.01, tag: str = "") -> list[Op]:
     """Each replica a client: random appends and reads (``pause`` seconds apart on average),
-    concurrently; the history in client order."""
+    concurrently; the history in client order. Appended values are ``{tag}c{client}-{n}``: give each
+    run over the same database its own ``tag``."""
     histories: list[list[Op]] = [[] for _ in replicas]
 
     async def client(i: int, rep: Any) -> None:
@@ -134,7 +135,7 @@ async def run_workload(replicas: list[Any], *, ops_per_client: int, keys: int = 
                 db = rep.confirmed_db
                 out.append(Op(i, "read", key, t=rep.t, values=list_at(db, key)))
                 continue
-            value = f"c{i}-{n}"
+            value = f"{tag}c{i}-{n}"
             try:
                 res = await rep.transact([{"list/key": key, "list/item": value}])
                 out.append(Op(i, "append", key, value, "ok", res.t))
