@@ -92,13 +92,17 @@ def _match(p: Pattern, d: TxDatom) -> dict | None:
     return b
 
 
-def _bindings(c: Any, changed: list[TxDatom], deltas: Mapping[str, set]) -> list[dict]:
-    """Bindings of ``c``'s variables under which ``c`` may have changed truth."""
+def _bindings(c: Any, changed: list[TxDatom], deltas: Mapping[str, set],
+              certain: Mapping[str, set] | None = None) -> list[tuple[dict, bool]]:
+    """Bindings of ``c``'s variables under which ``c`` may have changed truth, each with whether ``c``
+    certainly holds under it after the transaction (an asserted datom matched, or a callee's tuple
+    known to hold after; ``certain`` None: inside ``not``/``or``, where nothing is certain)."""
     t = type(c)
     if t is Pattern:
-        return [b for d in changed if (b := _match(c, d)) is not None]
+        return [(b, certain is not None and d[3]) for d in changed if (b := _match(c, d)) is not None]
     if t is RuleCall:
         rows = deltas.get(c.name)
+        sure = certain.get(c.name, ()) if certain is not None else ()
         out = []
         for row in rows or ():
             b: dict = {}
@@ -110,12 +114,13 @@ def _bindings(c: Any, changed: list[TxDatom], deltas: Mapping[str, set]) -> list
                 elif arg is not BLANK and not _const_fits(arg, x):
                     break
             else:
-                out.append(b)
+                out.append((b, row in sure))
         return out
     if t is Not or t is And or t is Or:
         inner = c.clauses if t is not Or else [x for br in c.branches for x in br]
         keep = set(c.join_vars()) if t is Or else c.vars
-        return [{v: x for v, x in b.items() if v in keep} for ic in inner for b in _bindings(ic, changed, deltas)]
+        return [({v: x for v, x in b.items() if v in keep}, False)
+                for ic in inner for b, _ in _bindings(ic, changed, deltas)]
     return []
 
 
@@ -139,7 +144,7 @@ def _rest_query(policy: Policy, rule: str, bi: int, ci: int, bound: tuple[Var, .
     if hit is None:
         branch = policy.rules[rule][bi]
         rest = [c.form for i, c in enumerate(branch.clauses) if i != ci]
-        find = list(dict.fromkeys(branch.params))
+        find = list(dict.fromkeys((*branch.params, *bound)))
         form = {"find": [Symbol(v.name) for v in find],
                 "in": [Symbol("$"), Symbol("%"), [[Symbol(v.name) for v in bound]]],
                 "where": rest}
@@ -151,61 +156,83 @@ def _rest_query(policy: Policy, rule: str, bi: int, ci: int, bound: tuple[Var, .
     return hit
 
 
-def _branch_delta(policy: Policy, rule: str, bi: int, ci: int, binds: list[dict], dbs: tuple[DB, ...]) -> set:
+def _branch_delta(policy: Policy, rule: str, bi: int, ci: int, binds: list[tuple[dict, bool]],
+                  dbs: tuple[DB, ...]) -> tuple[set, set]:
+    """The head tuples the changed clause ``ci`` may flip under ``binds``, and those of them that
+    certainly hold after (the rest of the branch solved on ``dbs[-1]`` from a certain binding)."""
     branch = policy.rules[rule][bi]
     groups: dict[tuple, set] = defaultdict(set)
-    for b in binds:
+    sure: dict[tuple, set] = defaultdict(set)
+    for b, is_sure in binds:
         vs = tuple(sorted(b, key=lambda v: v.name))
-        groups[vs].add(tuple(b[v] for v in vs))
+        row = tuple(b[v] for v in vs)
+        groups[vs].add(row)
+        if is_sure:
+            sure[vs].add(row)
     out: set = set()
+    certain: set = set()
     for vs, rows in groups.items():
         query, find = _rest_query(policy, rule, bi, ci, vs)
-        if query is None:  # the clause was the whole body
-            if not set(find) <= set(vs):
-                raise Unbounded(f"rule {rule} branch {bi + 1}")
-            pos = [vs.index(v) for v in find]
-            got = {tuple(r[i] for i in pos) for r in rows}
-        else:
-            got = set()
-            for db in dbs:
-                try:
-                    got |= q(query, db, policy.rules, list(rows))
-                except QueryError as err:
-                    raise Unbounded(str(err)) from err
         index = {v: i for i, v in enumerate(find)}
-        out |= {tuple(r[index[p]] for p in branch.params) for r in got}
-    return out
+        head = [index[p] for p in branch.params]
+        bound = [index[v] for v in vs]
+        if query is None:  # the clause was the whole body
+            if not set(branch.params) <= set(vs):
+                raise Unbounded(f"rule {rule} branch {bi + 1}")
+            pos = [vs.index(p) for p in branch.params]
+            out |= {tuple(r[i] for i in pos) for r in rows}
+            certain |= {tuple(r[i] for i in pos) for r in sure[vs]}
+            continue
+        for db in dbs:
+            try:
+                got = q(query, db, policy.rules, list(rows))
+            except QueryError as err:
+                raise Unbounded(str(err)) from err
+            out |= {tuple(r[i] for i in head) for r in got}
+            if db is dbs[-1] and sure[vs]:
+                certain |= {tuple(r[i] for i in head) for r in got if tuple(r[i] for i in bound) in sure[vs]}
+    return out, certain
 
 
 def _rule_delta(policy: Policy, rule: str, changed: list[TxDatom], deltas: Mapping[str, set],
-                dbs: tuple[DB, ...], attrs: frozenset[str]) -> set:
+                dbs: tuple[DB, ...], attrs: frozenset[str], certain: Mapping[str, set]) -> tuple[set, set]:
     rules = frozenset(deltas)
     out: set = set()
+    sure: set = set()
     for bi, branch in enumerate(policy.rules[rule]):
         for ci, c in enumerate(branch.clauses):
             if not _touches(c, attrs, rules):
                 continue
-            binds = _bindings(c, changed, deltas)
+            binds = _bindings(c, changed, deltas, certain)
             if binds:
-                out |= _branch_delta(policy, rule, bi, ci, binds, dbs)
-    return out
+                o, s_ = _branch_delta(policy, rule, bi, ci, binds, dbs)
+                out |= o
+                sure |= s_
+    return out, sure
 
 
 def rule_deltas(policy: Any, db_before: DB, db_after: DB, changed: Iterable[TxDatom]) -> dict[str, set]:
     """For every rule the sessions' views depend on, the argument tuples whose truth ``changed``
     may have flipped between ``db_before`` and ``db_after`` (a superset of those that did). Raises
     ``Unbounded`` when a rule's shape prevents a bounded answer (the caller re-derives everything)."""
-    policy = parse_policy(policy)
-    changed = list(changed)
+    return _deltas(parse_policy(policy), db_before, db_after, list(changed))[0]
+
+
+def _deltas(policy: Policy, db_before: DB, db_after: DB, changed: list[TxDatom]) -> tuple[dict[str, set],
+                                                                                          dict[str, set]]:
+    """``rule_deltas`` and, per rule, the candidate tuples known to hold in ``db_after`` (derived from
+    asserted datoms through positive clauses): those need no re-check."""
     attrs = frozenset(d[1] for d in changed)
     dbs = (db_before, db_after)
     wanted = policy.reachable(policy.maintained)
     total: dict[str, set] = defaultdict(set)
+    certain: dict[str, set] = defaultdict(set)
     frontier: dict[str, set] = {}
     for r in sorted(wanted):
         m = policy.mentions.get(r, frozenset())
         if ANY_ATTR in m or m & attrs:
-            new = _rule_delta(policy, r, changed, {}, dbs, attrs)
+            new, sure = _rule_delta(policy, r, changed, {}, dbs, attrs, certain)
+            certain[r] |= sure
             if new:
                 total[r] |= new
                 frontier[r] = new
@@ -213,12 +240,14 @@ def rule_deltas(policy: Any, db_before: DB, db_after: DB, changed: Iterable[TxDa
         grown: dict[str, set] = {}
         for r in sorted(wanted):
             if policy.calls.get(r, frozenset()) & frontier.keys():
-                new = _rule_delta(policy, r, [], frontier, dbs, frozenset()) - total[r]
+                new, sure = _rule_delta(policy, r, [], frontier, dbs, frozenset(), certain)
+                certain[r] |= sure
+                new -= total[r]
                 if new:
                     total[r] |= new
                     grown[r] = new
         frontier = grown
-    return dict(total)
+    return dict(total), dict(certain)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,15 +284,20 @@ def _needs(policy: Policy, view: View, groups: dict[str, dict[tuple, set]]) -> l
     return out
 
 
-def _held(policy: Policy, db: DB, needs: Iterable[tuple[str, tuple, tuple, set]]) -> dict[str, set]:
-    """For each rule, which of the needed candidate tuples ``(args.. extra.. e)`` hold in ``db``: one
-    query per rule for every session at once (large candidate sets are left to ``_recheck``, which
-    derives them per principal)."""
+def _held(policy: Policy, db: DB, needs: Iterable[tuple[str, tuple, tuple, set]],
+          certain: Mapping[str, set]) -> dict[str, set]:
+    """For each rule, which of the needed candidate tuples ``(args.. extra.. e)`` hold in ``db``: those
+    known to hold, and one query per rule for the others of every session at once (large candidate
+    sets are left to ``_recheck``, which derives them per principal)."""
     rows: dict[str, set] = defaultdict(set)
     for r, args, extra, cands in needs:
         if len(cands) <= RECHECK_MAX:
             rows[r] |= {(*args, *extra, e) for e in cands}
-    return {r: holds(policy, db, r, rs) for r, rs in rows.items()}
+    out = {}
+    for r, rs in rows.items():
+        sure = rs & certain.get(r, set())
+        out[r] = sure | holds(policy, db, r, rs - sure)
+    return out
 
 
 def _recheck(policy: Policy, db: DB, rule: str, args: tuple, extra: tuple, cands: set, held: dict[str, set]) -> set:
@@ -387,8 +421,9 @@ def route(policy: Any, db_before: DB, db_after: DB, tx: Iterable[TxDatom],
     if not changed:
         return dict(views), {sid: _unchanged(policy, v, tx) for sid, v in views.items()}
     deltas: dict[str, set] | None
+    certain: dict[str, set] = {}
     try:
-        deltas = rule_deltas(policy, db_before, db_after, changed)
+        deltas, certain = _deltas(policy, db_before, db_after, changed)
     except Unbounded:
         deltas = None
     groups: dict[str, dict[tuple, set]] = {}
@@ -401,7 +436,7 @@ def route(policy: Any, db_before: DB, db_after: DB, tx: Iterable[TxDatom],
     follows = _followed_sources(changed)
     affected = {sid for sid, v in views.items() if touched is None or _may_change(policy, v, touched, follows)}
     held = {} if deltas is None else _held(policy, db_after, (n for sid in affected for n in _needs(
-        policy, views[sid], groups)))
+        policy, views[sid], groups)), certain)
     new_views, out = {}, {}
     for sid, v in views.items():
         if sid not in affected:
@@ -441,7 +476,9 @@ def _followed_sources(changed: list[TxDatom]) -> dict[str, set]:
 def _may_change(policy: Policy, view: View, touched: set, follows: dict[str, set]) -> bool:
     """True unless the rules' delta names none of ``view``'s principal (or principal and scope
     arguments) and no changed followed ref leaves an entity it sees."""
-    if view.args in touched or (view.scopes and any(k in touched for k in _keys(view))):
+    if view.args in touched:
+        return True
+    if view.scopes and any(k in touched for k in _keys(view)):
         return True
     if view.scopes:
         visible = view.visible
