@@ -56,6 +56,41 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself(tmp_path)
     assert sorted(q("[:find [?n ...] :where [_ :doc/name ?n]]", again.db)) == acknowledged
 
 
+def test_io_errors_on_write_refuse_those_writes_and_nothing_else(tmp_path):
+    path = tmp_path / "io.sqlite"
+
+    async def main() -> None:
+        store = open_store(path)
+        conn = Connection.recover(store)
+        real_append = store.append
+        failures = {"left": 0}
+
+        def flaky_append(*args, **kwargs):
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise OSError(5, "Input/output error")
+            return real_append(*args, **kwargs)
+
+        store.append = flaky_append  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run_writer)
+            await conn.transact(SCHEMA_TX)
+            failures["left"] = 3
+            for i in range(3):
+                with pytest.raises(TxError) as e:
+                    await conn.transact([{"doc/name": f"lost{i}"}])
+                assert e.value.code == "db.error/storage" and "Input/output error" in e.value.message
+            assert conn.t == store.last_t() == 1 and q("[:find ?e . :where [?e :doc/name]]", conn.db) is None
+            await conn.transact([{"doc/name": "kept"}])  # the device works again: so do writes
+            assert conn.t == store.last_t() == 2
+            nursery.cancel_scope.cancel()
+        store.close()
+
+    trio.run(main)
+    again = Connection.recover(open_store(path))
+    assert q("[:find [?n ...] :where [_ :doc/name ?n]]", again.db) == ["kept"]
+
+
 @pytest.fixture
 def servers(tmp_path):
     s = Servers(tmp_path)
