@@ -200,3 +200,14 @@ def test_time_travel_over_what_a_persisted_replica_saw_survives_a_restart(server
                 (1, False), (1, True), (2, False), (2, True), (3, True)]
 
     trio.run(main)
+
+
+def test_the_local_first_benchmarks_measure_what_they_say():
+    from datsync.shell.bench import sync as b
+
+    s, fx = b.submit_10_pending()
+    assert len(s.queue) == 11 and len(s.replica.pending) == 11 and any(type(f).__name__ == "Send" for f in fx)
+    s, _ = b.delta_10_pending()
+    assert s.replica.t == b.server_db().max_tx - 0x20000000 + 1 and len(s.replica.pending) == 10
+    restored = b.open_replica_store()
+    assert restored.replica.t == s.replica.t - 1 and len(restored.replica.db.eavt) == len(b.server_db().eavt)

@@ -5,6 +5,13 @@
   (the 20k-people database). The cost grows with the delta, not the database: the two are close.
 * ``bootstrap-people``: the 20k-people database (Datomic flavor, ~192k datoms) to a live replica:
   snapshot in chunks, encode every chunk, decode it, build the replica in bulk.
+* ``submit-10-pending``: ``rep.submit`` of a one-entity transaction on the 20k-people replica with
+  10 pending transactions, as the client session does it: queue, apply on the view (provisional id),
+  translate and encode the ``submit``.
+* ``delta-10-pending``: another client's one-entity delta arriving at that replica: applied to the
+  confirmed database, the 10 pending transactions re-based on it.
+* ``open-replica-store``: open the 20k-people replica from its store file (``ReplicaStore.load``):
+  compare with ``bootstrap-people``, which is that plus the network.
 * ``session-fanout-32``: 32 deliveries of encoded deltas through a live ``ServerSession`` and one
   ``ack``: the server's per-client CPU cost of a broadcast, without the socket.
 * ``codec-encode-delta`` / ``json-encode-delta`` (and ``-decode-``, and ``-chunk`` for a 2,000-datom
@@ -20,22 +27,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from datsync.core import empty_db, kw, transact
 from datsync.core.datomic import EPOCH
+from datsync.core.history import basis_t
 from datsync.core.sync import (
+    ClientConfig,
     Delta,
+    Opened,
+    Received,
     SnapshotEnd,
+    SubmitTx,
+    Welcome,
     add_chunk,
     apply_delta,
     begin_snapshot,
     build_replica,
+    client_step,
     decode,
     delta_from_report,
     encode,
+    new_client_session,
     replica_of,
     snapshot,
 )
@@ -90,6 +106,51 @@ def bootstrap_people() -> Any:
     for m in msgs[1:-1]:
         b = add_chunk(b, m)
     return build_replica(b)
+
+
+@cache
+def _pending_case() -> tuple[Any, Any, Any]:
+    """A live client session on the 20k-people replica with 10 pending one-entity transactions (sent),
+    the next submission, and another client's one-entity delta."""
+    db = server_db()
+    s = new_client_session(ClientConfig(client_id="bench"), replica_of(db, db_id="bench"))
+    s, _ = client_step(s, Opened(0.0))
+    s, _ = client_step(s, Received(Welcome("bench", basis_t(db), "resume", 32)))
+    for i in range(10):
+        s, _ = client_step(s, SubmitTx(i, [{"db/id": "p", "name": f"pending-{i}", "age": i}]))
+    report = transact(db, [{"name": "someone else", "age": 40}], instant=EPOCH)
+    return s, SubmitTx(10, [{"db/id": "p", "name": "new", "age": 1}]), Received(delta_from_report(report))
+
+
+def submit_10_pending() -> Any:
+    s, submit, _ = _pending_case()
+    return client_step(s, submit)
+
+
+def delta_10_pending() -> Any:
+    s, _, delta = _pending_case()
+    return client_step(s, delta)
+
+
+@cache
+def _store_case() -> str:
+    from ..replica_store import ReplicaStore
+
+    path = tempfile.mkdtemp(prefix="datsync-bench-") + "/people.replica"
+    store = ReplicaStore(path)
+    store.set_base(replica_of(server_db(), db_id="bench"))
+    store.close()
+    return path
+
+
+def open_replica_store() -> Any:
+    from ..replica_store import ReplicaStore
+
+    store = ReplicaStore(_store_case())
+    try:
+        return store.load()
+    finally:
+        store.close()
 
 
 @cache
@@ -165,6 +226,9 @@ SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
     "apply-1-datom-200k": apply_large,
     "bootstrap-people": bootstrap_people,
     "session-fanout-32": session_fanout,
+    "submit-10-pending": submit_10_pending,
+    "delta-10-pending": delta_10_pending,
+    "open-replica-store": open_replica_store,
     **_codec_pair("delta"),
     **_codec_pair("chunk"),
 }
@@ -175,6 +239,9 @@ SYNC_SETUP: dict[str, Callable[[], Any]] = {
     "apply-1-datom-200k": lambda: _apply_case(20000),
     "bootstrap-people": server_db,
     "session-fanout-32": _fanout_case,
+    "submit-10-pending": _pending_case,
+    "delta-10-pending": _pending_case,
+    "open-replica-store": _store_case,
     **{name: _messages for name in SYNC_BENCHMARKS if "code" in name or "json" in name},
 }
 """Fixtures built before timing starts."""
@@ -182,7 +249,7 @@ SYNC_SETUP: dict[str, Callable[[], Any]] = {
 
 def datoms_per_op(name: str) -> int | None:
     """How many datoms one run of benchmark ``name`` moves (for datoms/second), if that means something."""
-    if name == "bootstrap-people":
+    if name in ("bootstrap-people", "open-replica-store"):
         return len(server_db().eavt)
     if name.endswith("-delta"):
         return len(_messages()["delta"][0].datoms)
