@@ -18,6 +18,8 @@ TARGET, for the commands that take one, is where the database is:
                     for servers that require one.
   PATH              a store file (SQLite, e.g. ./datsync.sqlite): the server's database, read
                     directly. Writes are refused while a server is serving the file.
+  postgresql://HOST:PORT/DB   a PostgreSQL store, read directly; writes are allowed while servers
+                    serve it (they stream them to their replicas).
 
 Everything goes in and out as EDN (https://github.com/edn-format/edn), as in Datomic:
   :person/name                       a keyword: an attribute, an ident, or a keyword value
@@ -44,6 +46,7 @@ examples:
   echo '[[:db/add [:person/name "Ivan"] :person/age 33]]' | datsync transact db.sqlite -
   datsync export db.sqlite --out backup.edn
   datsync status db.sqlite
+  datsync copy db.sqlite postgresql://127.0.0.1:5432/app     # the store into PostgreSQL, verified
   datsync serve --store db.sqlite --port 8080                 # then the same commands on ws://127.0.0.1:8080/
   datsync db docs/examples/people.edn --pull '[*]' '[:person/name "Ivan"]'   # in memory, no store
   datsync bench add-5 pull-many --samples 3
