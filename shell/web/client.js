@@ -132,6 +132,8 @@ export class Replica {
     this.tickTimer = null;
     this.saveTimer = null;
     this.savedT = null;               // t of the snapshot in the store (null: none)
+    this.snapshotTexts = null;        // a snapshot's chunks (JSON text) received and not stored yet
+    this.snapshotT = null;
     this.log = [];                    // the deltas (JSON text) applied since that snapshot
     this.waiters = [];
     this.ready = new Promise((resolve, reject) => { this.readyResolve = resolve; this.readyReject = reject; });
@@ -244,9 +246,12 @@ export class Replica {
       this.clientId = newClientId();
       await this.saveWrites();
     }
-    if (!state || state.version !== 1 || this.t !== null) return;
+    if (!state || (state.version !== 1 && state.version !== 2) || this.t !== null) return;
     try {
-      const datoms = state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
+      // version 2: the snapshot's chunks as they came over the wire; 1: every datom, encoded
+      const datoms = state.version === 2
+        ? state.chunks.flatMap((text) => decode(text).datoms)
+        : state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
       this.aliases = state.aliases ?? {};
       this.install(datoms, state.t, state.db_id, 'restored');
       this.savedT = state.t;
@@ -270,7 +275,12 @@ export class Replica {
   async save() {
     if (this.t === null || this.store.persistent === false) return;
     try {
-      if (this.savedT === null || this.log.length >= COMPACT_AFTER) {
+      if (this.snapshotTexts !== null) {  // after a bootstrap: the chunks as received, no re-encoding
+        const state = { version: 2, t: this.snapshotT, db_id: this.dbId, aliases: this.snapshotAliases, chunks: this.snapshotTexts };
+        this.snapshotTexts = null;
+        this.savedT = state.t;
+        await this.store.save('replica', state);
+      } else if (this.savedT === null || this.log.length >= COMPACT_AFTER) {
         const state = {
           version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
           datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
@@ -452,7 +462,9 @@ export class Replica {
     let m;
     try {
       m = decode(data);
-      if (m.type === 'delta') m.text = typeof data === 'string' ? data : utf8.decode(data);
+      if (m.type === 'delta' || (m.type === 'snapshot-chunk' && this.store.persistent !== false)) {
+        m.text = typeof data === 'string' ? data : utf8.decode(data);  // kept in the store as it came
+      }
     } catch (e) {
       this.close_(e.code ?? 'protocol/malformed', `malformed message from the server: ${e.message}`);
       return;
@@ -517,7 +529,7 @@ export class Replica {
       return;
     }
     if (b.chunks.has(m.seq)) return;
-    b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms)]);
+    b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms), m.text]);
     b.count += m.datoms.length;
     if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot(b);
   }
@@ -538,7 +550,11 @@ export class Replica {
     }
     this.aliases = Object.fromEntries(b.head.aliases ?? []);
     this.install(datoms, b.head.t, b.head.db_id, 'synced', prepared);
-    this.savedT = null;  // a new snapshot to keep
+    this.savedT = null;  // a new snapshot to keep: its chunks as received
+    this.snapshotTexts = this.store.persistent === false ? null
+      : Array.from({ length: b.head.chunks }, (_, seq) => b.chunks.get(seq)[2]);
+    this.snapshotT = b.head.t;
+    this.snapshotAliases = this.aliases;
     this.log = [];
     this.builder = null;
     this.phase = 'live';
