@@ -33,7 +33,8 @@ def test_the_checker_finds_each_kind_of_anomaly():
 
     schema = {"list/key": {"db/valueType": kw("db.type/string"), "db/unique": kw("db.unique/identity"),
                            "db/cardinality": kw("db.cardinality/one")},
-              "list/item": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/many")}}
+              "list/item": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/many")},
+              "reg/value": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/one")}}
     db = empty_db(schema, flavor="datomic")
     for v in ("a", "b"):
         db = transact(db, [{"list/key": "k", "list/item": v}]).db_after  # the schema is t=1; a: t=2, b: t=3
@@ -48,6 +49,14 @@ def test_the_checker_finds_each_kind_of_anomaly():
            Op(2, "append", "k", "a", "ok", 2), Op(2, "read", "k", t=2, values=frozenset())]  # own write unseen
     kinds = {k for k, _ in check(bad, db).anomalies}
     assert kinds == {"lost", "duplicated", "stale-read", "non-monotonic", "read-your-writes"}
+    for v in ("x", "y"):
+        db = transact(db, [{"list/key": "r", "reg/value": v}]).db_after  # x: t=4, y: t=5
+    registers = [Op(0, "write", "r", "x", "ok", 4), Op(0, "read-register", "r", t=5, values=frozenset({"y"})),
+                 Op(1, "read-register", "r", t=5, values=frozenset({"x"})),  # stale
+                 Op(2, "write", "r", "y", "ok", 5), Op(2, "read-register", "r", t=5, values=frozenset({"x"}))]
+    found = [(k, m) for k, m in check(registers, db).anomalies]
+    assert sorted({k for k, _ in found}) == ["read-your-writes", "stale-read"]
+    assert all("client 0" not in m for _, m in found)  # a later write by someone else is fine
 
 
 def test_list_append_history_under_faults_has_no_anomalies(servers, tmp_path):
@@ -83,6 +92,9 @@ def test_list_append_history_under_faults_has_no_anomalies(servers, tmp_path):
                         await rep.wait_for_t(max(x.t for x in (a, b, c)))
                     final = [Op(i, "read", f"k{k}", t=rep.t, values=list_at(rep.confirmed_db, f"k{k}"))
                              for i, rep in enumerate((a, b, c)) for k in range(4)]
+                    final += [Op(i, "read-register", f"r{k}", t=rep.t,
+                                 values=list_at(rep.confirmed_db, f"r{k}", "reg/value"))
+                              for i, rep in enumerate((a, b, c)) for k in range(4)]
                     assert b.stats.connects + c.stats.connects >= 4  # the faults did cut them off
         return ops + final
 
