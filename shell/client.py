@@ -815,8 +815,14 @@ class ReplicaConnection:
         for _, event in self._waiters:
             event.set()
         self._waiters = []
+        kept = self.store.path if self.store is not None else None
         for p in list(self._pending.values()):
-            p._settle(None, TxOutcomeUnknown(p.req, str(error)))
+            if kept is not None and p.seq is not None:  # on disk: sent when the replica is opened again
+                p._settle(None, ReplicaClosed(f"the replica closed before the server answered; the transaction "
+                                              f"stays queued in {kept} and is sent when it is opened again",
+                                              "sync/closed"))
+            else:
+                p._settle(None, TxOutcomeUnknown(p.req, str(error)))
         self._changes.pulse()
 
 

@@ -211,3 +211,23 @@ def test_the_local_first_benchmarks_measure_what_they_say():
     assert s.replica.t == b.server_db().max_tx - 0x20000000 + 1 and len(s.replica.pending) == 10
     restored = b.open_replica_store()
     assert restored.replica.t == s.replica.t - 1 and len(restored.replica.db.eavt) == len(b.server_db().eavt)
+
+
+def test_closing_with_writes_queued_keeps_them_for_the_next_open(servers, tmp_path):
+    from datsync.shell import ReplicaClosed
+
+    store = tmp_path / "app.replica"
+    server = servers.start()
+
+    async def main() -> None:
+        async with open_replica(server.url, store=store) as rep:
+            await rep.transact([{"person/name": "first"}])
+        assert await trio.to_thread.run_sync(server.stop) == 0
+        async with open_replica(server.url, store=store, **FAST_RECONNECT) as rep:
+            p = await rep.submit([{"person/name": "later"}])
+        with pytest.raises(ReplicaClosed) as e:
+            await p.result()
+        assert str(store) in e.value.message and [q["tx_data"] for q in export_pending(store)] == [
+            [{"person/name": "later"}]]
+
+    trio.run(main)
