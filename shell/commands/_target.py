@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -104,6 +105,12 @@ class StoreTarget:
     @property
     def db(self) -> Any:
         return self.conn.db
+
+    @property
+    def aliases(self) -> Mapping[str, str] | None:
+        """The old names of renamed attributes, each -> its current name (``None``: those ``db``
+        resolves itself)."""
+        return None
 
     @property
     def t(self) -> int:
@@ -225,6 +232,12 @@ class UrlTarget:
     @property
     def db(self) -> Any:
         return self.rep.db
+
+    @property
+    def aliases(self) -> Mapping[str, str] | None:
+        """The old names of renamed attributes the server still resolves, each -> its current name
+        (the replica's: its database holds only the current names)."""
+        return self.rep.replica.aliases
 
     @property
     def t(self) -> int:

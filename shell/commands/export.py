@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,29 +53,32 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_connection_options(p)
 
 
-def installed_schema(db: Any) -> tuple[dict[str, dict[str, Any]], dict[Any, int], dict[str, dict[str, Any]]]:
+def installed_schema(db: Any, aliases: Mapping[str, str] | None = None
+                     ) -> tuple[dict[str, dict[str, Any]], dict[Any, int], dict[str, dict[str, Any]]]:
     """``(user attributes, ident -> eid, every attribute)`` of ``db`` from its attribute entities (so
     a replica's DataScript schema, which drops value types, does not matter); user attributes in the
-    order they were installed."""
+    order they were installed. ``aliases`` (old attribute name -> current; a replica's own, by
+    default those ``db`` resolves) name a composite's renamed members as they are named now."""
     from datsync.core import datoms
     from datsync.core.datomic import BOOTSTRAP_MAX_EID, SCHEMA_ATTRS
-    from datsync.core.sync.schema import server_schema_from_datoms
+    from datsync.core.sync.schema import ident_aliases, server_schema_from_datoms
 
     eid_of = {d.v: d.e for d in datoms(db, "aevt", "db/ident")}
     schema_datoms = [d for a in sorted(SCHEMA_ATTRS) for d in datoms(db, "aevt", a)]
-    every = server_schema_from_datoms(schema_datoms)
+    every = server_schema_from_datoms(schema_datoms, ident_aliases(db) if aliases is None else aliases)
     user = sorted((eid_of[_kw(a)], a) for a in every if eid_of.get(_kw(a), 0) > BOOTSTRAP_MAX_EID)
     return {a: every[a] for _, a in user}, eid_of, every
 
 
-def export_data(db: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, str, Any]]]:
-    """``(schema, rows)`` of ``db`` (either flavor, a replica included): the user attributes as
-    ``{name: props}`` in the order they were installed, and the user datoms as ``(e, a, v)`` rows in
-    EAVT order, with attribute and built-in entities named by their idents."""
+def export_data(db: Any, aliases: Mapping[str, str] | None = None
+                ) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, str, Any]]]:
+    """``(schema, rows)`` of ``db`` (either flavor, a replica included, with its ``aliases``): the
+    user attributes as ``{name: props}`` in the order they were installed, and the user datoms as
+    ``(e, a, v)`` rows in EAVT order, with attribute and built-in entities named by their idents."""
     from datsync.core import TX0, datoms
     from datsync.core.datomic import BOOTSTRAP_MAX_EID, SCHEMA_ATTRS
 
-    schema, eid_of, all_attrs = installed_schema(db)
+    schema, eid_of, all_attrs = installed_schema(db, aliases)
     ident_of = {e: v for v, e in eid_of.items()}
     attr_eids = {eid_of[_kw(a)] for a in schema}
     refs = {a for a, p in all_attrs.items() if p.get("db/valueType") == _kw("db.type/ref")}
@@ -144,7 +147,7 @@ def _row_lines(rows: list[tuple[Any, str, Any]]) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     try:
-        schema, rows = export_data(target.db)
+        schema, rows = export_data(target.db, target.aliases)
         header = (f"datsync export of {target.name}: t={target.t}, db-id {target.db_id or '?'}, "
                   f"{len(schema)} attributes, {len(rows)} datoms")
     finally:

@@ -266,13 +266,14 @@ class DatomPlan:
         self.created = set()
 
 
-def schema_changes(db: Any, forms: list[dict]) -> list[dict]:
-    """The attribute maps of ``forms`` that ``db`` does not hold as they are (new or altered)."""
+def schema_changes(db: Any, forms: list[dict], aliases: Mapping[str, str] | None = None) -> list[dict]:
+    """The attribute maps of ``forms`` that ``db`` (with its renamed attributes' ``aliases``) does not
+    hold as they are (new or altered)."""
     from datsync.core import Keyword
 
     from .export import installed_schema
 
-    every = installed_schema(db)[2]
+    every = installed_schema(db, aliases)[2]
     keyword_props = ("db/valueType", "db/cardinality", "db/unique", "db/tupleType")
 
     def norm(k: str, v: Any) -> Any:
@@ -324,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         if dangling:
             raise CliError("import/dangling-ref", f"{len(dangling)} :datoms rows refer to entities no row describes, "
                            f"e.g. {preview(list(dangling[0]))}")
-        changes = schema_changes(target.db, spec.schema)
+        changes = schema_changes(target.db, spec.schema, target.aliases)
         if changes:
             c = target.transact(TxConverter(target.db.schema).tx(changes))
             target.wait_for_t(c.t)
