@@ -41,6 +41,12 @@ rep.close()
 """
 
 
+async def write_once(url: str, store, tx: list):
+    """Open the persisted replica ``store``, transact ``tx``, close it: the ``TxResult``."""
+    async with open_replica(url, store=store) as rep:
+        return await rep.transact(tx)
+
+
 def client(mode: str, url: str, store) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CLIENT, mode, url, str(store)], stdout=subprocess.PIPE,
                             text=True, cwd=ROOT)
@@ -132,8 +138,7 @@ def test_a_write_the_server_rejects_rolls_back_and_listen_says_why(servers, tmp_
     server = servers.start()
 
     async def main() -> None:
-        async with open_replica(server.url, store=store) as rep:
-            ann = (await rep.transact([{"db/id": "a", "person/name": "Ann"}])).tempids["a"]
+        ann = (await write_once(server.url, store, [{"db/id": "a", "person/name": "Ann"}])).tempids["a"]
         async with open_replica(server.url) as other:
             zed = await other.transact([{"person/name": "Zed"}])  # the name is taken meanwhile
         assert await trio.to_thread.run_sync(server.stop) == 0
@@ -162,9 +167,7 @@ def test_deltas_past_a_gap_are_left_for_the_server_to_resend(servers, tmp_path):
     server = servers.start()
 
     async def main() -> None:
-        async with open_replica(server.url, store=store) as rep:
-            await rep.transact([{"person/name": "kept"}])
-            base_t = rep.t
+        base_t = (await write_once(server.url, store, [{"person/name": "kept"}])).t
         rs = ReplicaStore(store)
         restored = rs.load()
         assert restored.replica.t == base_t
@@ -220,8 +223,7 @@ def test_closing_with_writes_queued_keeps_them_for_the_next_open(servers, tmp_pa
     server = servers.start()
 
     async def main() -> None:
-        async with open_replica(server.url, store=store) as rep:
-            await rep.transact([{"person/name": "first"}])
+        await write_once(server.url, store, [{"person/name": "first"}])
         assert await trio.to_thread.run_sync(server.stop) == 0
         async with open_replica(server.url, store=store, **FAST_RECONNECT) as rep:
             p = await rep.submit([{"person/name": "later"}])
