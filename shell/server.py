@@ -193,6 +193,39 @@ class StoreLock:
             self._fd = None
 
 
+class Readers:
+    """Up to ``n`` extra handles on a store for reads that run at once, each in a worker thread
+    (replicas catching up from the log, health); opened when first needed."""
+
+    def __init__(self, store: Store, n: int = 4):
+        self._store = store
+        self._free: list[Store] = []
+        self._limit = trio.Semaphore(n)
+
+    async def run(self, fn: Callable[[Store], Any]) -> Any:
+        """``fn(reader)`` in a worker thread, on a handle no other read is using."""
+        async with self._limit:
+            handle: list[Store] = [self._free.pop()] if self._free else []
+
+            def call() -> Any:
+                if not handle:
+                    handle.append(self._store.reader())
+                return fn(handle[0])
+
+            try:
+                return await trio.to_thread.run_sync(call)
+            finally:
+                self._free.extend(handle)
+
+    def close(self) -> None:
+        for reader in self._free:
+            try:
+                reader.close()
+            except Exception:
+                log.exception("closing a store reader failed")
+        self._free = []
+
+
 def store_in_use(path: str | Path) -> bool:
     """True while a server (this process or another) holds the store at ``path``."""
     lp = lock_path(path)
@@ -998,10 +1031,9 @@ class SyncServer:
         self._changes = ChangeSignal()
         self._checkpoint_t = 0
         self._checkpointing = False
-        self._read_lock = trio.Lock()
         self._lock: StoreLock | None = None
         self.store: Store | None = None
-        self._reader: Store | None = None
+        self._readers: Readers | None = None
         self.conn: Connection = None  # type: ignore[assignment]
         self._root: trio.Nursery | None = None
         self._accept_scope = trio.CancelScope()
@@ -1023,7 +1055,7 @@ class SyncServer:
             self._lock = StoreLock(self.store_path).acquire()
         try:
             self.store = open_store(self.store_path)
-            self._reader = self.store.reader()
+            self._readers = Readers(self.store)
             t0 = time.perf_counter()
             self.conn = Connection.recover(self.store)
             cp = self.store.latest_checkpoint()
@@ -1038,13 +1070,14 @@ class SyncServer:
             raise
 
     def _close_store(self) -> None:
-        for s in (self._reader, self.store):
-            if s is not None:
-                try:
-                    s.close()
-                except Exception:
-                    log.exception("closing the store failed")
-        self._reader = self.store = None
+        if self._readers is not None:
+            self._readers.close()
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception:
+                log.exception("closing the store failed")
+        self._readers = self.store = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -1251,16 +1284,14 @@ class SyncServer:
         return await self._read_store(from_t, to_t)
 
     async def _read_store(self, from_t: int, to_t: int) -> tuple[tuple[Delta, bytes], ...]:
-        reader = self._reader
-        assert reader is not None
+        assert self._readers is not None
 
-        def read() -> tuple[tuple[Delta, bytes], ...]:
+        def read(reader: Store) -> tuple[tuple[Delta, bytes], ...]:
             entries = reader.read_log(from_t, limit=to_t - from_t)
             return tuple((decode(e.payload, max_size=max(len(e.payload), DEFAULT_MAX_SIZE)), e.payload)
                          for e in entries)
 
-        async with self._read_lock:
-            deltas = await trio.to_thread.run_sync(read)
+        deltas = await self._readers.run(read)
         # the log holds deltas without their origin: give each submission's back (its client's
         # session sends it; the others strip it)
         origin_at = self.conn.origin_at
@@ -1457,16 +1488,14 @@ class SyncServer:
                 self._changes.pulse()
 
     async def _store_stats(self) -> dict:
-        reader = self._reader
-        assert reader is not None
-        async with self._read_lock:
-            return await trio.to_thread.run_sync(reader.stats)
+        assert self._readers is not None
+        return await self._readers.run(lambda reader: reader.stats())
 
     async def health(self, *, detail: bool = False) -> dict:
         """The health document (``GET /health``; ``detail`` adds every session: ``GET /status``)."""
         stats: dict = {}
         status = "stopping" if self.stopping else "ok"
-        if self._reader is not None:
+        if self._readers is not None:
             try:
                 stats = await self._store_stats()
             except StoreError as e:  # the database server is away: reads are still served, writes refused

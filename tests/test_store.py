@@ -289,3 +289,24 @@ def test_a_postgresql_url_is_shown_without_its_password():
     assert redact("postgresql://db/app?sslmode=require&password=s3cret&x=1") == \
         "postgresql://db/app?sslmode=require&password=***&x=1"
     assert redact("postgresql://ann@db/app") == "postgresql://ann@db/app"
+
+
+def test_the_servers_log_reads_run_side_by_side(store_location):
+    import threading
+
+    from datsync.shell.server import Readers
+
+    store = open_store(store_location)
+    readers = Readers(store, 2)
+    both = threading.Barrier(2, timeout=10)  # broken unless two reads are in their threads at once
+    seen = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(2):
+                nursery.start_soon(readers.run, lambda r: seen.append((both.wait(), r.last_t())))
+
+    trio.run(main)
+    assert len(seen) == 2
+    readers.close()
+    store.close()
