@@ -170,8 +170,9 @@ class SetTimer:
 @dataclass(frozen=True, slots=True)
 class Notify:
     """Client: tell the application. ``kind`` is one of ``connected``, ``synced``, ``delta``,
-    ``tx-ok``, ``tx-rejected``, ``tx-unknown``, ``resync``, ``error``, ``closed``; ``data`` has the
-    details (docs/sync.md)."""
+    ``tx-queued`` (a submission queued and applied on the view: ``req``, ``seq``, provisional
+    ``tempids``, ``conflict``), ``tx-ok``, ``tx-rejected``, ``tx-unknown`` (only without a client id),
+    ``resync``, ``error``, ``closed``; ``data`` has the details (docs/sync.md)."""
 
     kind: str
     data: Mapping[str, Any] = field(default_factory=dict)

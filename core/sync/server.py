@@ -23,6 +23,10 @@ further behind, it bootstraps.
 ``config.delta_filter`` (a pure function ``(principal, delta) -> delta | None``) is the slot for
 scoped subscriptions and security filters: each client gets what it returns (None: an empty delta,
 so the client's ``t`` still advances); re-encoded only when it differs from the shared delta.
+
+Exactly once: a ``submit`` naming ``(client, seq)`` becomes ``RequestTransact(..., submission)``; the
+shell answers a resubmission from its record (``core.sync.submissions``). A delta's ``origin`` goes
+only to the sessions whose ``hello`` named that client: the shared bytes carry none.
 """
 
 from __future__ import annotations
