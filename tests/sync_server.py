@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -260,3 +261,13 @@ class TcpProxy:
     def restore(self) -> None:
         """Accept connections again, on the same port."""
         self.start()
+
+
+def run_server_blocks(doc: str, url: str) -> int:
+    """Run the ```python-server blocks of ``docs/<doc>`` (examples that need a running server, written
+    for ws://127.0.0.1:8765/) in order against ``url``; how many there were."""
+    blocks = re.findall(r"^```python-server\n(.*?)^```", (ROOT / "docs" / doc).read_text(), re.S | re.M)
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block.replace("ws://127.0.0.1:8765/", url), f"{doc}[server block {i}]", "exec"), namespace)
+    return len(blocks)

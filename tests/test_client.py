@@ -4,7 +4,6 @@ facade, reconnect-and-resume after a server restart, credentials."""
 from __future__ import annotations
 
 import random
-import re
 import socket
 
 import pytest
@@ -20,7 +19,7 @@ from datsync.shell import (
     open_replica,
 )
 from datsync.shell.server import authorize, is_loopback
-from tests.sync_server import FAST_RECONNECT, ROOT, Servers, write_concurrently
+from tests.sync_server import FAST_RECONNECT, ROOT, Servers, run_server_blocks, write_concurrently
 
 
 @pytest.fixture
@@ -188,20 +187,12 @@ def test_without_a_token_only_loopback_clients_are_accepted():
     assert authorize(None, "127.0.0.1", "t") == (None, "missing token")
 
 
-SERVER_BLOCK = re.compile(r"^```python-server\n(.*?)^```", re.S | re.M)
-
-
 def test_quickstart_replica_examples_run_against_a_server(servers, monkeypatch):
     # docs/quickstart.md's ```python-server blocks need a running server: run them against one
-    blocks = SERVER_BLOCK.findall((ROOT / "docs" / "quickstart.md").read_text())
-    assert len(blocks) >= 2
     server = servers.start("people.sqlite", "--schema", str(ROOT / "docs" / "examples" / "people.edn"),
                            schema=False)
     monkeypatch.chdir(servers.tmp_path)
-    namespace: dict = {}
-    for i, block in enumerate(blocks):
-        code = compile(block.replace("ws://127.0.0.1:8765/", server.url), f"quickstart.md[server block {i}]", "exec")
-        exec(code, namespace)
+    assert run_server_blocks("quickstart.md", server.url) >= 2
     counters = server.health()["counters"]
     assert counters["tx_committed"] == 3 and counters["tx_rejected"] == 1
 
