@@ -92,7 +92,8 @@ export function indexedDBStore(name = 'datsync') {
  * options: token (the server's token), scopes (sent with the credentials), store (memoryStore() by
  * default; indexedDBStore(name) in browsers), WebSocket (a constructor, for Node without a global
  * one), heartbeatInterval / heartbeatTimeout (seconds, 10 / 30), backoff ([first, max] seconds,
- * [0.5, 30]), saveDelay (ms between saves to the store, 500).
+ * [0.5, 30]), saveDelay (ms between saves to the store, 500), compactAfter (deltas kept in the store before
+ * a new snapshot is written, 1000).
  */
 export function connect(url, options = {}) {
   return new Replica(url, options);
@@ -111,6 +112,7 @@ export class Replica {
     this.timeout = (options.heartbeatTimeout ?? 30) * 1000;
     [this.backoffFirst, this.backoffMax] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
     this.saveDelay = options.saveDelay ?? 500;
+    this.compactAfter = options.compactAfter ?? COMPACT_AFTER;
 
     this.confirmed = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
     this.conn = d.conn_from_db(this.confirmed);
@@ -280,7 +282,7 @@ export class Replica {
         this.snapshotTexts = null;
         this.savedT = state.t;
         await this.store.save('replica', state);
-      } else if (this.savedT === null || this.log.length >= COMPACT_AFTER) {
+      } else if (this.savedT === null || this.log.length >= this.compactAfter) {
         const state = {
           version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
           datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),

@@ -18,7 +18,9 @@ const [url, tokenArg, scopesArg] = process.argv.slice(2);
 const token = tokenArg || undefined;
 const scopes = scopesArg ? JSON.parse(scopesArg) : undefined;
 const store = memoryStore({ persistent: true });  // kept across "reload"
-const options = { token, scopes, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5] };
+const options = {  // a new snapshot in the store every 5 deltas: both ways of keeping a replica get used
+  token, scopes, store, heartbeatInterval: 1, heartbeatTimeout: 5, backoff: [0.05, 0.5], compactAfter: 5, saveDelay: 50,
+};
 const urls = url.split(',');  // several: the client moves to the next when one does not answer
 let replica = connect(urls.length > 1 ? urls : url, options);
 const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };
