@@ -20,8 +20,10 @@ from datsync.core.sync import (
     Received,
     Send,
     SubmitTx,
+    Timer,
     TxCommitted,
     TxOk,
+    TxRejected,
     Welcome,
     answer_tempids,
     client_step,
@@ -389,3 +391,20 @@ def test_a_rejected_submission_is_reported_with_its_code(servers):
 
     trio.run(main)
 
+
+
+def test_a_long_queue_is_sent_a_window_at_a_time_and_passing_refusals_are_retried():
+    db, _ = server_db(1)
+    t0 = db.max_tx - TX0
+    c, _ = client(replica_of(db, db_id="db"), client_id="me", max_inflight=3)
+    c, _ = run(client_step, c, *[SubmitTx(i, [{"db/id": "x", "p/name": f"q{i}"}]) for i in range(5)])
+    c, fx = run(client_step, c, Received(Welcome("db", t0, "resume", 1)))
+    assert [m.seq for m in msgs(fx) if type(m) is Submit] == [1, 2, 3]        # a window of 3
+    c, fx = run(client_step, c, Received(TxRejected(0, "sync/overloaded", "busy")))
+    assert not of(Notify, fx) and len(c.queue) == 5                            # kept, not rejected
+    assert [m.seq for m in msgs(fx) if type(m) is Submit] == []
+    c, fx = run(client_step, c, Received(TxRejected(1, "db.error/cas-failed", "no")))
+    assert [n.data["seq"] for n in of(Notify, fx) if n.kind == "tx-rejected"] == [2]
+    assert sorted(m.seq for m in msgs(fx) if type(m) is Submit) == [1, 4]      # room again: the next ones
+    c, fx = run(client_step, c, Timer(5.0))
+    assert [m.seq for m in msgs(fx) if type(m) is Submit] == []                # the window is full again

@@ -78,6 +78,9 @@ class ClientConfig:
     heartbeat_timeout: float = 30.0
     client_id: str | None = None
     """This client's id, stable across restarts: submissions are queued and committed exactly once."""
+    max_inflight: int = 32
+    """Queued submissions sent and not answered yet, at most (the server refuses more than its
+    ``max_pending_tx`` per connection); the rest follow as answers arrive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,7 @@ def _on_timer(s: ClientSession, e: ev.Timer, fx: list) -> ClientSession:
         return _close(s, TIMEOUT, "heartbeat timeout: nothing heard from the server", fx, tell_server=False)
     s = _maybe_ack(s, fx, force=True)
     s = _check_stall(s, fx)
+    s = _send_queued(s, fx)  # those refused for a passing reason
     if action == PING and not fx:
         _send(Ping(hb.n), fx)
     fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
@@ -347,6 +351,8 @@ def _send_queued(s: ClientSession, fx: list) -> ClientSession:
     for q in s.queue:
         if q.req in submitted or q.req in answered:
             continue
+        if len(submitted) >= s.config.max_inflight:
+            break
         p = find_pending(r, client, q.seq)  # type: ignore[arg-type]
         try:
             tx = tx_for_server(r, q.tx_data) if p is None else pending_tx_for_server(r, p)
@@ -537,7 +543,15 @@ def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
     s = evolve(s, submitted=s.submitted.discard(m.req), answers=(*s.answers, m))
     if not any(q.req == m.req for q in s.queue):
         s = _settle(s, m.req)
-    return _release(s, fx)
+    return _send_queued(_release(s, fx), fx)
+
+
+RETRY_CODES = frozenset({
+    "sync/overloaded", "sync/duplicate-request", "server/shutdown", "db.error/storage", "db.error/unavailable",
+    "db.error/commit-unknown",
+})
+"""Refusals that say nothing about the transaction itself (the server is busy, stopping, or its store
+failed): a queued submission stays queued and is sent again; its ``(client, seq)`` keeps it exactly once."""
 
 
 def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
@@ -545,6 +559,8 @@ def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
         return s
     s = evolve(s, submitted=s.submitted.discard(m.req))
     q = next((q for q in s.queue if q.req == m.req), None)
+    if q is not None and m.code in RETRY_CODES:
+        return s  # nothing committed, or the record will tell: sent again on a later tick or reconnect
     if q is not None and s.replica is not None:
         r = _drop(s, s.replica, q, m.code, m.message, fx)
         return _send_queued(evolve(_settle(s, m.req), replica=r), fx)
