@@ -158,22 +158,24 @@ class PostgresStore(Store):
                 (head,) = conn.execute("SELECT t FROM datsync_head WHERE id = 1 FOR UPDATE").fetchone()
                 if after_t is not None and head != after_t:
                     raise StoreConflict(_read(conn, after_t, None))
+                # executemany pipelines each statement's rows: one round trip per statement, not per row
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO datsync_log (t, tx, payload) VALUES (%s, %s, %s)", rows)
-                    for r in subs:
-                        cur.execute("INSERT INTO datsync_submission (client, seq, t, tempids) "
-                                    "VALUES (%s, %s, %s, %s) ON CONFLICT (client, seq) "
-                                    "DO UPDATE SET t = EXCLUDED.t, tempids = EXCLUDED.tempids",
-                                    (r.client, r.seq, r.answer.t, encode_tempids(r.answer.tempids)))
-                        if r.floor is not None:
-                            cur.execute("DELETE FROM datsync_submission WHERE client = %s AND seq <= %s",
-                                        (r.client, r.floor))
-                            cur.execute("INSERT INTO datsync_submission_floor (client, floor) VALUES (%s, %s) "
+                    if subs:  # rows first, then floors: every row is above its client's floor when made
+                        cur.executemany("INSERT INTO datsync_submission (client, seq, t, tempids) "
+                                        "VALUES (%s, %s, %s, %s) ON CONFLICT (client, seq) "
+                                        "DO UPDATE SET t = EXCLUDED.t, tempids = EXCLUDED.tempids",
+                                        [(r.client, r.seq, r.answer.t, encode_tempids(r.answer.tempids))
+                                         for r in subs])
+                    floors = [(r.client, r.floor) for r in subs if r.floor is not None]
+                    if floors:
+                        cur.executemany("DELETE FROM datsync_submission WHERE client = %s AND seq <= %s", floors)
+                        cur.executemany("INSERT INTO datsync_submission_floor (client, floor) VALUES (%s, %s) "
                                         "ON CONFLICT (client) DO UPDATE SET floor = GREATEST("
-                                        "datsync_submission_floor.floor, EXCLUDED.floor)", (r.client, r.floor))
+                                        "datsync_submission_floor.floor, EXCLUDED.floor)", floors)
                 last = max(head, rows[-1].t)
-                conn.execute("UPDATE datsync_head SET t = %s WHERE id = 1", (last,))
-                conn.execute("SELECT pg_notify(%s, %s)", (channel_name(self._db_id), str(last)))
+                conn.execute("WITH moved AS (UPDATE datsync_head SET t = %s WHERE id = 1 RETURNING t) "
+                             "SELECT pg_notify(%s, %s) FROM moved", (last, channel_name(self._db_id), str(last)))
                 phase.append("commit")
 
         self._run(write, writing=True)
