@@ -12,13 +12,16 @@ import sys
 NAME = "serve"
 HELP = "serve a store to replicas over WebSocket (with GET /health on the same port)"
 DESCRIPTION = """\
-Serve the database in a store file to replicas over WebSocket (the sync protocol, docs/protocol.md).
+Serve the database in a store to replicas over WebSocket (the sync protocol, docs/protocol.md).
 
 The first line on stdout is the bound URL, e.g.
   datsync serving ws://127.0.0.1:8765/ store=./datsync.sqlite t=42 health=http://127.0.0.1:8765/health
 then logs go to stderr. A transaction is acknowledged once it is on disk (SQLite WAL, group commit);
 a checkpoint every --checkpoint-every transactions keeps start-up short. The server holds an
-exclusive lock on STORE.lock while it runs: one server per store.
+exclusive lock on STORE.lock while it runs: one server per store file. A PostgreSQL store
+(--store postgresql://HOST:PORT/DB) may be served by several processes at once, on several
+machines: any of them accepts writes, each streams every commit to its own replicas, and replicas
+given several URLs fail over between them (docs/operations.md).
 
 Credentials: every replica's hello must carry --token (or the token in --token-file, or
 $DATSYNC_TOKEN); without a token only loopback clients (127.0.0.0/8, ::1) are accepted.
@@ -36,6 +39,7 @@ EPILOG = """\
 examples:
   datsync serve                                          # ws://127.0.0.1:8765/, store ./datsync.sqlite
   datsync serve --store db.sqlite --schema docs/examples/people.edn --port 0
+  datsync serve --store postgresql://datsync@db:5432/app --port 8765     # one of several processes
   datsync serve --host 0.0.0.0 --token-file /etc/datsync/token --tls-cert cert.pem --tls-key key.pem
   datsync serve --host 0.0.0.0 --jwt-public-key issuer.pem --jwt-audience datsync --insecure  # behind a TLS proxy
   datsync serve --schema docs/examples/todo/schema.edn --static docs/examples/todo   # open http://127.0.0.1:8765/
