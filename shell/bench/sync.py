@@ -11,7 +11,11 @@
 * ``delta-10-pending``: another client's one-entity delta arriving at that replica: applied to the
   confirmed database, the 10 pending transactions re-based on it.
 * ``open-replica-store``: open the 20k-people replica from its store file (``ReplicaStore.load``):
-  compare with ``bootstrap-people``, which is that plus the network.
+  compare with ``bootstrap-people``, which is that plus the network, and ``bootstrap-socket``.
+* ``bootstrap-socket``: ``connect(url)`` of a fresh replica to a ``datsync serve`` process on
+  127.0.0.1 serving the 20k-people database, until it is live, then close: the bootstrap over the
+  socket that opening a persisted replica saves (the server runs in a process of its own, started
+  once before timing).
 * ``session-fanout-32``: 32 deliveries of encoded deltas through a live ``ServerSession`` and one
   ``ack``: the server's per-client CPU cost of a broadcast, without the socket.
 * ``codec-encode-delta`` / ``json-encode-delta`` (and ``-decode-``, and ``-chunk`` for a 2,000-datom
@@ -25,7 +29,10 @@ where it means something, datoms per second.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -154,6 +161,57 @@ def open_replica_store() -> Any:
 
 
 @cache
+def _socket_case(n_people: int = 20000) -> str:
+    """A ``datsync serve`` process on 127.0.0.1 over a store holding ``server_db(n_people)`` (a
+    checkpoint at its ``t``), stopped by ``stop_socket_server`` or when the process exits: its URL."""
+    from ..connection import encode_events
+    from ..store import open_store
+
+    path = tempfile.mkdtemp(prefix="datsync-bench-") + "/people.sqlite"
+    store = open_store(path)
+    try:
+        db = server_db(n_people)
+        store.write_checkpoint(basis_t(db), encode_events(db))
+    finally:
+        store.close()
+    proc = subprocess.Popen([sys.executable, "-m", "datsync.shell", "serve", "--port", "0", "--store", path],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    _servers.append(proc)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("datsync serving "):
+        stop_socket_server()
+        raise RuntimeError(f"the bench server did not start: {line!r}")
+    return line.split()[2]
+
+
+_servers: list[subprocess.Popen] = []
+
+
+@atexit.register
+def stop_socket_server() -> None:
+    """Stop the server ``bootstrap-socket`` started, if any."""
+    while _servers:
+        proc = _servers.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    _socket_case.cache_clear()
+
+
+def bootstrap_socket(n_people: int = 20000) -> Any:
+    from ..client import connect
+
+    with connect(_socket_case(n_people), timeout=300, reconnect=False) as rep:
+        return rep.replica
+
+
+@cache
 def _messages() -> dict[str, tuple[Any, Any]]:
     """The delta of a transaction of 15 people (~140 datoms) and a 2,000-datom snapshot chunk, each
     with the same data as plain JSON-ready structures."""
@@ -229,6 +287,7 @@ SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
     "submit-10-pending": submit_10_pending,
     "delta-10-pending": delta_10_pending,
     "open-replica-store": open_replica_store,
+    "bootstrap-socket": bootstrap_socket,
     **_codec_pair("delta"),
     **_codec_pair("chunk"),
 }
@@ -242,6 +301,7 @@ SYNC_SETUP: dict[str, Callable[[], Any]] = {
     "submit-10-pending": _pending_case,
     "delta-10-pending": _pending_case,
     "open-replica-store": _store_case,
+    "bootstrap-socket": _socket_case,
     **{name: _messages for name in SYNC_BENCHMARKS if "code" in name or "json" in name},
 }
 """Fixtures built before timing starts."""
@@ -249,7 +309,7 @@ SYNC_SETUP: dict[str, Callable[[], Any]] = {
 
 def datoms_per_op(name: str) -> int | None:
     """How many datoms one run of benchmark ``name`` moves (for datoms/second), if that means something."""
-    if name in ("bootstrap-people", "open-replica-store"):
+    if name in ("bootstrap-people", "open-replica-store", "bootstrap-socket"):
         return len(server_db().eavt)
     if name.endswith("-delta"):
         return len(_messages()["delta"][0].datoms)

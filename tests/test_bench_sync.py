@@ -1,0 +1,22 @@
+"""The sync benchmarks that need a server (shell/bench/sync.py) do what they say, at a tiny size:
+figures are not checked (benchmarks measure speed, tests do not)."""
+
+from __future__ import annotations
+
+from datsync.core import datoms
+from datsync.core.sync import server_datoms
+from datsync.shell.bench import sync as b
+
+
+def test_bootstrap_socket_bootstraps_the_people_database_from_a_server_it_stops():
+    try:
+        replica = b.bootstrap_socket(100)
+        again = b.bootstrap_socket(100)  # the same server, started once
+        assert b._servers and len(b._servers) == 1
+        server = b._servers[0]
+        want = {(d.e, d.a, d.v) for d in datoms(b.server_db(100), "eavt")}
+        assert {(d[0], d[1], d[2]) for d in server_datoms(replica)} == want
+        assert replica.t == again.t == b.server_db(100).max_tx - 0x20000000
+    finally:
+        b.stop_socket_server()
+    assert server.poll() is not None and not b._servers
