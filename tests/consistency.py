@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -130,37 +131,37 @@ def check(ops: list[Op], server_db: Any) -> Report:
     return r
 
 
-async def run_workload(replicas: list[Any], *, ops_per_client: int, keys: int = 4, seed: int = 0,
-                       read_share: float = 0.5, pause: float = 0.01, tag: str = "",
-                       registers: float = 0.3) -> list[Op]:
-    """Each replica a client: random appends, register writes (a ``registers`` share of the
-    operations) and reads (``pause`` seconds apart on average),
-    concurrently; the history in client order. Appended values are ``{tag}c{client}-{n}``: give each
-    run over the same database its own ``tag``."""
+async def run_client(i: int, rep: Any, out: list[Op], *, ops: int, keys: int = 4, seed: int = 0,
+                     read_share: float = 0.5, pause: float = 0.01, tag: str = "", registers: float = 0.3) -> None:
+    """Client ``i``: random appends, register writes (a ``registers`` share of the operations) and
+    reads through ``rep``, ``pause`` seconds apart on average, recorded in ``out`` in order. A write is
+    recorded as of unknown outcome before it is sent, so a client killed while waiting leaves it so.
+    Values are ``{tag}c{i}-{n}``: give each run over the same database its own ``tag``."""
+    rng = random.Random(seed * 1000 + i)
+    for n in range(ops):
+        await trio.sleep(rng.random() * 2 * pause)
+        register = rng.random() < registers
+        key = f"{'r' if register else 'k'}{rng.randrange(keys)}"
+        if rng.random() < read_share:
+            kind = "read-register" if register else "read"
+            out.append(Op(i, kind, key, t=rep.t, values=list_at(rep.confirmed_db, key, _ATTR[kind])))
+            continue
+        kind, attr = ("write", "reg/value") if register else ("append", "list/item")
+        value = f"{tag}c{i}-{n}"
+        out.append(Op(i, kind, key, value, "unknown"))
+        try:
+            res = await rep.transact([{"list/key": key, attr: value}])
+            out[-1] = Op(i, kind, key, value, "ok", res.t)
+        except TxOutcomeUnknown:
+            pass
+
+
+async def run_workload(replicas: list[Any], *, ops_per_client: int, **options: Any) -> list[Op]:
+    """Each replica a client (``run_client``), concurrently; the history in client order."""
     histories: list[list[Op]] = [[] for _ in replicas]
-
-    async def client(i: int, rep: Any) -> None:
-        rng = random.Random(seed * 1000 + i)
-        out = histories[i]
-        for n in range(ops_per_client):
-            await trio.sleep(rng.random() * 2 * pause)
-            register = rng.random() < registers
-            key = f"{'r' if register else 'k'}{rng.randrange(keys)}"
-            if rng.random() < read_share:
-                kind = "read-register" if register else "read"
-                out.append(Op(i, kind, key, t=rep.t, values=list_at(rep.confirmed_db, key, _ATTR[kind])))
-                continue
-            kind, attr = ("write", "reg/value") if register else ("append", "list/item")
-            value = f"{tag}c{i}-{n}"
-            try:
-                res = await rep.transact([{"list/key": key, attr: value}])
-                out.append(Op(i, kind, key, value, "ok", res.t))
-            except TxOutcomeUnknown:
-                out.append(Op(i, kind, key, value, "unknown"))
-
     async with trio.open_nursery() as nursery:
         for i, rep in enumerate(replicas):
-            nursery.start_soon(client, i, rep)
+            nursery.start_soon(partial(run_client, i, rep, histories[i], ops=ops_per_client, **options))
     return [op for h in histories for op in h]
 
 
@@ -172,4 +173,4 @@ def summary(r: Report) -> str:
             + (f" {dict(kinds)}" if kinds else ""))
 
 
-__all__ = ["SCHEMA_EDN", "Op", "Report", "check", "list_at", "run_workload", "summary"]
+__all__ = ["SCHEMA_EDN", "Op", "Report", "check", "list_at", "run_client", "run_workload", "summary"]

@@ -3,9 +3,10 @@ whole history checked (tests/consistency.py).
 
     .venv/bin/python -m tests.soak --rounds 50
 
-Each round the clients append and read through their replicas while the server process is killed
-with SIGKILL at a random moment and restarted on the same port and store; one client per round is
-dropped without closing (its process "dies") and replaced by a new one. Prints one line per round and
+Each round new clients append, write and read through their replicas while the server process is
+killed with SIGKILL at a random moment and restarted on the same port and store; then one client is
+killed mid-work (its replica and its task cancelled: no close, a write it was waiting for stays of
+unknown outcome). Prints one line per round and
 the checker's summary; exits 1 on any anomaly.
 """
 
@@ -22,7 +23,7 @@ import trio
 from datsync.shell import open_replica
 from datsync.shell.connection import Connection
 from datsync.shell.store import open_store
-from tests.consistency import SCHEMA_EDN, Op, check, list_at, run_workload, summary
+from tests.consistency import SCHEMA_EDN, Op, check, list_at, run_client, summary
 from tests.sync_server import ServerProcess
 
 FAST = {"backoff": (0.02, 0.3), "heartbeat_interval": 0.5, "heartbeat_timeout": 2.0, "connect_timeout": 3.0}
@@ -40,33 +41,12 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
     next_id = 0
     try:
         for r in range(rounds):
-            async with trio.open_nursery() as nursery:
-                reps = []
-                scopes = []
-                for _ in range(clients):
-                    scope = trio.CancelScope()
-                    scopes.append(scope)
-                    reps.append(await nursery.start(_client, server.url, scope))
-
-                async def killer() -> None:
-                    await trio.sleep(rng.uniform(0.1, 0.8))
-                    await trio.to_thread.run_sync(server.kill)
-                    await trio.sleep(rng.uniform(0.0, 0.3))
-                    await trio.to_thread.run_sync(server.start)
-
-                nursery.start_soon(killer)
-                ops_r = await run_workload(reps, ops_per_client=ops, seed=seed * 10_000 + r, tag=f"r{r}")
-                # renumber clients: each round's clients are new clients
-                history += [Op(op.client + next_id, op.kind, op.key, op.value, op.outcome, op.t, op.values)
-                            for op in ops_r]
-                dead = rng.randrange(clients)
-                scopes[dead].cancel()  # this client's process dies: no close, no goodbye
-                for i, (rep, scope) in enumerate(zip(reps, scopes)):
-                    if i != dead:
-                        await rep.aclose()
-                        scope.cancel()
+            outs, dead = await _round(server, rng, first_id=next_id, clients=clients, ops=ops,
+                                      seed=seed * 10_000 + r, tag=f"r{r}")
+            history += [op for out in outs for op in out]
             next_id += clients
-            print(f"round {r + 1}/{rounds}: {len(ops_r)} operations, server restarted", flush=True)
+            print(f"round {r + 1}/{rounds}: {sum(map(len, outs))} operations, server killed and restarted, "
+                  f"client {dead} killed after {len(outs[dead])}", flush=True)
         async with open_replica(server.url, **FAST) as last:
             history += [Op(next_id, "read", f"k{k}", t=last.t, values=list_at(last.confirmed_db, f"k{k}"))
                         for k in range(4)]
@@ -79,11 +59,31 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
     return 1 if report.anomalies else 0
 
 
-async def _client(url: str, scope: trio.CancelScope, *, task_status: trio.TaskStatus) -> None:
-    with scope:
-        async with open_replica(url, **FAST) as rep:
-            task_status.started(rep)
-            await trio.sleep_forever()
+async def _round(server: ServerProcess, rng: random.Random, *, first_id: int, clients: int, ops: int, seed: int,
+                 tag: str) -> tuple[list[list[Op]], int]:
+    """One round: the clients' histories, and which client was killed."""
+    outs: list[list[Op]] = [[] for _ in range(clients)]
+    scopes = [trio.CancelScope() for _ in range(clients)]
+    dead = rng.randrange(clients)
+
+    async def client(i: int) -> None:
+        with scopes[i]:
+            async with open_replica(server.url, **FAST) as rep:
+                await run_client(first_id + i, rep, outs[i], ops=ops, seed=seed, tag=tag)
+
+    async def killer() -> None:
+        await trio.sleep(rng.uniform(0.1, 0.8))
+        await trio.to_thread.run_sync(server.kill)
+        await trio.sleep(rng.uniform(0.0, 0.3))
+        await trio.to_thread.run_sync(server.start)
+        await trio.sleep(rng.uniform(0.0, 0.5))
+        scopes[dead].cancel()  # this client's process dies mid-work: no close, no goodbye
+
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client, i)
+        nursery.start_soon(killer)
+    return outs, dead
 
 
 def main(argv: list[str] | None = None) -> int:
