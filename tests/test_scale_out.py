@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 import trio
 
-from datsync.core import TxError, datoms
+from datsync.core import TxError, datoms, kw
 from datsync.shell import TxOutcomeUnknown, open_replica, open_store
 from tests.sync_server import ROOT, Servers, TcpProxy, write_concurrently
 
@@ -214,3 +214,20 @@ def test_a_graceful_shutdown_moves_replicas_to_another_process(servers, pg_url):
 
     trio.run(main)
     assert two.stop() == 0
+
+
+def test_a_command_writing_to_the_shared_store_reaches_the_servers_replicas(servers, pg_url):
+    from tests.test_cli_commands import ok
+
+    server = servers.start(pg_url)
+
+    async def main() -> None:
+        async with open_replica(server.url) as rep:
+            out = await trio.to_thread.run_sync(
+                lambda: ok("transact", pg_url, "-", stdin='[{:person/name "from the command line"}]'))
+            with trio.fail_after(10):
+                await rep.wait_for_t(out[kw("t")])
+            assert datoms(rep.db, "avet", "person/name", "from the command line")
+
+    trio.run(main)
+    assert server.stop() == 0
