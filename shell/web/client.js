@@ -101,46 +101,46 @@ export function connect(url, options = {}) {
 
 export class Replica {
   constructor(url, options = {}) {
-    this.urls = Array.isArray(url) ? [...url] : [url];
-    if (!this.urls.length) throw new TypeError('connect: no URL');
-    this.url = this.urls[0];
-    this.options = options;
-    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this.WebSocket !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
-    this.store = options.store ?? memoryStore();
-    this.interval = (options.heartbeatInterval ?? 10) * 1000;
-    this.timeout = (options.heartbeatTimeout ?? 30) * 1000;
-    [this.backoffFirst, this.backoffMax] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
-    this.saveDelay = options.saveDelay ?? 500;
-    this.compactAfter = options.compactAfter ?? COMPACT_AFTER;
+    this.urls_ = Array.isArray(url) ? [...url] : [url];
+    if (!this.urls_.length) throw new TypeError('connect: no URL');
+    this.url = this.urls_[0];
+    this.options_ = options;
+    this.WebSocket_ = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.WebSocket_ !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
+    this.store_ = options.store ?? memoryStore();
+    this.interval_ = (options.heartbeatInterval ?? 10) * 1000;
+    this.timeout_ = (options.heartbeatTimeout ?? 30) * 1000;
+    [this.backoffFirst_, this.backoffMax_] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
+    this.saveDelay_ = options.saveDelay ?? 500;
+    this.compactAfter_ = options.compactAfter ?? COMPACT_AFTER;
 
-    this.confirmed = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
-    this.conn = d.conn_from_db(this.confirmed);
+    this.confirmed_ = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
+    this.conn = d.conn_from_db(this.confirmed_);
     this.t = null;
     this.dbId = null;
-    this.schema = {};
-    this.aliases = {};
+    this.schema_ = {};
+    this.aliases_ = {};
     this.status = 'connecting';       // connecting | online | offline | failed | closed
-    this.phase = 'closed';            // closed | handshake | bootstrapping | live
+    this.phase_ = 'closed';            // closed | handshake | bootstrapping | live
     this.error = null;
-    this.listeners = new Set();
+    this.listeners_ = new Set();
     this.clientId = null;             // stable across page loads (kept in the store)
-    this.nextSeq = 1;
-    this.queue = new Map();           // seq -> {seq, tx, sent, answer, resolve, reject}: not answered yet
-    this.ws = null;
-    this.attempt = 0;
-    this.closed = false;
-    this.retryTimer = null;
-    this.tickTimer = null;
-    this.saveTimer = null;
-    this.savedT = null;               // t of the snapshot in the store (null: none)
-    this.snapshotTexts = null;        // a snapshot's chunks (JSON text) received and not stored yet
-    this.snapshotT = null;
-    this.log = [];                    // the deltas (JSON text) applied since that snapshot
-    this.waiters = [];
-    this.ready = new Promise((resolve, reject) => { this.readyResolve = resolve; this.readyReject = reject; });
+    this.nextSeq_ = 1;
+    this.queue_ = new Map();           // seq -> {seq, tx, sent, answer, resolve, reject}: not answered yet
+    this.ws_ = null;
+    this.attempt_ = 0;
+    this.closed_ = false;
+    this.retryTimer_ = null;
+    this.tickTimer_ = null;
+    this.saveTimer_ = null;
+    this.savedT_ = null;               // t of the snapshot in the store (null: none)
+    this.snapshotTexts_ = null;        // a snapshot's chunks (JSON text) received and not stored yet
+    this.snapshotT_ = null;
+    this.log_ = [];                    // the deltas (JSON text) applied since that snapshot
+    this.waiters_ = [];
+    this.ready = new Promise((resolve, reject) => { this.readyResolve_ = resolve; this.readyReject_ = reject; });
     this.ready.catch(() => {});
-    this.restored = this.restore().finally(() => this.open());
+    this.restored = this.restore_().finally(() => this.open_());
   }
 
   // -- public ---------------------------------------------------------------------------------
@@ -150,23 +150,23 @@ export class Replica {
   get db() { return d.db(this.conn); }
 
   /** The server's database at t, without the queued writes. */
-  get confirmedDb() { return this.confirmed; }
+  get confirmedDb() { return this.confirmed_; }
 
   get online() { return this.status === 'online'; }
 
   /** Writes not answered yet (queued while offline, or waiting for the server). */
-  get pendingCount() { return this.queue.size; }
+  get pendingCount() { return this.queue_.size; }
 
   /** The queued writes, oldest first: {seq, sent, conflict} (conflict: {code, message} when the write
    * does not apply on the current database locally; the server decides). */
   get pendingWrites() {
-    return Array.from(this.queue.values(), (w) => ({ seq: w.seq, sent: w.sent, conflict: w.conflict ?? null }));
+    return Array.from(this.queue_.values(), (w) => ({ seq: w.seq, sent: w.sent, conflict: w.conflict ?? null }));
   }
 
   /** Call ``fn(event)`` on every change: {kind: "status" | "synced" | "delta" | "error", ...}. */
   listen(fn) {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+    this.listeners_.add(fn);
+    return () => this.listeners_.delete(fn);
   }
 
   /** Submit ``txData``; resolves {t, tx, tempids} once the replica has the transaction (tempids
@@ -176,22 +176,22 @@ export class Replica {
     await this.restored;
     if (this.t === null) await this.ready;
     if (this.status === 'failed') throw this.error;
-    if (this.closed) throw new TxError('sync/closed', 'The replica is closed');
+    if (this.closed_) throw new TxError('sync/closed', 'The replica is closed');
     let tx;
     try {
-      tx = new TxTranslator(this.schema, this.aliases).tx(txData);
+      tx = new TxTranslator(this.schema_, this.aliases_).tx(txData);
       encode({ type: 'submit', req: 0, tx });
     } catch (e) {
       throw new TxError(e.code ?? 'sync/invalid-tx', e.message);
     }
-    const seq = this.nextSeq++;
+    const seq = this.nextSeq_++;
     const done = new Promise((resolve, reject) => {
-      this.queue.set(seq, { seq, tx, sent: false, answer: null, resolve, reject });
+      this.queue_.set(seq, { seq, tx, sent: false, answer: null, resolve, reject });
     });
-    this.emit({ kind: 'pending', count: this.queue.size });
-    this.show({ kind: 'local', seq });
-    await this.saveWrites();
-    this.pump();
+    this.emit_({ kind: 'pending', count: this.queue_.size });
+    this.show_({ kind: 'local', seq });
+    await this.saveWrites_();
+    this.pump_();
     return done;
   }
 
@@ -199,54 +199,54 @@ export class Replica {
   waitForT(t, timeoutMs = 10000) {
     if (this.t !== null && this.t >= t) return Promise.resolve(this.t);
     return new Promise((resolve, reject) => {
-      const w = { t, resolve, timer: setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); reject(new Error(`t=${t} not reached`)); }, timeoutMs) };
-      this.waiters.push(w);
+      const w = { t, resolve, timer: setTimeout(() => { this.waiters_ = this.waiters_.filter((x) => x !== w); reject(new Error(`t=${t} not reached`)); }, timeoutMs) };
+      this.waiters_.push(w);
     });
   }
 
   /** The replica's datoms [e, a, v, tx] with values as the server has them (for comparisons). */
-  datoms() { return serverDatoms(this.confirmed, this.schema, this.aliases); }
+  datoms() { return serverDatoms(this.confirmed_, this.schema_, this.aliases_); }
 
   /** Stop: close the connection, stop reconnecting, save the replica. */
   async close() {
-    this.closed = true;
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.tickTimer);
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
+    this.closed_ = true;
+    clearTimeout(this.retryTimer_);
+    clearTimeout(this.tickTimer_);
+    if (this.ws_) {
+      const ws = this.ws_;
+      this.ws_ = null;
       try { ws.close(1000, 'closed by the application'); } catch { /* already closed */ }
     }
-    this.lost();
-    this.setStatus('closed');
-    for (const w of this.queue.values()) {
+    this.lost_();
+    this.setStatus_('closed');
+    for (const w of this.queue_.values()) {
       if (w.reject) w.reject(new TxError('sync/closed', 'The replica was closed before the answer: the write stays queued in the store and is sent by the next connect with it'));
       w.resolve = w.reject = null;
     }
     await this.restored;
-    await this.save();
+    await this.save_();
   }
 
   // -- persistence ------------------------------------------------------------------------------
 
-  async restore() {
+  async restore_() {
     let state = null;
     let writes = null;
     try {
-      [state, writes] = await Promise.all([this.store.load('replica'), this.store.load('writes')]);
+      [state, writes] = await Promise.all([this.store_.load('replica'), this.store_.load('writes')]);
     } catch (e) {
-      this.emit({ kind: 'error', code: 'store/load', message: String(e) });
+      this.emit_({ kind: 'error', code: 'store/load', message: String(e) });
     }
     if (writes && writes.version === 1) {
       this.clientId = writes.client;
-      this.nextSeq = writes.next_seq;
+      this.nextSeq_ = writes.next_seq;
       for (const w of writes.queue) {
-        this.queue.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer: null, resolve: null, reject: null });
+        this.queue_.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer: null, resolve: null, reject: null });
       }
-      if (this.queue.size) this.emit({ kind: 'pending', count: this.queue.size });
+      if (this.queue_.size) this.emit_({ kind: 'pending', count: this.queue_.size });
     } else {
       this.clientId = newClientId();
-      await this.saveWrites();
+      await this.saveWrites_();
     }
     if (!state || (state.version !== 1 && state.version !== 2) || this.t !== null) return;
     try {
@@ -254,217 +254,217 @@ export class Replica {
       const datoms = state.version === 2
         ? state.chunks.flatMap((text) => decode(text).datoms)
         : state.datoms.map(([e, a, v, tx]) => [e, a, decodeValue(v), tx]);
-      this.aliases = state.aliases ?? {};
-      this.install(datoms, state.t, state.db_id, 'restored');
-      this.savedT = state.t;
-      const log = await this.store.load('deltas');
+      this.aliases_ = state.aliases ?? {};
+      this.install_(datoms, state.t, state.db_id, 'restored');
+      this.savedT_ = state.t;
+      const log = await this.store_.load('deltas');
       for (const text of (log && log.base_t === state.t ? log.items : [])) {
         const m = decode(text);
-        if (m.type === 'delta' && m.t === this.t + 1) { this.applyDelta(m); this.log.push(text); }
+        if (m.type === 'delta' && m.t === this.t + 1) { this.applyDelta_(m); this.log_.push(text); }
       }
     } catch (e) {
-      this.emit({ kind: 'error', code: 'store/load', message: String(e) });
+      this.emit_({ kind: 'error', code: 'store/load', message: String(e) });
     }
   }
 
-  scheduleSave() {
-    if (this.saveTimer !== null) return;
-    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.save(); }, this.saveDelay);
+  scheduleSave_() {
+    if (this.saveTimer_ !== null) return;
+    this.saveTimer_ = setTimeout(() => { this.saveTimer_ = null; this.save_(); }, this.saveDelay_);
   }
 
   /** Keep the replica in the store: the deltas since the last snapshot (small, often), and a new
    * snapshot of every datom once the log is long (or after a bootstrap). */
-  async save() {
-    if (this.t === null || this.store.persistent === false) return;
+  async save_() {
+    if (this.t === null || this.store_.persistent === false) return;
     try {
-      if (this.snapshotTexts !== null) {  // after a bootstrap: the chunks as received, no re-encoding
-        const state = { version: 2, t: this.snapshotT, db_id: this.dbId, aliases: this.snapshotAliases, chunks: this.snapshotTexts };
-        this.snapshotTexts = null;
-        this.savedT = state.t;
-        await this.store.save('replica', state);
-      } else if (this.savedT === null || this.log.length >= this.compactAfter) {
+      if (this.snapshotTexts_ !== null) {  // after a bootstrap: the chunks as received, no re-encoding
+        const state = { version: 2, t: this.snapshotT_, db_id: this.dbId, aliases: this.snapshotAliases_, chunks: this.snapshotTexts_ };
+        this.snapshotTexts_ = null;
+        this.savedT_ = state.t;
+        await this.store_.save('replica', state);
+      } else if (this.savedT_ === null || this.log_.length >= this.compactAfter_) {
         const state = {
-          version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases,
+          version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases_,
           datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
         };
-        this.log = [];
-        this.savedT = this.t;
-        await this.store.save('replica', state);
+        this.log_ = [];
+        this.savedT_ = this.t;
+        await this.store_.save('replica', state);
       }
-      await this.store.save('deltas', { base_t: this.savedT, items: this.log.slice() });
+      await this.store_.save('deltas', { base_t: this.savedT_, items: this.log_.slice() });
     } catch (e) {
-      this.emit({ kind: 'error', code: 'store/save', message: String(e) });
+      this.emit_({ kind: 'error', code: 'store/save', message: String(e) });
     }
   }
 
-  async saveWrites() {
+  async saveWrites_() {
     const writes = {
-      version: 1, client: this.clientId, next_seq: this.nextSeq,
-      queue: Array.from(this.queue.values(), (w) => ({ seq: w.seq, tx: encodeValue(w.tx) })),
+      version: 1, client: this.clientId, next_seq: this.nextSeq_,
+      queue: Array.from(this.queue_.values(), (w) => ({ seq: w.seq, tx: encodeValue(w.tx) })),
     };
-    try { await this.store.save('writes', writes); } catch (e) { this.emit({ kind: 'error', code: 'store/save', message: String(e) }); }
+    try { await this.store_.save('writes', writes); } catch (e) { this.emit_({ kind: 'error', code: 'store/save', message: String(e) }); }
   }
 
   /** Send queued writes, oldest first, at most MAX_IN_FLIGHT unanswered at a time. */
-  pump() {
-    if (this.phase !== 'live' && this.phase !== 'bootstrapping') return;
+  pump_() {
+    if (this.phase_ !== 'live' && this.phase_ !== 'bootstrapping') return;
     let inFlight = 0;
-    for (const w of this.queue.values()) if (w.sent && w.answer === null) inFlight++;
-    for (const w of this.queue.values()) {
+    for (const w of this.queue_.values()) if (w.sent && w.answer === null) inFlight++;
+    for (const w of this.queue_.values()) {
       if (inFlight >= MAX_IN_FLIGHT) break;
       if (w.sent) continue;
       w.sent = true;
       inFlight++;
-      this.send({ type: 'submit', req: w.seq, tx: w.tx, client: this.clientId, seq: w.seq });
+      this.send_({ type: 'submit', req: w.seq, tx: w.tx, client: this.clientId, seq: w.seq });
     }
   }
 
   // -- connection -------------------------------------------------------------------------------
 
-  open() {
-    if (this.closed) return;
+  open_() {
+    if (this.closed_) return;
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      ws = new this.WebSocket_(this.url);
     } catch (e) {
-      this.retry(String(e));
+      this.retry_(String(e));
       return;
     }
     ws.binaryType = 'arraybuffer';
-    this.ws = ws;
-    ws.onopen = () => { if (this.ws === ws) this.opened(); };
-    ws.onmessage = (ev) => { if (this.ws === ws) this.received(ev.data); };
-    ws.onclose = (ev) => { if (this.ws === ws) { this.ws = null; this.dropped(ev.reason || `closed (${ev.code})`); } };
+    this.ws_ = ws;
+    ws.onopen = () => { if (this.ws_ === ws) this.opened_(); };
+    ws.onmessage = (ev) => { if (this.ws_ === ws) this.received_(ev.data); };
+    ws.onclose = (ev) => { if (this.ws_ === ws) { this.ws_ = null; this.dropped_(ev.reason || `closed (${ev.code})`); } };
     ws.onerror = () => {
       // a connection that failed before opening: some WebSocket implementations never fire close
-      if (this.ws === ws && this.phase === 'closed') { this.ws = null; try { ws.close(); } catch { /* never opened */ } this.dropped('cannot connect'); }
+      if (this.ws_ === ws && this.phase_ === 'closed') { this.ws_ = null; try { ws.close(); } catch { /* never opened */ } this.dropped_('cannot connect'); }
     };
   }
 
-  opened() {
-    const creds = this.options.token == null && this.options.scopes == null ? null
-      : { ...(this.options.token != null ? { token: this.options.token } : {}), ...(this.options.scopes != null ? { scopes: this.options.scopes } : {}) };
-    this.phase = 'handshake';
-    this.builder = null;
-    this.syncFrom = null;
-    this.ackedT = this.t ?? 0;
-    this.ackEvery = 1;
-    this.heard = false;
-    this.sentSinceTick = false;
-    this.lastHeard = Date.now();
-    this.pingN = 0;
-    this.stall = [null, 0];
-    this.send({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId, client: this.clientId });
-    this.tick();
+  opened_() {
+    const creds = this.options_.token == null && this.options_.scopes == null ? null
+      : { ...(this.options_.token != null ? { token: this.options_.token } : {}), ...(this.options_.scopes != null ? { scopes: this.options_.scopes } : {}) };
+    this.phase_ = 'handshake';
+    this.builder_ = null;
+    this.syncFrom_ = null;
+    this.ackedT_ = this.t ?? 0;
+    this.ackEvery_ = 1;
+    this.heard_ = false;
+    this.sentSinceTick_ = false;
+    this.lastHeard_ = Date.now();
+    this.pingN_ = 0;
+    this.stall_ = [null, 0];
+    this.send_({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId, client: this.clientId });
+    this.tick_();
   }
 
-  dropped(reason) {
-    clearTimeout(this.tickTimer);
-    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];  // next time, the next server
-    this.lost();
-    if (this.closed || this.status === 'failed') return;
-    this.setStatus('offline');
-    this.retry(reason);
+  dropped_(reason) {
+    clearTimeout(this.tickTimer_);
+    this.url = this.urls_[(this.urls_.indexOf(this.url) + 1) % this.urls_.length];  // next time, the next server
+    this.lost_();
+    if (this.closed_ || this.status === 'failed') return;
+    this.setStatus_('offline');
+    this.retry_(reason);
   }
 
-  lost() {
-    this.phase = 'closed';
-    this.builder = null;
-    for (const w of this.queue.values()) if (w.answer === null) w.sent = false;  // sent again on reconnect
+  lost_() {
+    this.phase_ = 'closed';
+    this.builder_ = null;
+    for (const w of this.queue_.values()) if (w.answer === null) w.sent = false;  // sent again on reconnect
   }
 
-  retry(reason) {
-    if (this.closed) return;
-    const base = Math.min(this.backoffMax, this.backoffFirst * 2 ** this.attempt);
-    this.attempt += 1;
+  retry_(reason) {
+    if (this.closed_) return;
+    const base = Math.min(this.backoffMax_, this.backoffFirst_ * 2 ** this.attempt_);
+    this.attempt_ += 1;
     const delay = base / 2 + Math.random() * base / 2;
-    this.emit({ kind: 'retry', delay, reason });
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.open(), delay);
+    this.emit_({ kind: 'retry', delay, reason });
+    clearTimeout(this.retryTimer_);
+    this.retryTimer_ = setTimeout(() => this.open_(), delay);
   }
 
-  fail(code, message) {
+  fail_(code, message) {
     this.error = new TxError(code, message);
-    this.closed = true;
-    this.setStatus('failed');
-    this.readyReject(this.error);
-    if (this.ws) { const ws = this.ws; this.ws = null; try { ws.close(1000); } catch { /* closed */ } }
-    this.lost();
-    for (const w of this.queue.values()) if (w.reject) w.reject(this.error);
+    this.closed_ = true;
+    this.setStatus_('failed');
+    this.readyReject_(this.error);
+    if (this.ws_) { const ws = this.ws_; this.ws_ = null; try { ws.close(1000); } catch { /* closed */ } }
+    this.lost_();
+    for (const w of this.queue_.values()) if (w.reject) w.reject(this.error);
   }
 
   close_(code, message) {
     // a protocol failure: say why, close; reconnecting resumes from t
-    try { this.send({ type: 'error', code, message: String(message).slice(0, 500) }); } catch { /* closing */ }
-    const ws = this.ws;
-    this.ws = null;
+    try { this.send_({ type: 'error', code, message: String(message).slice(0, 500) }); } catch { /* closing */ }
+    const ws = this.ws_;
+    this.ws_ = null;
     if (ws) try { ws.close(1002, code); } catch { /* closed */ }
-    this.dropped(message);
+    this.dropped_(message);
   }
 
-  send(msg) { this.sendRaw(encode(msg)); }
+  send_(msg) { this.sendRaw_(encode(msg)); }
 
-  sendRaw(data) {
-    if (!this.ws || this.ws.readyState !== 1) return;
-    this.ws.send(data);
-    this.sentSinceTick = true;
+  sendRaw_(data) {
+    if (!this.ws_ || this.ws_.readyState !== 1) return;
+    this.ws_.send(data);
+    this.sentSinceTick_ = true;
   }
 
-  tick() {
-    clearTimeout(this.tickTimer);
-    this.tickTimer = setTimeout(() => this.onTick(), this.interval);
+  tick_() {
+    clearTimeout(this.tickTimer_);
+    this.tickTimer_ = setTimeout(() => this.onTick_(), this.interval_);
   }
 
-  onTick() {
-    if (this.phase === 'closed') return;
+  onTick_() {
+    if (this.phase_ === 'closed') return;
     const now = Date.now();
-    if (this.heard) this.lastHeard = now;
-    this.heard = false;
-    if (now - this.lastHeard >= this.timeout) {
-      const ws = this.ws;
-      this.ws = null;
+    if (this.heard_) this.lastHeard_ = now;
+    this.heard_ = false;
+    if (now - this.lastHeard_ >= this.timeout_) {
+      const ws = this.ws_;
+      this.ws_ = null;
       if (ws) try { ws.close(1000, 'heartbeat timeout'); } catch { /* closed */ }
-      this.dropped('heartbeat timeout: nothing heard from the server');
+      this.dropped_('heartbeat timeout: nothing heard from the server');
       return;
     }
-    const sent = this.sentSinceTick;
-    this.sentSinceTick = false;
-    this.maybeAck(true);
-    this.checkStall();
-    if (!sent && !this.sentSinceTick) this.send({ type: 'ping', n: ++this.pingN });
-    this.sentSinceTick = false;
-    this.tick();
+    const sent = this.sentSinceTick_;
+    this.sentSinceTick_ = false;
+    this.maybeAck_(true);
+    this.checkStall_();
+    if (!sent && !this.sentSinceTick_) this.send_({ type: 'ping', n: ++this.pingN_ });
+    this.sentSinceTick_ = false;
+    this.tick_();
   }
 
-  checkStall() {
+  checkStall_() {
     let key = null;
-    if (this.phase === 'bootstrapping') key = 'snapshot:' + (this.builder ? `${this.builder.head.t}:${this.builder.chunks.size}` : '-');
-    else if (this.phase === 'live' && this.syncFrom !== null) key = 'catch-up:' + this.t;
-    if (key === null) { this.stall = [null, 0]; return; }
-    if (this.stall[0] !== key) { this.stall = [key, 0]; return; }
-    const n = this.stall[1] + 1;
-    if (n < STALL_TICKS) { this.stall = [key, n]; return; }
-    this.send({ type: 'sync', t: this.phase === 'bootstrapping' ? null : this.t });
-    this.stall = [key, 0];
+    if (this.phase_ === 'bootstrapping') key = 'snapshot:' + (this.builder_ ? `${this.builder_.head.t}:${this.builder_.chunks.size}` : '-');
+    else if (this.phase_ === 'live' && this.syncFrom_ !== null) key = 'catch-up:' + this.t;
+    if (key === null) { this.stall_ = [null, 0]; return; }
+    if (this.stall_[0] !== key) { this.stall_ = [key, 0]; return; }
+    const n = this.stall_[1] + 1;
+    if (n < STALL_TICKS) { this.stall_ = [key, n]; return; }
+    this.send_({ type: 'sync', t: this.phase_ === 'bootstrapping' ? null : this.t });
+    this.stall_ = [key, 0];
   }
 
-  maybeAck(force = false) {
-    if (this.phase !== 'live' || this.t === null || this.t <= this.ackedT) return;
-    if (force || this.t - this.ackedT >= this.ackEvery) {
-      this.send({ type: 'ack', t: this.t });
-      this.ackedT = this.t;
+  maybeAck_(force = false) {
+    if (this.phase_ !== 'live' || this.t === null || this.t <= this.ackedT_) return;
+    if (force || this.t - this.ackedT_ >= this.ackEvery_) {
+      this.send_({ type: 'ack', t: this.t });
+      this.ackedT_ = this.t;
     }
   }
 
   // -- messages ---------------------------------------------------------------------------------
 
-  received(data) {
-    if (this.phase === 'closed') return;
-    this.heard = true;
+  received_(data) {
+    if (this.phase_ === 'closed') return;
+    this.heard_ = true;
     let m;
     try {
       m = decode(data);
-      if (m.type === 'delta' || (m.type === 'snapshot-chunk' && this.store.persistent !== false)) {
+      if (m.type === 'delta' || (m.type === 'snapshot-chunk' && this.store_.persistent !== false)) {
         m.text = typeof data === 'string' ? data : utf8.decode(data);  // kept in the store as it came
       }
     } catch (e) {
@@ -472,166 +472,166 @@ export class Replica {
       return;
     }
     try {
-      const handler = this.handlers[m.type];
-      if (handler === undefined) this.send({ type: 'error', code: 'protocol/unexpected', message: `a server does not send ${m.type} messages` });
+      const handler = this.handlers_[m.type];
+      if (handler === undefined) this.send_({ type: 'error', code: 'protocol/unexpected', message: `a server does not send ${m.type} messages` });
       else handler.call(this, m);
     } catch (e) {
       this.close_(e.code && String(e.code).startsWith('sync/') ? e.code : 'protocol/internal', `${e.name}: ${e.message}`);
     }
   }
 
-  get handlers() { return HANDLERS; }
+  get handlers_() { return HANDLERS; }
 
-  onWelcome(m) {
-    if (this.phase !== 'handshake') { this.send({ type: 'error', code: 'protocol/unexpected', message: 'welcome outside the handshake' }); return; }
+  onWelcome_(m) {
+    if (this.phase_ !== 'handshake') { this.send_({ type: 'error', code: 'protocol/unexpected', message: 'welcome outside the handshake' }); return; }
     if (m.mode === 'resume' && this.t === null) { this.close_('protocol/unexpected', 'the server resumed a client that has no replica'); return; }
-    this.attempt = 0;
-    this.ackEvery = m.ack_every;
-    this.phase = m.mode === 'resume' ? 'live' : 'bootstrapping';
-    this.setStatus('online');
-    if (m.mode === 'resume') this.readyResolve(this);
-    this.pump();
+    this.attempt_ = 0;
+    this.ackEvery_ = m.ack_every;
+    this.phase_ = m.mode === 'resume' ? 'live' : 'bootstrapping';
+    this.setStatus_('online');
+    if (m.mode === 'resume') this.readyResolve_(this);
+    this.pump_();
   }
 
-  onError(m) {
-    this.emit({ kind: 'error', code: m.code, message: m.message });
-    if (FATAL.has(m.code)) this.fail(m.code, m.message);
+  onError_(m) {
+    this.emit_({ kind: 'error', code: m.code, message: m.message });
+    if (FATAL.has(m.code)) this.fail_(m.code, m.message);
   }
 
-  onPing(m) {
-    this.send({ type: 'pong', n: m.n });
-    if (m.t !== null && this.phase === 'live' && this.t !== null && m.t > this.t && this.syncFrom !== this.t) {
-      this.send({ type: 'sync', t: this.t });
-      this.syncFrom = this.t;
+  onPing_(m) {
+    this.send_({ type: 'pong', n: m.n });
+    if (m.t !== null && this.phase_ === 'live' && this.t !== null && m.t > this.t && this.syncFrom_ !== this.t) {
+      this.send_({ type: 'sync', t: this.t });
+      this.syncFrom_ = this.t;
     }
   }
 
-  onResync(m) {
-    if (this.phase === 'handshake') return;
-    this.emit({ kind: 'resync', reason: m.reason, t: m.t });
-    if (!(this.builder && this.builder.head.t >= m.t)) this.builder = null;
-    this.phase = 'bootstrapping';
+  onResync_(m) {
+    if (this.phase_ === 'handshake') return;
+    this.emit_({ kind: 'resync', reason: m.reason, t: m.t });
+    if (!(this.builder_ && this.builder_.head.t >= m.t)) this.builder_ = null;
+    this.phase_ = 'bootstrapping';
   }
 
-  onSnapshotBegin(m) {
-    if (this.phase === 'handshake') return;
-    if (this.phase === 'live' && this.t !== null && m.t <= this.t) return;
-    if (this.builder && m.t <= this.builder.head.t) return;
-    this.phase = 'bootstrapping';
-    this.builder = { head: m, chunks: new Map(), count: 0 };
-    if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot(this.builder);
+  onSnapshotBegin_(m) {
+    if (this.phase_ === 'handshake') return;
+    if (this.phase_ === 'live' && this.t !== null && m.t <= this.t) return;
+    if (this.builder_ && m.t <= this.builder_.head.t) return;
+    this.phase_ = 'bootstrapping';
+    this.builder_ = { head: m, chunks: new Map(), count: 0 };
+    if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot_(this.builder_);
   }
 
-  onSnapshotChunk(m) {
-    const b = this.builder;
-    if (!b || this.phase !== 'bootstrapping' || m.t !== b.head.t) return;
+  onSnapshotChunk_(m) {
+    const b = this.builder_;
+    if (!b || this.phase_ !== 'bootstrapping' || m.t !== b.head.t) return;
     if (m.seq >= b.head.chunks || b.count + m.datoms.length > b.head.datoms) {
-      this.send({ type: 'sync', t: null });
-      this.builder = null;
+      this.send_({ type: 'sync', t: null });
+      this.builder_ = null;
       return;
     }
     if (b.chunks.has(m.seq)) return;
     b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms), m.text]);
     b.count += m.datoms.length;
-    if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot(b);
+    if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot_(b);
   }
 
-  onSnapshotEnd(m) {
-    const b = this.builder;
-    if (!b || this.phase !== 'bootstrapping' || m.t !== b.head.t || m.chunks === b.head.chunks) return;
-    this.send({ type: 'sync', t: null });
-    this.builder = null;
+  onSnapshotEnd_(m) {
+    const b = this.builder_;
+    if (!b || this.phase_ !== 'bootstrapping' || m.t !== b.head.t || m.chunks === b.head.chunks) return;
+    this.send_({ type: 'sync', t: null });
+    this.builder_ = null;
   }
 
-  finishSnapshot(b) {
+  finishSnapshot_(b) {
     const datoms = [];
     const prepared = [];
     for (let seq = 0; seq < b.head.chunks; seq++) {
       const [raw, ds] = b.chunks.get(seq);
       for (let i = 0; i < raw.length; i++) { datoms.push(raw[i]); prepared.push(ds[i]); }
     }
-    this.aliases = Object.fromEntries(b.head.aliases ?? []);
-    this.install(datoms, b.head.t, b.head.db_id, 'synced', prepared);
-    this.savedT = null;  // a new snapshot to keep: its chunks as received
-    this.snapshotTexts = this.store.persistent === false ? null
+    this.aliases_ = Object.fromEntries(b.head.aliases ?? []);
+    this.install_(datoms, b.head.t, b.head.db_id, 'synced', prepared);
+    this.savedT_ = null;  // a new snapshot to keep: its chunks as received
+    this.snapshotTexts_ = this.store_.persistent === false ? null
       : Array.from({ length: b.head.chunks }, (_, seq) => b.chunks.get(seq)[2]);
-    this.snapshotT = b.head.t;
-    this.snapshotAliases = this.aliases;
-    this.log = [];
-    this.builder = null;
-    this.phase = 'live';
-    this.syncFrom = null;
-    this.maybeAck(true);
-    this.readyResolve(this);
-    this.release();
-    this.scheduleSave();
+    this.snapshotT_ = b.head.t;
+    this.snapshotAliases_ = this.aliases_;
+    this.log_ = [];
+    this.builder_ = null;
+    this.phase_ = 'live';
+    this.syncFrom_ = null;
+    this.maybeAck_(true);
+    this.readyResolve_(this);
+    this.release_();
+    this.scheduleSave_();
   }
 
-  install(datoms, t, dbId, kind, prepared = null) {
-    this.schema = serverSchemaFromDatoms(datoms, this.aliases);
-    this.confirmed = buildDb(datoms, this.schema, prepared);
+  install_(datoms, t, dbId, kind, prepared = null) {
+    this.schema_ = serverSchemaFromDatoms(datoms, this.aliases_);
+    this.confirmed_ = buildDb(datoms, this.schema_, prepared);
     this.t = t;
     this.dbId = dbId;
-    this.show({ kind, t });
-    this.emit({ kind, t });
-    if (kind === 'restored') this.readyResolve(this);
-    this.wake();
+    this.show_({ kind, t });
+    this.emit_({ kind, t });
+    if (kind === 'restored') this.readyResolve_(this);
+    this.wake_();
   }
 
-  onDelta(m) {
-    if (this.phase !== 'live' || this.t === null) return;
+  onDelta_(m) {
+    if (this.phase_ !== 'live' || this.t === null) return;
     if (m.t <= this.t) return;
     if (m.t > this.t + 1) {
-      if (this.syncFrom !== this.t) {
-        this.send({ type: 'sync', t: this.t });
-        this.syncFrom = this.t;
+      if (this.syncFrom_ !== this.t) {
+        this.send_({ type: 'sync', t: this.t });
+        this.syncFrom_ = this.t;
       }
       return;
     }
-    const own = m.origin && m.origin.client === this.clientId ? this.queue.get(m.origin.seq) : undefined;
+    const own = m.origin && m.origin.client === this.clientId ? this.queue_.get(m.origin.seq) : undefined;
     if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
-    this.applyDelta(m);
-    this.log.push(m.text);
-    this.syncFrom = null;
-    this.emit({ kind: 'delta', t: m.t, tx: m.tx });
-    this.maybeAck();
-    this.release();
-    this.scheduleSave();
+    this.applyDelta_(m);
+    this.log_.push(m.text);
+    this.syncFrom_ = null;
+    this.emit_({ kind: 'delta', t: m.t, tx: m.tx });
+    this.maybeAck_();
+    this.release_();
+    this.scheduleSave_();
   }
 
-  applyDelta(m) {
+  applyDelta_(m) {
     const meta = { kind: 'delta', t: m.t, tx: m.tx };
     const renames = m.renames ?? [];
-    let direct = this.queue.size === 0 && d.db(this.conn) === this.confirmed;
+    let direct = this.queue_.size === 0 && d.db(this.conn) === this.confirmed_;
     if (m.schema || renames.length) {
       const before = this.datoms();
-      this.schema = applySchemaDelta(this.schema, m.schema ?? {}, renames);
-      this.aliases = applyAliases(this.aliases, renames, this.schema);
-      this.confirmed = buildDb(renameDatoms(before, renames), this.schema);
+      this.schema_ = applySchemaDelta(this.schema_, m.schema ?? {}, renames);
+      this.aliases_ = applyAliases(this.aliases_, renames, this.schema_);
+      this.confirmed_ = buildDb(renameDatoms(before, renames), this.schema_);
       direct = false;
     }
-    const ops = deltaOps(this.confirmed, m.datoms, m.tx, this.schema);
+    const ops = deltaOps(this.confirmed_, m.datoms, m.tx, this.schema_);
     // the conn's own listeners see the delta's datoms when nothing else changes the view
-    const conn = direct ? this.conn : d.conn_from_db(this.confirmed);
-    const report = direct ? this.swap(() => d.transact(conn, ops, { datsync: meta })) : d.transact(conn, ops);
-    this.confirmed = d.db(conn);
+    const conn = direct ? this.conn : d.conn_from_db(this.confirmed_);
+    const report = direct ? this.swap_(() => d.transact(conn, ops, { datsync: meta })) : d.transact(conn, ops);
+    this.confirmed_ = d.db(conn);
     if (report !== null && report.tempids[':db/current-tx'] !== m.tx) {
       // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
       const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
-      this.confirmed = buildDb(fixed, this.schema);
+      this.confirmed_ = buildDb(fixed, this.schema_);
       direct = false;
     }
     this.t = m.t;
-    if (!direct) this.show(meta);
-    this.wake();
+    if (!direct) this.show_(meta);
+    this.wake_();
   }
 
   /** Show the confirmed database with the queued writes on top (those the replica has not reached
    * yet), in order, in the conn. A write that does not apply locally (its db/cas fails now, say)
    * is left out of the view and marked ``conflict``; the server decides. */
-  show(meta) {
-    let view = this.confirmed;
-    for (const w of this.queue.values()) {
+  show_(meta) {
+    let view = this.confirmed_;
+    for (const w of this.queue_.values()) {
       if (w.answer !== null && this.t !== null && w.answer.t <= this.t) continue;  // in confirmed already
       try {
         w.local ??= toLocalTx(w.tx);
@@ -641,96 +641,96 @@ export class Replica {
         w.conflict = { code: e.code ?? 'sync/conflict', message: String(e.message ?? e) };
       }
     }
-    if (view !== d.db(this.conn)) this.swap(() => d.reset_conn(this.conn, view, { datsync: meta }));
+    if (view !== d.db(this.conn)) this.swap_(() => d.reset_conn(this.conn, view, { datsync: meta }));
   }
 
   /** Change the conn with ``fn``; a failing d.listen listener (DataScript calls them inside
    * transact, after the change) is reported, never taken for a failed change. */
-  swap(fn) {
+  swap_(fn) {
     const before = d.db(this.conn);
     try {
       return fn();
     } catch (e) {
       if (d.db(this.conn) === before) throw e;
       console.error('datsync: a d.listen listener failed', e);
-      this.emit({ kind: 'error', code: 'listener', message: String(e?.message ?? e) });
+      this.emit_({ kind: 'error', code: 'listener', message: String(e?.message ?? e) });
       return null;
     }
   }
 
-  wake() {
-    const due = this.waiters.filter((w) => this.t >= w.t);
-    this.waiters = this.waiters.filter((w) => this.t < w.t);
+  wake_() {
+    const due = this.waiters_.filter((w) => this.t >= w.t);
+    this.waiters_ = this.waiters_.filter((w) => this.t < w.t);
     for (const w of due) { clearTimeout(w.timer); w.resolve(this.t); }
   }
 
-  onTxOk(m) {
-    const w = this.queue.get(m.req);
+  onTxOk_(m) {
+    const w = this.queue_.get(m.req);
     if (!w) return;
     if (w.answer === null) w.answer = { t: m.t, tempids: m.tempids };
-    this.release();
+    this.release_();
   }
 
-  onTxRejected(m) {
-    const w = this.queue.get(m.req);
+  onTxRejected_(m) {
+    const w = this.queue_.get(m.req);
     if (!w || w.answer !== null) return;
     if (m.code === 'sync/overloaded' || m.code === 'sync/duplicate-request' || m.code === 'server/shutdown') {
       w.sent = false;  // not transacted: sent again later
       return;
     }
-    this.queue.delete(m.req);
-    this.show({ kind: 'rejected', seq: w.seq });
-    this.saveWrites();
-    this.emit({ kind: 'pending', count: this.queue.size });
-    this.emit({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
+    this.queue_.delete(m.req);
+    this.show_({ kind: 'rejected', seq: w.seq });
+    this.saveWrites_();
+    this.emit_({ kind: 'pending', count: this.queue_.size });
+    this.emit_({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
     if (w.reject) w.reject(new TxError(m.code, m.message));
-    this.pump();
+    this.pump_();
   }
 
   /** Resolve the answered writes whose t the replica has reached. */
-  release() {
+  release_() {
     let changed = false;
-    for (const [seq, w] of this.queue) {
+    for (const [seq, w] of this.queue_) {
       if (w.answer !== null && this.t !== null && w.answer.t <= this.t) {
-        this.queue.delete(seq);
+        this.queue_.delete(seq);
         changed = true;
         const tempids = localTempids(w.answer.tempids);
         if (w.resolve) w.resolve({ t: w.answer.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer.t, tempids });
       }
     }
     if (changed) {
-      this.show({ kind: 'confirmed', t: this.t });
-      this.saveWrites();
-      this.emit({ kind: 'pending', count: this.queue.size });
-      this.pump();
+      this.show_({ kind: 'confirmed', t: this.t });
+      this.saveWrites_();
+      this.emit_({ kind: 'pending', count: this.queue_.size });
+      this.pump_();
     }
   }
 
   // -- events -------------------------------------------------------------------------------------
 
-  setStatus(status) {
+  setStatus_(status) {
     if (this.status === status) return;
     this.status = status;
-    this.emit({ kind: 'status', status });
+    this.emit_({ kind: 'status', status });
   }
 
-  emit(event) {
-    for (const fn of this.listeners) {
+  emit_(event) {
+    for (const fn of this.listeners_) {
       try { fn(event, this); } catch (e) { console.error('datsync listener failed', e); }
     }
   }
 }
 
 const HANDLERS = {
-  welcome: Replica.prototype.onWelcome,
-  error: Replica.prototype.onError,
-  ping: Replica.prototype.onPing,
+  welcome: Replica.prototype.onWelcome_,
+  error: Replica.prototype.onError_,
+  ping: Replica.prototype.onPing_,
   pong: () => {},
-  resync: Replica.prototype.onResync,
-  'snapshot-begin': Replica.prototype.onSnapshotBegin,
-  'snapshot-chunk': Replica.prototype.onSnapshotChunk,
-  'snapshot-end': Replica.prototype.onSnapshotEnd,
-  delta: Replica.prototype.onDelta,
-  'tx-ok': Replica.prototype.onTxOk,
-  'tx-rejected': Replica.prototype.onTxRejected,
+  resync: Replica.prototype.onResync_,
+  'snapshot-begin': Replica.prototype.onSnapshotBegin_,
+  'snapshot-chunk': Replica.prototype.onSnapshotChunk_,
+  'snapshot-end': Replica.prototype.onSnapshotEnd_,
+  delta: Replica.prototype.onDelta_,
+  'tx-ok': Replica.prototype.onTxOk_,
+  'tx-rejected': Replica.prototype.onTxRejected_,
 };
