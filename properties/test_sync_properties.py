@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from datsync.core import TX0, TxError, as_of, basis_t, datoms, empty_db, history, kw, since, transact
 from datsync.core.schema import TYPE_REF
+from datsync.core.strategies import entity_maps, tx_forms, tx_streams
 from datsync.core.sync import (
     AuthDecision,
     ClientConfig,
@@ -62,6 +63,7 @@ from datsync.core.sync.strategies import (
     eid_maps,
     json_values,
     messages,
+    random_schemas,
     remote_ids,
     server_tx_streams,
     wire_values,
@@ -354,9 +356,29 @@ def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
     the confirmed database with the pending transactions applied in order (as a fresh queue of them
     would be); a rejected transaction leaves no trace; provisional ids are never shared and resolve
     exactly once, to the server's entity."""
+    check_pending(empty_db(SYNC_SCHEMA, flavor="datomic"), stream, lambda rep, n: _client_tx(data, rep, n), data,
+                  capped)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_schemas().flatmap(lambda s: st.tuples(st.just(s), tx_streams(s[1], max_txs=10))), st.data(),
+       st.booleans())
+def test_pending_transactions_on_random_schemas(case, data, capped):
+    """The same over random schemas (uniqueness, cardinality, components, composites drawn), with
+    server streams and client transactions of any form over them."""
+    (schema, ds_schema), stream = case
+    check_pending(empty_db(schema, flavor="datomic"), stream,
+                  lambda _rep, _n: data.draw(st.one_of(st.lists(entity_maps(ds_schema), min_size=1, max_size=2),
+                                                       st.lists(tx_forms(ds_schema), min_size=1, max_size=3))),
+                  data, capped)
+
+
+def check_pending(server, stream, client_tx, data, capped: bool) -> None:
+    """Drive a replica of ``server`` through ``stream`` (server transactions) and ``client_tx(replica,
+    seq)`` submissions, answered, rejected or re-bootstrapped as ``data`` draws, checking the pending
+    properties after every step."""
     from datsync.core.sync import Origin
 
-    server = empty_db(SYNC_SCHEMA, flavor="datomic")
     eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
     rep = replica_of(server, eids)
     owner: dict[int, tuple] = {}  # provisional id -> the pending transaction that got it
@@ -380,7 +402,7 @@ def test_pending_transactions_rebase_confirm_and_reject(stream, data, capped):
         action = data.draw(st.sampled_from(["submit", "submit", "server", "answer", "answer", "reject", "bootstrap"]))
         if action == "submit":
             seq += 1
-            rep, p = add_pending(rep, _client_tx(data, rep, seq), "me", seq)
+            rep, p = add_pending(rep, client_tx(rep, seq), "me", seq)
             assert rep.pending[-1] is p
         elif action == "bootstrap":  # a new bootstrap (another id map) keeps the queue
             keys = [p.key for p in rep.pending]

@@ -11,6 +11,8 @@
   mid-stream included (new attributes, cardinality one -> many, an index, uniqueness, ident
   renames whose old names stay in use). Some transactions fail on purpose (a lookup ref that
   misses, a conflict): a stream is what clients would send, not only what succeeds.
+* ``random_schemas()``: random Datomic schemas (with the DataScript schema that
+  ``datsync.core.strategies`` draws transactions over).
 * ``schedules()``: delivery schedules for a simulation: a seed for the delivery decisions, the number
   of clients and which have a capped id space, message delay, duplication, reordering, disconnects,
   client restarts, clients that fall too far behind.
@@ -237,6 +239,31 @@ SYNC_SCHEMA: dict[str, dict[str, Any]] = {
 """A Datomic schema (``empty_db(SYNC_SCHEMA, flavor="datomic")`` installs it by a transaction) with
 every value type, refs of both cardinalities, a component, a ref tuple and a composite over a ref."""
 
+_RANDOM_TYPES = {"name": "string", "email": "string", "tags": "string", "age": "long", "score": "long",
+                 "friend": "ref", "friends": "ref", "child": "ref"}
+
+
+@st.composite
+def random_schemas(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``(Datomic schema, DataScript schema)``: a schema of ``datsync.core.strategies.schemas()``
+    (uniqueness, cardinality, an index, a component, a composite, each drawn) with the value types a
+    Datomic server needs; ``datsync.core.strategies.tx_streams``/``tx_forms`` over the second give
+    server streams and client transactions over the first."""
+    from ..strategies import schemas
+
+    ds = draw(schemas())
+    out: dict[str, dict[str, Any]] = {}
+    for name, vt in _RANDOM_TYPES.items():
+        props = ds.get(name)
+        if props is None and name == "child":
+            continue
+        props = dict(props or {})
+        out[name] = {**props, "db/valueType": kw(f"db.type/{vt}"), "db/cardinality": props.get("db/cardinality", ONE)}
+    if "age+score" in ds:
+        out["age+score"] = _attr("tuple", **{"db/tupleAttrs": (kw("age"), kw("score"))})
+    return out, ds
+
+
 LABELS = tuple(f"L{i}" for i in range(8))
 _VALUE_ATTRS = {
     "item/n": st.integers(-3, 3), "item/code": st.sampled_from(["x", "y", "z", "~w"]),
@@ -425,6 +452,7 @@ __all__ = [
     "keywords",
     "longs",
     "messages",
+    "random_schemas",
     "remote_ids",
     "schedules",
     "server_tx_streams",
