@@ -689,13 +689,12 @@ class _Session:
             if principal is None:
                 srv.counters["refused"] += 1
                 log.warning("client refused", extra={"session": self.id, "peer": self.peer_str, "why": why})
-                self._push(encode(Error("protocol/unauthorized", f"Not authorized: {why}")))
             hello = self.state.hello
             if principal is not None and hello is not None and hello.t is not None and hello.t > srv.fed_t \
                     and srv.store_shared:
                 self._start(self._authorize_when_caught_up, principal, hello.t)
             else:
-                self._events.append(AuthDecision(principal))
+                self._events.append(AuthDecision(principal, f"Not authorized: {why}"))
         elif t is RequestLogRead:
             self._start(self._log_read, f)
         elif t is RequestSnapshot:

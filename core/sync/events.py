@@ -76,9 +76,11 @@ class SubmitTx:
 
 @dataclass(frozen=True, slots=True)
 class AuthDecision:
-    """Server: the shell's answer to ``Authorize``: a principal (anything truthy) or None/False."""
+    """Server: the shell's answer to ``Authorize``: a principal (anything truthy) or None/False, and
+    for a refusal the ``reason`` the client is told (never quoting its credentials)."""
 
     principal: Any
+    reason: str = "not authorized"
 
 
 @dataclass(frozen=True, slots=True)

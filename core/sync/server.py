@@ -312,7 +312,7 @@ def _on_auth(s: ServerSession, e: ev.AuthDecision, fx: list) -> ServerSession:
     if s.phase != AUTHORIZING or s.hello is None:
         return s
     if not e.principal:
-        return _close(s, AUTH, "not authorized", fx)
+        return _close(s, AUTH, e.reason, fx)
     h, cfg = s.hello, s.config
     s = evolve(s, principal=e.principal, hello=evolve(h, credentials=None))  # keep no secrets around
     resume = (
