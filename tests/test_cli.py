@@ -67,6 +67,16 @@ def test_bench_runs_and_prints_the_table():
     assert "find-datoms" in r.stdout and "bytes per datom" in r.stdout
 
 
+def test_interleaved_samples_alternate_between_the_benchmarks():
+    from datsync.shell.bench.harness import bench_interleaved
+
+    calls: list[str] = []
+    timed = bench_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, samples=3,
+                              sample_ms=0, warmup_ms=0)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then one sample of each per round
+    assert set(timed) == {"a", "b"} and all(len(t.samples) == 3 for t in timed.values())
+
+
 def test_help_teaches():
     r = datsync("--help")
     assert r.returncode == 0 and "examples:" in r.stdout

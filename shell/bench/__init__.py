@@ -18,7 +18,7 @@ from . import datascript
 from .engine import BENCHMARKS as ENGINE_BENCHMARKS
 from .engine import SETUP as ENGINE_SETUP
 from .engine import datasets, empty
-from .harness import bench
+from .harness import bench, bench_interleaved
 from .policy import POLICY_BENCHMARKS, POLICY_SETUP, SLOW
 from .query import QUERY_BENCHMARKS
 from .query import SETUP as QUERY_SETUP
@@ -50,6 +50,15 @@ def bytes_per_datom() -> tuple[float, int]:
     return (after - before) / len(db.eavt), len(db.eavt)
 
 
+def _time_alone(name: str, args: argparse.Namespace) -> Any:
+    """Set up and time benchmark ``name`` on its own."""
+    if name in SETUP:
+        SETUP[name]()
+    if name in SLOW:
+        return bench(BENCHMARKS[name], samples=1, sample_ms=0, warmup_ms=0)
+    return bench(BENCHMARKS[name], samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks named on the command line (all by default) and print the table."""
     p = argparse.ArgumentParser(prog="datsync bench", description=__doc__,
@@ -61,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-ms", type=float, default=2000, help="warm-up before sampling (default 2000)")
     p.add_argument("--no-datascript", action="store_true", help="do not run DataScript alongside")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--interleave", action="store_true", help="time the benchmarks side by side: set all up, "
+                   "then rounds of one sample of each (fairer figures on a machine whose load varies)")
     args = p.parse_args(argv)
     names = [m for n in args.names for m in GROUPS.get(n, [n])] or DEFAULT
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -83,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(n) for n in names)
     print(f"{'bench':<{width}}  {'datsync ms':>11}  {'DataScript ms':>13}  {'ratio':>6}")
     results: dict[str, Any] = {}
+    timed: dict[str, Any] = {}
+    if args.interleave:
+        for name in names:
+            if name in SETUP:
+                SETUP[name]()
+        timed = bench_interleaved({n: BENCHMARKS[n] for n in names}, samples=args.samples, sample_ms=args.sample_ms,
+                                  warmup_ms=args.warmup_ms)
     for name in names:
-        if name in SETUP:
-            SETUP[name]()
-        if name in SLOW:
-            t = bench(BENCHMARKS[name], samples=1, sample_ms=0, warmup_ms=0)
-        else:
-            t = bench(BENCHMARKS[name], samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+        t = timed.get(name) or _time_alone(name, args)
         ds = theirs.get(name, {}).get("median")
         ratio = f"{t.median / ds:6.2f}" if ds else "     -"
         ds_s = f"{ds:13.3f}" if ds else f"{'-':>13}"

@@ -37,12 +37,24 @@ def dotime(duration_ms: float, fn: Callable[[], object]) -> float:
 
 def bench(fn: Callable[[], object], *, samples: int = 5, sample_ms: float = 1000, warmup_ms: float = 2000) -> Timing:
     """Warm up ``fn``, then time ``samples`` samples of it."""
-    dotime(warmup_ms, fn)
-    times = []
+    return bench_interleaved({"fn": fn}, samples=samples, sample_ms=sample_ms, warmup_ms=warmup_ms)["fn"]
+
+
+def bench_interleaved(fns: dict[str, Callable[[], object]], *, samples: int = 5, sample_ms: float = 1000,
+                      warmup_ms: float = 2000) -> dict[str, Timing]:
+    """Warm up each of ``fns``, then time ``samples`` rounds of one sample of each in turn: on a
+    machine whose load varies, the figures of one round were taken under the same load."""
+    for fn in fns.values():
+        dotime(warmup_ms, fn)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(samples):
-        gc.collect()
-        gc.freeze()
-        times.append(dotime(sample_ms, fn))
-        gc.unfreeze()
-    ordered = sorted(times)
-    return Timing(ordered[len(ordered) // 2], ordered[0], ordered[-1], tuple(times))
+        for name, fn in fns.items():
+            gc.collect()
+            gc.freeze()
+            times[name].append(dotime(sample_ms, fn))
+            gc.unfreeze()
+    out = {}
+    for name, ts in times.items():
+        ordered = sorted(ts)
+        out[name] = Timing(ordered[len(ordered) // 2], ordered[0], ordered[-1], tuple(ts))
+    return out
