@@ -233,3 +233,19 @@ def test_closing_with_writes_queued_keeps_them_for_the_next_open(servers, tmp_pa
             [{"person/name": "later"}]]
 
     trio.run(main)
+
+
+def test_the_client_id_is_kept_for_the_life_of_the_store(tmp_path):
+    from datsync.shell import ReplicaConnection
+
+    ids = []
+    for _ in range(2):
+        rep = ReplicaConnection("ws://127.0.0.1:9/", store=tmp_path / "a.replica")
+        ids.append(rep.client_id)
+        assert rep.session.config.client_id == rep.client_id
+        rep.store.close()
+    other = ReplicaStore(tmp_path / "b.replica")
+    assert ids[0] == ids[1] and other.client_id != ids[0]
+    other.close()
+    fresh = [ReplicaConnection("ws://127.0.0.1:9/").client_id for _ in range(2)]
+    assert fresh[0] != fresh[1] and ReplicaConnection("ws://127.0.0.1:9/", exactly_once=False).client_id is None
