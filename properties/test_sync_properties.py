@@ -229,10 +229,10 @@ def test_any_delivery_order_with_duplicates_converges(stream, rnd, capped):
     assert sorted(server_datoms(replica)) == sorted((k[0], k[1], k[3], k[4]) for k in db.eavt)
 
 
-def run_stream(stream) -> list:
-    """The server databases a stream goes through (from the empty one; failing transactions skipped)
-    and the delta of each step: ``[(db, delta or None)]``."""
-    db = empty_db(SYNC_SCHEMA, flavor="datomic")
+def run_stream(stream, schema=SYNC_SCHEMA) -> list:
+    """The server databases a stream goes through (from the empty one over ``schema``; failing
+    transactions skipped) and the delta of each step: ``[(db, delta or None)]``."""
+    db = empty_db(schema, flavor="datomic")
     out = [(db, None)]
     for i, tx in enumerate(stream):
         try:
@@ -456,19 +456,28 @@ def check_pending(server, stream, client_tx, data, capped: bool) -> None:
 
 def _in_server_ids(replica, view) -> set:
     ds = [(d.e, d.a, d.v, d.tx, d.added) for d in datoms(view, "eavt")]
-    return typed(datoms_to_remote(replica.eids, replica.refs, ds))
+    return _with_added(datoms_to_remote(replica.eids, replica.refs, ds))
 
 
 def _server(view) -> set:
-    return typed([(d.e, d.a, d.v, d.tx, d.added) for d in datoms(view, "eavt")])
+    return _with_added([(d.e, d.a, d.v, d.tx, d.added) for d in datoms(view, "eavt")])
+
+
+def _with_added(ds) -> set:
+    """``typed`` datoms ``(e, a, v, tx, added)``, keeping whether each was added or retracted."""
+    return {(*k, d[4]) for d in ds for k in typed([d])}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(server_tx_streams(max_txs=15), st.data(), st.booleans())
-def test_time_travel_on_a_replica_equals_the_servers(stream, data, capped):
+@given(st.one_of(server_tx_streams(max_txs=15).map(lambda s: (SYNC_SCHEMA, s)),
+                 random_schemas().flatmap(lambda s: st.tuples(st.just(s[0]), tx_streams(s[1], max_txs=12)))),
+       st.data(), st.booleans())
+def test_time_travel_on_a_replica_equals_the_servers(case, data, capped):
     """``as_of`` any ``t`` the replica saw, ``since`` any ``t``, and the history after its bootstrap
-    equal the server's (renames included); an ``as_of`` before its bootstrap is refused."""
-    steps = run_stream(stream)
+    equal the server's (renames included; random schemas too); an ``as_of`` before its bootstrap is
+    refused."""
+    schema, stream = case
+    steps = run_stream(stream, schema)
     k = data.draw(st.integers(0, len(steps) - 1))
     eids = EidMap.capped(TX0, low=101, start=300_000) if capped else EidMap.identity()
     replica = replica_of(steps[k][0], eids)
