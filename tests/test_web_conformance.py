@@ -215,6 +215,7 @@ def check(rep: Any, node: NodeReplica, t: int) -> None:
     answer = node.ask({"cmd": "wait", "t": t, "queries": [js for _, js in QUERIES]})
     assert answer.get("t") == t, answer
     assert rep.t == t
+    assert answer["view"] in (True, None), f"only in the conn's view / only confirmed: {answer['view']}"
     py = encoded(server_datoms(rep.replica))
     js = sorted(json.dumps(d, sort_keys=True) for d in answer["datoms"])
     assert js == py, f"datoms differ at t={t}: only JS {sorted(set(js) - set(py))[:5]}, only Python " \
@@ -290,6 +291,31 @@ def test_browser_client_follows_the_server_like_the_python_replica(servers, seed
                 late.close()
             rejected = node.ask({"cmd": "transact", "tx": [{":db/id": "x", "p/id": str(uuid.UUID(int=11))}]})
             assert rejected.get("code", "").startswith("db.error/"), rejected
+        finally:
+            node.close()
+
+
+def test_browser_client_reports_the_net_change_while_writes_are_queued(servers):
+    """With writes of its own queued, each server change reaches the conn's d.listen as its datoms and
+    the queued layer's difference, never as the whole database again; the conn then equals the server."""
+    node_exe = require_node()
+    server = servers.start("net.sqlite")
+    with connect(server.url, **FAST_RECONNECT) as rep:
+        t = rep.transact([{"person/name": f"p{i}", "person/n": i} for i in range(300)]).t  # 600 datoms
+        node = NodeReplica(node_exe, server.url)
+        try:
+            node.ask({"cmd": "wait", "t": t})
+            node.ask({"cmd": "reports"})
+            for i in range(15):
+                node.ask({"cmd": "transact", "nowait": True, "tx": [{"person/name": f"js{i}", "person/n": 1000 + i}]})
+                t = rep.transact([{"person/name": f"py{i}", "person/n": 2000 + i}]).t
+            wait_until(lambda: node.ask({"cmd": "pending"})["pending"] == 0, timeout=20)
+            t = max(t, node.ask({"cmd": "wait", "t": t})["t"])
+            check(rep, node, t)
+            names = "[:find (count ?e) . :where [?e :person/name]]"
+            assert q(names, rep.db) == 330
+            sizes = node.ask({"cmd": "reports"})["sizes"]
+            assert len(sizes) >= 30 and max(sizes) <= 8, sizes  # a full report would hold 1,200+ datoms
         finally:
             node.close()
 

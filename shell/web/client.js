@@ -18,7 +18,7 @@ import {
   DatsyncError, PROTOCOL_VERSION, ProtocolError, decode, decodeValue, encode, encodeValue,
 } from './codec.js';
 import {
-  SyncError, TX0, TxTranslator, applyAliases, applySchemaDelta, buildDb, deltaOps, localTempids, renameDatoms,
+  SyncError, TX0, TxTranslator, applyAliases, applySchemaDelta, buildDb, deltaOps, datomKey, localTempids, netOps, renameDatoms,
   prepareDatoms, serverDatoms, serverSchemaFromDatoms, toLocalTx,
 } from './replica.js';
 
@@ -115,6 +115,7 @@ export class Replica {
     this.compactAfter_ = options.compactAfter ?? COMPACT_AFTER;
 
     this.confirmed_ = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
+    this.layer_ = null;  // the (e, a) pairs the queued writes changed in the view (null: unknown)
     this.conn = d.conn_from_db(this.confirmed_);
     this.t = null;
     this.dbId = null;
@@ -572,7 +573,7 @@ export class Replica {
     this.confirmed_ = buildDb(datoms, this.schema_, prepared);
     this.t = t;
     this.dbId = dbId;
-    this.show_({ kind, t });
+    this.show_({ kind, t }, null);
     this.emit_({ kind, t });
     if (kind === 'restored') this.readyResolve_(this);
     this.wake_();
@@ -603,45 +604,74 @@ export class Replica {
     const meta = { kind: 'delta', t: m.t, tx: m.tx };
     const renames = m.renames ?? [];
     let direct = this.queue_.size === 0 && d.db(this.conn) === this.confirmed_;
+    let exact = true;  // the confirmed database changed by m.datoms only
     if (m.schema || renames.length) {
       const before = this.datoms();
       this.schema_ = applySchemaDelta(this.schema_, m.schema ?? {}, renames);
       this.aliases_ = applyAliases(this.aliases_, renames, this.schema_);
       this.confirmed_ = buildDb(renameDatoms(before, renames), this.schema_);
-      direct = false;
+      direct = exact = false;
     }
     const ops = deltaOps(this.confirmed_, m.datoms, m.tx, this.schema_);
     // the conn's own listeners see the delta's datoms when nothing else changes the view
     const conn = direct ? this.conn : d.conn_from_db(this.confirmed_);
     const report = direct ? this.swap_(() => d.transact(conn, ops, { datsync: meta })) : d.transact(conn, ops);
     this.confirmed_ = d.db(conn);
-    if (report !== null && report.tempids[':db/current-tx'] !== m.tx) {
+    if (report !== null && report.tx_data.some((x) => x.tx > 0 && x.tx !== m.tx)) {
       // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
       const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
       this.confirmed_ = buildDb(fixed, this.schema_);
-      direct = false;
+      direct = exact = false;
     }
     this.t = m.t;
-    if (!direct) this.show_(meta);
+    if (!direct) this.show_(meta, exact ? m.datoms : null);
     this.wake_();
   }
 
   /** Show the confirmed database with the queued writes on top (those the replica has not reached
    * yet), in order, in the conn. A write that does not apply locally (its db/cas fails now, say)
-   * is left out of the view and marked ``conflict``; the server decides. */
-  show_(meta) {
+   * is left out of the view and marked ``conflict``; the server decides. ``changed``: the datoms
+   * ([e, a, ...]) by which the confirmed database changed since the last view (null: anything may
+   * have); the conn then gets only the net change (the layers' datoms and ``changed`` compared). */
+  show_(meta, changed = []) {
     let view = this.confirmed_;
+    const layer = [];
     for (const w of this.queue_.values()) {
       if (w.answer !== null && this.t !== null && w.answer.t <= this.t) continue;  // in confirmed already
       try {
         w.local ??= toLocalTx(w.tx);
-        view = d.db_with(view, w.local);
+        const conn = d.conn_from_db(view);
+        for (const x of d.transact(conn, w.local).tx_data) layer.push([x.e, x.a]);
+        view = d.db(conn);
         w.conflict = null;
       } catch (e) {
         w.conflict = { code: e.code ?? 'sync/conflict', message: String(e.message ?? e) };
       }
     }
-    if (view !== d.db(this.conn)) this.swap_(() => d.reset_conn(this.conn, view, { datsync: meta }));
+    const shown = d.db(this.conn);
+    const previous = this.layer_;
+    this.layer_ = layer;
+    if (view === shown) return;
+    if (changed !== null && previous !== null && this.showNet_(shown, view, [...changed, ...previous, ...layer], meta)) {
+      if (view === this.confirmed_) this.confirmed_ = d.db(this.conn);  // the same datoms: deltas go to the conn again
+      return;
+    }
+    this.swap_(() => d.reset_conn(this.conn, view, { datsync: meta }));
+  }
+
+  /** Bring the conn from ``shown`` to ``view`` by one transaction of their net change on the
+   * ``touched`` pairs. False when the conn does not hold ``view``'s datoms then: the transaction
+   * failed, or DataScript gave a ref datom the transaction's own tx instead of the datom's. */
+  showNet_(shown, view, touched, meta) {
+    const ops = netOps(shown, view, touched);
+    if (!ops.length) return true;
+    const want = new Set(ops.filter((o) => o.length === 5).map(([, e, a, v, tx]) => datomKey(e, a, v, tx)));
+    try {
+      const report = this.swap_(() => d.transact(this.conn, ops, { datsync: meta }));
+      return report !== null && report.tx_data.every((x) => x.tx < 0 || want.has(datomKey(x.e, x.a, x.v, x.tx)));
+    } catch {
+      return false;
+    }
   }
 
   /** Change the conn with ``fn``; a failing d.listen listener (DataScript calls them inside

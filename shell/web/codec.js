@@ -161,7 +161,7 @@ function decTagged(s) {
 function decKey(k) {
   if (k[0] !== '~') return k;
   if (k[1] === '~') return k.slice(1);
-  throw bad(`Bad map key ${short(k.slice(0, 16))}: tagged keys go in a ~#m map`);
+  throw bad(`Bad map key ${short(k.slice(0, 16))}`);
 }
 
 /** The value JSON-ready data stands for (ProtocolError if malformed). */
@@ -180,7 +180,7 @@ export function decodeValue(x, depth = 0) {
       if (tag === '~#t') return Tuple.of(...items);
       if (tag === '~#s') return new Set(items);
       if (tag === '~#m') {
-        if (items.length % 2) throw bad('A ~#m map needs an even number of items');
+        if (items.length % 2) throw bad('Odd ~#m map');
         const m = new Map();
         for (let i = 0; i < items.length; i += 2) m.set(items[i], items[i + 1]);
         return m;
@@ -198,14 +198,14 @@ export function decodeValue(x, depth = 0) {
 // Field checks
 
 function field(o, name) {
-  if (!Object.prototype.hasOwnProperty.call(o, name)) throw bad(`Missing field '${name}' in '${o.type}' message`, { field: name });
+  if (!Object.prototype.hasOwnProperty.call(o, name)) throw bad(`Missing '${name}'`, { field: name });
   return o[name];
 }
 
 function int(o, name, lo = 0) {
   const x = field(o, name);
   if (typeof x !== 'number' || !Number.isInteger(x) || x < lo) {
-    throw bad(`Field '${name}' must be an integer >= ${lo}, got ${short(x)}`, { field: name });
+    throw bad(`Bad '${name}' ${short(x)}`, { field: name });
   }
   return x;
 }
@@ -214,7 +214,7 @@ const optInt = (o, name, lo = 0) => (o[name] === undefined || o[name] === null ?
 
 function str(o, name) {
   const x = field(o, name);
-  if (typeof x !== 'string' || x.length > (1 << 16)) throw bad(`Field '${name}' must be a string, got ${short(x)}`, { field: name });
+  if (typeof x !== 'string' || x.length > (1 << 16)) throw bad(`Bad '${name}' ${short(x)}`, { field: name });
   return decKey(x);
 }
 
@@ -224,26 +224,26 @@ function req(o) {
   const x = field(o, 'req');
   if (typeof x === 'number' && Number.isInteger(x)) return x;
   if (typeof x === 'string' && x.length <= 256) return decKey(x);
-  throw bad(`Field 'req' must be an integer or a short string, got ${short(x)}`, { field: 'req' });
+  throw bad(`Bad 'req' ${short(x)}`, { field: 'req' });
 }
 
 function attr(a) {
-  if (typeof a !== 'string' || !a) throw bad(`Attribute must be a non-empty string, got ${short(a)}`);
+  if (typeof a !== 'string' || !a) throw bad(`Bad attribute ${short(a)}`);
   return a[0] === '~' ? decKey(a) : a;
 }
 
 function instant(o, name) {
   const x = decodeValue(field(o, name), 1);
-  if (!(x instanceof Date)) throw bad(`Field '${name}' must be an instant`, { field: name });
+  if (!(x instanceof Date)) throw bad(`Bad '${name}'`, { field: name });
   return x;
 }
 
 function datoms(x, lastIsTx) {
-  if (!Array.isArray(x)) throw bad("Field 'datoms' must be a list");
+  if (!Array.isArray(x)) throw bad("Bad 'datoms'");
   const out = new Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const d = x[i];
-    if (!Array.isArray(d) || d.length !== 4) throw bad(`A datom is [e a v ${lastIsTx ? 'tx' : 'added'}], got ${short(d)}`);
+    if (!Array.isArray(d) || d.length !== 4) throw bad(`Bad datom ${short(d)}`);
     let [e, a, v, last] = d;
     const lastOk = lastIsTx ? (Number.isInteger(last) && last > 0) : typeof last === 'boolean';
     if (!Number.isInteger(e) || e <= 0 || !lastOk || typeof a !== 'string' || !a) throw bad(`Bad datom ${short(d)}`);
@@ -253,7 +253,7 @@ function datoms(x, lastIsTx) {
     } else if (v !== null && typeof v === 'object') {
       v = decodeValue(v, 1);
       if ((Array.isArray(v) && !(v instanceof Tuple)) || v instanceof Set || v instanceof Map || plainObject(v)) {
-        throw bad('A datom\'s value is an atom or a tuple');
+        throw bad('Bad datom value');
       }
     }
     out[i] = [e, a, v, last];
@@ -264,9 +264,9 @@ function datoms(x, lastIsTx) {
 function namePairs(o, name) {
   const x = o[name];
   if (x === undefined || x === null) return [];
-  if (!Array.isArray(x)) throw bad(`Field '${name}' must be a list of [old new]`, { field: name });
+  if (!Array.isArray(x)) throw bad(`Bad '${name}'`, { field: name });
   return x.map((r) => {
-    if (!Array.isArray(r) || r.length !== 2) throw bad(`An entry of '${name}' is [old new], got ${short(r)}`, { field: name });
+    if (!Array.isArray(r) || r.length !== 2) throw bad(`Bad '${name}' ${short(r)}`, { field: name });
     return [attr(r[0]), attr(r[1])];
   });
 }
@@ -275,12 +275,12 @@ function schemaChanges(o) {
   const out = {};
   if (o.schema !== undefined && o.schema !== null) {
     const ch = o.schema;
-    if (typeof ch !== 'object' || Array.isArray(ch)) throw bad("Field 'schema' must be a map of attribute -> properties");
+    if (typeof ch !== 'object' || Array.isArray(ch)) throw bad("Bad 'schema'");
     const changes = {};
     for (const name of Object.keys(ch)) {
       const props = ch[name];
       if (props === null) { setKey(changes, attr(name), null); continue; }
-      if (typeof props !== 'object' || Array.isArray(props)) throw bad(`Schema properties of ${short(name)} must be a map`);
+      if (typeof props !== 'object' || Array.isArray(props)) throw bad(`Bad schema of ${short(name)}`);
       const p = {};
       for (const k of Object.keys(props)) setKey(p, attr(k), decodeValue(props[k], 1));
       setKey(changes, attr(name), p);
@@ -295,7 +295,7 @@ function tempids(o) {
   const x = decodeValue(field(o, 'tempids'), 1);
   const entries = x instanceof Map ? Array.from(x) : (x !== null && typeof x === 'object' && !Array.isArray(x)
     && plainObject(x) ? Object.entries(x) : null);
-  if (entries === null) throw bad("Field 'tempids' must be a map");
+  if (entries === null) throw bad("Bad 'tempids'");
   for (const [k, v] of entries) {
     if (!((typeof k === 'string') || Number.isInteger(k)) || !Number.isInteger(v)) throw bad(`Bad tempid entry ${short(k)}`);
   }
@@ -304,7 +304,7 @@ function tempids(o) {
 
 function clientId(x) {
   if (typeof x !== 'string' || x.length === 0 || x.length > MAX_CLIENT_ID) {
-    throw bad(`A client id is a string of 1 to ${MAX_CLIENT_ID} characters, got ${short(x)}`);
+    throw bad(`Bad client id ${short(x)}`);
   }
   return x;
 }
@@ -314,7 +314,7 @@ const optClient = (o) => (o.client === undefined || o.client === null ? null : c
 function origin(o) {
   const x = o.origin;
   if (x === undefined || x === null) return {};
-  if (typeof x !== 'object' || Array.isArray(x)) throw bad("Field 'origin' must be a map");
+  if (typeof x !== 'object' || Array.isArray(x)) throw bad("Bad 'origin'");
   return { origin: { client: clientId(x.client), seq: int(x, 'seq', 1), tempids: tempids(x) } };
 }
 
@@ -322,7 +322,7 @@ function origin(o) {
 export const DECODERS = {
   welcome: (o) => {
     const w = { db_id: str(o, 'db_id'), t: int(o, 't'), mode: str(o, 'mode'), ack_every: int(o, 'ack_every', 1) };
-    if (w.mode !== 'resume' && w.mode !== 'bootstrap') throw bad(`Welcome mode must be resume or bootstrap, got ${short(w.mode)}`);
+    if (w.mode !== 'resume' && w.mode !== 'bootstrap') throw bad(`Bad mode ${short(w.mode)}`);
     return w;
   },
   'tx-ok': (o) => ({ req: req(o), t: int(o, 't'), tempids: tempids(o) }),
@@ -412,17 +412,17 @@ export function decode(data, { maxSize = DEFAULT_MAX_SIZE } = {}) {
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       size = bytes.length;
       if (size > maxSize) throw tooLarge(size, maxSize);
-      try { text = utf8.decode(bytes); } catch { throw bad('Message is not valid UTF-8'); }
+      try { text = utf8.decode(bytes); } catch { throw bad('Not UTF-8'); }
     } else {
       throw bad(`Expected bytes, got ${typeof data}`);
     }
     if (size > maxSize) throw tooLarge(size, maxSize);
     let obj;
-    try { obj = JSON.parse(text); } catch (e) { throw bad(`Message is not valid JSON: ${e.message}`); }
-    if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) throw bad('Message is not valid Unicode (a lone surrogate)');
-    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw bad('A message is a JSON object');
+    try { obj = JSON.parse(text); } catch (e) { throw bad(`Not JSON: ${e.message}`); }
+    if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) throw bad('Lone surrogate');
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw bad('Not a JSON object');
     const v = obj.v;
-    if (!Number.isInteger(v)) throw bad("Missing protocol version field 'v'");
+    if (!Number.isInteger(v)) throw bad("Missing 'v'");
     if (v !== PROTOCOL_VERSION) {
       throw new ProtocolError('protocol/version', `Unsupported protocol version ${v} (this side speaks ${PROTOCOL_VERSION})`,
         { version: v, supported: [PROTOCOL_VERSION] });

@@ -250,6 +250,30 @@ export function deltaOps(db, datoms, tx, schema) {
   return ops;
 }
 
+/** A datom as a string: its e, a, value (by content) and tx. */
+export const datomKey = (e, a, v, tx) => `${e} ${a} ${valueKey(v)} ${tx}`;
+
+/** The operations that turn the database ``before`` into ``after`` where the two can differ: the
+ * (e, a) pairs of ``touched`` ([e, a, ...] items). Retractions first; additions keep their tx. */
+export function netOps(before, after, touched) {
+  const retracts = [];
+  const adds = [];
+  const seen = new Set();
+  for (const [e, a] of touched) {
+    const key = (x) => datomKey(e, a, x.v, x.tx);
+    const pair = e + ' ' + a;
+    if (seen.has(pair)) continue;
+    seen.add(pair);
+    const was = d.datoms(before, ':eavt', e, a) ?? [];
+    const now = d.datoms(after, ':eavt', e, a) ?? [];
+    const old = new Set(Array.from(was, key));
+    const fresh = new Set(Array.from(now, key));
+    for (const x of was) if (!fresh.has(key(x))) retracts.push([':db/retract', e, a, x.v]);
+    for (const x of now) if (!old.has(key(x))) adds.push([':db/add', e, a, x.v, x.tx]);
+  }
+  return retracts.concat(adds);
+}
+
 /** ``datoms`` [e, a, v, tx] with the renamed attributes' datoms under their new names. */
 export function renameDatoms(datoms, renames) {
   if (!renames.length) return datoms;
@@ -283,66 +307,66 @@ function typed(type, v) {
  * for lookup refs and collections) into the server's (typed values, tuples, lookup refs). */
 export class TxTranslator {
   constructor(schema, aliases = {}) {
-    this.schema = schema;
-    this.aliases = aliases;
+    this.schema_ = schema;
+    this.aliases_ = aliases;
   }
 
-  attr(a) {
+  attr_(a) {
     const n = nameOf(a);
-    return (n in this.schema || !(n in this.aliases)) ? n : this.aliases[n];
+    return (n in this.schema_ || !(n in this.aliases_)) ? n : this.aliases_[n];
   }
 
-  props(a) { return this.schema[this.attr(a)] ?? this.schema[reverseOf(this.attr(a))]; }
+  props_(a) { return this.schema_[this.attr_(a)] ?? this.schema_[reverseOf(this.attr_(a))]; }
 
-  isLookupRef(x) {
+  isLookupRef_(x) {
     return Array.isArray(x) && !(x instanceof Tuple) && x.length === 2 && typeof x[0] === 'string'
-      && (nameOf(x[0]) in this.schema || nameOf(x[0]) in this.aliases);
+      && (nameOf(x[0]) in this.schema_ || nameOf(x[0]) in this.aliases_);
   }
 
-  entity(x) {
+  entity_(x) {
     if (x instanceof Keyword) return x;
     if (typeof x === 'string') return x === ':db/current-tx' ? 'datomic.tx' : x;
-    if (this.isLookupRef(x)) return Tuple.of(this.attr(x[0]), this.value(x[0], x[1]));
-    if (x !== null && typeof x === 'object' && !Array.isArray(x) && !(x instanceof Date)) return this.mapForm(x);
+    if (this.isLookupRef_(x)) return Tuple.of(this.attr_(x[0]), this.value_(x[0], x[1]));
+    if (x !== null && typeof x === 'object' && !Array.isArray(x) && !(x instanceof Date)) return this.mapForm_(x);
     return x;
   }
 
-  value(a, v) {
-    const p = this.props(a);
+  value_(a, v) {
+    const p = this.props_(a);
     const type = p?.['db/valueType'];
-    if (type === REF) return this.entity(v);
+    if (type === REF) return this.entity_(v);
     if (type === TUPLE || v instanceof Tuple) {
       if (!Array.isArray(v)) return v;
       return Tuple.of(...Array.from(v, (x, i) => {
         const t = elementType(p, i);
-        return t === REF ? this.entity(x) : typed(t, x);
+        return t === REF ? this.entity_(x) : typed(t, x);
       }));
     }
     return typed(type, v);
   }
 
-  many(a, vs) {
-    const p = this.props(a);
+  many_(a, vs) {
+    const p = this.props_(a);
     const many = p?.['db/cardinality'] === 'db.cardinality/many' || isReverse(nameOf(a));
-    if (!many || !Array.isArray(vs) || vs instanceof Tuple || this.isLookupRef(vs)) return this.value(a, vs);
-    if (p?.['db/valueType'] === TUPLE && !vs.every((x) => Array.isArray(x))) return this.value(a, vs);
-    return vs.map((x) => this.value(a, x));
+    if (!many || !Array.isArray(vs) || vs instanceof Tuple || this.isLookupRef_(vs)) return this.value_(a, vs);
+    if (p?.['db/valueType'] === TUPLE && !vs.every((x) => Array.isArray(x))) return this.value_(a, vs);
+    return vs.map((x) => this.value_(a, x));
   }
 
-  mapForm(m) {
+  mapForm_(m) {
     const out = {};
     for (const [k, v] of Object.entries(m)) {
       const n = nameOf(k);
-      if (n === 'db/id') out['db/id'] = this.entity(v);
-      else if (isReverse(n)) out[this.attr(n)] = Array.isArray(v) && !this.isLookupRef(v) ? v.map((x) => this.entity(x)) : this.entity(v);
-      else out[this.attr(n)] = this.many(n, v);
+      if (n === 'db/id') out['db/id'] = this.entity_(v);
+      else if (isReverse(n)) out[this.attr_(n)] = Array.isArray(v) && !this.isLookupRef_(v) ? v.map((x) => this.entity_(x)) : this.entity_(v);
+      else out[this.attr_(n)] = this.many_(n, v);
     }
     return out;
   }
 
-  form(f) {
+  form_(f) {
     if (!Array.isArray(f)) {
-      if (f !== null && typeof f === 'object') return this.mapForm(f);
+      if (f !== null && typeof f === 'object') return this.mapForm_(f);
       throw new SyncError('sync/invalid-tx', `A form is a map or a list, got ${String(f).slice(0, 60)}`);
     }
     const op = nameOf(f[0]);
@@ -350,15 +374,15 @@ export class TxTranslator {
       throw new SyncError('sync/forbidden-op', `Operation ${String(f[0]).slice(0, 60)} is not allowed from a replica`);
     }
     const out = [op];
-    if (f.length > 1) out.push(this.entity(f[1]));
-    if (f.length > 2) out.push(this.attr(f[2]));
-    for (let i = 3; i < f.length; i++) out.push(this.value(f[2], f[i]));
+    if (f.length > 1) out.push(this.entity_(f[1]));
+    if (f.length > 2) out.push(this.attr_(f[2]));
+    for (let i = 3; i < f.length; i++) out.push(this.value_(f[2], f[i]));
     return out;
   }
 
   tx(txData) {
     if (!Array.isArray(txData)) throw new SyncError('sync/invalid-tx', 'Transaction data is a list of forms');
-    return txData.map((f) => this.form(f));
+    return txData.map((f) => this.form_(f));
   }
 }
 

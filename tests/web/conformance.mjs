@@ -1,10 +1,12 @@
 // Conformance driver: a browser-client replica of a real `datsync serve`, answering on stdout what
 // tests/test_web_conformance.py asks on stdin (one JSON line each way):
 //   {"cmd": "wait", "t": 12, "queries": ["[:find ?e ?n :where [?e \"p/name\" ?n]]", ...]}
-//     -> {"t": 12, "datoms": [[e, a, v, tx], ...], "q": [[[...row], ...], ...]}   (values as on the wire)
+//     -> {"t": 12, "datoms": [[e, a, v, tx], ...], "q": [[[...row], ...], ...], "view": true}   (values as on
+//        the wire; view: the conn's datoms equal the confirmed ones, null while writes are queued)
 //   {"cmd": "transact", "tx": [...]}  (DataScript's JS spelling) -> {"t", "tx", "tempids"} or {"error", "code"}
 //   {"cmd": "transact", "tx": [...], "nowait": true} -> {"pending": n}  (queued; sent when online)
 //   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
+//   {"cmd": "reports"} -> {"sizes": [n, ...]}  (each d.listen report's datom count since the last ask)
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
 // Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token [scopes-json]]
@@ -25,6 +27,8 @@ const urls = url.split(',');  // several: the client moves to the next when one 
 let replica = connect(urls.length > 1 ? urls : url, options);
 const log = (ev) => { if (ev.kind !== 'delta' && ev.kind !== 'pending') process.stderr.write(JSON.stringify(ev) + '\n'); };
 replica.listen(log);
+let sizes = [];  // the length of each d.listen report on the conn
+d.listen(replica.conn, 'sizes', (r) => sizes.push(r.tx_data.length));
 const background = [];
 const out = (x) => process.stdout.write(JSON.stringify(x) + '\n');
 
@@ -38,7 +42,14 @@ async function handle(req) {
     await replica.waitForT(req.t, req.timeout_ms ?? 20000);
     const datoms = replica.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]);
     const q = (req.queries ?? []).map((text) => rows(d.q(text, replica.db)));
-    return { t: replica.t, datoms, q };
+    // with no write queued, what the application reads is the confirmed database, datom for datom
+    const all = (db) => d.datoms(db, ':eavt').map((x) => JSON.stringify([x.e, x.a, encodeValue(fromStored(x.v)), x.tx]));
+    const view = replica.pendingCount ? null : all(replica.db).join('\n') === all(replica.confirmedDb).join('\n');
+    if (view === false) {  // what differs, for the test's message
+      const [a, b] = [new Set(all(replica.db)), new Set(all(replica.confirmedDb))];
+      return { t: replica.t, datoms, q, view: [[...a].filter((x) => !b.has(x)), [...b].filter((x) => !a.has(x))] };
+    }
+    return { t: replica.t, datoms, q, view };
   }
   if (req.cmd === 'transact' && req.nowait) {  // queued (offline too), answered later
     background.push(replica.transact(req.tx).catch((e) => ({ error: e.message, code: e.code })));
@@ -49,11 +60,17 @@ async function handle(req) {
     await replica.close();
     replica = connect(urls.length > 1 ? urls : url, options);
     replica.listen(log);
+    d.listen(replica.conn, 'sizes', (r) => sizes.push(r.tx_data.length));
     await replica.restored;
     return { t: replica.t, pending: replica.pendingCount };
   }
   if (req.cmd === 'view') {  // a query on what the application reads (confirmed + queued writes)
     return { view: rows(d.q(req.q, replica.db)), confirmed: rows(d.q(req.q, replica.confirmedDb)), pending: replica.pendingWrites };
+  }
+  if (req.cmd === 'reports') {  // the sizes of the conn's d.listen reports since the last ask
+    const answer = { sizes };
+    sizes = [];
+    return answer;
   }
   if (req.cmd === 'pending') {
     return { pending: replica.pendingCount, status: replica.status };

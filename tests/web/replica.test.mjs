@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import d from '../../shell/web/datascript.js';
 import {
   SyncError, TxTranslator, applyAliases, applySchemaDelta, buildDb, datascriptSchema, deltaOps, fromStored,
-  localTempids, serverDatoms, serverSchemaFromDatoms, toLocalTx,
+  localTempids, netOps, serverDatoms, serverSchemaFromDatoms, toLocalTx,
 } from '../../shell/web/replica.js';
 import {
   BigDecimal, BigInteger, Double, Instant, Keyword, Tuple, UUID, bigdec, bigint, integer, instantText, kw,
@@ -139,4 +139,22 @@ test('transactions are translated for the server: typed values, lookup refs, tup
   assert.equal(local[0]['p/score'], 2);
   assert.deepEqual(local[1].slice(0, 2), [':db/add', ['p/name', 'Ann']]);
   assert.deepEqual(localTempids(new Map([[-1, 5], ['db/current-tx', TX0 + 9]])), { '-1': 5, ':db/current-tx': TX0 + 9 });
+});
+
+test('netOps turns one database into another on the touched pairs only, each datom keeping its tx', () => {
+  const schema = { 'p/friend': { ':db/valueType': ':db.type/ref' }, 'p/id': { ':db/unique': ':db.unique/identity' } };
+  const before = d.init_db([], schema);
+  const conn = d.conn_from_db(before);
+  d.transact(conn, [[':db/add', 1, 'p/id', 'a', TX0 + 1], [':db/add', 1, 'p/n', 1, TX0 + 1], [':db/add', 2, 'p/n', 2, TX0 + 1]]);
+  const shown = d.db(conn);
+  const target = d.db_with(shown, [[':db/retract', 1, 'p/id', 'a'], [':db/add', 3, 'p/id', 'a', TX0 + 2],
+    [':db/add', 3, 'p/friend', 2, TX0 + 2], [':db/add', 1, 'p/n', 5, TX0 + 2]]);
+  const reports = [];
+  d.listen(conn, 'k', (r) => reports.push(r.tx_data.length));
+  const touched = [[1, 'p/id'], [1, 'p/n'], [3, 'p/id'], [3, 'p/friend'], [2, 'p/n']];
+  d.transact(conn, netOps(shown, target, touched));
+  const all = (db) => d.datoms(db, ':eavt').map((x) => [x.e, x.a, x.v, x.tx]);
+  assert.deepEqual(all(d.db(conn)), all(target));
+  assert.deepEqual(reports, [5]);  // the net change: 2 retractions, 3 additions; 2's datom unchanged
+  assert.deepEqual(netOps(target, target, touched), []);
 });
