@@ -21,6 +21,7 @@ _EXPORTS = {
     "PendingTx": "client",
     "SubmittedTx": "client",
     "ReplicaConnectionError": "client",
+    "ScopesRefused": "client",
     "TxOutcomeUnknown": "client",
     "Unauthorized": "client",
     "ReplicaClosed": "client",

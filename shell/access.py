@@ -10,7 +10,9 @@ bootstrapped with and the routed deltas waiting for the session's filter:
   its hello's credentials ask for: ``{"token": ..., "scopes": [["team", ["red"]]]}``);
 - every commit: ``route`` over the views of the sessions at the previous ``t``; each session's filter
   hands its own delta to the session's state machine under the same ``t``;
-- submissions: ``check_write`` runs in the writer, against the database the transaction applies to.
+- submissions: ``check_write`` runs in the writer, against the database the transaction applies to;
+- a change of scopes while live (``scopes`` message): ``change_scopes`` on the session's view and the
+  database at its ``t``; the datoms it gains or loses go out under that ``t``.
 
 A session whose view cannot follow (a commit it was not routed, or one from another process, whose
 report this process does not have) is closed: its client reconnects and bootstraps.
@@ -25,7 +27,7 @@ from typing import Any
 
 from datsync.core import TxError, TxReport
 from datsync.core.history import basis_t
-from datsync.core.policy import Policy, View, check_write, datom_visible, open_view, route
+from datsync.core.policy import Policy, View, change_scopes, check_write, datom_visible, open_view, route
 from datsync.core.sync import Delta
 
 log = logging.getLogger("datsync.server")
@@ -33,13 +35,14 @@ log = logging.getLogger("datsync.server")
 
 @dataclass
 class SessionAccess:
-    """One session's share: its principal, scopes, view (at ``t``) and deltas routed to it."""
+    """One session's share: its principal, scopes, view (of ``db``, at ``t``) and deltas routed to it."""
 
     principal: Mapping[str, Any]
     scopes: Any = None
     view: View | None = None
     t: int = -1
     routed: dict[int, tuple] | None = None
+    db: Any = None
 
 
 class Access:
@@ -61,7 +64,7 @@ class Access:
         assert self.policy is not None
         policy = self.policy
         view = open_view(policy, db, share.principal, share.scopes)
-        share.view, share.t, share.routed = view, basis_t(db), {}
+        share.view, share.t, share.routed, share.db = view, basis_t(db), {}, db
         return lambda e, a: datom_visible(policy, view, e, a)
 
     def route(self, shares: Iterable[SessionAccess], delta: Delta, report: TxReport | None) -> list[SessionAccess]:
@@ -81,10 +84,18 @@ class Access:
             views = {i: sh.view for i, sh in ready.items()}
             new, out = route(self.policy, report.db_before, report.db_after, delta.datoms, views)  # type: ignore[union-attr]
             for i, sh in ready.items():
-                sh.view, sh.t = new[i], delta.t
+                sh.view, sh.t, sh.db = new[i], delta.t, report.db_after  # type: ignore[union-attr]
                 assert sh.routed is not None
                 sh.routed[delta.t] = tuple(out[i])
         return lost
+
+    def change(self, share: SessionAccess, scopes: Any) -> tuple:
+        """Subscribe ``share`` to ``scopes`` instead, at its ``t``: the datoms it gains (asserted) or
+        loses (retracted). ``PolicyError`` for an unknown scope or wrong arguments (nothing changes)."""
+        assert self.policy is not None and share.view is not None
+        view, datoms = change_scopes(self.policy, share.db, share.view, scopes)
+        share.view, share.scopes = view, list(scopes)
+        return tuple(datoms)
 
     @staticmethod
     def delta_filter(share: SessionAccess) -> Callable[[Any, Delta], Delta]:

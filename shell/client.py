@@ -44,7 +44,9 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from datsync.core import TX0, Datom, TxError
+from datsync.core.errors import DatsyncError
 from datsync.core.sync import (
+    ChangeScopes,
     ClientConfig,
     Close,
     Closed,
@@ -99,7 +101,8 @@ class ReplicaChange(NamedTuple):
     application submitted ``pending``), ``"confirmed"`` (the delta of this client's own ``pending``
     transaction arrived), ``"rejected"`` (the server refused ``pending``: ``error`` is its
     ``TxError``, with code and message), ``"rebased"`` (pending transactions were re-applied on a
-    new confirmed database), ``"failed"`` (the replica gave up for good: ``error`` says why, e.g.
+    new confirmed database), ``"scopes"`` (a change of scopes brought or took away ``tx_data``, at
+    the same ``t``), ``"failed"`` (the replica gave up for good: ``error`` says why, e.g.
     ``Unauthorized`` or ``sync/untrusted-certificate``; the database stays readable)."""
 
     db_before: Any
@@ -110,6 +113,11 @@ class ReplicaChange(NamedTuple):
     tx_data: tuple
     pending: Any = None
     error: Any = None
+
+
+class ScopesRefused(DatsyncError):
+    """The server refused a change of scopes (``policy/unknown-scope``, ``policy/invalid``, or
+    ``policy/none``: it serves no policy); the replica keeps its scopes."""
 
 
 class ReplicaConnectionError(ConnectionError):
@@ -308,6 +316,7 @@ class ReplicaConnection:
         self._slots = trio.Semaphore(max_pending)
         self._listeners: list[Callable[[ReplicaChange], Any]] = []
         self._waiters: list[tuple[int, trio.Event]] = []
+        self._scoping: dict[Any, list] = {}
         self._changes = ChangeSignal()
         self._out: trio.MemorySendChannel | None = None
         self._conn_scope: trio.CancelScope | None = None
@@ -410,6 +419,34 @@ class ReplicaConnection:
     def pending(self) -> tuple[PendingTx, ...]:
         """The submitted transactions not answered yet, oldest first."""
         return tuple(p for q in self.session.queue if (p := self._pending.get(q.req)) is not None)
+
+    async def set_scopes(self, scopes: Sequence[tuple[str, Sequence[Any]]]) -> tuple[Datom, ...]:
+        """Under the server's policy: hold ``scopes`` (the full list, ``[("team", ["red"])]``) instead
+        of the current ones, without a new bootstrap. Returns once the replica holds exactly them, with
+        the datoms that came (added) or went (retracted), in the replica's ids; later connections
+        subscribe to them. ``ScopesRefused`` with the server's code for an unknown scope or wrong
+        arguments (nothing changes). A change interrupted by a lost connection is asked again."""
+        scopes = tuple((str(name), tuple(args)) for name, args in scopes)
+        while True:
+            await self._until_live()
+            req = next(self._reqs)
+            slot = self._scoping[req] = [trio.Event(), None]
+            self._feed(ChangeScopes(req, scopes))
+            await slot[0].wait()
+            self._check_usable()
+            outcome = slot[1]
+            if isinstance(outcome, tuple):
+                return outcome
+            if outcome.code not in ("sync/not-connected", "sync/retry"):
+                raise outcome
+            await self._changes.wait()
+
+    async def _until_live(self) -> None:
+        while True:
+            self._check_usable()
+            if self.session.replica is not None and self.session.phase == LIVE:
+                return
+            await self._changes.wait()
 
     def as_of(self, t: Any) -> Any:
         """The confirmed database as it was right after ``t`` (a basis ``t``, a tx id or a datetime),
@@ -684,6 +721,15 @@ class ReplicaConnection:
                 error = TxError(data["code"], data["message"], {"req": data["req"], "tx_data": p.tx_data})
                 p._settle(None, error)
                 self._event("rejected", p, before, data.get("replica"), error)
+        elif kind == "scopes-ok":
+            r, datoms = data["replica"], data["datoms"]
+            local = datoms_to_local(r.eids, r.refs, datoms)[1] if r is not None else ()
+            tx_data = tuple(Datom(e, a, v, r.db.max_tx, added) for e, a, v, added in local)
+            if r is not None:
+                self._changed_to(before, r, "scopes", None, tx_data=tx_data)
+            self._answer_scopes(data["req"], tx_data)
+        elif kind == "scopes-rejected":
+            self._answer_scopes(data["req"], ScopesRefused(data["code"], data["message"]))
         elif kind == "tx-unknown":
             p = self._pending.pop(data["req"], None)
             if p is not None:
@@ -702,6 +748,12 @@ class ReplicaConnection:
             self.stats.last_close = self._close_why or data.get("reason")
             self._changes.pulse()
 
+    def _answer_scopes(self, req: Any, outcome: Any) -> None:
+        slot = self._scoping.pop(req, None)
+        if slot is not None:
+            slot[1] = outcome
+            slot[0].set()
+
     def _persist(self, kind: str, data: Any) -> None:
         """Keep the replica and the queue on disk as they change (before a queued submission is sent)."""
         store = self.store
@@ -714,7 +766,7 @@ class ReplicaConnection:
             store.add_delta(data["delta"])
             if not self.keep_history and store.deltas >= COMPACT_EVERY:
                 self._write_base_soon(data["replica"])
-        elif kind == "synced":
+        elif kind == "synced" or (kind == "scopes-ok" and data["datoms"]):
             store.clear_deltas()
             self._write_base_soon(data["replica"])
 
@@ -749,7 +801,8 @@ class ReplicaConnection:
             except Exception:
                 log.exception("replica listener failed")
 
-    def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any, pending: Any = None) -> None:
+    def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any, pending: Any = None, *,
+                    tx_data: tuple = ()) -> None:
         if replica.pending and self._pending:  # re-based: provisional ids and local conflicts may change
             by_seq = {p.seq: p for p in self._pending.values()}
             for core in replica.pending:
@@ -760,8 +813,6 @@ class ReplicaConnection:
             if delta is not None:
                 local = datoms_to_local(replica.eids, replica.refs, delta.datoms)[1]
                 tx_data = tuple(Datom(e, a, v, delta.tx, added) for e, a, v, added in local)
-            else:
-                tx_data = ()
             change = ReplicaChange(None if before is None else before.view, replica.view, replica.t, kind, delta,
                                    tx_data, pending)
             for fn in tuple(self._listeners):
@@ -815,6 +866,9 @@ class ReplicaConnection:
         for _, event in self._waiters:
             event.set()
         self._waiters = []
+        for slot in self._scoping.values():
+            slot[0].set()
+        self._scoping = {}
         kept = self.store.path if self.store is not None else None
         for p in list(self._pending.values()):
             if kept is not None and p.seq is not None:  # on disk: sent when the replica is opened again
@@ -1029,6 +1083,11 @@ class Replica:
         server's answer."""
         assert self._rep is not None
         return SubmittedTx(self, self._call(self._rep.submit, tx_data))
+
+    def set_scopes(self, scopes: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None) -> tuple:
+        """``ReplicaConnection.set_scopes``: hold ``scopes`` instead (under the server's policy)."""
+        assert self._rep is not None
+        return self._call(self._rep.set_scopes, scopes, timeout=timeout)
 
     @property
     def pending(self) -> tuple[SubmittedTx, ...]:

@@ -63,6 +63,7 @@ from trio_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
 
 from datsync.core import Keyword, TxError, transact
+from datsync.core.errors import DatsyncError
 from datsync.core.history import basis_t
 from datsync.core.sync import (
     DEFAULT_MAX_SIZE,
@@ -77,9 +78,11 @@ from datsync.core.sync import (
     Opened,
     Received,
     RequestLogRead,
+    RequestScopes,
     RequestSnapshot,
     RequestTransact,
     Resync,
+    ScopesDecided,
     Send,
     SendStream,
     ServerConfig,
@@ -100,6 +103,7 @@ from datsync.core.sync import (
 from datsync.core.sync.errors import TOO_LARGE
 from datsync.core.sync.evolve import evolve
 from datsync.core.sync.messages import Ack, Ping, Pong, Submit, TxRejected
+from datsync.core.sync.server import LIVE
 
 from .access import Access, SessionAccess
 from .changes import ChangeSignal
@@ -704,6 +708,23 @@ class _Session:
             self._events.append(SnapshotReady(f.seq, snap_t, messages))
         elif t is RequestTransact:
             srv.start_transact(self, f)
+        elif t is RequestScopes:
+            self._events.append(self._change_scopes(f))
+
+    def _change_scopes(self, f: RequestScopes) -> ScopesDecided:
+        """A live change of scopes: the datoms the session gains or loses at its ``t`` (its view follows
+        every commit routed to it, so ``t`` is the last delta queued for the client)."""
+        share, st, access = self.share, self.state, self.server.access
+        if share is None or access is None or access.policy is None:
+            return ScopesDecided(f.req, code="policy/none", message="this server has no policy: no scopes")
+        if st.phase != LIVE or share.view is None or share.t != st.cursor_t:
+            return ScopesDecided(f.req, code="sync/retry", message="the session is catching up: send the scopes again")
+        try:
+            datoms = access.change(share, f.scopes)
+        except DatsyncError as e:
+            return ScopesDecided(f.req, code=e.code, message=e.message)
+        log.info("session scopes", extra={"session": self.id, "scopes": len(f.scopes), "datoms": len(datoms)})
+        return ScopesDecided(f.req, st.cursor_t, datoms)
 
     def _share(self, principal: Any, credentials: Any) -> None:
         """Under a policy: the session's share (its principal and the scopes its credentials ask for),

@@ -33,8 +33,10 @@ def held(db) -> set:
     return {(d.e, d.a, d.v) for d in datoms(db, "eavt")}
 
 
-def server_share(store, principal) -> set:
-    """What the server's database, read back from the store, holds for ``principal``."""
+def server_share(store, principal, scopes=None, t=None) -> set:
+    """What the server's database (at ``t``: default its last), read back from the store, holds for
+    ``principal`` subscribed to ``scopes``."""
+    from datsync.core.history import as_of
     from datsync.shell.connection import Connection
 
     st = SqliteStore(store)
@@ -42,7 +44,9 @@ def server_share(store, principal) -> set:
         db = Connection.recover(st).db
     finally:
         st.close()
-    return {(d.e, d.a, d.v) for d in visible_datoms(parse_policy(open(POLICY).read()), db, principal)}
+    with open(POLICY) as f:
+        policy = parse_policy(f.read())
+    return {(d.e, d.a, d.v) for d in visible_datoms(policy, db if t is None else as_of(db, t), principal, scopes)}
 
 
 def test_replicas_hold_their_share_follow_moves_and_writes_are_checked(servers, tmp_path):
@@ -142,3 +146,51 @@ def test_exactly_the_servers_share_after_a_run(servers, tmp_path):
     assert shares["carol"] == want
     assert {"t1", "t3"} <= {v for _, a, v in want if a == "todo/title"}
     assert not {"t0", "t2", "t4"} & {v for _, a, v in want if a == "todo/title"}
+
+
+def test_scopes_added_and_dropped_while_live(servers, tmp_path):
+    """A live replica changes its scopes: the datoms that enter and leave arrive at the same t, no
+    bootstrap; it then holds exactly the server's share under the new scopes and follows them."""
+    from datsync.shell.client import ScopesRefused
+
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+    shares = {}
+
+    async def main() -> None:
+        async with open_replica(server.url, token="carol-token", scopes=[("team", ["blue"])]) as c, \
+                open_replica(server.url, token="root-token") as root:
+            assert titles(c.db) == {"fix the bike"}
+            t = c.t
+            came = await c.set_scopes([("team", ["blue"]), ("team", ["red"])])
+            assert c.t == t and titles(c.db) == {"fix the bike", "water the plants"}
+            assert any(d.a == "todo/title" and d.v == "water the plants" and d.added for d in came)
+            shares["both"] = (c.t, held(c.db))
+
+            gone = await c.set_scopes([("team", ["red"])])
+            assert c.t == t and titles(c.db) == {"water the plants"}
+            assert any(d.a == "todo/title" and d.v == "fix the bike" and not d.added for d in gone)
+            shares["red"] = (c.t, held(c.db))
+
+            with pytest.raises(ScopesRefused) as err:
+                await c.set_scopes([("no-such-scope", [])])
+            assert err.value.code == "policy/unknown-scope"
+            assert titles(c.db) == {"water the plants"}
+
+            # the new scopes are followed: a blue todo does not arrive, a red one does
+            r = await root.transact([{"db/id": "l", "list/name": "b2", "list/team": ("team/name", "blue")},
+                                     {"todo/title": "blue one", "todo/list": "l"},
+                                     {"db/id": "m", "list/name": "r2", "list/team": ("team/name", "red")},
+                                     {"todo/title": "red one", "todo/list": "m"}])
+            await c.wait_for_t(r.t)
+            assert titles(c.db) == {"water the plants", "red one"}
+            assert c.stats.bootstraps == 1
+            shares["after"] = (c.t, held(c.db))
+
+    trio.run(main)
+    server.stop()
+    for name, scopes in (("both", [("team", ("blue",)), ("team", ("red",))]), ("red", [("team", ("red",))]),
+                         ("after", [("team", ("red",))])):
+        t, have = shares[name]
+        assert have == server_share(store, {"user/id": "carol"}, scopes, t), name

@@ -607,3 +607,54 @@ def test_session_values_have_step_methods():
     assert c.step(Timer(0.5))[0].phase == cl.HANDSHAKE
     with pytest.raises(AttributeError):
         s.phase = "x"  # values are immutable
+
+
+# ------------------------------------------------------------------------------------------------
+# Scopes changed while live
+
+
+def test_scopes_answer_goes_out_after_the_deltas_queued_before_it():
+    from datsync.core.sync import RequestScopes, Scopes, ScopesDecided, ScopesOk, ScopesRejected
+
+    s, _ = attached(5, 5)
+    s, fx = run(server_step, s, *(TxCommitted(fake_delta(t)) for t in (6, 7, 8)))
+    assert len(s.queue) == 1  # t=8 waits for the window
+    s, fx = run(server_step, s, Received(Scopes(1, (("team", ("red",)),))))
+    assert fx == [RequestScopes(1, (("team", ("red",)),))]
+    s, fx = run(server_step, s, ScopesDecided(1, 8, ((101, "p/name", "x", True),)))
+    assert msgs(fx) == [] and [t for t, _ in s.queue] == [8, 8] and s.cursor_t == 8
+    s, fx = run(server_step, s, Received(Ack(7)))
+    assert msgs(fx) == [fake_delta(8), ScopesOk(1, 8, ((101, "p/name", "x", True),))]
+    # refused, or computed at another t than the client's: a refusal, nothing queued
+    s2, fx = run(server_step, s, ScopesDecided(2, code="policy/unknown-scope", message="No scope named 'x'"))
+    assert msgs(fx) == [ScopesRejected(2, "policy/unknown-scope", "No scope named 'x'")] and s2.queue == s.queue
+    s2, fx = run(server_step, s, ScopesDecided(3, 7, ()))
+    assert [type(m) for m in msgs(fx)] == [ScopesRejected] and msgs(fx)[0].code == "sync/retry"
+
+
+def test_client_applies_scopes_at_its_t_and_keeps_them_for_the_next_hello():
+    from datsync.core.sync import ChangeScopes, Scopes, ScopesOk, ScopesRejected
+
+    c, _ = live_client()
+    c = dataclasses.replace(c, config=dataclasses.replace(c.config, credentials={"token": "me", "scopes": []}))
+    t = c.replica.t
+    c, fx = run(client_step, c, ChangeScopes(1, [("team", ["red"])]))
+    assert msgs(fx) == [Scopes(1, (("team", ("red",)),))]
+    c, fx = run(client_step, c, Received(ScopesOk(1, t, ((900, "p/name", "new", True), (900, "p/n", 9, True)))))
+    assert c.replica.t == t and [n.kind for n in of(Notify, fx)] == ["scopes-ok"]
+    assert datoms(c.replica.db, "avet", "p/name", "new")
+    assert c.config.credentials == {"token": "me", "scopes": [["team", ["red"]]]}
+    c, fx = run(client_step, c, ChangeScopes(2, []), Received(ScopesOk(2, t, ((900, "p/name", "new", False),))))
+    assert not datoms(c.replica.db, "avet", "p/name", "new") and c.replica.t == t
+    # refused: told, and the scopes stay; a change pending when the connection drops is refused too
+    c, fx = run(client_step, c, ChangeScopes(3, [("x", [])]), Received(ScopesRejected(3, "policy/unknown-scope", "no")))
+    assert [(n.kind, n.data["code"]) for n in of(Notify, fx)] == [("scopes-rejected", "policy/unknown-scope")]
+    c, fx = run(client_step, c, ChangeScopes(4, []), Closed("gone"))
+    assert [(n.kind, n.data.get("code")) for n in of(Notify, fx)] == [("scopes-rejected", "sync/not-connected"),
+                                                                      ("closed", None)]
+    c, fx = run(client_step, c, ChangeScopes(5, []))
+    assert msgs(fx) == [] and of(Notify, fx)[0].data["code"] == "sync/not-connected"
+    # datoms for another t than the replica's: a snapshot under the new scopes instead
+    c, _ = live_client()
+    c, fx = run(client_step, c, ChangeScopes(1, []), Received(ScopesOk(1, c.replica.t + 1, ())))
+    assert msgs(fx)[-1] == Sync(None) and c.phase == cl.BOOTSTRAPPING

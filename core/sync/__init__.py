@@ -34,6 +34,7 @@ from .errors import ProtocolError, SyncError
 from .events import (
     AuthDecision,
     Authorize,
+    ChangeScopes,
     Close,
     Closed,
     LogRead,
@@ -42,8 +43,10 @@ from .events import (
     Opened,
     Received,
     RequestLogRead,
+    RequestScopes,
     RequestSnapshot,
     RequestTransact,
+    ScopesDecided,
     Send,
     SendStream,
     SetTimer,
@@ -64,6 +67,9 @@ from .messages import (
     Ping,
     Pong,
     Resync,
+    Scopes,
+    ScopesOk,
+    ScopesRejected,
     Submit,
     Sync,
     TxOk,
@@ -71,7 +77,16 @@ from .messages import (
     Welcome,
 )
 from .pending import PendingTx, add_pending, carry_pending, find_pending, rebase, reject, resolve
-from .replica import BEFORE_HISTORY, Replica, apply_delta, replica_as_of, replica_history, replica_since, server_datoms
+from .replica import (
+    BEFORE_HISTORY,
+    Replica,
+    apply_delta,
+    apply_visible,
+    replica_as_of,
+    replica_history,
+    replica_since,
+    server_datoms,
+)
 from .schema import (
     RefInfo,
     SchemaDelta,
@@ -105,6 +120,13 @@ from .writes import (
 )
 
 __all__ = [
+    "apply_visible",
+    "ScopesRejected",
+    "ScopesOk",
+    "Scopes",
+    "ChangeScopes",
+    "ScopesDecided",
+    "RequestScopes",
     "replica_since",
     "replica_history",
     "replica_as_of",

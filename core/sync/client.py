@@ -22,6 +22,10 @@ The delta of the client's own submission carries its ``origin``: it settles the 
 once (``tx-ok``), whether or not the ``tx-ok`` answer made it. Without a client id a connection lost
 before the answer notifies ``tx-unknown``.
 
+Scopes (under a server's policy): ``ChangeScopes(req, scopes)`` sends ``scopes`` when live (else
+notifies ``scopes-rejected``); ``scopes-ok`` applies its datoms at the replica's ``t`` (which does not
+move), makes the new scopes the hello's for later connections and notifies ``scopes-ok``.
+
 Acknowledgements: the client sends ``ack(t)`` every ``ack_every`` applied deltas (the server's
 ``welcome`` says how many) and on timer ticks, which opens the server's send window.
 Transactions: ``SubmitTx(req, tx)`` is translated to server ids and sent; the ``tx-ok`` answer is
@@ -39,6 +43,7 @@ from pyrsistent import PMap, pmap
 
 from ..errors import DatsyncError
 from . import events as ev
+from . import messages as msg
 from .codec import encode
 from .delta import Delta, Origin
 from .eids import EidMap
@@ -48,7 +53,7 @@ from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import Ack, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
 from .pending import add_pending, carry_pending, confirm, find_pending
 from .pending import reject as reject_pending
-from .replica import Replica, apply_delta
+from .replica import Replica, apply_delta, apply_visible
 from .snapshot import (
     SnapshotBegin,
     SnapshotBuilder,
@@ -110,6 +115,7 @@ class ClientSession:
     stall: tuple[Any, int] = (None, 0)
     queue: tuple[Queued, ...] = ()
     next_seq: int = 1
+    scoping: PMap = field(default_factory=pmap)
 
     def step(self, event: Any) -> tuple[ClientSession, list]:
         """``client_step(self, event)``."""
@@ -178,8 +184,10 @@ def _closed(s: ClientSession, reason: str, fx: list) -> ClientSession:
     for req in s.submitted:
         if req not in queued:  # a queued one is sent again once live: its outcome will be known
             fx.append(ev.Notify("tx-unknown", {"req": req}))
+    for req in s.scoping:  # the next hello names the scopes in force: ask again once connected
+        fx.append(ev.Notify("scopes-rejected", {"req": req, "code": NOT_CONNECTED, "message": reason}))
     fx.append(ev.Notify("closed", {"reason": reason}))
-    return evolve(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None)
+    return evolve(s, phase=CLOSED, builder=None, submitted=pmap(), sync_from=None, scoping=pmap())
 
 
 def _release(s: ClientSession, fx: list) -> ClientSession:
@@ -568,6 +576,50 @@ def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
     return _settle(s, m.req)
 
 
+NOT_CONNECTED = "sync/not-connected"
+
+
+def _on_change_scopes(s: ClientSession, e: ev.ChangeScopes, fx: list) -> ClientSession:
+    scopes = tuple((name, tuple(args)) for name, args in e.scopes)
+    if s.phase != LIVE:
+        fx.append(ev.Notify("scopes-rejected", {"req": e.req, "code": NOT_CONNECTED,
+                                                "message": "not connected: change the scopes once live"}))
+        return s
+    _send(msg.Scopes(e.req, scopes), fx)
+    return evolve(s, scoping=s.scoping.set(e.req, scopes))
+
+
+def _on_scopes_ok(s: ClientSession, m: msg.ScopesOk, fx: list) -> ClientSession:
+    scopes = s.scoping.get(m.req)
+    if scopes is None:
+        return s
+    s = evolve(s, scoping=s.scoping.remove(m.req))
+    cred = s.config.credentials
+    if isinstance(cred, dict):  # later connections subscribe to these scopes
+        cred = {**cred, "scopes": [[name, list(args)] for name, args in scopes]}
+        s = evolve(s, config=evolve(s.config, credentials=cred))
+    r = s.replica
+    if r is None or s.phase != LIVE or r.t != m.t:
+        _send(Sync(None), fx)  # the datoms are for another t: a snapshot under the new scopes
+        s = evolve(s, phase=BOOTSTRAPPING, builder=None)
+        fx.append(ev.Notify("scopes-ok", {"req": m.req, "t": m.t, "replica": r, "datoms": ()}))
+        return s
+    try:
+        r = apply_visible(r, m.datoms)
+    except DatsyncError as err:
+        code = err.code if err.code.startswith("sync/") else MALFORMED
+        return _close(s, code, f"cannot apply the scopes' datoms at t={m.t}: {err.message}", fx)
+    fx.append(ev.Notify("scopes-ok", {"req": m.req, "t": m.t, "replica": r, "datoms": m.datoms}))
+    return evolve(s, replica=r)
+
+
+def _on_scopes_rejected(s: ClientSession, m: msg.ScopesRejected, fx: list) -> ClientSession:
+    if m.req not in s.scoping:
+        return s
+    fx.append(ev.Notify("scopes-rejected", {"req": m.req, "code": m.code, "message": m.message}))
+    return evolve(s, scoping=s.scoping.remove(m.req))
+
+
 _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
     Ping: _on_ping,
     Pong: _on_pong,
@@ -580,6 +632,8 @@ _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
     Delta: _on_delta,
     TxOk: _on_tx_ok,
     TxRejected: _on_tx_rejected,
+    msg.ScopesOk: _on_scopes_ok,
+    msg.ScopesRejected: _on_scopes_rejected,
 }
 
 _HANDLERS: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
@@ -589,6 +643,7 @@ _HANDLERS: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
     ev.Malformed: _on_malformed,
     ev.Received: _on_received,
     ev.SubmitTx: _on_submit,
+    ev.ChangeScopes: _on_change_scopes,
 }
 
 __all__ = [

@@ -68,6 +68,9 @@ from .messages import (
     Ping,
     Pong,
     Resync,
+    Scopes,
+    ScopesOk,
+    ScopesRejected,
     Submit,
     Sync,
     TxOk,
@@ -515,6 +518,18 @@ def _decode_submit(o: dict) -> Submit:
     return Submit(_req(o), tx, client, seq)
 
 
+def _decode_scopes(o: dict) -> Scopes:
+    xs = _field(o, "scopes")
+    if type(xs) is not list or len(xs) > 1024:
+        raise _bad("Field 'scopes' must be a list of [name, [args...]]", field="scopes")
+    out = []
+    for x in xs:
+        if type(x) is not list or len(x) != 2 or type(x[0]) is not str or type(x[1]) is not list:
+            raise _bad(f"A scope is [name, [args...]], got {x!r:.40}", field="scopes")
+        out.append((_dec_key(x[0]), tuple(_dec(a, 1) for a in x[1])))
+    return Scopes(_req(o), tuple(out))
+
+
 _DECODERS: dict[str, Callable[[dict], Any]] = {
     "hello": lambda o: Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id"),
                              _opt_client(o)),
@@ -524,6 +539,9 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
     "submit": _decode_submit,
     "tx-ok": lambda o: TxOk(_req(o), _int(o, "t"), _tempids(o)),
     "tx-rejected": lambda o: TxRejected(_req(o), _str(o, "code"), _str(o, "message")),
+    "scopes": _decode_scopes,
+    "scopes-ok": lambda o: ScopesOk(_req(o), _int(o, "t"), _delta_datoms(_field(o, "datoms"))),
+    "scopes-rejected": lambda o: ScopesRejected(_req(o), _str(o, "code"), _str(o, "message")),
     "resync": lambda o: Resync(_str(o, "reason"), _int(o, "t")),
     "ping": lambda o: Ping(_int(o, "n"), _opt_int(o, "t")),
     "pong": lambda o: Pong(_int(o, "n")),
@@ -640,6 +658,10 @@ _ENCODERS: dict[type, Callable[[Any], dict]] = {
     Submit: _enc_submit,
     TxOk: lambda m: {"req": _enc_req(m.req), "t": m.t, "tempids": _enc(dict(m.tempids))},
     TxRejected: lambda m: {"req": _enc_req(m.req), "code": _enc_str(m.code), "message": _enc_str(m.message)},
+    Scopes: lambda m: {"req": _enc_req(m.req),
+                       "scopes": [[_enc_str(n), [_enc(a) for a in args]] for n, args in m.scopes]},
+    ScopesOk: lambda m: {"req": _enc_req(m.req), "t": m.t, "datoms": _enc_datoms(m.datoms)},
+    ScopesRejected: lambda m: {"req": _enc_req(m.req), "code": _enc_str(m.code), "message": _enc_str(m.message)},
     Resync: lambda m: {"reason": _enc_str(m.reason), "t": m.t},
     Ping: lambda m: {"n": m.n, "t": m.t},
     Pong: lambda m: {"n": m.n},

@@ -5,14 +5,14 @@ seconds on any monotonic clock); the sessions never read a clock, do I/O or draw
 
 Events for both sides: ``Opened`` (transport up), ``Received`` (a decoded message), ``Malformed``
 (bytes that did not decode: the ``ProtocolError``'s code and message), ``Closed`` (transport gone),
-``Timer`` (a timer the session set fired). Client only: ``SubmitTx`` (the application transacts).
-Server only: ``AuthDecision``, ``TxCommitted``, ``LogRead``, ``SnapshotReady``, ``TxAccepted``,
-``TxFailed``.
+``Timer`` (a timer the session set fired). Client only: ``SubmitTx`` (the application transacts),
+``ChangeScopes``. Server only: ``AuthDecision``, ``TxCommitted``, ``LogRead``, ``SnapshotReady``,
+``TxAccepted``, ``TxFailed``, ``ScopesDecided``.
 
 Effects: ``Send`` (bytes, with the message they encode), ``SendStream`` (an iterable of encoded
 messages to send in order: a snapshot streamed lazily), ``Close``, ``SetTimer``, ``Notify``
 (client: tell the application), and the server's requests to the shell: ``Authorize``,
-``RequestLogRead``, ``RequestSnapshot``, ``RequestTransact``. The shell performs effects in order.
+``RequestLogRead``, ``RequestSnapshot``, ``RequestTransact``, ``RequestScopes``. The shell performs effects in order.
 """
 
 from __future__ import annotations
@@ -75,6 +75,28 @@ class SubmitTx:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeScopes:
+    """Client: the application subscribes to ``scopes`` (the full list of ``(name, args)``) instead,
+    under request id ``req``."""
+
+    req: Any
+    scopes: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ScopesDecided:
+    """Server: the answer to ``RequestScopes(req)``: the datoms (``(e, a, v, added)``) that bring the
+    client from its old scopes to the new ones at ``t`` (the session's ``cursor_t``), or the refusal's
+    ``code`` and ``message``."""
+
+    req: Any
+    t: int = 0
+    datoms: tuple = ()
+    code: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AuthDecision:
     """Server: the shell's answer to ``Authorize``: a principal (anything truthy) or None/False, and
     for a refusal the ``reason`` the client is told (never quoting its credentials)."""
@@ -132,7 +154,7 @@ class TxFailed:
 
 Event = (
     Opened | Received | Malformed | Closed | Timer | SubmitTx | AuthDecision | TxCommitted | LogRead
-    | SnapshotReady | TxAccepted | TxFailed
+    | SnapshotReady | TxAccepted | TxFailed | ChangeScopes | ScopesDecided
 )
 
 # ------------------------------------------------------------------------------------------------
@@ -218,11 +240,24 @@ class RequestTransact:
     submission: tuple[str, int] | None = None
 
 
-Effect = Send | SendStream | Close | SetTimer | Notify | Authorize | RequestLogRead | RequestSnapshot | RequestTransact
+@dataclass(frozen=True, slots=True)
+class RequestScopes:
+    """Server: the client asks to hold ``scopes`` instead (``(name, args)`` each); answer with
+    ``ScopesDecided(req, ...)``."""
+
+    req: Any
+    scopes: tuple
+
+
+Effect = (
+    Send | SendStream | Close | SetTimer | Notify | Authorize | RequestLogRead | RequestSnapshot | RequestTransact
+    | RequestScopes
+)
 
 __all__ = [
     "AuthDecision",
     "Authorize",
+    "ChangeScopes",
     "Close",
     "Closed",
     "Effect",
@@ -233,8 +268,10 @@ __all__ = [
     "Opened",
     "Received",
     "RequestLogRead",
+    "RequestScopes",
     "RequestSnapshot",
     "RequestTransact",
+    "ScopesDecided",
     "Send",
     "SendStream",
     "SetTimer",

@@ -1,7 +1,8 @@
 """The protocol's messages as values (one frozen dataclass per message type).
 
-Client to server: ``Hello``, ``Sync``, ``Submit``, ``Ack``; server to client: ``Welcome``, ``Delta``,
-``SnapshotBegin``/``SnapshotChunk``/``SnapshotEnd``, ``Resync``, ``TxOk``, ``TxRejected``; both
+Client to server: ``Hello``, ``Sync``, ``Submit``, ``Ack``, ``Scopes``; server to client: ``Welcome``,
+``Delta``, ``SnapshotBegin``/``SnapshotChunk``/``SnapshotEnd``, ``Resync``, ``TxOk``, ``TxRejected``,
+``ScopesOk``, ``ScopesRejected``; both
 ways: ``Ping``, ``Pong``, ``Error``. ``TYPE`` is the message's ``type`` on the wire; docs/protocol.md
 describes each field and when it is sent.
 """
@@ -110,6 +111,41 @@ class TxRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Scopes:
+    """Client -> server, under a policy: hold these scopes from now on (the full list, each
+    ``(name, args)``), instead of those subscribed so far."""
+
+    TYPE: ClassVar[str] = "scopes"
+
+    req: Req
+    scopes: tuple[tuple[str, tuple], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopesOk:
+    """Server -> client: request ``req``'s scopes are the session's now; ``datoms`` (``(e, a, v,
+    added)``) bring the replica from the old scopes to the new ones at ``t``, which does not move."""
+
+    TYPE: ClassVar[str] = "scopes-ok"
+
+    req: Req
+    t: int
+    datoms: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ScopesRejected:
+    """Server -> client: request ``req``'s scopes were refused (an unknown scope, wrong arguments, no
+    policy): the code and message; the session keeps its scopes."""
+
+    TYPE: ClassVar[str] = "scopes-rejected"
+
+    req: Req
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """Server -> client: you fell too far behind (or the log cannot catch you up); a snapshot follows."""
 
@@ -151,20 +187,20 @@ class Error:
 
 Message = (
     Hello | Welcome | Sync | Ack | Submit | TxOk | TxRejected | Resync | Ping | Pong | Error | Delta
-    | SnapshotBegin | SnapshotChunk | SnapshotEnd
+    | SnapshotBegin | SnapshotChunk | SnapshotEnd | Scopes | ScopesOk | ScopesRejected
 )
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (
         Hello, Welcome, Sync, Ack, Submit, TxOk, TxRejected, Resync, Ping, Pong, Error, Delta,
-        SnapshotBegin, SnapshotChunk, SnapshotEnd,
+        SnapshotBegin, SnapshotChunk, SnapshotEnd, Scopes, ScopesOk, ScopesRejected,
     )
 }
 """Wire ``type`` -> message class."""
 
-CLIENT_MESSAGES = frozenset({"hello", "sync", "ack", "submit", "ping", "pong", "error"})
-SERVER_MESSAGES = frozenset(MESSAGE_TYPES) - {"hello", "sync", "ack", "submit"}
+CLIENT_MESSAGES = frozenset({"hello", "sync", "ack", "submit", "scopes", "ping", "pong", "error"})
+SERVER_MESSAGES = frozenset(MESSAGE_TYPES) - {"hello", "sync", "ack", "submit", "scopes"}
 
 
 __all__ = [
@@ -182,6 +218,9 @@ __all__ = [
     "Pong",
     "Req",
     "Resync",
+    "Scopes",
+    "ScopesOk",
+    "ScopesRejected",
     "SnapshotBegin",
     "SnapshotChunk",
     "SnapshotEnd",

@@ -115,6 +115,17 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
     return out, Outcome(APPLIED, t, delta.t, confirmed)
 
 
+def apply_visible(replica: Replica, datoms: Any) -> Replica:
+    """``replica`` with ``datoms`` (``(e, a, v, added)``, server ids) applied at its own ``t``, which
+    does not move: what a change of scopes makes visible or takes away. Pending transactions are
+    re-based on the new confirmed database."""
+    eids, local = datoms_to_local(replica.eids, replica.refs, datoms)
+    tx = replica.db.max_tx
+    db = apply_datoms(replica.db, [(e, a, v, tx, added) for e, a, v, added in local], max_tx=tx)
+    out = replace(replica, db=db, eids=eids, pending_db=None)
+    return confirm(out, None)[0] if out.pending else out
+
+
 def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tuple[tuple[str, str], ...]) -> DB:
     """``db`` with the datoms of each renamed attribute rewritten under its new name (same tx),
     history included, as the server did: the old names keep their index membership while they are
@@ -197,6 +208,7 @@ __all__ = [
     "BEFORE_HISTORY",
     "Replica",
     "apply_delta",
+    "apply_visible",
     "replica_as_of",
     "replica_history",
     "replica_since",

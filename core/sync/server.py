@@ -49,6 +49,9 @@ from .messages import (
     Ping,
     Pong,
     Resync,
+    Scopes,
+    ScopesOk,
+    ScopesRejected,
     Submit,
     Sync,
     TxOk,
@@ -305,6 +308,9 @@ def _on_received(s: ServerSession, e: ev.Received, fx: list) -> ServerSession:
         return _on_submit(s, m, fx)
     if t is Sync:
         return _on_sync(s, m, fx)
+    if t is Scopes:
+        fx.append(ev.RequestScopes(m.req, m.scopes))
+        return s
     return _unexpected(s, f"a client does not send {getattr(m, 'TYPE', t.__name__)} messages", fx)
 
 
@@ -373,6 +379,16 @@ def _on_tx_failed(s: ServerSession, e: ev.TxFailed, fx: list) -> ServerSession:
     return evolve(s, pending_tx=s.pending_tx - {e.req})
 
 
+def _on_scopes_decided(s: ServerSession, e: ev.ScopesDecided, fx: list) -> ServerSession:
+    """The answer to a scopes change: refused at once; accepted in order after the deltas already
+    queued (its datoms are computed at ``cursor_t``: the client applies them after those)."""
+    if e.code is not None or s.phase != LIVE or e.t != s.cursor_t:
+        fx.append(_send_msg(ScopesRejected(e.req, e.code or "sync/retry",
+                                           e.message or "the session is not live: send the scopes again")))
+        return s
+    return _flush(_append(s, e.t, encode(ScopesOk(e.req, e.t, e.datoms)), fx), fx)
+
+
 def _on_committed(s: ServerSession, e: ev.TxCommitted, fx: list) -> ServerSession:
     d = e.delta
     t = d.t
@@ -430,6 +446,7 @@ _HANDLERS: dict[type, Callable[[ServerSession, Any, list], ServerSession]] = {
     ev.TxCommitted: _on_committed,
     ev.LogRead: _on_log_read,
     ev.SnapshotReady: _on_snapshot,
+    ev.ScopesDecided: _on_scopes_decided,
 }
 
 __all__ = [

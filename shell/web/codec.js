@@ -327,6 +327,8 @@ export const DECODERS = {
   },
   'tx-ok': (o) => ({ req: req(o), t: int(o, 't'), tempids: tempids(o) }),
   'tx-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
+  'scopes-ok': (o) => ({ req: req(o), t: int(o, 't'), datoms: datoms(field(o, 'datoms'), false) }),
+  'scopes-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
   resync: (o) => ({ reason: str(o, 'reason'), t: int(o, 't') }),
   ping: (o) => ({ n: int(o, 'n'), t: optInt(o, 't') }),
   pong: (o) => ({ n: int(o, 'n') }),
@@ -380,6 +382,7 @@ export const ENCODERS = {
     if (m.client != null) { out.client = m.client; out.seq = m.seq; }
     return out;
   },
+  scopes: (m) => ({ req: encReq(m.req), scopes: m.scopes.map(([n, args]) => [encStr(n), Array.from(args, encodeValue)]) }),
   ping: (m) => ({ n: m.n, t: opt(m.t) }),
   pong: (m) => ({ n: m.n }),
   error: (m) => ({ code: encStr(m.code), message: encStr(m.message) }),

@@ -1,12 +1,13 @@
-// The other half of the wire codec: decoding the messages a client sends (hello, sync, ack, submit)
-// and encoding the ones a server sends (welcome, delta, snapshots, resync, tx-ok, tx-rejected).
+// The other half of the wire codec: decoding the messages a client sends (hello, sync, ack, submit,
+// scopes) and encoding the ones a server sends (welcome, delta, snapshots, resync, tx-ok, tx-rejected,
+// scopes-ok, scopes-rejected).
 // A browser never needs it (so client.js does not load it); importing it completes codec.js's
 // encode() and decode() for every message type, as the shared protocol vectors check.
 
 import { DECODERS, ENCODERS, MAX_DEPTH, decodeValue, encodeValue, internals } from './codec.js';
 import { Tuple } from './values.js';
 
-const { bad, field, int, optInt, optStr, req, optClient, encStr, encReq, setKey, opt } = internals;
+const { bad, decKey, field, int, optInt, optStr, req, optClient, encStr, encReq, setKey, opt } = internals;
 
 function credentials(x, depth = 0) {
   if (Array.isArray(x)) {
@@ -46,12 +47,23 @@ Object.assign(DECODERS, {
     if (seq !== null && seq < 1) throw bad(`A submission's seq is at least 1, got ${seq}`);
     return client === null ? { req: r, tx } : { req: r, tx, client, seq };
   },
+  scopes: (o) => {
+    const xs = field(o, 'scopes');
+    if (!Array.isArray(xs) || xs.length > 1024) throw bad("Field 'scopes' must be a list of [name, [args...]]");
+    const scopes = xs.map((x) => {
+      if (!Array.isArray(x) || x.length !== 2 || typeof x[0] !== 'string' || !Array.isArray(x[1])) throw bad('A scope is [name, [args...]]');
+      return [decKey(x[0]), x[1].map((a) => decodeValue(a, 1))];
+    });
+    return { req: req(o), scopes };
+  },
 });
 
 Object.assign(ENCODERS, {
   welcome: (m) => ({ db_id: encStr(m.db_id), t: m.t, mode: m.mode, ack_every: m.ack_every }),
   'tx-ok': (m) => ({ req: encReq(m.req), t: m.t, tempids: encodeValue(m.tempids) }),
   'tx-rejected': (m) => ({ req: encReq(m.req), code: encStr(m.code), message: encStr(m.message) }),
+  'scopes-ok': (m) => ({ req: encReq(m.req), t: m.t, datoms: encDatoms(m.datoms) }),
+  'scopes-rejected': (m) => ({ req: encReq(m.req), code: encStr(m.code), message: encStr(m.message) }),
   resync: (m) => ({ reason: encStr(m.reason), t: m.t }),
   delta: (m) => {
     const out = { t: m.t, tx: m.tx, instant: encodeValue(m.instant), datoms: encDatoms(m.datoms) };

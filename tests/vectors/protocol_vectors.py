@@ -39,6 +39,9 @@ from datsync.core.sync.messages import (
     Ping,
     Pong,
     Resync,
+    Scopes,
+    ScopesOk,
+    ScopesRejected,
     Submit,
     Sync,
     TxOk,
@@ -115,6 +118,12 @@ def describe_message(m: Any) -> dict:
     if type(m) is SnapshotChunk:
         out.update(t=m.t, seq=m.seq, datoms=_datoms(m.datoms))
         return out
+    if type(m) is ScopesOk:
+        out.update(req=m.req, t=m.t, datoms=_datoms(m.datoms))
+        return out
+    if type(m) is Scopes:
+        out.update(req=m.req, scopes=[[n, [describe(a) for a in args]] for n, args in m.scopes])
+        return out
     if type(m) is Hello:
         out.update(credentials=m.credentials, t=m.t, db_id=m.db_id)  # credentials are verbatim JSON
         if m.client is not None:
@@ -170,6 +179,10 @@ def cases() -> dict[str, list[dict]]:
             {"message": TxOk(1, 43, {"ann": 101, "db/current-tx": 536870955})},
             {"message": TxOk("r2", 44, {-1: 102, "bob": 103})},
             {"message": TxRejected(3, "db.error/unique-conflict", "Unique conflict: ~ann")},
+            {"message": Scopes(4, (("team", ("red",)), ("~odd", (1, kw("x"))), ("all", ())))},
+            {"message": Scopes("r5", ())},
+            {"message": ScopesOk(4, 42, ((101, "p/name", "Ann", True), (102, "p/name", "Bob", False)))},
+            {"message": ScopesRejected(5, "policy/unknown-scope", "No scope named 'nope'")},
             {"message": Resync("too far behind", 100)},
             {"message": Ping(3, None)},
             {"message": Ping(4, 42)},

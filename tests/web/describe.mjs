@@ -47,6 +47,7 @@ export function describeMessage(m) {
     if (k === 'type') continue;
     if (m.type === 'hello' || (m.type === 'submit' && (k === 'client' || k === 'seq'))) out[k] = x;
     else if (k === 'datoms' && Array.isArray(x)) out[k] = datoms(x);
+    else if (m.type === 'scopes' && k === 'scopes') out[k] = x.map(([n, args]) => [n, args.map(describe)]);
     else if (m.type === 'delta' && k === 'schema') {
       if (Object.keys(x).length) {
         out.schema = Object.fromEntries(Object.entries(x).map(([a, p]) => [a, p === null ? null
