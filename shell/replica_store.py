@@ -25,11 +25,15 @@ from typing import Any, NamedTuple
 
 from datsync.core.sync import DEFAULT_MAX_SIZE, Delta, EidMap, decode, decode_value, encode, encode_value
 from datsync.core.sync.client import Queued
+from datsync.core.sync.codec import decode_datom_columns, encode_datom_columns
 from datsync.core.sync.replica import Replica, apply_delta, server_datoms
-from datsync.core.sync.snapshot import SnapshotBegin, SnapshotChunk, replica_from_datoms
+from datsync.core.sync.snapshot import SnapshotBegin, replica_from_datoms
 
 FORMAT = "datsync-replica"
-VERSION = "1"
+VERSION = "2"
+READS = ("1", VERSION)
+"""Formats this datsync opens: 1 kept the base as one snapshot chunk; 2 keeps it in columns (written
+as 2 from the next base on)."""
 COMPACT_EVERY = 1000
 """Deltas kept after the base before a compaction is due (replicas that do not keep their history)."""
 
@@ -94,9 +98,9 @@ class ReplicaStore:
                 ])
             elif fmt != FORMAT:
                 raise ReplicaStoreError("replica/foreign", f"{self.path} is not a datsync replica store ({fmt})")
-            elif self._meta("version") != VERSION:
+            elif self._meta("version") not in READS:
                 raise ReplicaStoreError("replica/version", f"{self.path} has replica store format "
-                                        f"{self._meta('version')}; this datsync reads {VERSION}")
+                                        f"{self._meta('version')}; this datsync reads {', '.join(READS)}")
 
     def _tx(self) -> Any:
         return _Transaction(self._db)
@@ -124,8 +128,7 @@ class ReplicaStore:
             replica = None
             if row is not None:
                 head = decode(bytes(row[0]), max_size=max(len(row[0]), DEFAULT_MAX_SIZE))
-                chunk = decode(bytes(row[1]), max_size=max(len(row[1]), DEFAULT_MAX_SIZE))
-                replica = replica_from_datoms(list(chunk.datoms), head, EidMap.identity())
+                replica = replica_from_datoms(_base_datoms(bytes(row[1])), head, EidMap.identity())
                 for (payload,) in self._db.execute("SELECT payload FROM delta WHERE t > ? ORDER BY t", (replica.t,)):
                     delta = decode(bytes(payload), max_size=max(len(payload), DEFAULT_MAX_SIZE))
                     replica, outcome = apply_delta(replica, delta)
@@ -177,6 +180,7 @@ class ReplicaStore:
         """``set_base`` with the messages already made (``base_messages``, e.g. in a worker thread)."""
         with self._tx():
             self._db.execute("INSERT OR REPLACE INTO base (id, t, head, datoms) VALUES (1, ?, ?, ?)", (t, head, chunk))
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
             self._db.execute("DELETE FROM delta WHERE t <= ?", (t,))
         self.deltas = self._db.execute("SELECT COUNT(*) FROM delta").fetchone()[0]
 
@@ -196,7 +200,15 @@ def base_messages(replica: Replica) -> tuple[bytes, bytes]:
     datoms = tuple(server_datoms(replica))
     head = SnapshotBegin(replica.t, replica.db.max_tx, replica.db.max_eid, len(datoms), 1, replica.db_id,
                          tuple(sorted(replica.aliases.items())))
-    return encode(head), encode(SnapshotChunk(replica.t, 0, datoms))
+    return encode(head), encode_datom_columns(datoms)
+
+
+def _base_datoms(data: bytes) -> list:
+    """The base's datoms: columns (``encode_datom_columns``, read several times faster), or one
+    snapshot chunk as format 1 wrote them."""
+    if data.startswith(b'{"columns":'):
+        return decode_datom_columns(data)
+    return list(decode(data, max_size=max(len(data), DEFAULT_MAX_SIZE)).datoms)
 
 
 def export_pending(path: str | Path) -> list[dict]:

@@ -52,8 +52,9 @@ import json
 import math
 import re
 import uuid as _uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from itertools import repeat
 from typing import Any
 
 from ..values import Keyword, OrderedTuple, Symbol
@@ -790,13 +791,51 @@ def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str
     return head.t, messages()
 
 
+def encode_datom_columns(datoms: Iterable[Sequence]) -> bytes:
+    """Snapshot datoms ``(e, a, v, tx)`` as one JSON document of columns, ``[a, es, vs, txs]`` per
+    attribute (values as ``encode_value`` makes them): for files a replica keeps for itself, read
+    back by ``decode_datom_columns`` several times faster than a snapshot chunk, and independent of
+    the protocol version."""
+    cols: dict[str, tuple[list, list, list]] = {}
+    for e, a, v, tx in datoms:
+        c = cols.get(a)
+        if c is None:
+            c = cols[a] = ([], [], [])
+        c[0].append(e)
+        c[1].append(_enc(v))
+        c[2].append(tx)
+    return _DUMPS({"columns": [[a, *c] for a, c in cols.items()]}).encode("utf-8")
+
+
+def decode_datom_columns(data: bytes | bytearray | memoryview) -> list[tuple]:
+    """The datoms ``(e, a, v, tx)`` of ``encode_datom_columns``; ``ProtocolError`` if ``data`` is not
+    such a document (a column of plain numbers and strings is taken as it is, without per-datom
+    checks: the data comes from a file this side wrote)."""
+    try:
+        obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
+        out: list[tuple] = []
+        for a, es, vs, txs in obj["columns"]:
+            if type(a) is not str or not len(es) == len(vs) == len(txs):
+                raise _bad(f"Bad datom column {a!r:.40}")
+            if not all(type(v) is int or (type(v) is str and v[:1] != "~") for v in vs):
+                vs = [_dec(v, 1) for v in vs]
+            out.extend(zip(es, repeat(a), vs, txs))
+        return out
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, KeyError) as e:
+        raise _bad(f"Not a document of datom columns: {e}") from None
+
+
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "MAX_DEPTH",
     "MAX_SAFE_INT",
     "decode",
+    "decode_datom_columns",
     "decode_value",
     "encode",
+    "encode_datom_columns",
     "encode_snapshot",
     "encode_value",
     "receive",
