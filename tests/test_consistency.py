@@ -1,7 +1,8 @@
-"""Consistency under faults: a list-append workload (Elle's model) through real replicas of a real
-server, some behind a proxy that keeps cutting and black-holing their connections; the whole history
-is checked against the server's database (tests/consistency.py). The CI run is short; set
-DATSYNC_LONG_CHECK=N for N operations per client."""
+"""Consistency under faults: a list-append and register workload (Elle's model) through real replicas
+of a real server, two of them behind proxies that keep cutting and black-holing their connections on
+their own schedules (partitioned from the server at different times); the whole history is checked
+against the server's database (tests/consistency.py). The CI run is short; set DATSYNC_LONG_CHECK=N
+for N operations per client."""
 
 from __future__ import annotations
 
@@ -68,26 +69,31 @@ def test_list_append_history_under_faults_has_no_anomalies(servers, tmp_path):
 
     async def main() -> list[Op]:
         async with trio.open_nursery() as nursery:
-            proxy = FaultProxy(server.port)
-            await nursery.start(proxy.run)
-            far = f"ws://127.0.0.1:{proxy.listen_port}/"
+            proxies = [FaultProxy(server.port), FaultProxy(server.port)]  # b and c partitioned separately
+            for proxy in proxies:
+                await nursery.start(proxy.run)
+            far = [f"ws://127.0.0.1:{proxy.listen_port}/" for proxy in proxies]
 
-            async def faults() -> None:
+            async def faults(proxy: FaultProxy, pace: float) -> None:
                 while True:
-                    await trio.sleep(0.4)
+                    await trio.sleep(pace)
                     proxy.drop()
-                    await trio.sleep(0.4)
+                    await trio.sleep(pace)
                     proxy.blackhole = True  # half-open for a while
-                    await trio.sleep(0.3)
+                    await trio.sleep(0.75 * pace)
                     proxy.blackhole = False
                     proxy.drop()
 
             with trio.fail_after(120 + OPS):
-                async with open_replica(server.url, **fast) as a, open_replica(far, **fast) as b, \
-                        open_replica(far, **fast) as c:
-                    nursery.start_soon(faults)
-                    ops = await run_workload([a, b, c], ops_per_client=OPS, seed=7)
-                    nursery.cancel_scope.cancel()  # no more faults: everyone catches up, then reads once more
+                async with open_replica(server.url, **fast) as a, open_replica(far[0], **fast) as b, \
+                        open_replica(far[1], **fast) as c:
+                    async with trio.open_nursery() as faulty:
+                        faulty.start_soon(faults, proxies[0], 0.4)
+                        faulty.start_soon(faults, proxies[1], 0.55)
+                        ops = await run_workload([a, b, c], ops_per_client=OPS, seed=7)
+                        faulty.cancel_scope.cancel()  # no more faults: everyone catches up, then reads once more
+                    for proxy in proxies:
+                        proxy.blackhole = False
                     for rep in (a, b, c):
                         await rep.wait_for_t(max(x.t for x in (a, b, c)))
                     final = [Op(i, "read", f"k{k}", t=rep.t, values=list_at(rep.confirmed_db, f"k{k}"))
@@ -96,6 +102,7 @@ def test_list_append_history_under_faults_has_no_anomalies(servers, tmp_path):
                                  values=list_at(rep.confirmed_db, f"r{k}", "reg/value"))
                               for i, rep in enumerate((a, b, c)) for k in range(4)]
                     assert b.stats.connects + c.stats.connects >= 4  # the faults did cut them off
+            nursery.cancel_scope.cancel()
         return ops + final
 
     ops = trio.run(main)
