@@ -50,6 +50,8 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
         async with open_replica(server.url, **FAST) as last:
             history += [Op(next_id, "read", f"k{k}", t=last.t, values=list_at(last.confirmed_db, f"k{k}"))
                         for k in range(4)]
+            history += [Op(next_id, "read-register", f"r{k}", t=last.t,
+                           values=list_at(last.confirmed_db, f"r{k}", "reg/value")) for k in range(4)]
     finally:
         await trio.to_thread.run_sync(server.stop)
     report = check(history, Connection.recover(open_store(store)).db)
