@@ -166,6 +166,7 @@ def make_db(
     ds = datoms_ if isinstance(datoms_, list) else list(datoms_)
     eav = eavt_keys(ds)
     eav.sort()
+    eav = _dedupe_sorted(eav)  # the other indexes permute these keys: distinct too
     aev = sorted([(k[1], k[0], k[2], k[3], k[4]) for k in eav])
     indexed, ref = props.indexed, props.ref
     ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
@@ -187,9 +188,9 @@ def make_db(
         flavor=flavor,
         schema=schema,
         props=props,
-        eavt=SortedIndex.from_sorted(_dedupe_sorted(eav)),
-        aevt=SortedIndex.from_sorted(_dedupe_sorted(aev)),
-        avet=SortedIndex.from_sorted(_dedupe_sorted(ave)),
+        eavt=SortedIndex.from_sorted(eav),
+        aevt=SortedIndex.from_sorted(aev),
+        avet=SortedIndex.from_sorted(ave),
         vaet=SortedIndex.from_sorted(_dedupe_sorted(vae)),
         max_eid=max_eid,
         max_tx=max_tx,

@@ -792,8 +792,9 @@ def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str
 
 
 def encode_datom_columns(datoms: Iterable[Sequence]) -> bytes:
-    """Snapshot datoms ``(e, a, v, tx)`` as one JSON document of columns, ``[a, es, vs, txs]`` per
-    attribute (values as ``encode_value`` makes them): for files a replica keeps for itself, read
+    """Snapshot datoms ``(e, a, v, tx)`` as one JSON document of columns, ``[a, es, vs, txs, plain]``
+    per attribute (values as ``encode_value`` makes them; ``plain``: all are numbers and strings that
+    stand for themselves): for files a replica keeps for itself, read
     back by ``decode_datom_columns`` several times faster than a snapshot chunk, and independent of
     the protocol version."""
     cols: dict[str, tuple[list, list, list]] = {}
@@ -804,20 +805,22 @@ def encode_datom_columns(datoms: Iterable[Sequence]) -> bytes:
         c[0].append(e)
         c[1].append(_enc(v))
         c[2].append(tx)
-    return _DUMPS({"columns": [[a, *c] for a, c in cols.items()]}).encode("utf-8")
+    return _DUMPS({"columns": [[a, *c, all(type(v) is int or (type(v) is str and v[:1] != "~") for v in c[1])]
+                               for a, c in cols.items()]}).encode("utf-8")
 
 
 def decode_datom_columns(data: bytes | bytearray | memoryview) -> list[tuple]:
     """The datoms ``(e, a, v, tx)`` of ``encode_datom_columns``; ``ProtocolError`` if ``data`` is not
-    such a document (a column of plain numbers and strings is taken as it is, without per-datom
-    checks: the data comes from a file this side wrote)."""
+    such a document (a ``plain`` column is taken as it is, without per-datom checks: the data comes
+    from a file this side wrote)."""
     try:
         obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
         out: list[tuple] = []
-        for a, es, vs, txs in obj["columns"]:
+        for col in obj["columns"]:
+            a, es, vs, txs = col[:4]
             if type(a) is not str or not len(es) == len(vs) == len(txs):
                 raise _bad(f"Bad datom column {a!r:.40}")
-            if not all(type(v) is int or (type(v) is str and v[:1] != "~") for v in vs):
+            if col[4:] != [True]:
                 vs = [_dec(v, 1) for v in vs]
             out.extend(zip(es, repeat(a), vs, txs))
         return out
