@@ -52,7 +52,7 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -549,6 +549,19 @@ def ws_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x82, 127, n) + payload
 
 
+def _next_batch(messages: Iterator[bytes], budget: int = 1 << 20) -> list[bytes]:
+    """The next messages of ``messages``, about ``budget`` bytes of them (none once it is done): a
+    snapshot is encoded in a few worker-thread calls, not one per chunk."""
+    out: list[bytes] = []
+    size = 0
+    for data in messages:
+        out.append(data)
+        size += len(data)
+        if size >= budget:
+            break
+    return out
+
+
 def _frames_directly(ws: trio_websocket.WebSocketConnection) -> bool:
     """Whether frames may be written to ``ws``'s stream as they are: no extension (compression)
     was negotiated, so a data frame is the payload behind a header."""
@@ -933,14 +946,16 @@ class _Session:
                     await _send_frames(ws, out[0] if count == 1 else b"".join(out))
                 elif type(item) is _Stream:
                     it = iter(item.messages)
-                    while True:
-                        data = await trio.to_thread.run_sync(next, it, None)
-                        if data is None:
-                            break
+                    direct = _frames_directly(ws)
+                    while batch := await trio.to_thread.run_sync(_next_batch, it):
                         self._taken(0, 0)
-                        await ws.send_message(data)
-                        self.messages_out += 1
-                        self.bytes_out += len(data)
+                        if direct:
+                            await _send_frames(ws, b"".join(map(ws_frame, batch)))
+                        else:
+                            for data in batch:
+                                await ws.send_message(data)
+                        self.messages_out += len(batch)
+                        self.bytes_out += sum(map(len, batch))
                 else:
                     code = WS_CLOSE_CODES.get(item.code, 1008)
                     with trio.move_on_after(self.server.close_timeout):
