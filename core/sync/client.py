@@ -554,12 +554,10 @@ def _on_tx_ok(s: ClientSession, m: TxOk, fx: list) -> ClientSession:
     return _send_queued(_release(s, fx), fx)
 
 
-RETRY_CODES = frozenset({
-    "sync/overloaded", "sync/duplicate-request", "server/shutdown", "db.error/storage", "db.error/unavailable",
-    "db.error/commit-unknown",
-})
-"""Refusals that say nothing about the transaction itself (the server is busy, stopping, or its store
-failed): a queued submission stays queued and is sent again; its ``(client, seq)`` keeps it exactly once."""
+RETRY_CODES = frozenset({"sync/overloaded", "sync/duplicate-request", "server/shutdown"})
+"""Refusals that say nothing about the transaction itself (the connection is busy or its server
+stopping): a queued submission stays queued and is sent again; its ``(client, seq)`` keeps it exactly
+once. A store failure (``db.error/storage``, ``db.error/unavailable``) is reported to the application."""
 
 
 def _on_tx_rejected(s: ClientSession, m: TxRejected, fx: list) -> ClientSession:
