@@ -5,11 +5,9 @@ from .db import (
     DB,
     TX0,
     datoms,
-    empty_db,
     entid,
     filter_db,
     index_range,
-    init_db,
     is_filtered,
     rseek_datoms,
     seek_datoms,
@@ -17,6 +15,7 @@ from .db import (
 )
 from .entity import Entity, entity, entity_db, touch
 from .errors import DatsyncError, QueryError, ResolveError, SchemaError, TxError
+from .flavor import db_with, empty_db, init_db, transact
 from .history import TimeView, as_of, as_of_t, basis_t, history, is_history, since, since_t
 from .policy import (
     Policy,
@@ -59,7 +58,7 @@ from .sync import (
     tx_for_server,
     validate_wire_tx,
 )
-from .transact import TxReport, db_with, transact
+from .transact import TxReport
 from .values import Datom, Keyword, Symbol, compare_values, kw, sym
 
 __all__ = [

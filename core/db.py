@@ -17,12 +17,12 @@ Reads go through ``datoms``/``seek_datoms``/``index_range``; a view (``as_of``, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 from .errors import ResolveError
 from .index import TOP, SortedIndex
-from .schema import IMPLICIT_SCHEMA, Props, normalize_schema, validate_datascript_schema
+from .schema import IMPLICIT_SCHEMA, Props
 from .values import RANKS, Datom, Keyword, index_value, value_rank
 
 E0 = 0
@@ -32,6 +32,14 @@ EMAX = 0x7FFFFFFF
 
 INDEXES = ("eavt", "aevt", "avet", "vaet")
 FLAVORS = ("datascript", "datomic")
+
+
+class TimeView(NamedTuple):
+    """The time basis of a view: ``as_of`` and ``since`` are transaction ids (None: unbounded)."""
+
+    as_of: int | None = None
+    since: int | None = None
+    history: bool = False
 
 
 class DB:
@@ -228,39 +236,150 @@ def _dedupe_sorted(keys: list) -> list:
     return out
 
 
-def empty_db(schema: Mapping[str, Mapping[str, Any]] | None = None, *, flavor: str = "datascript") -> DB:
-    """An empty database. DataScript flavor: ``schema`` is a map; Datomic flavor: schema is data,
-    so ``schema`` (if given) is installed as attribute entities by a first transaction."""
-    if flavor not in FLAVORS:
-        raise ValueError(f"unknown flavor {flavor!r}: expected one of {FLAVORS}")
-    if flavor == "datomic":
-        from .datomic import empty_datomic_db
-
-        return empty_datomic_db(schema)
-    norm = normalize_schema(schema)
-    validate_datascript_schema(norm)
-    return make_db(norm, "datascript")
+# ------------------------------------------------------------------------------------------------
+# Reading history indexes through a view
 
 
-def init_db(
-    datoms_: Iterable[Any],
-    schema: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    flavor: str = "datascript",
-) -> DB:
-    """A database holding exactly ``datoms_`` (``Datom`` or ``(e, a, v[, tx])`` tuples), built in bulk."""
-    ds = []
-    for d in datoms_:
-        if not isinstance(d, tuple | list) or not 3 <= len(d) <= 5:
-            raise TypeError(f"init_db expects datoms or (e, a, v[, tx]) tuples, got {d!r}")
-        ds.append(d if len(d) >= 4 else (d[0], d[1], d[2], TX0))
-    if flavor == "datomic":
-        from .datomic import init_datomic_db
+def _events(keys: Iterable[tuple], v: TimeView) -> Iterator[tuple]:
+    """The history keys (layout ``(x, y, rank, value, tx, added)``, grouped by their first four
+    components) that the view shows: every event in the window for a history view, else the
+    assertion that is current at ``as_of`` (and made after ``since``) of each group."""
+    hi, lo = v.as_of, v.since
+    if v.history:
+        for k in keys:
+            tx = k[4]
+            if (hi is None or tx <= hi) and (lo is None or tx > lo):
+                yield k
+        return
+    g0 = g1 = g3 = g2 = None
+    last = None
+    for k in keys:
+        if k[0] != g0 or k[1] != g1 or k[2] != g2 or k[3] != g3:
+            if last is not None and last[5] and (lo is None or last[4] > lo):
+                yield last
+            g0, g1, g2, g3 = k[0], k[1], k[2], k[3]
+            last = None
+        if hi is None or k[4] <= hi:
+            last = k
+    if last is not None and last[5] and (lo is None or last[4] > lo):
+        yield last
 
-        return init_datomic_db(ds, schema)
-    norm = normalize_schema(schema)
-    validate_datascript_schema(norm)
-    return make_db(norm, "datascript", ds)
+
+def _from_heavt(k: tuple) -> Datom:
+    return Datom(k[0], k[1], k[3], k[4], k[5])
+
+
+def _from_haevt(k: tuple) -> Datom:
+    return Datom(k[1], k[0], k[3], k[4], k[5])
+
+
+def _eav_keys(db: DB, e: Any, a: Any, v: Any, has_v: bool) -> list:
+    """History keys of entity ``e`` (and attribute ``a``, value ``v`` if given), heavt layout."""
+    if a is None:
+        return db.heavt.prefix_list((e,))
+    if not has_v:
+        return db.heavt.prefix_list((e, a))
+    return db.heavt.prefix_list((e, a, value_rank(v), index_value(v)))
+
+
+def _avet_sort_key(d: Datom) -> tuple:
+    return (d.a, value_rank(d.v), index_value(d.v), d.e, d.tx, d.added)
+
+
+def _vaet_sort_key(d: Datom) -> tuple:
+    return (d.v, d.a, d.e, d.tx, d.added)  # ref values: entity ids
+
+
+def view_datoms(db: DB, index: str, comps: tuple) -> list[Datom]:
+    """Datoms of ``index`` matching ``comps`` (resolved, index order) as the time view shows them."""
+    v = _view(db)
+    n = len(comps)
+    if index == "eavt":
+        keys = db.heavt.prefix_list(_prefix("eavt", comps)[:4])
+        out = [_from_heavt(k) for k in _events(keys, v)]
+        return [d for d in out if d.tx == comps[3]] if n > 3 else out
+    if index == "aevt":
+        keys = db.haevt.prefix_list(_prefix("aevt", comps)[:4])
+        out = [_from_haevt(k) for k in _events(keys, v)]
+        return [d for d in out if d.tx == comps[3]] if n > 3 else out
+    if index == "avet":
+        indexed = db.props.indexed
+        if n == 0:
+            out = [_from_haevt(k) for k in _events(_attr_keys(db, indexed), v)]
+        elif comps[0] not in indexed:
+            return []
+        elif n >= 3:
+            a, val, e = comps[0], comps[1], comps[2]
+            out = [_from_heavt(k) for k in _events(_eav_keys(db, e, a, val, True), v)]
+        else:
+            out = [_from_haevt(k) for k in _events(db.haevt.prefix_list((comps[0],)), v)]
+            if n == 2:
+                r, iv = value_rank(comps[1]), index_value(comps[1])
+                out = [d for d in out if value_rank(d.v) == r and d.v == iv]
+        if n > 3:
+            out = [d for d in out if d.tx == comps[3]]
+        out.sort(key=_avet_sort_key)
+        return out
+    if index == "vaet":
+        ref = db.props.ref
+        if n == 0:
+            out = [_from_haevt(k) for k in _events(_attr_keys(db, ref), v)]
+        elif n == 1:
+            target = comps[0]
+            out = [
+                _from_haevt(k)
+                for a in sorted(ref)
+                for k in _events([k for k in db.haevt.prefix_list((a,)) if k[3] == target], v)
+            ]
+        elif comps[1] not in ref:
+            return []
+        elif n >= 3:
+            out = [_from_heavt(k) for k in _events(_eav_keys(db, comps[2], comps[1], comps[0], True), v)]
+        else:
+            target = comps[0]
+            keys = [k for k in db.haevt.prefix_list((comps[1],)) if k[3] == target]
+            out = [_from_haevt(k) for k in _events(keys, v)]
+        if n > 3:
+            out = [d for d in out if d.tx == comps[3]]
+        out.sort(key=_vaet_sort_key)
+        return out
+    raise ValueError(f"unknown index {index!r}")
+
+
+def _attr_keys(db: DB, attrs: Iterable[str]) -> Iterator[tuple]:
+    for a in sorted(attrs):
+        yield from db.haevt.prefix((a,))
+
+
+def view_seek(db: DB, index: str, comps: tuple) -> Iterator[Datom]:
+    """Datoms of ``index`` at or after ``comps`` (resolved, index order), as the view shows them."""
+    v = _view(db)
+    start = _prefix(index, comps)
+    if index in ("eavt", "aevt"):
+        hist, conv = (db.heavt, _from_heavt) if index == "eavt" else (db.haevt, _from_haevt)
+        return _seek_events(hist.seek(start[:4]), v, start, conv)
+    if index == "avet":
+        key = _avet_sort_key
+    elif index == "vaet":
+        key = _vaet_sort_key
+    else:
+        raise ValueError(f"unknown index {index!r}")
+    return (d for d in view_datoms(db, index, ()) if key(d)[: len(start)] >= start)
+
+
+def _seek_events(keys: Iterator[tuple], v: TimeView, start: tuple, conv: Any) -> Iterator[Datom]:
+    passed = False
+    for k in _events(keys, v):
+        if not passed:
+            if k[: len(start)] < start:
+                continue
+            passed = True
+        yield conv(k)
+
+
+def _view(db: DB) -> TimeView:
+    v = db.view
+    return v if isinstance(v, TimeView) else TimeView()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,8 +550,6 @@ def datoms(db: DB, index: str, *components: Any) -> list[Datom]:
     comps = _resolve_components(db, index, components)
     _check_avet(db, index, comps)
     if db.view is not None:
-        from .history import view_datoms
-
         out = view_datoms(db, index, comps)
     else:
         keys = getattr(db, index).prefix_list(_prefix(index, comps))
@@ -448,8 +565,6 @@ def seek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
     comps = _resolve_components(db, index, components)
     _check_avet(db, index, comps)
     if db.view is not None:
-        from .history import view_seek
-
         it: Iterable[Datom] = view_seek(db, index, comps)
     else:
         conv = _KEY_TO_DATOM[index]
@@ -464,8 +579,6 @@ def rseek_datoms(db: DB, index: str, *components: Any) -> Iterator[Datom]:
     comps = _resolve_components(db, index, components)
     _check_avet(db, index, comps)
     if db.view is not None:
-        from .history import view_datoms
-
         all_ = view_datoms(db, index, ())
         hi = (*_prefix(index, comps), TOP)
         conv_key = _datom_to_key(index)

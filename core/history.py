@@ -2,8 +2,9 @@
 
 A time view is the same ``DB`` value with ``db.view`` set to a ``TimeView(as_of, since, history)``
 (transaction ids or None, and a flag); ``core.db.datoms``/``seek_datoms``/``rseek_datoms`` then read
-through ``view_datoms``/``view_seek`` here, over the history indexes ``heavt (e a rank v tx added)``
-and ``haevt (a e rank v tx added)``, which hold every assertion and retraction ever made.
+through ``view_datoms``/``view_seek`` (in ``core.db``: reads of the value), over the history
+indexes ``heavt (e a rank v tx added)`` and ``haevt (a e rank v tx added)``, which hold every
+assertion and retraction ever made.
 
 Semantics (Datomic's):
 
@@ -24,20 +25,11 @@ the database it was made from.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
-from .db import DB, TX0, _prefix
+from .db import DB, TX0, TimeView, _view, view_datoms, view_seek
 from .index import TOP
-from .values import RANK_INSTANT, Datom, index_value, value_rank
-
-
-class TimeView(NamedTuple):
-    """The time basis of a view: ``as_of`` and ``since`` are transaction ids (None: unbounded)."""
-
-    as_of: int | None = None
-    since: int | None = None
-    history: bool = False
+from .values import RANK_INSTANT
 
 
 def t_to_tx(t: int) -> int:
@@ -58,11 +50,6 @@ def basis_t(db: DB) -> int:
 def _require_history(db: DB) -> None:
     if db.heavt is None:
         raise ValueError("time views need a Datomic-flavored database (one that keeps history)")
-
-
-def _view(db: DB) -> TimeView:
-    v = db.view
-    return v if isinstance(v, TimeView) else TimeView()
 
 
 def _instant_tx(db: DB, instant: _dt.datetime) -> int:
@@ -131,147 +118,6 @@ def is_history(db: DB) -> bool:
 def current(db: DB) -> DB:
     """The database under a time view (filters from ``filter_db`` are kept)."""
     return db.replace(view=None) if db.view is not None else db
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading history indexes through a view
-
-
-def _events(keys: Iterable[tuple], v: TimeView) -> Iterator[tuple]:
-    """The history keys (layout ``(x, y, rank, value, tx, added)``, grouped by their first four
-    components) that the view shows: every event in the window for a history view, else the
-    assertion that is current at ``as_of`` (and made after ``since``) of each group."""
-    hi, lo = v.as_of, v.since
-    if v.history:
-        for k in keys:
-            tx = k[4]
-            if (hi is None or tx <= hi) and (lo is None or tx > lo):
-                yield k
-        return
-    g0 = g1 = g3 = g2 = None
-    last = None
-    for k in keys:
-        if k[0] != g0 or k[1] != g1 or k[2] != g2 or k[3] != g3:
-            if last is not None and last[5] and (lo is None or last[4] > lo):
-                yield last
-            g0, g1, g2, g3 = k[0], k[1], k[2], k[3]
-            last = None
-        if hi is None or k[4] <= hi:
-            last = k
-    if last is not None and last[5] and (lo is None or last[4] > lo):
-        yield last
-
-
-def _from_heavt(k: tuple) -> Datom:
-    return Datom(k[0], k[1], k[3], k[4], k[5])
-
-
-def _from_haevt(k: tuple) -> Datom:
-    return Datom(k[1], k[0], k[3], k[4], k[5])
-
-
-def _eav_keys(db: DB, e: Any, a: Any, v: Any, has_v: bool) -> list:
-    """History keys of entity ``e`` (and attribute ``a``, value ``v`` if given), heavt layout."""
-    if a is None:
-        return db.heavt.prefix_list((e,))
-    if not has_v:
-        return db.heavt.prefix_list((e, a))
-    return db.heavt.prefix_list((e, a, value_rank(v), index_value(v)))
-
-
-def _avet_sort_key(d: Datom) -> tuple:
-    return (d.a, value_rank(d.v), index_value(d.v), d.e, d.tx, d.added)
-
-
-def _vaet_sort_key(d: Datom) -> tuple:
-    return (d.v, d.a, d.e, d.tx, d.added)  # ref values: entity ids
-
-
-def view_datoms(db: DB, index: str, comps: tuple) -> list[Datom]:
-    """Datoms of ``index`` matching ``comps`` (resolved, index order) as the time view shows them."""
-    v = _view(db)
-    n = len(comps)
-    if index == "eavt":
-        keys = db.heavt.prefix_list(_prefix("eavt", comps)[:4])
-        out = [_from_heavt(k) for k in _events(keys, v)]
-        return [d for d in out if d.tx == comps[3]] if n > 3 else out
-    if index == "aevt":
-        keys = db.haevt.prefix_list(_prefix("aevt", comps)[:4])
-        out = [_from_haevt(k) for k in _events(keys, v)]
-        return [d for d in out if d.tx == comps[3]] if n > 3 else out
-    if index == "avet":
-        indexed = db.props.indexed
-        if n == 0:
-            out = [_from_haevt(k) for k in _events(_attr_keys(db, indexed), v)]
-        elif comps[0] not in indexed:
-            return []
-        elif n >= 3:
-            a, val, e = comps[0], comps[1], comps[2]
-            out = [_from_heavt(k) for k in _events(_eav_keys(db, e, a, val, True), v)]
-        else:
-            out = [_from_haevt(k) for k in _events(db.haevt.prefix_list((comps[0],)), v)]
-            if n == 2:
-                r, iv = value_rank(comps[1]), index_value(comps[1])
-                out = [d for d in out if value_rank(d.v) == r and d.v == iv]
-        if n > 3:
-            out = [d for d in out if d.tx == comps[3]]
-        out.sort(key=_avet_sort_key)
-        return out
-    if index == "vaet":
-        ref = db.props.ref
-        if n == 0:
-            out = [_from_haevt(k) for k in _events(_attr_keys(db, ref), v)]
-        elif n == 1:
-            target = comps[0]
-            out = [
-                _from_haevt(k)
-                for a in sorted(ref)
-                for k in _events([k for k in db.haevt.prefix_list((a,)) if k[3] == target], v)
-            ]
-        elif comps[1] not in ref:
-            return []
-        elif n >= 3:
-            out = [_from_heavt(k) for k in _events(_eav_keys(db, comps[2], comps[1], comps[0], True), v)]
-        else:
-            target = comps[0]
-            keys = [k for k in db.haevt.prefix_list((comps[1],)) if k[3] == target]
-            out = [_from_haevt(k) for k in _events(keys, v)]
-        if n > 3:
-            out = [d for d in out if d.tx == comps[3]]
-        out.sort(key=_vaet_sort_key)
-        return out
-    raise ValueError(f"unknown index {index!r}")
-
-
-def _attr_keys(db: DB, attrs: Iterable[str]) -> Iterator[tuple]:
-    for a in sorted(attrs):
-        yield from db.haevt.prefix((a,))
-
-
-def view_seek(db: DB, index: str, comps: tuple) -> Iterator[Datom]:
-    """Datoms of ``index`` at or after ``comps`` (resolved, index order), as the view shows them."""
-    v = _view(db)
-    start = _prefix(index, comps)
-    if index in ("eavt", "aevt"):
-        hist, conv = (db.heavt, _from_heavt) if index == "eavt" else (db.haevt, _from_haevt)
-        return _seek_events(hist.seek(start[:4]), v, start, conv)
-    if index == "avet":
-        key = _avet_sort_key
-    elif index == "vaet":
-        key = _vaet_sort_key
-    else:
-        raise ValueError(f"unknown index {index!r}")
-    return (d for d in view_datoms(db, index, ()) if key(d)[: len(start)] >= start)
-
-
-def _seek_events(keys: Iterator[tuple], v: TimeView, start: tuple, conv: Any) -> Iterator[Datom]:
-    passed = False
-    for k in _events(keys, v):
-        if not passed:
-            if k[: len(start)] < start:
-                continue
-            passed = True
-        yield conv(k)
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""``transact``: a database value and tx data in, a ``TxReport`` out.
+"""The DataScript flavor's transaction: a database value and tx data in, a ``TxReport`` out
+(``core.flavor.transact`` dispatches here or to ``core.datomic``).
 
 The DataScript flavor lives here and follows DataScript 1.8.1 form by form: forms apply in order
 against the in-progress database, tempids are allocated max-eid + 1 in processing order, a tempid
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, NamedTuple, NoReturn
 
 from .db import DB, EMAX, TX0, resolve_tuple_refs
@@ -343,15 +343,9 @@ class _TxState:
         return db_before.with_indexes(eavt, aevt, avet, vaet, self.max_eid, self.tx)
 
 
-def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None) -> TxReport:
-    """Apply ``tx_data`` to ``db`` and report what happened; raise ``TxError`` and change nothing
-    if it fails. ``instant`` is the Datomic flavor's transaction time (the core reads no clock)."""
-    if db.is_view:
-        raise TxError("transaction/filtered", "Filtered DB cannot be modified (a filter or time view)", {})
-    if db.flavor == "datomic":
-        from .datomic import transact_datomic
-
-        return transact_datomic(db, tx_data, tx_meta, instant=instant)
+def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
+    """Apply ``tx_data`` to the DataScript-flavored ``db`` (not a view) as one transaction; raise
+    ``TxError`` and change nothing if it fails (``core.flavor.transact`` is the entry point)."""
     if tx_data is not None and not isinstance(tx_data, list | tuple):
         raise TxError(
             "transact/syntax",
@@ -386,11 +380,6 @@ def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | N
     state.tempids = {k: v for k, v in state.tempids.items() if type(k) is not AutoTempid}
     state.tempids[CURRENT_TX_KEY] = state.tx
     return TxReport(db, state.persistent(db), state.tx_data, state.tempids, tx_meta)
-
-
-def db_with(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None) -> DB:
-    """The database after ``tx_data``: ``transact(...).db_after``."""
-    return transact(db, tx_data, tx_meta, instant=instant).db_after
 
 
 def _assoc_auto_tempids(ref: frozenset, forms: list, last: int) -> tuple[list, int]:
@@ -855,4 +844,4 @@ def _call_installed_fn(state: _TxState, op: Any, entity: Any, es: deque) -> None
     es.extendleft(reversed(_fn_result(state, fn(state.snapshot(), *entity[1:]), entity)))
 
 
-__all__ = ["CURRENT_TX_KEY", "TxReport", "db_with", "is_tempid", "is_tx_tempid", "transact"]
+__all__ = ["CURRENT_TX_KEY", "TxReport", "is_tempid", "is_tx_tempid", "transact_datascript"]

@@ -16,8 +16,9 @@ from typing import Any
 from ..db import DB
 from ..edn import write_edn
 from ..errors import TxError
+from ..flavor import transact
 from ..query import q
-from ..transact import TxReport, transact
+from ..transact import TxReport
 from ..values import Symbol, kw
 from .spec import Policy, arg_vars, parse_policy, principal_args
 from .visibility import _query

@@ -32,7 +32,8 @@ from pyrsistent import PMap, pmap
 
 from ..db import DB, TX0, apply_datoms
 from ..errors import DatsyncError
-from ..transact import CURRENT_TX_KEY, is_tx_tempid, transact
+from ..flavor import transact
+from ..transact import CURRENT_TX_KEY, is_tx_tempid
 from .delta import Origin
 from .eids import is_provisional, tx_ids, value_ids
 from .errors import SyncError
