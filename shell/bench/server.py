@@ -119,6 +119,15 @@ class Server:
         self.url = line[0].split()[2]
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far; NaN where /proc is missing."""
+        try:
+            assert self.proc is not None
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AssertionError):
+            return float("nan")
+
     def kill(self) -> None:
         """``kill -9``."""
         if self.proc is not None and self.proc.poll() is None:
@@ -173,11 +182,18 @@ async def close_all(reps: list[ReplicaConnection]) -> None:
             n.start_soon(rep.aclose)
 
 
-async def throughput(url: str | list[str], writers: int, seconds: float) -> tuple[float, int]:
-    """Durable transactions per second with ``writers`` closed-loop writers (spread over the URLs)."""
+def no_cpu() -> float:
+    return float("nan")
+
+
+async def throughput(url: str | list[str], writers: int, seconds: float,
+                     cpu: Any = no_cpu) -> tuple[float, int, float]:
+    """Durable transactions per second with ``writers`` closed-loop writers (spread over the URLs);
+    with the server CPU seconds (``cpu()``, before and after) they took."""
     async with trio.open_nursery() as nursery:
         reps = await open_replicas(nursery, url, writers)
         counts = [0] * writers
+        c0 = cpu()
         t0 = time.perf_counter()
         deadline = t0 + seconds
 
@@ -191,8 +207,9 @@ async def throughput(url: str | list[str], writers: int, seconds: float) -> tupl
             for i in range(writers):
                 ws.start_soon(write, i)
         elapsed = time.perf_counter() - t0
+        cpu_s = cpu() - c0
         await close_all(reps)
-    return sum(counts) / elapsed, sum(counts)
+    return sum(counts) / elapsed, sum(counts), cpu_s
 
 
 class Listeners:
@@ -203,6 +220,7 @@ class Listeners:
         self.samples: list[float] = []
         self.reps: list[ReplicaConnection] = []
         self._bootstraps = 0
+        self.cpu_at_settled = float("nan")
 
     def _listener(self, change: ReplicaChange) -> None:
         now = time.perf_counter()
@@ -218,11 +236,13 @@ class Listeners:
             rep.listen(self._listener)
         self._bootstraps = sum(r.stats.bootstraps for r in self.reps)
 
-    async def settle(self, last_t: int, timeout: float) -> int:
-        """Wait until every replica has ``last_t`` (at most ``timeout`` s); resyncs meanwhile."""
+    async def settle(self, last_t: int, timeout: float, cpu: Any = no_cpu) -> int:
+        """Wait until every replica has ``last_t`` (at most ``timeout`` s); resyncs meanwhile.
+        ``cpu_at_settled``: ``cpu()`` then (before the replicas close)."""
         with trio.move_on_after(timeout):
             for rep in self.reps:
                 await rep.wait_for_t(last_t)
+        self.cpu_at_settled = cpu()
         resyncs = sum(r.stats.bootstraps for r in self.reps) - self._bootstraps
         await close_all(self.reps)
         return resyncs
@@ -246,32 +266,37 @@ async def write_open_loop(writer: ReplicaConnection, seconds: float, rate: float
     return sent, sent / (time.perf_counter() - t0), last_t[0]
 
 
-def _latency_figures(samples: list[float], sent: int, replicas: int, achieved: float, resyncs: int) -> dict:
+def _latency_figures(samples: list[float], sent: int, replicas: int, achieved: float, resyncs: int,
+                     cpu_s: float) -> dict:
     return {"p50": pct(samples, 0.5) * 1000 if samples else float("nan"),
             "p99": pct(samples, 0.99) * 1000 if samples else float("nan"),
             "n": len(samples), "sent": sent, "rate": achieved, "missing": sent * replicas - len(samples),
-            "resyncs": resyncs}
+            "resyncs": resyncs, "cpu_s": cpu_s}
 
 
-async def latency(url: str | list[str], replicas: int, seconds: float, rate: float, clients: int = 1) -> dict:
+async def latency(url: str | list[str], replicas: int, seconds: float, rate: float, clients: int = 1,
+                  cpu: Any = no_cpu) -> dict:
     """Send -> replica-applied latency over ``replicas`` listeners at ``rate`` tx/s (listeners spread
     over the URLs, the writer on the first). With ``clients`` > 1 the listeners live in that many
     client processes of their own (``--listener``), so one Python process does not decode every
-    delta for all of them."""
+    delta for all of them. ``cpu_s``: the server CPU seconds (``cpu()``) from the first transaction
+    until every replica has the last."""
     urls = [url] if isinstance(url, str) else url
     if clients > 1:
-        return await _latency_spread(urls, replicas, seconds, rate, clients)
+        return await _latency_spread(urls, replicas, seconds, rate, clients, cpu)
     listeners = Listeners()
     async with trio.open_nursery() as nursery:
         (writer,) = await open_replicas(nursery, urls[0], 1)
         await listeners.open(nursery, urls, replicas)
+        c0 = cpu()
         sent, achieved, last_t = await write_open_loop(writer, seconds, rate)
-        resyncs = await listeners.settle(last_t, max(30.0, seconds * 3))
+        resyncs = await listeners.settle(last_t, max(30.0, seconds * 3), cpu)
         await writer.aclose()
-    return _latency_figures(listeners.samples, sent, replicas, achieved, resyncs)
+    return _latency_figures(listeners.samples, sent, replicas, achieved, resyncs, listeners.cpu_at_settled - c0)
 
 
-async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: float, clients: int) -> dict:
+async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: float, clients: int,
+                          cpu: Any = no_cpu) -> dict:
     share = [replicas // clients + (1 if i < replicas % clients else 0) for i in range(clients)]
     procs = []
     for i, n in enumerate(share):
@@ -286,6 +311,7 @@ async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: 
                 raise RuntimeError(f"a listener process did not start: {line!r}")
         async with trio.open_nursery() as nursery:
             (writer,) = await open_replicas(nursery, urls[0], 1)
+            c0 = cpu()
             sent, achieved, last_t = await write_open_loop(writer, seconds, rate)
             await writer.aclose()
         samples: list[float] = []
@@ -295,12 +321,13 @@ async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: 
             result = json.loads(out)
             samples += result["samples"]
             resyncs += result["resyncs"]
+        cpu_s = cpu() - c0  # (an upper bound: it includes the listeners' closing)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return _latency_figures(samples, sent, replicas, achieved, resyncs)
+    return _latency_figures(samples, sent, replicas, achieved, resyncs, cpu_s)
 
 
 async def listener_process(spec: dict) -> None:
@@ -360,11 +387,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     print("|------------|-----------|---------:|-----------------:|------------------------------------|")
     for mode in [] if args.skip_sqlite else modes:
         with Server(tmp / f"{mode}.sqlite", schema, MODE_FLAGS[mode]) as server:
-            tps, n = await throughput(server.url, args.writers, args.seconds)
-            row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {args.writers} writers")
+            tps, n, cpu_s = await throughput(server.url, args.writers, args.seconds, server.cpu_seconds)
+            row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s",
+                f"{n} durable tx, {args.writers} writers; server CPU {cpu_s / n * 1000:.2f} ms/tx")
             for r in args.replicas:
-                m = await latency(server.url, r, args.seconds, args.rate, args.client_processes)
+                m = await latency(server.url, r, args.seconds, args.rate, args.client_processes, server.cpu_seconds)
                 note = f"{m['n']} samples at {m['rate']:.0f} tx/s" + clients_note(args)
+                if m["n"]:
+                    note += f"; server CPU {m['cpu_s'] / m['n'] * 1e6:.0f} µs/delivery"
                 if m["missing"]:
                     note += f", {m['missing']} unseen"
                 if m["resyncs"]:
@@ -421,13 +451,13 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, schema: Path) -> Non
             url = with_search_path(args.pg, name)
             flags = MODE_FLAGS["datsync"]
             with Server(url, schema, flags, log=tmp / "pg-1.log") as server:
-                tps, n = await throughput(server.url, args.writers, args.seconds)
+                tps, n, _ = await throughput(server.url, args.writers, args.seconds)
                 row("tx/s", "pg-1", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, 1 process")
             k = args.processes
             with contextlib.ExitStack() as stack:
                 servers = [stack.enter_context(Server(url, schema, flags, log=tmp / f"pg-{i}.log")) for i in range(k)]
                 urls = [s.url for s in servers]
-                tps, n = await throughput(urls, args.writers, args.seconds)
+                tps, n, _ = await throughput(urls, args.writers, args.seconds)
                 row("tx/s", f"pg-{k}", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {k} processes")
                 for r in args.replicas:
                     m = await latency(urls, r, args.seconds, args.rate, args.client_processes)
