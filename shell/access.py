@@ -8,6 +8,9 @@ bootstrapped with and the routed deltas waiting for the session's filter:
 
 - bootstrap: a session's snapshot is the database filtered by its view (``open_view`` with the scopes
   its hello's credentials ask for: ``{"token": ..., "scopes": [["team", ["red"]]]}``);
+- resume: a hello with a ``t`` whose deltas since are all in memory opens the view of the database
+  as of that ``t`` and routes those deltas to it (the log read then hands them out filtered), instead
+  of a new snapshot;
 - every commit: ``route`` over the views of the sessions at the previous ``t``; each session's filter
   hands its own delta to the session's state machine under the same ``t``;
 - submissions: ``check_write`` runs in the writer, against the database the transaction applies to;
@@ -26,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from datsync.core import TxError, TxReport
-from datsync.core.history import basis_t
+from datsync.core.history import as_of, basis_t
 from datsync.core.policy import Policy, View, change_scopes, check_write, datom_visible, open_view, route
 from datsync.core.sync import Delta
 
@@ -66,6 +69,19 @@ class Access:
         view = open_view(policy, db, share.principal, share.scopes)
         share.view, share.t, share.routed, share.db = view, basis_t(db), {}, db
         return lambda e, a: datom_visible(policy, view, e, a)
+
+    def resume(self, share: SessionAccess, db: Any, t: int, deltas: Iterable[Delta]) -> None:
+        """Open the view of a session resuming from ``t``: of ``db`` as of ``t``, then routed through
+        ``deltas`` (every delta after ``t`` up to ``db``'s, in order), which wait for its filter."""
+        assert self.policy is not None
+        policy, before = self.policy, as_of(db, t)
+        view = open_view(policy, before, share.principal, share.scopes)
+        routed = {}
+        for d in deltas:
+            after = as_of(db, d.t)
+            new, out = route(policy, before, after, d.datoms, {0: view})
+            view, routed[d.t], before = new[0], tuple(out[0]), after
+        share.view, share.t, share.routed, share.db = view, basis_t(before), routed, before
 
     def route(self, shares: Iterable[SessionAccess], delta: Delta, report: TxReport | None) -> list[SessionAccess]:
         """Route a commit to every share whose view is at ``delta.t - 1``; the shares that cannot

@@ -25,7 +25,9 @@ credentials; ``ReplicaClosed`` after ``close``.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import math
 import random
@@ -232,6 +234,13 @@ _WS_CODES = {"normal": 1000, "protocol/timeout": 1001, "protocol/internal": 1011
 # The trio replica
 
 
+def view_key(credentials: Any) -> str:
+    """A stored replica's record of the credentials it was synced under (a digest: the token stays
+    out of the file): under a policy they decide what the replica holds, so a replica opened with
+    other credentials bootstraps instead of resuming."""
+    return hashlib.sha256(json.dumps(credentials, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _credentials(token: str | None, scopes: Sequence[tuple[str, Sequence[Any]]] | None) -> dict | None:
     """The hello's credentials: the token, and the scopes to subscribe to under the server's policy
     (``[("team", ["red"])]``: a scope's name and arguments; docs/security.md)."""
@@ -291,7 +300,9 @@ class ReplicaConnection:
                 self.store.close()
                 raise
             client_id, exactly_once = restored.client_id, True
-            replica = restored.replica if replica is None else replica
+            stored = self.store.view
+            if replica is None and (stored is None or stored == view_key(_credentials(token, scopes))):
+                replica = restored.replica  # else: synced under other credentials, bootstraps (queue kept)
         if exactly_once and client_id is None:
             client_id = uuid.uuid4().hex
         self.client_id = client_id if exactly_once else None
@@ -329,6 +340,7 @@ class ReplicaConnection:
         self._db = None
         self._tasks: trio.Nursery | None = None
         self._base_wanted: Any = None
+        self._base_view: str | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -766,7 +778,9 @@ class ReplicaConnection:
             store.add_delta(data["delta"])
             if not self.keep_history and store.deltas >= COMPACT_EVERY:
                 self._write_base_soon(data["replica"])
-        elif kind == "synced" or (kind == "scopes-ok" and data["datoms"]):
+        elif kind == "synced" or kind == "scopes-ok":
+            if kind == "scopes-ok":
+                store.set_view("")  # the base is of the old scopes until the new one is written
             store.clear_deltas()
             self._write_base_soon(data["replica"])
 
@@ -775,6 +789,7 @@ class ReplicaConnection:
         while to encode; the replica keeps running meanwhile)."""
         wanted = self._base_wanted
         self._base_wanted = replica
+        self._base_view = view_key(self.session.config.credentials)
         if wanted is None and self._tasks is not None:
             self._tasks.start_soon(self._write_base)
 
@@ -784,7 +799,7 @@ class ReplicaConnection:
             head, chunk = await trio.to_thread.run_sync(base_messages, replica)
             if self.store is None:
                 return
-            self.store.write_base(replica.t, head, chunk)
+            self.store.write_base(replica.t, head, chunk, self._base_view)
             if self._base_wanted is replica:
                 self._base_wanted = None
 

@@ -176,12 +176,26 @@ class ReplicaStore:
         to its ``t`` are dropped."""
         self.write_base(replica.t, *base_messages(replica))
 
-    def write_base(self, t: int, head: bytes, chunk: bytes) -> None:
-        """``set_base`` with the messages already made (``base_messages``, e.g. in a worker thread)."""
+    @property
+    def view(self) -> str | None:
+        """The key of the credentials (principal and scopes) the base was synced under (None: not
+        recorded; ``""``: unknown, the replica must bootstrap)."""
+        return self._meta("view")
+
+    def set_view(self, view: str) -> None:
+        """Record the key of the credentials the stored replica holds the share of."""
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('view', ?)", (view,))
+
+    def write_base(self, t: int, head: bytes, chunk: bytes, view: str | None = None) -> None:
+        """``set_base`` with the messages already made (``base_messages``, e.g. in a worker thread),
+        synced under the credentials of key ``view`` (None: leave the key as it is)."""
         with self._tx():
             self._db.execute("INSERT OR REPLACE INTO base (id, t, head, datoms) VALUES (1, ?, ?, ?)", (t, head, chunk))
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
             self._db.execute("DELETE FROM delta WHERE t <= ?", (t,))
+            if view is not None:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('view', ?)", (view,))
         self.deltas = self._db.execute("SELECT COUNT(*) FROM delta").fetchone()[0]
 
     def clear_deltas(self) -> None:

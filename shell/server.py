@@ -740,13 +740,34 @@ class _Session:
         return ScopesDecided(f.req, st.cursor_t, datoms)
 
     def _share(self, principal: Any, credentials: Any) -> None:
-        """Under a policy: the session's share (its principal and the scopes its credentials ask for),
-        its deltas through the share's filter, and a bootstrap (a view has no past to resume from)."""
+        """Under a policy: the session's share (its principal and the scopes its credentials ask for)
+        and its deltas through the share's filter. A hello with a ``t`` resumes when every delta since
+        is in memory (its view is opened as of ``t`` and routed through them); otherwise it bootstraps."""
         scopes = credentials.get("scopes") if isinstance(credentials, dict) else None
-        self.share = SessionAccess(principal, [(s[0], tuple(s[1])) for s in scopes] if scopes is not None else None)
-        st = self.state
-        cfg = replace(st.config, delta_filter=Access.delta_filter(self.share))
-        self.state = evolve(st, config=cfg, hello=evolve(st.hello, t=None) if st.hello is not None else None)
+        asked = [(s[0], tuple(s[1])) for s in scopes] if scopes is not None else None
+        st, share = self.state, SessionAccess(principal, asked)
+        self.share = share
+        cfg = replace(st.config, delta_filter=Access.delta_filter(share))
+        hello = st.hello
+        if hello is not None and hello.t is not None and not self._resume_share(hello.t, hello.db_id):
+            hello = evolve(hello, t=None)
+        self.state = evolve(st, config=cfg, hello=hello)
+
+    def _resume_share(self, t: int, db_id: str | None) -> bool:
+        """Route the in-memory deltas after ``t`` to the share (False: they are not all at hand)."""
+        srv, share = self.server, self.share
+        assert srv.access is not None and share is not None
+        recent, fed = srv._recent, srv.fed_t
+        if db_id != srv.config.db_id or not 0 <= t <= fed or fed - t > srv.config.max_buffered:
+            return False
+        if t < fed and (not recent or recent[0][0].t > t + 1):
+            return False
+        try:
+            srv.access.resume(share, srv.conn.db, t, (d for d, _ in recent if t < d.t <= fed))
+        except DatsyncError as e:
+            log.info("session cannot resume under the policy", extra={"session": self.id, "code": e.code})
+            return False
+        return True
 
     def _enqueue(self, item: Any) -> None:
         self.out_send.send_nowait(item)

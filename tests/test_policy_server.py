@@ -194,3 +194,69 @@ def test_scopes_added_and_dropped_while_live(servers, tmp_path):
                          ("after", [("team", ("red",))])):
         t, have = shares[name]
         assert have == server_share(store, {"user/id": "carol"}, scopes, t), name
+
+
+def test_a_reconnecting_replica_resumes_through_the_filtered_log(servers, tmp_path):
+    """Under a policy a replica that reconnects with its t catches up from the commits it missed,
+    filtered for it (team moves included), instead of a new snapshot."""
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+    shares = {}
+
+    async def main() -> None:
+        async with open_replica(server.url, token="alice-token", backoff=(0.5, 0.5)) as a, \
+                open_replica(server.url, token="carol-token", scopes=[("team", ["blue"])], backoff=(0.5, 0.5)) as c, \
+                open_replica(server.url, token="root-token") as root:
+            a._cancel_conn()
+            c._cancel_conn()
+            await root.transact([{"db/id": "l", "list/name": "b2", "list/team": ("team/name", "blue")},
+                                 {"todo/title": "blue one", "todo/list": "l"}])
+            r = await root.transact([["db/retract", ("user/id", "alice"), "user/teams", ("team/name", "red")],
+                                     ["db/add", ("user/id", "alice"), "user/teams", ("team/name", "blue")]])
+            await a.wait_for_t(r.t)
+            await c.wait_for_t(r.t)
+            assert titles(a.db) == {"fix the bike", "blue one"}
+            assert titles(c.db) == {"fix the bike", "blue one"}
+            for rep in (a, c):
+                assert rep.stats.bootstraps == 1 and rep.stats.resumes == 1 and rep.stats.last_mode == "resume"
+            shares.update(alice=(r.t, held(a.db)), carol=(r.t, held(c.db)))
+
+    trio.run(main)
+    server.stop()
+    t, have = shares["alice"]
+    assert have == server_share(store, {"user/id": "alice"}, None, t)
+    t, have = shares["carol"]
+    assert have == server_share(store, {"user/id": "carol"}, [("team", ("blue",))], t)
+
+
+async def connected(rep) -> None:
+    """Wait for a replica opened from its store (usable at once) to be welcomed by the server."""
+    with trio.fail_after(10):
+        while rep.stats.last_mode is None or rep.stats.resumes + rep.stats.bootstraps == 0:
+            await trio.sleep(0.02)
+
+
+def test_a_stored_replica_resumes_only_under_the_credentials_it_was_synced_with(servers, tmp_path):
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, schema=False)
+    kept = tmp_path / "replica.db"
+
+    async def main() -> None:
+        async with open_replica(server.url, token="alice-token", store=kept) as a:
+            assert titles(a.db) == {"water the plants"}
+            await trio.sleep(0.3)  # the base is written in a worker thread
+        async with open_replica(server.url, token="alice-token", store=kept) as a:
+            await connected(a)
+            assert a.stats.resumes == 1 and a.stats.bootstraps == 0 and titles(a.db) == {"water the plants"}
+        async with open_replica(server.url, token="bob-token", store=kept) as b:  # another principal
+            await connected(b)
+            await b.wait_for_t(1)
+            assert b.stats.bootstraps == 1 and b.stats.resumes == 0 and titles(b.db) == {"fix the bike"}
+            shares["bob"] = held(b.db)
+
+    shares = {}
+    trio.run(main)
+    server.stop()
+    assert shares["bob"] == server_share(store, {"user/id": "bob"})
