@@ -127,7 +127,7 @@ export class Replica {
     this.listeners_ = new Set();
     this.clientId = null;             // stable across page loads (kept in the store)
     this.nextSeq_ = 1;
-    this.queue_ = new Map();           // seq -> {seq, tx, sent, answer, resolve, reject}: not answered yet
+    this.queue_ = new Map();           // seq -> {seq, tx, sent, answer_, resolve, reject}: not answered yet
     this.ws_ = null;
     this.attempt_ = 0;
     this.closed_ = false;
@@ -187,7 +187,7 @@ export class Replica {
     }
     const seq = this.nextSeq_++;
     const done = new Promise((resolve, reject) => {
-      this.queue_.set(seq, { seq, tx, sent: false, answer: null, resolve, reject });
+      this.queue_.set(seq, { seq, tx, sent: false, answer_: null, resolve, reject });
     });
     this.emit_({ kind: 'pending', count: this.queue_.size });
     this.show_({ kind: 'local', seq });
@@ -242,7 +242,7 @@ export class Replica {
       this.clientId = writes.client;
       this.nextSeq_ = writes.next_seq;
       for (const w of writes.queue) {
-        this.queue_.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer: null, resolve: null, reject: null });
+        this.queue_.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer_: null, resolve: null, reject: null });
       }
       if (this.queue_.size) this.emit_({ kind: 'pending', count: this.queue_.size });
     } else {
@@ -310,7 +310,7 @@ export class Replica {
   pump_() {
     if (this.phase_ !== 'live' && this.phase_ !== 'bootstrapping') return;
     let inFlight = 0;
-    for (const w of this.queue_.values()) if (w.sent && w.answer === null) inFlight++;
+    for (const w of this.queue_.values()) if (w.sent && w.answer_ === null) inFlight++;
     for (const w of this.queue_.values()) {
       if (inFlight >= MAX_IN_FLIGHT) break;
       if (w.sent) continue;
@@ -371,7 +371,7 @@ export class Replica {
   lost_() {
     this.phase_ = 'closed';
     this.builder_ = null;
-    for (const w of this.queue_.values()) if (w.answer === null) w.sent = false;  // sent again on reconnect
+    for (const w of this.queue_.values()) if (w.answer_ === null) w.sent = false;  // sent again on reconnect
   }
 
   retry_(reason) {
@@ -519,22 +519,22 @@ export class Replica {
     if (this.phase_ === 'live' && this.t !== null && m.t <= this.t) return;
     if (this.builder_ && m.t <= this.builder_.head.t) return;
     this.phase_ = 'bootstrapping';
-    this.builder_ = { head: m, chunks: new Map(), count: 0 };
+    this.builder_ = { head: m, chunks: new Map(), count_: 0 };
     if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot_(this.builder_);
   }
 
   onSnapshotChunk_(m) {
     const b = this.builder_;
     if (!b || this.phase_ !== 'bootstrapping' || m.t !== b.head.t) return;
-    if (m.seq >= b.head.chunks || b.count + m.datoms.length > b.head.datoms) {
+    if (m.seq >= b.head.chunks || b.count_ + m.datoms.length > b.head.datoms) {
       this.send_({ type: 'sync', t: null });
       this.builder_ = null;
       return;
     }
     if (b.chunks.has(m.seq)) return;
     b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms), m.text]);
-    b.count += m.datoms.length;
-    if (b.chunks.size === b.head.chunks && b.count === b.head.datoms) this.finishSnapshot_(b);
+    b.count_ += m.datoms.length;
+    if (b.chunks.size === b.head.chunks && b.count_ === b.head.datoms) this.finishSnapshot_(b);
   }
 
   onSnapshotEnd_(m) {
@@ -590,7 +590,7 @@ export class Replica {
       return;
     }
     const own = m.origin && m.origin.client === this.clientId ? this.queue_.get(m.origin.seq) : undefined;
-    if (own !== undefined && own.answer === null) own.answer = { t: m.t, tempids: m.origin.tempids };
+    if (own !== undefined && own.answer_ === null) own.answer_ = { t: m.t, tempids: m.origin.tempids };
     this.applyDelta_(m);
     this.log_.push(m.text);
     this.syncFrom_ = null;
@@ -637,11 +637,11 @@ export class Replica {
     let view = this.confirmed_;
     const layer = [];
     for (const w of this.queue_.values()) {
-      if (w.answer !== null && this.t !== null && w.answer.t <= this.t) continue;  // in confirmed already
+      if (w.answer_ !== null && this.t !== null && w.answer_.t <= this.t) continue;  // in confirmed already
       try {
-        w.local ??= toLocalTx(w.tx);
+        w.local_ ??= toLocalTx(w.tx);
         const conn = d.conn_from_db(view);
-        for (const x of d.transact(conn, w.local).tx_data) layer.push([x.e, x.a]);
+        for (const x of d.transact(conn, w.local_).tx_data) layer.push([x.e, x.a]);
         view = d.db(conn);
         w.conflict = null;
       } catch (e) {
@@ -697,13 +697,13 @@ export class Replica {
   onTxOk_(m) {
     const w = this.queue_.get(m.req);
     if (!w) return;
-    if (w.answer === null) w.answer = { t: m.t, tempids: m.tempids };
+    if (w.answer_ === null) w.answer_ = { t: m.t, tempids: m.tempids };
     this.release_();
   }
 
   onTxRejected_(m) {
     const w = this.queue_.get(m.req);
-    if (!w || w.answer !== null) return;
+    if (!w || w.answer_ !== null) return;
     if (m.code === 'sync/overloaded' || m.code === 'sync/duplicate-request' || m.code === 'server/shutdown') {
       w.sent = false;  // not transacted: sent again later
       return;
@@ -721,11 +721,11 @@ export class Replica {
   release_() {
     let changed = false;
     for (const [seq, w] of this.queue_) {
-      if (w.answer !== null && this.t !== null && w.answer.t <= this.t) {
+      if (w.answer_ !== null && this.t !== null && w.answer_.t <= this.t) {
         this.queue_.delete(seq);
         changed = true;
-        const tempids = localTempids(w.answer.tempids);
-        if (w.resolve) w.resolve({ t: w.answer.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer.t, tempids });
+        const tempids = localTempids(w.answer_.tempids);
+        if (w.resolve) w.resolve({ t: w.answer_.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer_.t, tempids });
       }
     }
     if (changed) {
