@@ -565,9 +565,10 @@ def _next_batch(messages: Iterator[bytes], budget: int = 1 << 20) -> list[bytes]
 def _frames_directly(ws: trio_websocket.WebSocketConnection) -> bool:
     """Whether frames may be written to ``ws``'s stream as they are: no extension (compression)
     was negotiated, so a data frame is the payload behind a header."""
-    proto = getattr(getattr(ws, "_wsproto", None), "_proto", None)
-    return (proto is not None and not proto.extensions and hasattr(ws, "_stream_lock")
-            and hasattr(ws, "_stream"))
+    conn = getattr(getattr(ws, "_wsproto", None), "connection", None)
+    proto = getattr(conn, "_proto", None)
+    return (proto is not None and not proto.extensions and not getattr(ws, "is_client", True)
+            and hasattr(ws, "_stream_lock") and hasattr(ws, "_stream"))
 
 
 async def _send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import trio
@@ -19,7 +20,7 @@ from datsync.core import TX0, datoms
 from datsync.core.sync import PROTOCOL_VERSION
 from datsync.shell import ReplicaClosed, TxOutcomeUnknown, open_replica, open_store, store_in_use
 from datsync.shell.connection import Connection
-from datsync.shell.server import schema_tx_from_edn, serve
+from datsync.shell.server import _frames_directly, _send_frames, schema_tx_from_edn, serve, ws_frame
 from tests.sync_server import FAST_RECONNECT, HELLO, SCHEMA_EDN, Servers, bootstrap_raw, expect, msg, wait_until
 
 
@@ -263,6 +264,33 @@ def test_a_client_whose_socket_takes_nothing_is_cut_off(servers):
     h = server.health()
     assert h["counters"].get("resyncs", 0) == 0 and h["counters"]["closed_slow"] == 1
     assert "its socket took nothing for" in server.log_text()
+
+
+def test_the_server_frames_messages_itself_and_every_peer_reads_them():
+    # Server frames are unmasked: the server writes a delta's frame, made once, to every socket,
+    # several frames in one write; a standard WebSocket client reads each message as sent.
+    messages = [b"x", b"y" * 200, b"z" * 70_000]
+    got: list = []
+
+    async def main() -> None:
+        async def handler(request: Any) -> None:
+            ws = await request.accept()
+            assert _frames_directly(ws)
+            await _send_frames(ws, b"".join(ws_frame(m) for m in messages))
+            await ws.get_message()
+
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
+            port = listener.port
+            async with trio_websocket.open_websocket("127.0.0.1", port, "/", use_ssl=False) as ws:
+                assert not _frames_directly(ws)  # a client masks its frames
+                for _ in messages:
+                    got.append(await ws.get_message())
+                await ws.send_message("done")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert got == messages
 
 
 def test_a_silent_peer_is_timed_out(servers):
