@@ -658,3 +658,26 @@ def test_client_applies_scopes_at_its_t_and_keeps_them_for_the_next_hello():
     c, _ = live_client()
     c, fx = run(client_step, c, ChangeScopes(1, []), Received(ScopesOk(1, c.replica.t + 1, ())))
     assert msgs(fx)[-1] == Sync(None) and c.phase == cl.BOOTSTRAPPING
+
+
+def test_a_scopes_answer_lost_in_a_resync_is_sent_again_before_the_snapshot():
+    from datsync.core.sync import Scopes, ScopesDecided, ScopesOk
+
+    s, _ = attached(5, 5)
+    s, _ = run(server_step, s, Received(Scopes(1, (("team", ("red",)),))),
+               ScopesDecided(1, 5, ((101, "p/n", 1, True),)))
+    assert s.scopes_sent == ((1, 5),)
+    s, fx = run(server_step, s, Received(Sync(None)))  # the client asks for a snapshot: the queue goes
+    assert msgs(fx) == [ScopesOk(1, 5, ())] and of(RequestSnapshot, fx)
+    s2, _ = run(server_step, s, Received(Ack(6)))
+    assert s2.scopes_sent == ()  # a later delta applied: so was the answer
+    # the client, bootstrapping, takes the resent answer as its scopes, without touching the replica
+    from datsync.core.sync import ChangeScopes
+
+    c, _ = live_client()
+    c = dataclasses.replace(c, config=dataclasses.replace(c.config, credentials={"token": "me", "scopes": None}))
+    c, _ = run(client_step, c, ChangeScopes(1, [("team", ["red"])]), Received(Resync("behind", 9)))
+    before = c.replica
+    c, fx = run(client_step, c, Received(ScopesOk(1, 5, ())))
+    assert msgs(fx) == [] and c.replica is before and c.phase == cl.BOOTSTRAPPING
+    assert c.config.credentials["scopes"] == [["team", ["red"]]]

@@ -597,6 +597,9 @@ def _on_scopes_ok(s: ClientSession, m: msg.ScopesOk, fx: list) -> ClientSession:
         cred = {**cred, "scopes": [[name, list(args)] for name, args in scopes]}
         s = evolve(s, config=evolve(s.config, credentials=cred))
     r = s.replica
+    if s.phase == BOOTSTRAPPING and not m.datoms:  # sent again before a snapshot under the new scopes
+        fx.append(ev.Notify("scopes-ok", {"req": m.req, "t": m.t, "replica": None, "datoms": ()}))
+        return s
     if r is None or s.phase != LIVE or r.t != m.t:
         _send(Sync(None), fx)  # the datoms are for another t: a snapshot under the new scopes
         s = evolve(s, phase=BOOTSTRAPPING, builder=None)

@@ -107,6 +107,7 @@ class ServerSession:
     awaiting: int | None = None
     seq: int = 0
     pending_tx: frozenset = frozenset()
+    scopes_sent: tuple[tuple[Any, int], ...] = ()
     errors: int = 0
     opened_at: float = 0.0
     hb: Heartbeat = field(default_factory=Heartbeat)
@@ -217,6 +218,8 @@ def _reset_to(s: ServerSession, t: int) -> ServerSession:
 
 
 def _bootstrap(s: ServerSession, fx: list) -> ServerSession:
+    for req, t in s.scopes_sent:  # their answers may be dropped with the queue: again, before the snapshot
+        fx.append(_send_msg(ScopesOk(req, t, ())))
     seq = s.seq + 1
     fx.append(ev.RequestSnapshot(seq, s.config.chunk_size))
     return evolve(s, phase=BOOTSTRAPPING, awaiting=seq, seq=seq, queue=(), queue_bytes=0, inflight=(),
@@ -344,6 +347,8 @@ def _on_ack(s: ServerSession, m: Ack, fx: list) -> ServerSession:
         return s
     keep = tuple(x for x in s.inflight if x[0] > m.t)
     s = evolve(s, acked_t=min(m.t, s.cursor_t), inflight=keep, inflight_bytes=sum(n for _, n in keep))
+    if s.scopes_sent:  # a delta after a scopes-ok is applied: so was the scopes-ok
+        s = evolve(s, scopes_sent=tuple(x for x in s.scopes_sent if x[1] >= m.t))
     return _flush(s, fx)
 
 
@@ -381,11 +386,14 @@ def _on_tx_failed(s: ServerSession, e: ev.TxFailed, fx: list) -> ServerSession:
 
 def _on_scopes_decided(s: ServerSession, e: ev.ScopesDecided, fx: list) -> ServerSession:
     """The answer to a scopes change: refused at once; accepted in order after the deltas already
-    queued (its datoms are computed at ``cursor_t``: the client applies them after those)."""
+    queued (its datoms are computed at ``cursor_t``: the client applies them after those). Until a
+    later ``ack`` proves it applied, a bootstrap sends it again, without datoms, before the snapshot
+    (taken under the new scopes)."""
     if e.code is not None or s.phase != LIVE or e.t != s.cursor_t:
         fx.append(_send_msg(ScopesRejected(e.req, e.code or "sync/retry",
                                            e.message or "the session is not live: send the scopes again")))
         return s
+    s = evolve(s, scopes_sent=(*s.scopes_sent, (e.req, e.t)))
     return _flush(_append(s, e.t, encode(ScopesOk(e.req, e.t, e.datoms)), fx), fx)
 
 
