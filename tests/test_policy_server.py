@@ -260,3 +260,50 @@ def test_a_stored_replica_resumes_only_under_the_credentials_it_was_synced_with(
     trio.run(main)
     server.stop()
     assert shares["bob"] == server_share(store, {"user/id": "bob"})
+
+
+def test_jwt_claims_are_the_principal_the_policy_sees(servers, tmp_path):
+    """A JWT user holds exactly the share of ``{"user/id": sub}`` and its writes pass the write rule as
+    that user; a claim cannot name another user; the tokens file still works beside JWTs."""
+    import time
+
+    import jwt
+
+    secret = b"an HS256 secret of at least thirty-two bytes"
+    (tmp_path / "jwt.secret").write_bytes(secret)
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", TOKENS, "--policy", POLICY, "--jwt-secret-file",
+                           str(tmp_path / "jwt.secret"), "--jwt-audience", "datsync", schema=False)
+
+    def token(**claims: object) -> str:
+        return jwt.encode({"aud": "datsync", "exp": int(time.time()) + 300, **claims}, secret, algorithm="HS256")
+
+    async def main() -> None:
+        async with open_replica(server.url, token=token(sub="alice", roles=["editor"])) as a, \
+                open_replica(server.url, token=token(sub="carol", **{"user/id": "bob"})) as c, \
+                open_replica(server.url, token=token(roles=["admin"])) as nobody, \
+                open_replica(server.url, token="bob-token") as b:
+            assert titles(a.db) == {"water the plants"} and titles(b.db) == {"fix the bike"}
+            assert not q("[:find ?h . :where [_ :user/password-hash ?h]]", a.db)
+            assert titles(nobody.db) == set()  # no sub: no user/id, nothing the rules grant
+
+            bike = q('[:find ?t . :where [?t :todo/title "fix the bike"]]', b.db)
+            with pytest.raises(TxError) as err:
+                await a.transact([["db/add", bike, "todo/done", True]])
+            assert err.value.code == "sync.error/forbidden"
+            red_list = q('[:find ?l . :where [?l :list/name "red chores"]]', a.db)
+            me = q('[:find ?u . :where [?u :user/id "alice"]]', a.db)
+            r = await a.transact([{"todo/title": "buy milk", "todo/list": red_list, "todo/owner": me}])
+            await b.wait_for_t(r.t)
+            await c.wait_for_t(r.t)
+            assert "buy milk" in titles(a.db) and titles(b.db) == {"fix the bike"}
+            shares.update(alice=held(a.db), carol=held(c.db), nobody=held(nobody.db))
+
+    shares: dict = {}
+    trio.run(main)
+    server.stop()
+    assert shares["alice"] == server_share(store, {"user/id": "alice"})
+    assert shares["carol"] == server_share(store, {"user/id": "carol"})  # sub wins over a "user/id" claim
+    assert shares["carol"] != server_share(store, {"user/id": "bob"})
+    assert shares["nobody"] == server_share(store, {})
