@@ -7,8 +7,10 @@ Each round starts new client processes that append, write and read through their
 recording its operations in a file as it goes (a write as of unknown outcome before it is sent).
 The server process is killed with SIGKILL at a random moment and restarted on the same port and
 store, and one client process is killed with SIGKILL after a random number of its operations (no
-close; a write it was waiting for stays of unknown outcome). Prints one line per round and the
-checker's summary; exits 1 on any anomaly or if a client that was not killed failed.
+close; a write it was waiting for stays of unknown outcome). With ``--persist`` each client slot keeps
+a persisted replica (``store=``) from round to round: the next process in the killed client's slot
+opens what it left and resubmits its queued writes (which must commit at most once). Prints one line
+per round and the checker's summary; exits 1 on any anomaly or if a client that was not killed failed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 import trio
 
+from datsync.core import datoms
+from datsync.core import history as core_history
 from datsync.shell import open_replica
 from datsync.shell.connection import Connection
 from datsync.shell.store import open_store
@@ -70,13 +74,14 @@ def read_ops(path: Path) -> list[Op]:
     return [ops[i] for i in sorted(ops)]
 
 
-async def client_main(url: str, client: int, ops: int, seed: int, tag: str, out: Path) -> None:
-    """One client process: the workload through its own replica, recorded in ``out``."""
-    async with open_replica(url, **FAST) as rep:
+async def client_main(url: str, client: int, ops: int, seed: int, tag: str, out: Path, store: str) -> None:
+    """One client process: the workload through its own replica (persisted in ``store`` unless it is
+    empty), recorded in ``out``."""
+    async with open_replica(url, **FAST, **({"store": store} if store else {})) as rep:
         await run_client(client, rep, RecordedOps(out), ops=ops, seed=seed, tag=tag)
 
 
-async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) -> int:
+async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int, persist: bool = False) -> int:
     rng = random.Random(seed)
     schema = workdir / "lists.edn"
     schema.write_text(SCHEMA_EDN)
@@ -90,7 +95,7 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
     try:
         for r in range(rounds):
             outs, dead, failed = await _round(server, rng, workdir, first_id=next_id, clients=clients, ops=ops,
-                                              seed=seed * 10_000 + r, tag=f"r{r}")
+                                              seed=seed * 10_000 + r, tag=f"r{r}", persist=persist)
             history += [op for out in outs for op in out]
             failures += failed
             next_id += clients
@@ -104,8 +109,12 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
                            values=list_at(last.confirmed_db, f"r{k}", "reg/value")) for k in range(4)]
     finally:
         await trio.to_thread.run_sync(server.stop)
-    report = check(history, Connection.recover(open_store(store)).db)
-    print(summary(report) + f"; {rounds} server kills and {rounds} client process kills (SIGKILL)")
+    db = Connection.recover(open_store(store)).db
+    report = check(history, db)
+    written = {d.v for attr in ("list/item", "reg/value") for d in datoms(core_history(db), "aevt", attr)}
+    committed = sum(op.outcome == "unknown" and op.value in written for op in history)
+    print(summary(report) + f"; {committed} of the unknown committed (once); {rounds} server kills and {rounds} "
+          "client process kills (SIGKILL)")
     for _, message in report.anomalies[:20]:
         print("  " + message)
     for message in failures[:20]:
@@ -114,7 +123,7 @@ async def soak(workdir: Path, rounds: int, ops: int, clients: int, seed: int) ->
 
 
 async def _round(server: ServerProcess, rng: random.Random, workdir: Path, *, first_id: int, clients: int,
-                 ops: int, seed: int, tag: str) -> tuple[list[list[Op]], int, list[str]]:
+                 ops: int, seed: int, tag: str, persist: bool) -> tuple[list[list[Op]], int, list[str]]:
     """One round: the clients' histories, which client process was killed, and the failures of the
     others (a non-zero exit)."""
     files = [workdir / f"{tag}-c{i}.jsonl" for i in range(clients)]
@@ -123,7 +132,9 @@ async def _round(server: ServerProcess, rng: random.Random, workdir: Path, *, fi
     for i in range(clients):
         with errors[i].open("w") as err:
             procs.append(subprocess.Popen([sys.executable, "-m", "tests.soak", "client", server.url, str(first_id + i),
-                                           str(ops), str(seed), tag, str(files[i])], cwd=ROOT, stderr=err))
+                                           str(ops), str(seed), tag, str(files[i]),
+                                           str(workdir / f"slot{i}.replica") if persist else ""],
+                                          cwd=ROOT, stderr=err))
     dead = rng.randrange(clients)
     kill_after = rng.randrange(1, ops)
 
@@ -164,17 +175,19 @@ async def _round(server: ServerProcess, rng: random.Random, workdir: Path, *, fi
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["client"]:
-        url, client, ops, seed, tag, out = argv[1:]
-        trio.run(client_main, url, int(client), int(ops), int(seed), tag, Path(out))
+        url, client, ops, seed, tag, out, store = argv[1:]
+        trio.run(client_main, url, int(client), int(ops), int(seed), tag, Path(out), store)
         return 0
     p = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--ops", type=int, default=40, help="operations per client per round (default 40)")
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--persist", action="store_true",
+                   help="each client slot keeps a persisted replica across rounds (a killed client's queue resumes)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="datsync-soak-") as d:
-        return trio.run(soak, Path(d), a.rounds, a.ops, a.clients, a.seed)
+        return trio.run(soak, Path(d), a.rounds, a.ops, a.clients, a.seed, a.persist)
 
 
 if __name__ == "__main__":
