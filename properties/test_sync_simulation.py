@@ -302,49 +302,53 @@ class Sim:
             return
         c.server, fx = server_step(c.server, event)
         for f in fx:
-            if not c.open:
+            if not c.open or not self.server_effect(c, f):
                 return
-            t = type(f)
-            if t is Send:
-                self._enqueue(c.to_client, c, f.data, True)
-            elif t is SendStream:
-                for data in f.messages:
-                    self._enqueue(c.to_client, c, data, True)
-            elif t is SetTimer:
-                c.server_timer = f.at
-            elif t is Close:
-                self.close(c, f"server closed: {f.code} {f.reason}", from_server=True)
-            elif t is Authorize:
-                ok = isinstance(f.credentials, str) and f.credentials.startswith("ok")
-                self.server_event(c, AuthDecision(f.credentials if ok else None))
-            elif t is RequestLogRead:
-                self.count("log-reads")
-                deltas = tuple(self.log[t_] for t_ in range(f.from_t + 1, f.to_t + 1) if t_ in self.log)
-                self.server_event(c, LogRead(f.seq, f.from_t, deltas))
-            elif t is RequestSnapshot:
-                snap_t, msgs = encode_snapshot(self.db, f.chunk_size, db_id=SERVER_CONFIG.db_id)
-                self.count("snapshots")
-                self.server_event(c, SnapshotReady(f.seq, snap_t, msgs))
-            elif t is RequestTransact:
-                sub = f.submission
-                prior = None if sub is None else recall(self.subs, *sub)
-                if prior is EXPIRED_ANSWER:
-                    self.server_event(c, TxFailed(f.req, EXPIRED, "too old"))
-                    continue
-                if prior is not None:
-                    self.count("resubmissions-answered")
-                    self.server_event(c, TxAccepted(f.req, prior.t, prior.tempids))  # type: ignore[union-attr]
-                    continue
-                res = self.commit(f.tx_data, sub)
-                if isinstance(res, TxError):
-                    self.server_event(c, TxFailed(f.req, res.code, res.message))
-                elif not self.calm and self.rng.random() < self.s.server_crash:
-                    self.crash()  # committed and durable; the answer is never sent
-                    return
-                else:
-                    self.server_event(c, TxAccepted(f.req, basis_t(res.db_after), answer_tempids(res)))
+
+    def server_effect(self, c: Conn, f: Any) -> bool:
+        """Carry out one effect of ``c``'s server session (False: the server crashed)."""
+        t = type(f)
+        if t is Send:
+            self._enqueue(c.to_client, c, f.data, True)
+        elif t is SendStream:
+            for data in f.messages:
+                self._enqueue(c.to_client, c, data, True)
+        elif t is SetTimer:
+            c.server_timer = f.at
+        elif t is Close:
+            self.close(c, f"server closed: {f.code} {f.reason}", from_server=True)
+        elif t is Authorize:
+            ok = isinstance(f.credentials, str) and f.credentials.startswith("ok")
+            self.server_event(c, AuthDecision(f.credentials if ok else None))
+        elif t is RequestLogRead:
+            self.count("log-reads")
+            deltas = tuple(self.log[t_] for t_ in range(f.from_t + 1, f.to_t + 1) if t_ in self.log)
+            self.server_event(c, LogRead(f.seq, f.from_t, deltas))
+        elif t is RequestSnapshot:
+            snap_t, msgs = encode_snapshot(self.db, f.chunk_size, db_id=SERVER_CONFIG.db_id)
+            self.count("snapshots")
+            self.server_event(c, SnapshotReady(f.seq, snap_t, msgs))
+        elif t is RequestTransact:
+            sub = f.submission
+            prior = None if sub is None else recall(self.subs, *sub)
+            if prior is EXPIRED_ANSWER:
+                self.server_event(c, TxFailed(f.req, EXPIRED, "too old"))
+                return True
+            if prior is not None:
+                self.count("resubmissions-answered")
+                self.server_event(c, TxAccepted(f.req, prior.t, prior.tempids))  # type: ignore[union-attr]
+                return True
+            res = self.commit(f.tx_data, sub)
+            if isinstance(res, TxError):
+                self.server_event(c, TxFailed(f.req, res.code, res.message))
+            elif not self.calm and self.rng.random() < self.s.server_crash:
+                self.crash()  # committed and durable; the answer is never sent
+                return False
             else:
-                raise SimFailure(f"unknown server effect {f!r}")
+                self.server_event(c, TxAccepted(f.req, basis_t(res.db_after), answer_tempids(res)))
+        else:
+            raise SimFailure(f"unknown server effect {f!r}")
+        return True
 
     def crash(self) -> None:
         """The server process dies (what it committed is durable): every connection drops."""
@@ -647,9 +651,10 @@ def client_tx(rng: random.Random, replica: Replica, marker: str) -> tuple[list, 
     return tx, "normal"
 
 
-def simulate(schedule: Schedule) -> Sim:
-    """Run ``schedule``; ``SimFailure`` (naming the schedule, to replay) if an invariant breaks."""
-    sim = Sim(schedule)
+def simulate(schedule: Schedule, sim_class: type[Sim] = Sim) -> Sim:
+    """Run ``schedule`` (with ``sim_class``: a ``Sim`` or one that adds to it); ``SimFailure``
+    (naming the schedule, to replay) if an invariant breaks."""
+    sim = sim_class(schedule)
     try:
         for _ in range(schedule.steps):
             sim.step()
