@@ -18,6 +18,7 @@ Reads go through ``datoms``/``seek_datoms``/``index_range``; a view (``as_of``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from .errors import ResolveError
@@ -179,6 +180,68 @@ def make_db(
     indexed, ref = props.indexed, props.ref
     ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
     vae = sorted([(k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref])
+    heavt = haevt = None
+    if flavor == "datomic":
+        hist = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
+        hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in hist)
+        heavt = SortedIndex.from_sorted(hk)
+        haevt = SortedIndex.from_sorted(sorted((k[1], k[0], k[2], k[3], k[4], k[5]) for k in hk))
+    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, idents)
+
+
+def make_db_from_columns(
+    schema: dict[str, dict[str, Any]],
+    flavor: str,
+    columns: Iterable[tuple[str, list, list, list]],
+    eavt_order: list[int],
+    *,
+    max_eid: int | None = None,
+    max_tx: int | None = None,
+) -> DB:
+    """``make_db`` of the datoms given as columns ``(a, es, vs, txs)`` in AEVT order (attributes
+    sorted, each column sorted as its index keys), with distinct keys and ``eavt_order`` the place in
+    AEVT order of each key in EAVT order (``codec.encode_datom_columns``): a database opens from a
+    file without sorting or deduplicating its keys (AVET and VAET are sorted per attribute)."""
+    props = _props_for(schema, flavor)
+    indexed, ref = props.indexed, props.ref
+    aev: list[tuple] = []
+    eav_in_aevt: list[tuple] = []
+    ave: list[tuple] = []
+    vae: list[tuple] = []
+    for a, es, vs, txs in columns:
+        rs, ivs = _ranked(vs)
+        aev.extend(zip(repeat(a), es, rs, ivs, txs))
+        eav_in_aevt.extend(zip(es, repeat(a), rs, ivs, txs))
+        if a in indexed:
+            ave.extend(sorted(zip(repeat(a), rs, ivs, es, txs)))
+        if a in ref:
+            vae.extend(zip(ivs, repeat(a), es, txs))
+    eav = [eav_in_aevt[i] for i in eavt_order]
+    vae.sort()
+    heavt = haevt = None
+    if flavor == "datomic":
+        heavt = SortedIndex.from_sorted([(*k, True) for k in eav])
+        haevt = SortedIndex.from_sorted([(*k, True) for k in aev])
+    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, None)
+
+
+def _ranked(vs: list) -> tuple[list, list]:
+    """The ranks and index values of the values ``vs`` (as ``eavt_keys`` makes them); one pass of
+    type checks when all are of one plain type."""
+    kinds = set(map(type, vs))
+    if len(kinds) == 1:
+        t = kinds.pop()
+        r = RANKS.get(t)
+        if r is not None and t is not tuple:
+            return [r] * len(vs), vs
+    keys = eavt_keys((None, None, v, None) for v in vs)
+    return [k[2] for k in keys], [k[3] for k in keys]
+
+
+def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: list, aev: list, ave: list,
+             vae: list, max_eid: int | None, max_tx: int | None, heavt: SortedIndex | None,
+             haevt: SortedIndex | None, idents: dict[Any, Any] | None) -> DB:
+    vae = _dedupe_sorted(vae)
     if max_eid is None:
         max_eid = max((k[0] for k in eav if k[0] < TX0), default=E0)
         for k in vae:
@@ -186,12 +249,6 @@ def make_db(
                 max_eid = k[0]
     if max_tx is None:
         max_tx = max((k[4] for k in eav), default=TX0)
-    heavt = haevt = None
-    if flavor == "datomic":
-        hist = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
-        hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in hist)
-        heavt = SortedIndex.from_sorted(hk)
-        haevt = SortedIndex.from_sorted(sorted((k[1], k[0], k[2], k[3], k[4], k[5]) for k in hk))
     return DB(
         flavor=flavor,
         schema=schema,
@@ -199,7 +256,7 @@ def make_db(
         eavt=SortedIndex.from_sorted(eav),
         aevt=SortedIndex.from_sorted(aev),
         avet=SortedIndex.from_sorted(ave),
-        vaet=SortedIndex.from_sorted(_dedupe_sorted(vae)),
+        vaet=SortedIndex.from_sorted(vae),
         max_eid=max_eid,
         max_tx=max_tx,
         heavt=heavt,

@@ -20,20 +20,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from datsync.core.sync import DEFAULT_MAX_SIZE, Delta, EidMap, decode, decode_value, encode, encode_value
 from datsync.core.sync.client import Queued
-from datsync.core.sync.codec import decode_datom_columns, encode_datom_columns
+from datsync.core.sync.codec import decode_column_doc, encode_datom_columns
 from datsync.core.sync.replica import Replica, apply_delta, server_datoms
-from datsync.core.sync.snapshot import SnapshotBegin, replica_from_datoms
+from datsync.core.sync.snapshot import SnapshotBegin, replica_from_columns, replica_from_datoms
 
 FORMAT = "datsync-replica"
-VERSION = "2"
-READS = ("1", VERSION)
-"""Formats this datsync opens: 1 kept the base as one snapshot chunk; 2 keeps it in columns (written
-as 2 from the next base on)."""
+VERSION = "3"
+READS = ("1", "2", VERSION)
+"""Formats this datsync opens: 1 kept the base as one snapshot chunk; 2 in columns; 3 in columns
+sorted as the indexes, with their EAVT order (written as 3 from the next base on)."""
 COMPACT_EVERY = 1000
 """Deltas kept after the base before a compaction is due (replicas that do not keep their history)."""
 
@@ -128,7 +129,7 @@ class ReplicaStore:
             replica = None
             if row is not None:
                 head = decode(bytes(row[0]), max_size=max(len(row[0]), DEFAULT_MAX_SIZE))
-                replica = replica_from_datoms(_base_datoms(bytes(row[1])), head, EidMap.identity())
+                replica = _base_replica(bytes(row[1]), head)
                 for (payload,) in self._db.execute("SELECT payload FROM delta WHERE t > ? ORDER BY t", (replica.t,)):
                     delta = decode(bytes(payload), max_size=max(len(payload), DEFAULT_MAX_SIZE))
                     replica, outcome = apply_delta(replica, delta)
@@ -210,19 +211,25 @@ class ReplicaStore:
 
 
 def base_messages(replica: Replica) -> tuple[bytes, bytes]:
-    """The confirmed ``replica`` as the base's two messages: a snapshot header and one chunk."""
+    """The confirmed ``replica`` as the base: a snapshot header and its datoms in sorted columns
+    (``encode_datom_columns``)."""
     datoms = tuple(server_datoms(replica))
     head = SnapshotBegin(replica.t, replica.db.max_tx, replica.db.max_eid, len(datoms), 1, replica.db_id,
                          tuple(sorted(replica.aliases.items())))
     return encode(head), encode_datom_columns(datoms)
 
 
-def _base_datoms(data: bytes) -> list:
-    """The base's datoms: columns (``encode_datom_columns``, read several times faster), or one
-    snapshot chunk as format 1 wrote them."""
+def _base_replica(data: bytes, head: SnapshotBegin) -> Replica:
+    """The base's replica: columns with their EAVT order (``encode_datom_columns``, format 3: built
+    without sorting), columns alone (format 2), or one snapshot chunk as format 1 wrote them."""
     if data.startswith(b'{"columns":'):
-        return decode_datom_columns(data)
-    return list(decode(data, max_size=max(len(data), DEFAULT_MAX_SIZE)).datoms)
+        columns, order = decode_column_doc(data)
+        if order is not None:
+            return replica_from_columns(columns, order, head)
+        datoms = [d for a, es, vs, txs in columns for d in zip(es, repeat(a), vs, txs)]
+    else:
+        datoms = list(decode(data, max_size=max(len(data), DEFAULT_MAX_SIZE)).datoms)
+    return replica_from_datoms(datoms, head, EidMap.identity())
 
 
 def export_pending(path: str | Path) -> list[dict]:

@@ -54,9 +54,10 @@ import re
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
+from ..db import eavt_keys
 from ..values import Keyword, OrderedTuple, Symbol
 from .delta import Delta, Origin
 from .errors import MALFORMED, TOO_LARGE, VERSION, ProtocolError
@@ -794,40 +795,69 @@ def encode_snapshot(db: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str
 def encode_datom_columns(datoms: Iterable[Sequence]) -> bytes:
     """Snapshot datoms ``(e, a, v, tx)`` as one JSON document of columns, ``[a, es, vs, txs, plain]``
     per attribute (values as ``encode_value`` makes them; ``plain``: all are numbers and strings that
-    stand for themselves): for files a replica keeps for itself, read
-    back by ``decode_datom_columns`` several times faster than a snapshot chunk, and independent of
-    the protocol version."""
+    stand for themselves): for files a replica keeps for itself, read back by ``decode_datom_columns``
+    several times faster than a snapshot chunk, and independent of the protocol version. The columns
+    come in AEVT order; when the datoms' index keys are distinct, ``eavt`` gives each key's place in
+    AEVT order, EAVT order first, so ``make_db_from_columns`` builds a database without sorting."""
+    ds = list(datoms)
+    keys = eavt_keys(ds)
+    try:
+        aevt = sorted(range(len(ds)), key=lambda i: (keys[i][1], keys[i][0], *keys[i][2:]))
+        eavt: list[int] | None = sorted(range(len(ds)), key=keys.__getitem__)
+    except TypeError:  # values no index orders (naive and aware datetimes): columns as they come
+        aevt, eavt = sorted(range(len(ds)), key=lambda i: ds[i][1]), None
     cols: dict[str, tuple[list, list, list]] = {}
-    for e, a, v, tx in datoms:
+    place = [0] * len(ds)
+    for n, i in enumerate(aevt):
+        e, a, v, tx = ds[i]
+        place[i] = n
         c = cols.get(a)
         if c is None:
             c = cols[a] = ([], [], [])
         c[0].append(e)
         c[1].append(_enc(v))
         c[2].append(tx)
-    return _DUMPS({"columns": [[a, *c, all(type(v) is int or (type(v) is str and v[:1] != "~") for v in c[1])]
-                               for a, c in cols.items()]}).encode("utf-8")
+    doc: dict[str, Any] = {"columns": [[a, *c, all(type(v) is int or (type(v) is str and v[:1] != "~") for v in c[1])]
+                                       for a, c in cols.items()]}
+    if eavt is not None and all(keys[i] != keys[j] for i, j in pairwise(eavt)):
+        doc["eavt"] = [place[i] for i in eavt]
+    return _DUMPS(doc).encode("utf-8")
 
 
-def decode_datom_columns(data: bytes | bytearray | memoryview) -> list[tuple]:
-    """The datoms ``(e, a, v, tx)`` of ``encode_datom_columns``; ``ProtocolError`` if ``data`` is not
-    such a document (a ``plain`` column is taken as it is, without per-datom checks: the data comes
-    from a file this side wrote)."""
+def decode_column_doc(data: bytes | bytearray | memoryview) -> tuple[list[tuple[str, list, list, list]],
+                                                                    list[int] | None]:
+    """The columns ``(a, es, vs, txs)`` of ``encode_datom_columns`` (values decoded) and its ``eavt``
+    order (None when absent); ``ProtocolError`` if ``data`` is not such a document (a ``plain`` column
+    is taken as it is, without per-datom checks: the data comes from a file this side wrote)."""
     try:
         obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
-        out: list[tuple] = []
+        out: list[tuple[str, list, list, list]] = []
+        total = 0
         for col in obj["columns"]:
             a, es, vs, txs = col[:4]
             if type(a) is not str or not len(es) == len(vs) == len(txs):
                 raise _bad(f"Bad datom column {a!r:.40}")
             if col[4:] != [True]:
                 vs = [_dec(v, 1) for v in vs]
-            out.extend(zip(es, repeat(a), vs, txs))
-        return out
+            out.append((a, es, vs, txs))
+            total += len(es)
+        order = obj.get("eavt")
+        if order is not None and (type(order) is not list or len(order) != total):
+            raise _bad("Bad EAVT order of datom columns")
+        return out, order
     except ProtocolError:
         raise
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise _bad(f"Not a document of datom columns: {e}") from None
+
+
+def decode_datom_columns(data: bytes | bytearray | memoryview) -> list[tuple]:
+    """The datoms ``(e, a, v, tx)`` of ``encode_datom_columns`` (``ProtocolError`` as
+    ``decode_column_doc``)."""
+    out: list[tuple] = []
+    for a, es, vs, txs in decode_column_doc(data)[0]:
+        out.extend(zip(es, repeat(a), vs, txs))
+    return out
 
 
 __all__ = [
@@ -835,6 +865,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INT",
     "decode",
+    "decode_column_doc",
     "decode_datom_columns",
     "decode_value",
     "encode",

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from itertools import repeat
+from typing import Any, ClassVar
 
 from pyrsistent import PMap, pmap
 
 from ..datomic import SCHEMA_ATTRS
-from ..db import DB, TX0, make_db
+from ..db import DB, TX0, make_db, make_db_from_columns
 from ..history import basis_t
 from ..values import RANK_TUPLE, OrderedTuple
 from .eids import EidMap, datoms_to_local
@@ -196,9 +197,25 @@ def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: 
     eids, local = datoms_to_local(eids, refs, datoms)
     max_eid = head.max_eid if eids.is_identity else None
     db = make_db(replica_schema(server_schema), "datascript", local, max_eid=max_eid, max_tx=head.tx)
+    return _replica(db, head, server_schema, eids, aliases, history)
+
+
+def replica_from_columns(columns: list[tuple[str, list, list, list]], eavt_order: list[int],
+                         head: SnapshotBegin, *, history: bool = True) -> Replica:
+    """``replica_from_datoms`` of server datoms in columns sorted as indexes (``make_db_from_columns``),
+    with local ids equal to the server's: a replica kept in a file opens without sorting."""
+    aliases = dict(head.aliases)
+    schema_datoms = [d for a, es, vs, txs in columns if a in SCHEMA_ATTRS for d in zip(es, repeat(a), vs, txs)]
+    server_schema = server_schema_from_datoms(schema_datoms, aliases)
+    db = make_db_from_columns(replica_schema(server_schema), "datascript", columns, eavt_order,
+                              max_eid=head.max_eid, max_tx=head.tx)
+    return _replica(db, head, server_schema, EidMap.identity(), aliases, history)
+
+
+def _replica(db: DB, head: SnapshotBegin, server_schema: Any, eids: EidMap, aliases: dict, history: bool) -> Replica:
     if history:
         db = with_history(db)
-    return Replica(db, head.t, server_schema, eids, refs, head.db_id, aliases=pmap(aliases),
+    return Replica(db, head.t, server_schema, eids, ref_info(server_schema), head.db_id, aliases=pmap(aliases),
                    base_t=head.t if history else None, base_db=db if history else None)
 
 
@@ -225,6 +242,7 @@ __all__ = [
     "begin_snapshot",
     "build_replica",
     "chunk_all",
+    "replica_from_columns",
     "replica_from_datoms",
     "replica_of",
     "snapshot",
