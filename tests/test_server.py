@@ -61,7 +61,18 @@ def test_health_status_and_plain_http(servers):
     assert server.get("/nope")[0] == 404
     assert raw_http(server.port, b"POST /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
     assert raw_http(server.port, b"\x16\x03\x01 not http at all\r\n\r\n").startswith(b"HTTP/1.1 400")
-    assert raw_http(server.port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n").startswith(b"HTTP/1.1 431")
+    too_long = raw_http(server.port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n")
+    assert too_long.startswith(b"HTTP/1.1 431") and b"a request head above 16384 bytes" in too_long
+    no_host = raw_http(server.port, b"GET /health HTTP/1.1\r\n\r\n")  # HTTP/1.1 requires Host
+    assert no_host.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Missing mandatory Host" in no_host
+    assert raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n").startswith(b"HTTP/1.1 400")
+    head, _, body = raw_http(server.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Type: application/json" in head and body == b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:  # a head in pieces
+        for piece in (b"GET /hea", b"lth HTTP/1.0\r\n", b"Host: x\r", b"\n\r\n"):
+            s.sendall(piece)
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and json.loads(answer.partition(b"\r\n\r\n")[2])["t"] == 1
     assert server.health()["status"] == "ok"
 
 

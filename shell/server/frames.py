@@ -1,0 +1,85 @@
+"""WebSocket frames as the server writes them: a shared delta framed once and written to every socket
+directly, snapshots in batches, and the close codes of the protocol's reasons to close."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed
+from wsproto.connection import ConnectionState
+
+from ..limits import IDLE, RATE
+
+SHUTDOWN = "server/shutdown"
+TOO_SLOW = "server/too-slow"
+
+# WebSocket close codes (RFC 6455 section 7.4.1) for the protocol's reasons to close.
+WS_CLOSE_CODES = {
+    "normal": 1000,
+    SHUTDOWN: 1001,
+    "protocol/timeout": 1001,
+    "protocol/malformed": 1002,
+    "protocol/version": 1002,
+    "protocol/unexpected": 1002,
+    "protocol/unauthorized": 1008,
+    "protocol/too-large": 1009,
+    "protocol/internal": 1011,
+    TOO_SLOW: 1013,
+    RATE: 1008,
+    IDLE: 1001,
+}
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked binary WebSocket frame (RFC 6455 5.2), what a server sends: the same
+    bytes for every connection, so a shared delta is framed once and written to every socket."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x82, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, n) + payload
+    return struct.pack("!BBQ", 0x82, 127, n) + payload
+
+
+def _next_batch(messages: Iterator[bytes], budget: int = 1 << 20) -> list[bytes]:
+    """The next messages of ``messages``, about ``budget`` bytes of them (none once it is done): a
+    snapshot is encoded in a few worker-thread calls, not one per chunk."""
+    out: list[bytes] = []
+    size = 0
+    for data in messages:
+        out.append(data)
+        size += len(data)
+        if size >= budget:
+            break
+    return out
+
+
+def _frames_directly(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether frames may be written to ``ws``'s stream as they are: no extension (compression)
+    was negotiated, so a data frame is the payload behind a header."""
+    conn = getattr(getattr(ws, "_wsproto", None), "connection", None)
+    proto = getattr(conn, "_proto", None)
+    return (proto is not None and not proto.extensions and not getattr(ws, "is_client", True)
+            and hasattr(ws, "_stream_lock") and hasattr(ws, "_stream"))
+
+
+async def _send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
+    """Write ready-made frames to ``ws``'s stream, under its lock (its own pongs and close go the same
+    way); ``ConnectionClosed`` once the connection is closing or gone, like ``send_message``."""
+    async with ws._stream_lock:
+        if ws.closed is not None or ws._wsproto.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(ws.closed)
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            raise ConnectionClosed(ws.closed) from None
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
+    data = reason.encode("utf-8")
+    return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."
