@@ -395,3 +395,85 @@ def test_browser_client_holds_its_share_under_a_policy(servers, tmp_path):
     finally:
         node.close()
         scoped.close()
+
+
+def test_browser_client_changes_its_scopes_live(servers, tmp_path):
+    """replica.setScopes under a policy: the datoms that enter and leave arrive at the replica's t (no
+    new bootstrap); the DataScript database then holds exactly the server's share for the new scopes
+    at that t, the same datoms (tx ids included) as a Python replica that made the same change; an
+    unknown scope is refused with the policy's code and changes nothing; later commits follow the
+    new scopes."""
+    from datsync.core.policy import parse_policy, visible_datoms
+    from datsync.shell.connection import Connection
+    from datsync.shell.store_sqlite import SqliteStore
+    from tests.test_cli_commands import ok
+    from tests.test_policy_cli import POLICY, TODOS
+
+    node_exe = require_node()
+    store = tmp_path / "todos.sqlite"
+    ok("import", str(store), str(TODOS / "schema.edn"))
+    server = servers.start("todos.sqlite", "--tokens", str(TODOS / "tokens.edn"), "--policy", POLICY, schema=False)
+    policy = parse_policy(Path(POLICY).read_text())
+    titles = '[:find ?t :where [_ "todo/title" ?t]]'
+
+    def share(scopes: list, t: int) -> list:
+        from datsync.core.history import as_of
+
+        st = SqliteStore(store)
+        try:
+            db = Connection.recover(st).db
+        finally:
+            st.close()
+        held = visible_datoms(policy, as_of(db, t), {"user/id": "carol"}, [(n, tuple(a)) for n, a in scopes])
+        return sorted(json.dumps([d.e, d.a, encode_value(d.v)]) for d in held)
+
+    def held(answer: dict) -> list:
+        return sorted(json.dumps([e, a, v]) for e, a, v, _ in answer["datoms"])
+
+    node = NodeReplica(node_exe, server.url, token="carol-token", scopes=[["team", ["blue"]]])
+    try:
+        with connect(server.url, token="carol-token", scopes=[("team", ["blue"])], **FAST_RECONNECT) as py, \
+                connect(server.url, token="root-token", **FAST_RECONNECT) as root:
+            t = root.transact([{"db/id": "l", "list/name": "red errands", "list/team": ("team/name", "red")},
+                               {"todo/title": "post the letter", "todo/list": "l"}]).t
+            before = node.ask({"cmd": "wait", "t": t})
+            assert held(before) == share([["team", ["blue"]]], t)
+            assert node.ask({"cmd": "view", "q": titles})["confirmed"] == [["fix the bike"]]
+
+            both = [["team", ["blue"]], ["team", ["red"]]]
+            came = node.ask({"cmd": "scopes", "scopes": both})
+            assert came["t"] == t, came  # applied at the replica's t: no new bootstrap
+            assert ["todo/title", "water the plants", True] in [x[1:] for x in came["came"]], came
+            py.set_scopes([(n, a) for n, a in both])
+            check(py, node, t)  # the same datoms as the Python replica, tx ids included
+            assert held(node.ask({"cmd": "wait", "t": t})) == share(both, t)
+
+            gone = node.ask({"cmd": "scopes", "scopes": [["team", ["red"]]]})
+            assert ["todo/title", "fix the bike", False] in [x[1:] for x in gone["came"]], gone
+            py.set_scopes([("team", ["red"])])
+            check(py, node, t)
+            assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["red"]]], t)
+            assert sorted(node.ask({"cmd": "view", "q": titles})["confirmed"]) == [["post the letter"],
+                                                                                   ["water the plants"]]
+
+            refused = node.ask({"cmd": "scopes", "scopes": [["no-such-scope", []]]})
+            assert refused.get("code") == "policy/unknown-scope", refused
+            assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["red"]]], t)
+
+            # the new scopes are followed: a blue todo does not arrive, a red one does
+            t = root.transact([{"db/id": "b", "list/name": "b2", "list/team": ("team/name", "blue")},
+                               {"todo/title": "blue one", "todo/list": "b"},
+                               {"db/id": "r", "list/name": "r2", "list/team": ("team/name", "red")},
+                               {"todo/title": "red one", "todo/list": "r"}]).t
+            check(py, node, t)
+            assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["red"]]], t)
+            # after a server restart the replica reconnects with the scopes in force, not those it began with
+            port = server.port
+            assert server.stop() == 0
+            server = servers.start(store.name, "--tokens", str(TODOS / "tokens.edn"), "--policy", POLICY,
+                                   schema=False, port=port)
+            t = root.transact([{"db/id": "b", "list/name": "b3", "list/team": ("team/name", "blue")},
+                               {"todo/title": "blue two", "todo/list": "b"}]).t
+            assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["red"]]], t)
+    finally:
+        node.close()

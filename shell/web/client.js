@@ -39,6 +39,9 @@ const STALL_TICKS = 2;
 /** A rejected or failed transaction: ``code`` is the server's (e.g. db.error/unique-conflict). */
 export class TxError extends DatsyncError {}
 
+/** A change of scopes the server refused (policy/unknown-scope, policy/invalid, policy/none). */
+export class ScopesRefused extends DatsyncError {}
+
 // ------------------------------------------------------------------------------------------------
 // Stores: where a replica keeps its data between page loads
 
@@ -105,6 +108,10 @@ export class Replica {
     if (!this.urls_.length) throw new TypeError('connect: no URL');
     this.url = this.urls_[0];
     this.options_ = options;
+    this.scopes_ = options.scopes;     // the hello's scopes (a change of scopes replaces them)
+    this.scoping_ = new Map();         // req -> {scopes, sent, resolve, reject}: changes not answered yet
+    this.afterSnapshot_ = [];          // changes answered while bootstrapping: resolved by the snapshot
+    this.nextReq_ = 1;
     this.WebSocket_ = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket_ !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
     this.store_ = options.store ?? memoryStore();
@@ -196,6 +203,21 @@ export class Replica {
     return done;
   }
 
+  /** Under the server's policy: hold ``scopes`` (the full list, [['team', ['red']]]) instead of the
+   * current ones, live, without a new bootstrap. Resolves with the datoms that came (added) or went
+   * ([e, a, v, added]) once the replica holds exactly them; later connections subscribe to them.
+   * Rejects with ScopesRefused (the server's code): nothing changes. Sent once live; a change the
+   * connection lost before its answer is asked again on reconnect. */
+  setScopes(scopes) {
+    if (this.closed_) return Promise.reject(this.error ?? new TxError('sync/closed', 'The replica is closed'));
+    scopes = Array.from(scopes, ([name, args]) => [String(name), Array.from(args)]);
+    encode({ type: 'scopes', req: 0, scopes });  // refuse what the wire cannot carry before queueing it
+    return new Promise((resolve, reject) => {
+      this.scoping_.set('s' + this.nextReq_++, { scopes, sent: false, resolve, reject });
+      this.pump_();
+    });
+  }
+
   /** Resolves once the replica has reached ``t`` (rejects after ``timeoutMs``). */
   waitForT(t, timeoutMs = 10000) {
     if (this.t !== null && this.t >= t) return Promise.resolve(this.t);
@@ -224,6 +246,7 @@ export class Replica {
       if (w.reject) w.reject(new TxError('sync/closed', 'The replica was closed before the answer: the write stays queued in the store and is sent by the next connect with it'));
       w.resolve = w.reject = null;
     }
+    this.refuseScopes_(new TxError('sync/closed', 'The replica was closed before the change of scopes was answered'));
     await this.restored;
     await this.save_();
   }
@@ -306,9 +329,13 @@ export class Replica {
     try { await this.store_.save('writes', writes); } catch (e) { this.emit_({ kind: 'error', code: 'store/save', message: String(e) }); }
   }
 
-  /** Send queued writes, oldest first, at most MAX_IN_FLIGHT unanswered at a time. */
+  /** Send queued writes, oldest first, at most MAX_IN_FLIGHT unanswered at a time; once live, the
+   * changes of scopes not sent yet. */
   pump_() {
     if (this.phase_ !== 'live' && this.phase_ !== 'bootstrapping') return;
+    for (const [req, c] of this.scoping_) {
+      if (this.phase_ === 'live' && !c.sent) { c.sent = true; this.send_({ type: 'scopes', req, scopes: c.scopes }); }
+    }
     let inFlight = 0;
     for (const w of this.queue_.values()) if (w.sent && w.answer_ === null) inFlight++;
     for (const w of this.queue_.values()) {
@@ -343,8 +370,8 @@ export class Replica {
   }
 
   opened_() {
-    const creds = this.options_.token == null && this.options_.scopes == null ? null
-      : { ...(this.options_.token != null ? { token: this.options_.token } : {}), ...(this.options_.scopes != null ? { scopes: this.options_.scopes } : {}) };
+    const creds = this.options_.token == null && this.scopes_ == null ? null
+      : { ...(this.options_.token != null ? { token: this.options_.token } : {}), ...(this.scopes_ != null ? { scopes: this.scopes_ } : {}) };
     this.phase_ = 'handshake';
     this.builder_ = null;
     this.syncFrom_ = null;
@@ -372,6 +399,7 @@ export class Replica {
     this.phase_ = 'closed';
     this.builder_ = null;
     for (const w of this.queue_.values()) if (w.answer_ === null) w.sent = false;  // sent again on reconnect
+    for (const c of this.scoping_.values()) c.sent = false;  // asked again once live
   }
 
   retry_(reason) {
@@ -392,6 +420,13 @@ export class Replica {
     if (this.ws_) { const ws = this.ws_; this.ws_ = null; try { ws.close(1000); } catch { /* closed */ } }
     this.lost_();
     for (const w of this.queue_.values()) if (w.reject) w.reject(this.error);
+    this.refuseScopes_(this.error);
+  }
+
+  refuseScopes_(error) {
+    for (const c of [...this.scoping_.values(), ...this.afterSnapshot_]) c.reject(error);
+    this.scoping_.clear();
+    this.afterSnapshot_ = [];
   }
 
   close_(code, message) {
@@ -564,7 +599,10 @@ export class Replica {
     this.syncFrom_ = null;
     this.maybeAck_(true);
     this.readyResolve_(this);
+    for (const c of this.afterSnapshot_) c.resolve([]);
+    this.afterSnapshot_ = [];
     this.release_();
+    this.pump_();
     this.scheduleSave_();
   }
 
@@ -694,6 +732,44 @@ export class Replica {
     for (const w of due) { clearTimeout(w.timer); w.resolve(this.t); }
   }
 
+  onScopesOk_(m) {
+    const c = this.scoping_.get(m.req);
+    if (!c) return;
+    this.scoping_.delete(m.req);
+    this.scopes_ = c.scopes;  // later connections subscribe to them
+    if (this.phase_ !== 'live' || this.t !== m.t) {
+      // answered before a snapshot under the new scopes (sent again, without datoms), or for another
+      // t: the next snapshot holds the new share
+      if (this.phase_ !== 'bootstrapping' || m.datoms.length) {
+        this.send_({ type: 'sync', t: null });
+        this.phase_ = 'bootstrapping';
+        this.builder_ = null;
+      }
+      this.afterSnapshot_.push(c);
+      return;
+    }
+    // the datoms that enter (with the tx of t, as the Python replica gives them) and leave, at t
+    const held = new Map(this.datoms().map((x) => [datomKey(x[0], x[1], x[2]), x]));
+    for (const [e, a, v, added] of m.datoms) {
+      const key = datomKey(e, a, v);
+      if (!added) held.delete(key);
+      else if (!held.has(key)) held.set(key, [e, a, v, TX0 + m.t]);
+    }
+    this.install_([...held.values()], m.t, this.dbId, 'scopes');
+    this.savedT_ = this.snapshotTexts_ = null;  // the store gets a snapshot of the new share
+    this.log_ = [];
+    this.scheduleSave_();
+    c.resolve(m.datoms);
+  }
+
+  onScopesRejected_(m) {
+    const c = this.scoping_.get(m.req);
+    if (!c) return;
+    if (m.code === 'sync/retry' || m.code === 'sync/not-connected') { c.sent = false; return; }  // asked again once live
+    this.scoping_.delete(m.req);
+    c.reject(new ScopesRefused(m.code, m.message));
+  }
+
   onTxOk_(m) {
     const w = this.queue_.get(m.req);
     if (!w) return;
@@ -763,4 +839,6 @@ const HANDLERS = {
   delta: Replica.prototype.onDelta_,
   'tx-ok': Replica.prototype.onTxOk_,
   'tx-rejected': Replica.prototype.onTxRejected_,
+  'scopes-ok': Replica.prototype.onScopesOk_,
+  'scopes-rejected': Replica.prototype.onScopesRejected_,
 };

@@ -7,6 +7,7 @@
 //   {"cmd": "transact", "tx": [...], "nowait": true} -> {"pending": n}  (queued; sent when online)
 //   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
 //   {"cmd": "reports"} -> {"sizes": [n, ...]}  (each d.listen report's datom count since the last ask)
+//   {"cmd": "scopes", "scopes": [["team", ["red"]]]} -> {"t", "came": [[e, a, v, added], ...]} or {"error", "code"}
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
 // Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token [scopes-json]]
@@ -71,6 +72,14 @@ async function handle(req) {
     const answer = { sizes };
     sizes = [];
     return answer;
+  }
+  if (req.cmd === 'scopes') {  // a change of scopes, live
+    try {
+      const came = await replica.setScopes(req.scopes);
+      return { t: replica.t, came: came.map(([e, a, v, added]) => [e, a, encodeValue(v), added]) };
+    } catch (e) {
+      return { error: e.message, code: e.code };
+    }
   }
   if (req.cmd === 'pending') {
     return { pending: replica.pendingCount, status: replica.status };
