@@ -4,11 +4,11 @@
 // A message is a plain object {type: "delta", t, tx, instant, datoms, ...} with the fields the
 // protocol names; values are those of values.js. decode() throws a ProtocolError (code
 // protocol/malformed, protocol/version or protocol/too-large) for anything that is not a valid
-// message, and nothing else.
+// message, and nothing else. Each message type's fields are checked by one table (FIELDS).
 
 import {
-  BigDecimal, BigInteger, Double, Instant, Keyword, MAX_SAFE, Sym, Tuple, UUID, base64, bigdec, bigint,
-  fromBase64, instantText, kw, parseInstant, pyFloatRepr, sym, uuid,
+  BigDecimal, BigInteger, Double, Keyword, MAX_SAFE, Sym, Tuple, UUID, base64, bigdec, fromBase64, instantText,
+  integer, kw, parseInstant, pyFloatRepr, sym, uuid,
 } from './values.js';
 
 export const PROTOCOL_VERSION = 2;
@@ -29,90 +29,67 @@ export class DatsyncError extends Error {
 /** Bytes that are not a valid message, or a value the wire cannot carry. */
 export class ProtocolError extends DatsyncError {}
 
-const MALFORMED = 'protocol/malformed';
-const bad = (message, data) => new ProtocolError(MALFORMED, message, data);
+const bad = (message, data) => new ProtocolError('protocol/malformed', message, data);
 const unencodable = (message) => new ProtocolError('protocol/unencodable', message);
 const short = (x) => { try { return String(JSON.stringify(x)).slice(0, 60); } catch { return '?'; } };
-
-// ------------------------------------------------------------------------------------------------
-// Values to JSON-ready data
-
-const encStr = (s) => (s[0] === '~' ? '~' + s : s);
-
-function encNumber(x) {
-  if (!Number.isFinite(x)) return '~f' + pyFloatRepr(x);
-  if (Number.isInteger(x)) return Math.abs(x) <= MAX_SAFE ? x : '~n' + BigInt(x).toString();
-  return x;
-}
-
-function encDouble(x) {
-  if (!Number.isFinite(x)) return '~f' + pyFloatRepr(x);
-  return Number.isInteger(x) ? '~d' + pyFloatRepr(x) : x;
-}
-
-function plainObject(v) {
-  const p = Object.getPrototypeOf(v);
-  return p === Object.prototype || p === null;
-}
-
-/** A value as JSON-ready data, tagged where JSON would lose its type (as the server does). */
-export function encodeValue(v, depth = 0) {
-  if (v === null || v === undefined) return null;
-  switch (typeof v) {
-    case 'string': return encStr(v);
-    case 'boolean': return v;
-    case 'number': return encNumber(v);
-    case 'bigint': return (v >= -BigInt(MAX_SAFE) && v <= BigInt(MAX_SAFE)) ? Number(v) : '~n' + v.toString();
-    default: break;
-  }
-  if (v instanceof Keyword) return '~:' + v.name;
-  if (v instanceof Sym) return '~$' + v.name;
-  if (v instanceof UUID) return '~u' + v.str;
-  if (v instanceof BigInteger) return encodeValue(v.value);
-  if (v instanceof BigDecimal) return '~m' + v.text;
-  if (v instanceof Double) return encDouble(v.value);
-  if (v instanceof Date) {
-    if (Number.isNaN(v.getTime())) throw unencodable('Cannot send an invalid Date');
-    return '~t' + instantText(v);
-  }
-  if (v instanceof Uint8Array) return '~b' + base64(v);
-  if (depth > MAX_DEPTH) throw unencodable('Value nested too deeply to send');
-  if (v instanceof Tuple) return ['~#t', ...Array.from(v, (x) => encodeValue(x, depth + 1))];
-  if (Array.isArray(v)) return v.map((x) => encodeValue(x, depth + 1));
-  if (v instanceof Set) return ['~#s', ...Array.from(v, (x) => encodeValue(x, depth + 1))];
-  if (v instanceof Map) {
-    if (Array.from(v.keys()).every((k) => typeof k === 'string')) {
-      const out = {};
-      for (const [k, x] of v) setKey(out, encStr(k), encodeValue(x, depth + 1));
-      return out;
-    }
-    const out = ['~#m'];
-    for (const [k, x] of v) out.push(encodeValue(k, depth + 1), encodeValue(x, depth + 1));
-    return out;
-  }
-  if (typeof v === 'object' && plainObject(v)) {
-    const out = {};
-    for (const k of Object.keys(v)) setKey(out, encStr(k), encodeValue(v[k], depth + 1));
-    return out;
-  }
-  throw unencodable(`Cannot send a value of type ${typeof v === 'object' ? v.constructor?.name : typeof v}`);
-}
+const plainObject = (v) => v !== null && typeof v === 'object' && [Object.prototype, null].includes(Object.getPrototypeOf(v));
 
 function setKey(obj, k, v) {
   if (k === '__proto__') Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
   else obj[k] = v;
 }
 
+/** An object of ``entries`` with each key made by ``key`` and each value by ``value``. */
+function object(entries, key, value) {
+  const out = {};
+  for (const [k, x] of entries) setKey(out, key(k), value(x));
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Values to JSON-ready data
+
+const encStr = (s) => (s[0] === '~' ? '~' + s : s);
+const TAGS = new Map([[Keyword, '~:'], [Sym, '~$'], [UUID, '~u'], [BigDecimal, '~m']]);
+
+/** A value as JSON-ready data, tagged where JSON would lose its type (as the server does). */
+export function encodeValue(v, depth = 0) {
+  switch (typeof v) {
+    case 'string': return encStr(v);
+    case 'boolean': return v;
+    case 'number':
+      if (!Number.isFinite(v)) return '~f' + pyFloatRepr(v);
+      return Number.isInteger(v) && Math.abs(v) > MAX_SAFE ? '~n' + BigInt(v) : v;
+    case 'bigint': return v >= -MAX_SAFE && v <= MAX_SAFE ? Number(v) : '~n' + v;
+    default: if (v == null) return null;
+  }
+  const tag = TAGS.get(v.constructor);
+  if (tag) return tag + (v.name ?? v.str ?? v.text);
+  if (v instanceof BigInteger) return encodeValue(v.value);
+  if (v instanceof Double) return Number.isInteger(v.value) ? '~d' + pyFloatRepr(v.value) : encodeValue(v.value);
+  if (v instanceof Date) {
+    if (Number.isNaN(+v)) throw unencodable('Cannot send an invalid Date');
+    return '~t' + instantText(v);
+  }
+  if (v instanceof Uint8Array) return '~b' + base64(v);
+  if (depth > MAX_DEPTH) throw unencodable('Value nested too deeply to send');
+  const sub = (x) => encodeValue(x, depth + 1);
+  if (v instanceof Tuple) return ['~#t', ...Array.from(v, sub)];
+  if (Array.isArray(v)) return v.map(sub);
+  if (v instanceof Set) return ['~#s', ...Array.from(v, sub)];
+  if (v instanceof Map) {
+    return [...v.keys()].every((k) => typeof k === 'string') ? object(v, encStr, sub) : ['~#m', ...[...v].flat().map(sub)];
+  }
+  if (plainObject(v)) return object(Object.entries(v), encStr, sub);
+  throw unencodable(`Cannot send a value of type ${typeof v === 'object' ? v.constructor?.name : typeof v}`);
+}
+
 /** JSON text of JSON-ready data, formatted as the server formats it (Python's json, compact). */
 export function dumps(x) {
-  if (x === null) return 'null';
-  switch (typeof x) {
-    case 'string': return JSON.stringify(x);
-    case 'boolean': return x ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(x)) throw unencodable('JSON cannot carry ' + x);
-      return Number.isInteger(x) ? String(x) : pyFloatRepr(x);
-    default: break;
+  if (x === null || typeof x === 'string' || typeof x === 'boolean') return JSON.stringify(x);
+  if (typeof x === 'number') {
+    if (!Number.isFinite(x)) throw unencodable('JSON cannot carry ' + x);
+    return Number.isInteger(x) ? String(x) : pyFloatRepr(x);
   }
   if (Array.isArray(x)) return '[' + x.map(dumps).join(',') + ']';
   return '{' + Object.keys(x).map((k) => JSON.stringify(k) + ':' + dumps(x[k])).join(',') + '}';
@@ -121,41 +98,25 @@ export function dumps(x) {
 // ------------------------------------------------------------------------------------------------
 // JSON-ready data to values
 
+// "~" + tag + text: the value, or null if the text is not one
+const TAGGED = {
+  '~': (text) => '~' + text,
+  ':': (text) => kw(':' + text),  // kw drops exactly this colon: a name may start with one
+  $: sym,
+  t: parseInstant,
+  u: uuid,
+  n: (text) => (/^-?\d+$/.test(text) ? integer(text) : null),
+  d: (text) => (/^[-+\d.eE]+$/.test(text) && !Number.isNaN(+text) ? new Double(+text) : null),
+  f: (text) => { const i = ['-inf', 'nan', 'inf'].indexOf(text); return i < 0 ? null : new Double((i - 1) / 0); },
+  m: bigdec,
+  b: fromBase64,
+};
+
 function decTagged(s) {
-  const tag = s[1];
-  const body = s.slice(2);
-  switch (tag) {
-    case '~': return s.slice(1);
-    case ':': return kw(':' + body);  // kw drops exactly this colon: a name may start with one
-    case '$': return sym(body);
-    case 't': {
-      const d = parseInstant(body);
-      if (d === null) throw bad(`Bad instant ${short(body)}`);
-      return d;
-    }
-    case 'u':
-      try { return uuid(body); } catch { throw bad(`Bad uuid ${short(body)}`); }
-    case 'n': {
-      if (!/^-?[0-9]+$/.test(body)) throw bad(`Bad integer ${short(body)}`);
-      const b = BigInt(body);
-      return (b >= -BigInt(MAX_SAFE) && b <= BigInt(MAX_SAFE)) ? Number(b) : bigint(b);
-    }
-    case 'd': {
-      const x = Number(body);
-      if (body.trim() === '' || !/^[-+0-9.eE]+$/.test(body) || Number.isNaN(x)) throw bad(`Bad double ${short(body)}`);
-      return new Double(x);
-    }
-    case 'f':
-      if (body === 'inf') return new Double(Infinity);
-      if (body === '-inf') return new Double(-Infinity);
-      if (body === 'nan') return new Double(NaN);
-      throw bad(`Bad special double ${short(body)}`);
-    case 'm':
-      try { return bigdec(body); } catch { throw bad(`Bad decimal ${short(body)}`); }
-    case 'b':
-      try { return fromBase64(body); } catch { throw bad('Bad base64 bytes'); }
-    default: throw bad(`Unknown tag in ${short(s.slice(0, 16))}`);
-  }
+  let v = null;
+  try { v = Object.hasOwn(TAGGED, s[1]) ? TAGGED[s[1]](s.slice(2)) : null; } catch { /* reported below */ }
+  if (v === null) throw bad(`Bad tagged value ${short(s)}`);
+  return v;
 }
 
 function decKey(k) {
@@ -166,181 +127,101 @@ function decKey(k) {
 
 /** The value JSON-ready data stands for (ProtocolError if malformed). */
 export function decodeValue(x, depth = 0) {
-  if (x === null) return null;
-  switch (typeof x) {
-    case 'string': return x[0] === '~' ? decTagged(x) : x;
-    case 'number': case 'boolean': return x;
-    default: break;
-  }
+  if (typeof x === 'string') return x[0] === '~' ? decTagged(x) : x;
+  if (x === null || typeof x !== 'object') return x;
   if (depth > MAX_DEPTH) throw bad('Value nested too deeply');
-  if (Array.isArray(x)) {
-    if (x.length && typeof x[0] === 'string' && x[0].startsWith('~#')) {
-      const tag = x[0];
-      const items = x.slice(1).map((y) => decodeValue(y, depth + 1));
-      if (tag === '~#t') return Tuple.of(...items);
-      if (tag === '~#s') return new Set(items);
-      if (tag === '~#m') {
-        if (items.length % 2) throw bad('Odd ~#m map');
-        const m = new Map();
-        for (let i = 0; i < items.length; i += 2) m.set(items[i], items[i + 1]);
-        return m;
-      }
-      throw bad(`Unknown tag ${short(tag.slice(0, 16))}`);
-    }
-    return x.map((y) => decodeValue(y, depth + 1));
-  }
-  const out = {};
-  for (const k of Object.keys(x)) setKey(out, decKey(k), decodeValue(x[k], depth + 1));
-  return out;
+  const sub = (y) => decodeValue(y, depth + 1);
+  if (!Array.isArray(x)) return object(Object.entries(x), decKey, sub);
+  const tag = typeof x[0] === 'string' && x[0].startsWith('~#') ? x[0] : null;
+  if (tag === null) return x.map(sub);
+  const items = x.slice(1).map(sub);
+  if (tag === '~#t') return Tuple.of(...items);
+  if (tag === '~#s') return new Set(items);
+  if (tag !== '~#m' || items.length % 2) throw bad(`Bad tagged list ${short(tag.slice(0, 16))}`);
+  const m = new Map();
+  for (let i = 0; i < items.length; i += 2) m.set(items[i], items[i + 1]);
+  return m;
 }
 
 // ------------------------------------------------------------------------------------------------
-// Field checks
+// Field checks: one checker per kind of field, one table of each message's fields
 
-function field(o, name) {
-  if (!Object.prototype.hasOwnProperty.call(o, name)) throw bad(`Missing '${name}'`, { field: name });
-  return o[name];
-}
+const fail = (name, x) => { throw bad(`Bad '${name}' ${short(x)}`, { field: name }); };
+const int = (lo) => (x, name) => (Number.isInteger(x) && x >= lo ? x : fail(name, x));
+const attr = (a, name) => (typeof a === 'string' && a ? decKey(a) : fail(name, a));
+const pairs = (x, name) => (Array.isArray(x) ? x : fail(name, x))
+  .map((r) => (Array.isArray(r) && r.length === 2 ? [attr(r[0], name), attr(r[1], name)] : fail(name, r)));
 
-function int(o, name, lo = 0) {
-  const x = field(o, name);
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < lo) {
-    throw bad(`Bad '${name}' ${short(x)}`, { field: name });
+/** Datoms [e, a, v, added] (or [e, a, v, tx] when ``lastIsTx``), values decoded. */
+const datoms = (lastIsTx) => (x, name) => (Array.isArray(x) ? x : fail(name, x)).map((d) => {
+  if (!Array.isArray(d) || d.length !== 4) fail(name, d);
+  let [e, a, v, last] = d;
+  if (!Number.isInteger(e) || e <= 0 || !(lastIsTx ? Number.isInteger(last) && last > 0 : typeof last === 'boolean')) fail(name, d);
+  if (typeof v === 'string') {
+    if (v[0] === '~') v = decTagged(v);
+  } else if (typeof v === 'object' && v !== null) {
+    v = decodeValue(v, 1);
+    if ((Array.isArray(v) && !(v instanceof Tuple)) || v instanceof Set || v instanceof Map || plainObject(v)) fail(name, d);
   }
-  return x;
-}
+  return [e, attr(a, name), v, last];
+});
 
-const optInt = (o, name, lo = 0) => (o[name] === undefined || o[name] === null ? null : int(o, name, lo));
+const CHECKS = {
+  i: int(0),
+  1: int(1),
+  s: (x, name) => (typeof x === 'string' && x.length <= 1 << 16 ? decKey(x) : fail(name, x)),
+  r: (x, name) => (Number.isInteger(x) ? x : typeof x === 'string' && x.length <= 256 ? decKey(x) : fail(name, x)),
+  c: (x, name) => (typeof x === 'string' && x && x.length <= MAX_CLIENT_ID ? x : fail(name, x)),
+  m: (x, name) => (x === 'resume' || x === 'bootstrap' ? x : fail(name, x)),
+  N: (x, name) => { const v = decodeValue(x, 1); return v instanceof Date ? v : fail(name, x); },
+  D: datoms(false),
+  C: datoms(true),
+  T: (x, name) => {
+    const v = decodeValue(x, 1);
+    const entries = v instanceof Map ? [...v] : plainObject(v) ? Object.entries(v) : fail(name, x);
+    for (const [k, id] of entries) if (!(typeof k === 'string' || Number.isInteger(k)) || !Number.isInteger(id)) fail(name, k);
+    return v;
+  },
+  p: (x, name) => (x == null ? [] : pairs(x, name)),
+  R: (x, name) => (x == null ? undefined : pairs(x, name)),
+  S: (x, name) => (x == null ? undefined : object(Object.entries(plainObject(x) ? x : fail(name, x)), (a) => attr(a, name),
+    (p) => (p === null ? null : object(Object.entries(plainObject(p) ? p : fail(name, p)), (k) => attr(k, name), (v) => decodeValue(v, 1))))),
+  O: (x, name) => (x == null ? undefined : fields(plainObject(x) ? x : fail(name, x), 'client:c seq:1 tempids:T')),
+};
 
-function str(o, name) {
-  const x = field(o, name);
-  if (typeof x !== 'string' || x.length > (1 << 16)) throw bad(`Bad '${name}' ${short(x)}`, { field: name });
-  return decKey(x);
-}
-
-const optStr = (o, name) => (o[name] === undefined || o[name] === null ? null : str(o, name));
-
-function req(o) {
-  const x = field(o, 'req');
-  if (typeof x === 'number' && Number.isInteger(x)) return x;
-  if (typeof x === 'string' && x.length <= 256) return decKey(x);
-  throw bad(`Bad 'req' ${short(x)}`, { field: 'req' });
-}
-
-function attr(a) {
-  if (typeof a !== 'string' || !a) throw bad(`Bad attribute ${short(a)}`);
-  return a[0] === '~' ? decKey(a) : a;
-}
-
-function instant(o, name) {
-  const x = decodeValue(field(o, name), 1);
-  if (!(x instanceof Date)) throw bad(`Bad '${name}'`, { field: name });
-  return x;
-}
-
-function datoms(x, lastIsTx) {
-  if (!Array.isArray(x)) throw bad("Bad 'datoms'");
-  const out = new Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const d = x[i];
-    if (!Array.isArray(d) || d.length !== 4) throw bad(`Bad datom ${short(d)}`);
-    let [e, a, v, last] = d;
-    const lastOk = lastIsTx ? (Number.isInteger(last) && last > 0) : typeof last === 'boolean';
-    if (!Number.isInteger(e) || e <= 0 || !lastOk || typeof a !== 'string' || !a) throw bad(`Bad datom ${short(d)}`);
-    if (a[0] === '~') a = decKey(a);
-    if (typeof v === 'string') {
-      if (v[0] === '~') v = decTagged(v);
-    } else if (v !== null && typeof v === 'object') {
-      v = decodeValue(v, 1);
-      if ((Array.isArray(v) && !(v instanceof Tuple)) || v instanceof Set || v instanceof Map || plainObject(v)) {
-        throw bad('Bad datom value');
-      }
-    }
-    out[i] = [e, a, v, last];
-  }
-  return out;
-}
-
-function namePairs(o, name) {
-  const x = o[name];
-  if (x === undefined || x === null) return [];
-  if (!Array.isArray(x)) throw bad(`Bad '${name}'`, { field: name });
-  return x.map((r) => {
-    if (!Array.isArray(r) || r.length !== 2) throw bad(`Bad '${name}' ${short(r)}`, { field: name });
-    return [attr(r[0]), attr(r[1])];
-  });
-}
-
-function schemaChanges(o) {
+/** The fields ``spec`` names ("name:kind ...", CHECKS' kinds; "?": null when absent or null) of
+ * the JSON object ``o``, checked and decoded. */
+function fields(o, spec) {
   const out = {};
-  if (o.schema !== undefined && o.schema !== null) {
-    const ch = o.schema;
-    if (typeof ch !== 'object' || Array.isArray(ch)) throw bad("Bad 'schema'");
-    const changes = {};
-    for (const name of Object.keys(ch)) {
-      const props = ch[name];
-      if (props === null) { setKey(changes, attr(name), null); continue; }
-      if (typeof props !== 'object' || Array.isArray(props)) throw bad(`Bad schema of ${short(name)}`);
-      const p = {};
-      for (const k of Object.keys(props)) setKey(p, attr(k), decodeValue(props[k], 1));
-      setKey(changes, attr(name), p);
-    }
-    out.schema = changes;
+  for (const f of spec.split(' ')) {
+    const [name, kind] = f.split(':');
+    const x = o[name];
+    if (!'?pRSO'.includes(kind.at(-1)) && !Object.hasOwn(o, name)) throw bad(`Missing '${name}'`, { field: name });
+    const v = kind[1] && x == null ? null : CHECKS[kind[0]](x, name);
+    if (v !== undefined) out[name] = v;
   }
-  if (o.renames !== undefined && o.renames !== null) out.renames = namePairs(o, 'renames');
   return out;
 }
 
-function tempids(o) {
-  const x = decodeValue(field(o, 'tempids'), 1);
-  const entries = x instanceof Map ? Array.from(x) : (x !== null && typeof x === 'object' && !Array.isArray(x)
-    && plainObject(x) ? Object.entries(x) : null);
-  if (entries === null) throw bad("Bad 'tempids'");
-  for (const [k, v] of entries) {
-    if (!((typeof k === 'string') || Number.isInteger(k)) || !Number.isInteger(v)) throw bad(`Bad tempid entry ${short(k)}`);
-  }
-  return x;
-}
-
-function clientId(x) {
-  if (typeof x !== 'string' || x.length === 0 || x.length > MAX_CLIENT_ID) {
-    throw bad(`Bad client id ${short(x)}`);
-  }
-  return x;
-}
-
-const optClient = (o) => (o.client === undefined || o.client === null ? null : clientId(o.client));
-
-function origin(o) {
-  const x = o.origin;
-  if (x === undefined || x === null) return {};
-  if (typeof x !== 'object' || Array.isArray(x)) throw bad("Bad 'origin'");
-  return { origin: { client: clientId(x.client), seq: int(x, 'seq', 1), tempids: tempids(x) } };
-}
+/** The fields of each message a server sends (and ping, pong, error); codec_peer.js adds the others. */
+const FIELDS = {
+  welcome: 'db_id:s t:i mode:m ack_every:1',
+  'tx-ok': 'req:r t:i tempids:T',
+  'tx-rejected': 'req:r code:s message:s',
+  'scopes-ok': 'req:r t:i datoms:D',
+  'scopes-rejected': 'req:r code:s message:s',
+  resync: 'reason:s t:i',
+  ping: 'n:i t:i?',
+  pong: 'n:i',
+  error: 'code:s message:s',
+  delta: 't:1 tx:1 instant:N datoms:D schema:S renames:R origin:O',
+  'snapshot-begin': 't:i tx:i max_eid:i datoms:i chunks:i db_id:s? aliases:p',
+  'snapshot-chunk': 't:i seq:i datoms:C',
+  'snapshot-end': 't:i chunks:i',
+};
 
 /** Decoders of the messages a server sends (and ping, pong, error); codec_peer.js adds the others. */
-export const DECODERS = {
-  welcome: (o) => {
-    const w = { db_id: str(o, 'db_id'), t: int(o, 't'), mode: str(o, 'mode'), ack_every: int(o, 'ack_every', 1) };
-    if (w.mode !== 'resume' && w.mode !== 'bootstrap') throw bad(`Bad mode ${short(w.mode)}`);
-    return w;
-  },
-  'tx-ok': (o) => ({ req: req(o), t: int(o, 't'), tempids: tempids(o) }),
-  'tx-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
-  'scopes-ok': (o) => ({ req: req(o), t: int(o, 't'), datoms: datoms(field(o, 'datoms'), false) }),
-  'scopes-rejected': (o) => ({ req: req(o), code: str(o, 'code'), message: str(o, 'message') }),
-  resync: (o) => ({ reason: str(o, 'reason'), t: int(o, 't') }),
-  ping: (o) => ({ n: int(o, 'n'), t: optInt(o, 't') }),
-  pong: (o) => ({ n: int(o, 'n') }),
-  error: (o) => ({ code: str(o, 'code'), message: str(o, 'message') }),
-  delta: (o) => ({ t: int(o, 't', 1), tx: int(o, 'tx', 1), instant: instant(o, 'instant'), datoms: datoms(field(o, 'datoms'), false), ...schemaChanges(o), ...origin(o) }),
-  'snapshot-begin': (o) => ({
-    t: int(o, 't'), tx: int(o, 'tx'), max_eid: int(o, 'max_eid'), datoms: int(o, 'datoms'), chunks: int(o, 'chunks'), db_id: optStr(o, 'db_id'),
-    aliases: namePairs(o, 'aliases'),
-  }),
-  'snapshot-chunk': (o) => ({ t: int(o, 't'), seq: int(o, 'seq'), datoms: datoms(field(o, 'datoms'), true) }),
-  'snapshot-end': (o) => ({ t: int(o, 't'), chunks: int(o, 'chunks') }),
-};
+export const DECODERS = Object.fromEntries(Object.entries(FIELDS).map(([type, spec]) => [type, (o) => fields(o, spec)]));
 
 // ------------------------------------------------------------------------------------------------
 // Messages
@@ -352,17 +233,11 @@ function encReq(r) {
 }
 
 function encCredentials(v, depth = 0) {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string' || typeof v === 'boolean') return v;
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (depth <= MAX_DEPTH) {
-    if (Array.isArray(v)) return v.map((x) => encCredentials(x, depth + 1));
-    if (typeof v === 'object' && plainObject(v)) {
-      const out = {};
-      for (const k of Object.keys(v)) setKey(out, k, encCredentials(v[k], depth + 1));
-      return out;
-    }
-  }
+  if (v == null) return null;
+  if (typeof v === 'string' || typeof v === 'boolean' || Number.isFinite(v)) return v;
+  const sub = (x) => encCredentials(x, depth + 1);
+  if (depth <= MAX_DEPTH && Array.isArray(v)) return v.map(sub);
+  if (depth <= MAX_DEPTH && plainObject(v)) return object(Object.entries(v), (k) => k, sub);
   throw unencodable('Credentials must be JSON data (strings, finite numbers, booleans, null, lists, maps with string keys)');
 }
 
@@ -370,18 +245,13 @@ const opt = (x) => (x === undefined ? null : x);
 
 /** Encoders of the messages a client sends (and ping, pong, error); codec_peer.js adds the others. */
 export const ENCODERS = {
-  hello: (m) => {
-    const out = { credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id) };
-    if (m.client != null) out.client = m.client;
-    return out;
-  },
+  hello: (m) => ({
+    credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id),
+    ...(m.client != null && { client: m.client }),
+  }),
   sync: (m) => ({ t: opt(m.t) }),
   ack: (m) => ({ t: m.t }),
-  submit: (m) => {
-    const out = { req: encReq(m.req), tx: encodeValue(Array.from(m.tx)) };
-    if (m.client != null) { out.client = m.client; out.seq = m.seq; }
-    return out;
-  },
+  submit: (m) => ({ req: encReq(m.req), tx: encodeValue(Array.from(m.tx)), ...(m.client != null && { client: m.client, seq: m.seq }) }),
   scopes: (m) => ({ req: encReq(m.req), scopes: m.scopes.map(([n, args]) => [encStr(n), Array.from(args, encodeValue)]) }),
   ping: (m) => ({ n: m.n, t: opt(m.t) }),
   pong: (m) => ({ n: m.n }),
@@ -390,64 +260,51 @@ export const ENCODERS = {
 
 /** The JSON text of a message (what the server's codec writes for the same message). */
 export function encode(message) {
-  const f = ENCODERS[message?.type];
-  if (f === undefined || !Object.prototype.hasOwnProperty.call(ENCODERS, message.type)) {
-    throw unencodable(`Not a protocol message: ${short(message)}`);
-  }
-  return dumps({ v: PROTOCOL_VERSION, type: message.type, ...f(message) });
+  if (!Object.hasOwn(ENCODERS, message?.type)) throw unencodable(`Not a protocol message: ${short(message)}`);
+  return dumps({ v: PROTOCOL_VERSION, type: message.type, ...ENCODERS[message.type](message) });
 }
 
 /** The field checks and writers codec_peer.js shares (not part of the client's API). */
-export const internals = { bad, decKey, field, int, optInt, str, optStr, req, optClient, encStr, encReq, setKey, opt, short };
+export const internals = { bad, decKey, fields, encStr, encReq, object, setKey, opt };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const utf8Encoder = new TextEncoder();
 
 /** The message in ``data`` (a string, an ArrayBuffer or a byte view); ProtocolError otherwise. */
 export function decode(data, { maxSize = DEFAULT_MAX_SIZE } = {}) {
   try {
-    let text;
+    let text = data;
     let size;
     if (typeof data === 'string') {
-      text = data;
-      size = data.length * 3 > maxSize ? utf8Encoder.encode(data).length : data.length;
+      size = data.length * 3 > maxSize ? new TextEncoder().encode(data).length : data.length;
     } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       size = bytes.length;
-      if (size > maxSize) throw tooLarge(size, maxSize);
-      try { text = utf8.decode(bytes); } catch { throw bad('Not UTF-8'); }
+      if (size <= maxSize) try { text = utf8.decode(bytes); } catch { throw bad('Not UTF-8'); }
     } else {
       throw bad(`Expected bytes, got ${typeof data}`);
     }
-    if (size > maxSize) throw tooLarge(size, maxSize);
+    if (size > maxSize) {
+      throw new ProtocolError('protocol/too-large', `Message of ${size} bytes exceeds the limit of ${maxSize}`, { size, max_size: maxSize });
+    }
     let obj;
     try { obj = JSON.parse(text); } catch (e) { throw bad(`Not JSON: ${e.message}`); }
-    if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) throw bad('Lone surrogate');
-    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw bad('Not a JSON object');
-    const v = obj.v;
+    if (/\\u[dD][89a-fA-F]/.test(text) && hasLoneSurrogate(obj)) throw bad('Lone surrogate');
+    if (!plainObject(obj)) throw bad('Not a JSON object');
+    const { v, type } = obj;
     if (!Number.isInteger(v)) throw bad("Missing 'v'");
     if (v !== PROTOCOL_VERSION) {
       throw new ProtocolError('protocol/version', `Unsupported protocol version ${v} (this side speaks ${PROTOCOL_VERSION})`,
         { version: v, supported: [PROTOCOL_VERSION] });
     }
-    const kind = obj.type;
-    const dec = typeof kind === 'string' && Object.prototype.hasOwnProperty.call(DECODERS, kind) ? DECODERS[kind] : undefined;
-    if (dec === undefined) throw bad(`Unknown message type ${short(kind)}`, { type: kind });
-    return { type: kind, ...dec(obj) };
+    if (typeof type !== 'string' || !Object.hasOwn(DECODERS, type)) throw bad(`Unknown message type ${short(type)}`, { type });
+    return { type, ...DECODERS[type](obj) };
   } catch (e) {
     if (e instanceof ProtocolError) throw e;
     throw bad(`Malformed message (${e?.name}: ${String(e?.message).slice(0, 80)})`);
   }
 }
 
-const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
-
 function hasLoneSurrogate(x) {
   if (typeof x === 'string') return !x.isWellFormed();
-  if (x === null || typeof x !== 'object') return false;
-  return (Array.isArray(x) ? x : [...Object.keys(x), ...Object.values(x)]).some(hasLoneSurrogate);
-}
-
-function tooLarge(size, maxSize) {
-  return new ProtocolError('protocol/too-large', `Message of ${size} bytes exceeds the limit of ${maxSize}`, { size, max_size: maxSize });
+  return x !== null && typeof x === 'object' && [...Object.keys(x), ...Object.values(x)].some(hasLoneSurrogate);
 }

@@ -7,7 +7,7 @@
 import { DECODERS, ENCODERS, MAX_DEPTH, decodeValue, encodeValue, internals } from './codec.js';
 import { Tuple } from './values.js';
 
-const { bad, decKey, field, int, optInt, optStr, req, optClient, encStr, encReq, setKey, opt } = internals;
+const { bad, decKey, fields, encStr, encReq, object, opt } = internals;
 
 function credentials(x, depth = 0) {
   if (Array.isArray(x)) {
@@ -30,31 +30,30 @@ const encPairs = (pairs) => pairs.map(([o, n]) => [encStr(o), encStr(n)]);
 
 Object.assign(DECODERS, {
   hello: (o) => {
-    const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), t: optInt(o, 't'), db_id: optStr(o, 'db_id') };
-    const client = optClient(o);
-    if (client !== null) m.client = client;
+    const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), ...fields(o, 't:i? db_id:s? client:c?') };
+    if (m.client === null) delete m.client;
     return m;
   },
-  sync: (o) => ({ t: optInt(o, 't') }),
-  ack: (o) => ({ t: int(o, 't') }),
+  sync: (o) => fields(o, 't:i?'),
+  ack: (o) => fields(o, 't:i'),
   submit: (o) => {
-    const r = req(o);
-    const tx = decodeValue(field(o, 'tx'), 1);
+    const { req, client, seq } = fields(o, 'req:r client:c? seq:i?');
+    if (!Object.hasOwn(o, 'tx')) throw bad("Missing 'tx'", { field: 'tx' });
+    const tx = decodeValue(o.tx, 1);
     if (!Array.isArray(tx) || tx instanceof Tuple) throw bad("Field 'tx' must be a list of forms");
-    const client = optClient(o);
-    const seq = optInt(o, 'seq');
     if ((client === null) !== (seq === null)) throw bad('A submit names its client and seq together, or neither');
     if (seq !== null && seq < 1) throw bad(`A submission's seq is at least 1, got ${seq}`);
-    return client === null ? { req: r, tx } : { req: r, tx, client, seq };
+    return client === null ? { req, tx } : { req, tx, client, seq };
   },
   scopes: (o) => {
-    const xs = field(o, 'scopes');
+    if (!Object.hasOwn(o, 'scopes')) throw bad("Missing 'scopes'", { field: 'scopes' });
+    const xs = o.scopes;
     if (!Array.isArray(xs) || xs.length > 1024) throw bad("Field 'scopes' must be a list of [name, [args...]]");
     const scopes = xs.map((x) => {
       if (!Array.isArray(x) || x.length !== 2 || typeof x[0] !== 'string' || !Array.isArray(x[1])) throw bad('A scope is [name, [args...]]');
       return [decKey(x[0]), x[1].map((a) => decodeValue(a, 1))];
     });
-    return { req: req(o), scopes };
+    return { ...fields(o, 'req:r'), scopes };
   },
 });
 
@@ -68,15 +67,7 @@ Object.assign(ENCODERS, {
   delta: (m) => {
     const out = { t: m.t, tx: m.tx, instant: encodeValue(m.instant), datoms: encDatoms(m.datoms) };
     if (m.schema && Object.keys(m.schema).length) {
-      const s = {};
-      for (const a of Object.keys(m.schema)) {
-        const p = m.schema[a];
-        if (p === null) { setKey(s, encStr(a), null); continue; }
-        const q = {};
-        for (const k of Object.keys(p)) setKey(q, encStr(k), encodeValue(p[k]));
-        setKey(s, encStr(a), q);
-      }
-      out.schema = s;
+      out.schema = object(Object.entries(m.schema), encStr, (p) => (p === null ? null : object(Object.entries(p), encStr, encodeValue)));
     }
     if (m.renames && m.renames.length) out.renames = encPairs(m.renames);
     if (m.origin) out.origin = { client: m.origin.client, seq: m.origin.seq, tempids: encodeValue(m.origin.tempids ?? {}) };
