@@ -68,6 +68,9 @@ def test_health_status_and_plain_http(servers):
     assert raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n").startswith(b"HTTP/1.1 400")
     head, _, body = raw_http(server.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n").partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Type: application/json" in head and body == b""
+    for request in (b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /status HTTP/1.1\r\nHost: x\r\n\r\n"):
+        head, _, body = raw_http(server.port, request).partition(b"\r\n\r\n")  # any answer to HEAD: headers alone
+        assert head.startswith((b"HTTP/1.1 404", b"HTTP/1.1 200")) and b"Content-Length: " in head and body == b""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:  # a head in pieces
         for piece in (b"GET /hea", b"lth HTTP/1.0\r\n", b"Host: x\r", b"\n\r\n"):
             s.sendall(piece)

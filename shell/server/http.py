@@ -77,25 +77,31 @@ async def read_request(stream: trio.abc.ReceiveStream,
             return bytes(buf), None
 
 
-async def respond(stream: trio.abc.Stream, status: int, body: Any, *, http: h11.Connection | None = None,
-                  head_only: bool = False, content_type: str = "application/octet-stream") -> None:
-    """Answer ``status`` with ``body`` (bytes as they are, a string as text, anything else as JSON), then
-    close the connection (``linger``). ``http`` is the connection the request came on; without one
-    (no request was read) a fresh one answers."""
+def response(http: h11.Connection, status: int, body: Any, *, head_only: bool = False,
+             content_type: str = "application/octet-stream") -> bytes:
+    """The bytes answering ``status`` with ``body`` (bytes as they are, a string as text, anything else as
+    JSON) on ``http``, the connection the request came on; ``Connection: close``. ``head_only``: the
+    headers alone (the answer to a HEAD request)."""
     if isinstance(body, bytes):
         data, ctype = body, content_type
     elif isinstance(body, str):
         data, ctype = body.encode(), "text/plain; charset=utf-8"
     else:
         data, ctype = json.dumps(body, indent=1, default=str).encode() + b"\n", "application/json"
-    http = http or http_connection()
     headers = [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
                ("Connection", "close")]
     out = http.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=headers)) or b""
     if not head_only:
         out += http.send(h11.Data(data=data)) or b""
-    out += http.send(h11.EndOfMessage()) or b""
-    await stream.send_all(out)
+    return out + (http.send(h11.EndOfMessage()) or b"")
+
+
+async def respond(stream: trio.abc.Stream, status: int, body: Any, *, http: h11.Connection | None = None,
+                  head_only: bool = False, content_type: str = "application/octet-stream") -> None:
+    """Send ``response(...)``, then close the connection (``linger``). Without ``http`` (no request was
+    read) a fresh connection answers."""
+    await stream.send_all(response(http or http_connection(), status, body, head_only=head_only,
+                                   content_type=content_type))
     await linger(stream)
 
 
@@ -115,23 +121,25 @@ async def answer(server: SyncServer, stream: trio.abc.Stream, http: h11.Connecti
                  peer_host: str) -> None:
     """Answer a request that is not a WebSocket upgrade: ``/health`` (public), ``/status`` (for a caller
     replicas would accept), the browser client and the static files, else 404 (405 for a method other
-    than GET and HEAD)."""
-    head_only = request.method == "HEAD"
+    than GET and HEAD); a HEAD request gets the headers alone, whatever the answer."""
+
+    async def reply(status: int, body: Any, content_type: str = "application/octet-stream") -> None:
+        await respond(stream, status, body, http=http, head_only=request.method == "HEAD", content_type=content_type)
+
     if request.method not in ("GET", "HEAD"):
-        await respond(stream, 405, "datsync: only GET /health and GET /status\n", http=http)
+        await reply(405, "datsync: only GET /health and GET /status\n")
     elif request.path == "/health":
-        await respond(stream, 200, await server.health(), http=http, head_only=head_only)
+        await reply(200, await server.health())
     elif request.path == "/status":
         principal, why = authorize(_bearer(request.headers.get("authorization", "")), peer_host, server.token,
                                    server.jwt)
         if principal is None:
-            await respond(stream, 401, f"datsync: not authorized: {why}\n", http=http)
+            await reply(401, f"datsync: not authorized: {why}\n")
         else:
-            await respond(stream, 200, await server.health(detail=True), http=http, head_only=head_only)
+            await reply(200, await server.health(detail=True))
     elif (found := static_file(request.path, server.static_dir)) is not None:
         data = await trio.to_thread.run_sync(found[0].read_bytes)
-        await respond(stream, 200, data, http=http, head_only=head_only, content_type=found[1])
+        await reply(200, data, found[1])
     else:
-        await respond(stream, 404, f"datsync sync server: connect a replica with a WebSocket to "
-                                   f"{server.url}; GET /health for health, /status for sessions, "
-                                   f"{CLIENT_PREFIX}client.js for the browser client\n", http=http)
+        await reply(404, f"datsync sync server: connect a replica with a WebSocket to {server.url}; GET /health "
+                         f"for health, /status for sessions, {CLIENT_PREFIX}client.js for the browser client\n")
