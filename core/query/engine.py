@@ -39,7 +39,7 @@ from .parser import (
     show,
 )
 from .planner import INSUFFICIENT, choose, insufficient
-from .relation import Rel, add_rel, hash_join, merge, mixed_bools, project, tuple_getter
+from .relation import Rel, add_rel, columns, hash_join, merge, mixed_bools, project, tuple_getter
 from .sources import CollSource, DbSource, make_source
 
 __all__ = ["Env", "bind_values", "solve"]
@@ -251,8 +251,11 @@ def eval_pattern(env: Env, rels: list[Rel], pat: Pattern, src: str, bound: set) 
     e, v = terms[0], terms[2]
     e_bound = type(e) is Var and e in bound
     v_bound = type(v) is Var and v in bound
-    if isinstance(source, DbSource) and ec is None and (e_bound or (v_bound and source.lookup_kind(ac, "v"))):
-        lookup = n_rows * 10 < scan_cost
+    if isinstance(source, DbSource):
+        if n_rows == 1:  # one binding (a scalar input, say): the pattern with it as a constant
+            lookup = True
+        elif ec is None and (e_bound or (v_bound and source.lookup_kind(ac, "v"))):
+            lookup = n_rows * 10 < scan_cost
     if lookup:
         return [*rest, _lookup_join(env, comp, pat, source, info[1], terms, out_vars, bvars, first_pos, n, src)]
     if env.caching:
@@ -272,48 +275,58 @@ def _may_mix(types: set) -> bool:
 
 
 def _scan_join(comp: Rel, source: Any, consts: tuple, terms: tuple, out_vars: tuple, fvar: Var, n: int) -> Rel:
-    """Scan the pattern's index range and join each row straight into ``comp`` on ``fvar``."""
+    """Scan the pattern's index range and join each row straight into ``comp`` on ``fvar``.
+
+    The rows of ``comp`` are keyed by their ``fvar`` value; when those values are distinct (an entity
+    bound once per row, the usual case) the table maps each to its row, with no bucket lists to
+    allocate, and the scan keeps only the index rows whose ``fvar`` value is in the table."""
     ec, ac, vc, txc, _addc = consts
-    rows, layout = source.match(ec, ac, vc, txc, n)
-    fp = layout[terms.index(fvar)]
+    fpos = terms.index(fvar)
     ci = comp.idx[fvar]
-    if terms.index(fvar) == 2 and not (ac is not None and source.is_ref(ac)) and _may_mix(
-            set(map(type, map(itemgetter(ci), comp.rows)))) and mixed_bools(
-            map(itemgetter(ci), comp.rows), map(itemgetter(fp), rows)):
-        prel = _scan_rel(Env({}, None, None), None, source, consts, terms, out_vars, n)  # type: ignore[arg-type]
-        return hash_join(comp, prel)
-    table: dict = {}
-    for r in comp.rows:
-        k = r[ci]
-        b = table.get(k)
-        if b is None:
-            table[k] = [r]
-        else:
-            b.append(r)
+    crows = comp.rows
+    scanned = None
+    if fpos == 2 and not (ac is not None and source.is_ref(ac)) and _may_mix(set(map(type, map(itemgetter(ci),
+                                                                                          crows)))):
+        scanned = source.match(ec, ac, vc, txc, n)
+        if mixed_bools(map(itemgetter(ci), crows), map(itemgetter(scanned[1][2]), scanned[0])):
+            prel = _scan_rel(Env({}, None, None), None, source, consts, terms, out_vars, n)  # type: ignore[arg-type]
+            return hash_join(comp, prel)
+    table: dict = dict(zip(map(itemgetter(ci), crows), crows))
+    unique = len(table) == len(crows)
+    if not unique:
+        table = {}
+        for r in crows:
+            k = r[ci]
+            b = table.get(k)
+            if b is None:
+                table[k] = [r]
+            else:
+                b.append(r)
+    if scanned is None:
+        rows, layout = source.match_in(fpos, table, ec, ac, vc, txc, n)
+        fp = layout[fpos]
+    else:
+        layout = scanned[1]
+        fp = layout[fpos]
+        rows = [k for k in scanned[0] if k[fp] in table]
     new_vars = tuple(v for v in out_vars if v is not fvar)
     new_pos = [terms.index(v) for v in new_vars]
-    get = table.get
-    out: list = []
-    append = out.append
     if not new_pos:
-        hit = {k[fp] for k in rows if k[fp] in table}
-        out = [r for r in comp.rows if r[ci] in hit]
-    elif len(new_pos) == 1 and layout[new_pos[0]] is not None:
+        hit = set(map(itemgetter(fp), rows))
+        out = [table[k] for k in hit] if unique else [r for r in crows if r[ci] in hit]
+        return Rel(comp.vars, out, comp.raw)
+    if len(new_pos) == 1 and layout[new_pos[0]] is not None:
         np = layout[new_pos[0]]
-        for k in rows:
-            b = get(k[fp])
-            if b is not None:
-                x = (k[np],)
-                for r in b:
-                    append(r + x)
+        if unique:
+            out = [table[k[fp]] + (k[np],) for k in rows]
+        else:
+            out = [r + x for k in rows for x in ((k[np],),) for r in table[k[fp]]]
     else:
         ext = _extractor(layout, new_pos)
-        for k in rows:
-            b = get(k[fp])
-            if b is not None:
-                x = ext(k)
-                for r in b:
-                    append(r + x)
+        if unique:
+            out = [table[k[fp]] + ext(k) for k in rows]
+        else:
+            out = [r + x for k in rows for x in (ext(k),) for r in table[k[fp]]]
     return Rel(comp.vars + new_vars, out, comp.raw)
 
 
@@ -328,16 +341,16 @@ def _scan_rel(env: Env, pat: Pattern, source: Any, consts: tuple, terms: tuple, 
         if hit is not None:
             return hit
     ec, ac, vc, txc, addc = consts
-    rows, layout = source.match(ec, ac, vc, txc, n)
     if fvar is not None and comp is not None:
-        fp = layout[terms.index(fvar)]
         ci = comp.idx[fvar]
-        vals = {r[ci] for r in comp.rows}
-        rows = [k for k in rows if k[fp] in vals]
+        rows, layout = source.match_in(terms.index(fvar), {r[ci] for r in comp.rows}, ec, ac, vc, txc, n)
+    else:
+        rows, layout = source.match(ec, ac, vc, txc, n)
     rows = _filters(rows, layout, terms, addc)
     pos = [terms.index(v) for v in out_vars]
     if out_vars:
-        out = list(map(_extractor(layout, pos), rows))
+        lpos = [layout[p] for p in pos]
+        out = columns(rows, lpos) if None not in lpos else list(map(_extractor(layout, pos), rows))
         dedup = any(t is BLANK for t in terms[:3]) or (getattr(source, "history", False)
                                                         and type(terms[3]) is not Var)
         if dedup or isinstance(source, CollSource):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["Rel", "getter", "hash_join", "merge", "product", "project", "tuple_getter", "unit"]
+__all__ = ["Rel", "columns", "getter", "hash_join", "merge", "product", "project", "tuple_getter", "unit"]
 
 
 class Rel:
@@ -52,6 +52,17 @@ def tuple_getter(idxs: list[int] | tuple[int, ...]) -> Callable[[tuple], tuple]:
     if not idxs:
         return lambda r: ()
     return itemgetter(*idxs)
+
+
+def columns(rows: Iterable[tuple], idxs: list[int] | tuple[int, ...]) -> list[tuple]:
+    """The columns at ``idxs`` of every row, as tuples: ``map(tuple_getter(idxs), rows)`` without a
+    Python call per row."""
+    if len(idxs) == 1:
+        i = idxs[0]
+        return [(r[i],) for r in rows]
+    if not idxs:
+        return [() for _ in rows]
+    return list(map(itemgetter(*idxs), rows))
 
 
 def mixed_bools(*columns: Iterable) -> bool:
@@ -168,5 +179,6 @@ def project(rels: list[Rel], vars: tuple) -> set[tuple] | None:
     idx = hit.idx
     if any(v not in idx for v in vars):
         return None
-    g = tuple_getter([idx[v] for v in vars])
-    return set(map(g, hit.rows))
+    if hit.vars == vars:
+        return set(hit.rows)
+    return set(columns(hit.rows, [idx[v] for v in vars]))

@@ -10,6 +10,7 @@ applies time bases and filters.
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import itemgetter
 from typing import Any
 
 from ..db import DB, datoms, entid
@@ -39,8 +40,8 @@ def _range_count(idx: Any, lo: tuple, hi: tuple) -> int:
     lo_off = bisect_left(leaves[i], lo)
     j = bisect_left(maxes, hi)
     if j == n:
-        return sum(len(leaf) for leaf in leaves[i:]) - lo_off
-    return sum(len(leaf) for leaf in leaves[i:j]) + bisect_left(leaves[j], hi) - lo_off
+        return sum(map(len, leaves[i:])) - lo_off
+    return sum(map(len, leaves[i:j])) + bisect_left(leaves[j], hi) - lo_off
 
 
 def _range_list(idx: Any, lo: tuple, hi: tuple) -> list:
@@ -73,7 +74,35 @@ def _prefix_list(idx: Any, prefix: tuple) -> list:
     return _range_list(idx, prefix, (*prefix, TOP))
 
 
-def _vfilter(rows: list, vp: int, rp: int | None, v: Any) -> list:
+def _prefix_chunks(idx: Any, prefix: tuple) -> list[list]:
+    """The keys of a ``SortedIndex`` starting with ``prefix`` as a list of sorted runs: whole leaves
+    are shared, not copied, so a filter over a large range allocates only what it keeps."""
+    maxes = getattr(idx, "_maxes", None)
+    leaves = getattr(idx, "_leaves", None)
+    if maxes is None or leaves is None:
+        return [idx.prefix_list(prefix)]
+    hi = (*prefix, TOP)
+    n = len(maxes)
+    i = bisect_left(maxes, prefix)
+    if i == n:
+        return []
+    leaf = leaves[i]
+    start = bisect_left(leaf, prefix)
+    if hi <= leaf[-1]:
+        return [leaf[start:bisect_left(leaf, hi)]]
+    out = [leaf[start:] if start else leaf]
+    i += 1
+    while i < n:
+        leaf = leaves[i]
+        if hi <= leaf[-1]:
+            out.append(leaf[:bisect_left(leaf, hi)])
+            break
+        out.append(leaf)
+        i += 1
+    return out
+
+
+def _vfilter(rows: Any, vp: int, rp: int | None, v: Any) -> list:
     """Rows whose value (at ``vp``; its type rank at ``rp`` if the layout has one) is ``v``."""
     if type(v) is str:
         return [k for k in rows if k[vp] == v]
@@ -82,6 +111,24 @@ def _vfilter(rows: list, vp: int, rp: int | None, v: Any) -> list:
     if rp is not None:
         return [k for k in rows if k[vp] == iv and k[rp] == r]
     return [k for k in rows if k[vp] == iv and value_rank(k[vp]) == r]
+
+
+def _vfilter_chunks(chunks: list[list], vp: int, rp: int, v: Any) -> list:
+    """``_vfilter`` over sorted runs of keys (``_prefix_chunks``), without joining them first; a run
+    whose values don't include ``v`` is skipped by a C-level search (a rare value costs little)."""
+    get = itemgetter(vp)
+    if type(v) is str:
+        return [k for run in chunks if v in map(get, run) for k in run if k[vp] == v]
+    iv = index_value(v)
+    r = value_rank(v)
+    return [k for run in chunks if iv in map(get, run) for k in run if k[vp] == iv and k[rp] == r]
+
+
+def _rows_in(matched: tuple[list, tuple], pos: int, keys: Any) -> tuple[list, tuple]:
+    """Matched ``(rows, layout)`` keeping the rows whose pattern position ``pos`` is in ``keys``."""
+    rows, layout = matched
+    p = layout[pos]
+    return [k for k in rows if k[p] in keys], layout
 
 
 class DbSource:
@@ -146,10 +193,24 @@ class DbSource:
                     return _prefix_list(db.avet, (a, value_rank(v), index_value(v))), AVET
                 if type(v) is int and a in self.props.ref:
                     return _prefix_list(db.vaet, (v, a)), VAET
-                return _vfilter(_prefix_list(db.aevt, (a,)), 3, 2, v), AEVT
+                return _vfilter_chunks(_prefix_chunks(db.aevt, (a,)), 3, 2, v), AEVT
             return _prefix_list(db.aevt, (a,)), AEVT
         rows = list(db.eavt)
         return (rows if v is None else _vfilter(rows, 3, 2, v)), EAVT
+
+    def match_in(self, pos: int, keys: Any, e: Any, a: Any, v: Any, tx: Any, n: int = 5) -> tuple[list, tuple]:
+        """``match`` restricted to rows whose pattern position ``pos`` (0 entity, 2 value) holds a
+        value in ``keys`` (a set or dict): an entity join filters the attribute's range before its
+        value, and allocates only the rows it keeps."""
+        if self.fast and pos == 0 and e is None and a is not None and tx is None and (
+                v is None or (a not in self.props.indexed and not (type(v) is int and a in self.props.ref))):
+            chunks = _prefix_chunks(self.db.aevt, (a,))
+            if v is None:
+                return [k for run in chunks for k in run if k[1] in keys], AEVT
+            if type(v) is str:
+                return [k for run in chunks for k in run if k[1] in keys and k[3] == v], AEVT
+            return _vfilter([k for run in chunks for k in run if k[1] in keys], 3, 2, v), AEVT
+        return _rows_in(self.match(e, a, v, tx, n), pos, keys)
 
     def _match_view(self, e: Any, a: Any, v: Any) -> tuple[list, tuple]:
         db = self.db
@@ -242,6 +303,10 @@ class CollSource:
             if c is not None:
                 rows = [r for r in rows if r[pos] == c and (type(r[pos]) is bool) == (type(c) is bool)]
         return rows, DATOM
+
+    def match_in(self, pos: int, keys: Any, e: Any, a: Any, v: Any, tx: Any, n: int = 5) -> tuple[list, tuple]:
+        """``match`` restricted to rows whose position ``pos`` holds a value in ``keys``."""
+        return _rows_in(self.match(e, a, v, tx, n), pos, keys)
 
     def lookup_kind(self, a: Any, pos: str) -> bool:
         return False
