@@ -2,6 +2,10 @@
 
 Prints one row per benchmark: our median ms/op, DataScript's, and the ratio ours / DataScript
 (below 1.0: we are faster). DataScript runs from ``tests/oracle`` when Node is available.
+
+Measured as a user runs them: the garbage collector left alone in a process that holds the data
+(``--gc frozen``: run and frozen before each sample instead), queries written with keyword
+attributes (``--attrs string``: DataScript's spelling, ``"name"``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from . import datascript
 from .engine import BENCHMARKS as ENGINE_BENCHMARKS
 from .engine import SETUP as ENGINE_SETUP
 from .engine import datasets, empty
-from .harness import bench, bench_interleaved
+from .harness import GC_MODES, bench, bench_interleaved
 from .policy import POLICY_BENCHMARKS, POLICY_SETUP, SLOW
-from .query import QUERY_BENCHMARKS
+from .query import ATTRIBUTE_SPELLINGS, QUERY_BENCHMARKS, query_benchmarks
 from .query import SETUP as QUERY_SETUP
 from .sync import SYNC_BENCHMARKS, SYNC_SETUP
 
@@ -50,13 +54,13 @@ def bytes_per_datom() -> tuple[float, int]:
     return (after - before) / len(db.eavt), len(db.eavt)
 
 
-def _time_alone(name: str, args: argparse.Namespace) -> Any:
-    """Set up and time benchmark ``name`` on its own."""
+def _time_alone(name: str, fn: Any, args: argparse.Namespace) -> Any:
+    """Set up and time benchmark ``name`` (running ``fn``) on its own."""
     if name in SETUP:
         SETUP[name]()
     if name in SLOW:
-        return bench(BENCHMARKS[name], samples=1, sample_ms=0, warmup_ms=0)
-    return bench(BENCHMARKS[name], samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms)
+        return bench(fn, samples=1, sample_ms=0, warmup_ms=0, gc_mode=args.gc)
+    return bench(fn, samples=args.samples, sample_ms=args.sample_ms, warmup_ms=args.warmup_ms, gc_mode=args.gc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-ms", type=float, default=2000, help="warm-up before sampling (default 2000)")
     p.add_argument("--no-datascript", action="store_true", help="do not run DataScript alongside")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--gc", choices=GC_MODES, default="user", help="garbage collector while timing: `user` leaves "
+                   "it alone, as in a user's process holding the data (default); `frozen` runs it and freezes the "
+                   "survivors before each sample")
+    p.add_argument("--attrs", choices=ATTRIBUTE_SPELLINGS, default="keyword", help="attributes in the query "
+                   "benchmarks: `keyword` (:name, as a user writes EDN; default) or `string` (\"name\", DataScript's)")
     p.add_argument("--interleave", action="store_true", help="time the benchmarks side by side: set all up, "
                    "then rounds of one sample of each (fairer figures on a machine whose load varies)")
     args = p.parse_args(argv)
@@ -78,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown benchmark(s): {' '.join(unknown)}")
 
+    fns = {**BENCHMARKS, **query_benchmarks(args.attrs)}
     print(f"datsync bench: Python {platform.python_version()}, {platform.machine()}, "
-          f"{args.samples} samples x {args.sample_ms:.0f} ms, warm-up {args.warmup_ms:.0f} ms", flush=True)
+          f"{args.samples} samples x {args.sample_ms:.0f} ms, warm-up {args.warmup_ms:.0f} ms, "
+          f"gc {args.gc}, {args.attrs} attributes", flush=True)
     theirs: dict[str, Any] = {}
     why_not = "disabled (--no-datascript)" if args.no_datascript else datascript.available()
     ds_names = [n for n in names if n in IN_DATASCRIPT]
@@ -99,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if name in SETUP:
                 SETUP[name]()
-        timed = bench_interleaved({n: BENCHMARKS[n] for n in names}, samples=args.samples, sample_ms=args.sample_ms,
-                                  warmup_ms=args.warmup_ms)
+        timed = bench_interleaved({n: fns[n] for n in names}, samples=args.samples, sample_ms=args.sample_ms,
+                                  warmup_ms=args.warmup_ms, gc_mode=args.gc)
     for name in names:
-        t = timed.get(name) or _time_alone(name, args)
+        t = timed.get(name) or _time_alone(name, fns[name], args)
         ds = theirs.get(name, {}).get("median")
         ratio = f"{t.median / ds:6.2f}" if ds else "     -"
         ds_s = f"{ds:13.3f}" if ds else f"{'-':>13}"

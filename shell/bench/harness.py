@@ -1,8 +1,10 @@
 """Timing like DataScript's own benchmark harness: warm up, then samples of repeated runs, median.
 
 Each sample repeats the operation until ``sample_ms`` have passed (at least once) and records
-milliseconds per operation; the figure reported is the median sample. The garbage collector is run
-and the survivors frozen between samples, as the JS side runs ``gc()`` between its samples.
+milliseconds per operation; the figure reported is the median sample. The garbage collector runs
+as in a user's process (``gc="user"``: left alone, so a process holding a large database pays for
+the collections its operations cause), or is run with its survivors frozen before each sample
+(``gc="frozen"``: the collector then never scans the data set up before the sample).
 """
 
 from __future__ import annotations
@@ -35,24 +37,35 @@ def dotime(duration_ms: float, fn: Callable[[], object]) -> float:
             return elapsed / n
 
 
-def bench(fn: Callable[[], object], *, samples: int = 5, sample_ms: float = 1000, warmup_ms: float = 2000) -> Timing:
+GC_MODES = ("user", "frozen")
+"""How the garbage collector runs while timing: as in a user's process, or frozen before each sample."""
+
+
+def bench(fn: Callable[[], object], *, samples: int = 5, sample_ms: float = 1000, warmup_ms: float = 2000,
+          gc_mode: str = "frozen") -> Timing:
     """Warm up ``fn``, then time ``samples`` samples of it."""
-    return bench_interleaved({"fn": fn}, samples=samples, sample_ms=sample_ms, warmup_ms=warmup_ms)["fn"]
+    return bench_interleaved({"fn": fn}, samples=samples, sample_ms=sample_ms, warmup_ms=warmup_ms,
+                             gc_mode=gc_mode)["fn"]
 
 
 def bench_interleaved(fns: dict[str, Callable[[], object]], *, samples: int = 5, sample_ms: float = 1000,
-                      warmup_ms: float = 2000) -> dict[str, Timing]:
+                      warmup_ms: float = 2000, gc_mode: str = "frozen") -> dict[str, Timing]:
     """Warm up each of ``fns``, then time ``samples`` rounds of one sample of each in turn: on a
     machine whose load varies, the figures of one round were taken under the same load."""
+    if gc_mode not in GC_MODES:
+        raise ValueError(f"gc_mode must be one of {GC_MODES}, got {gc_mode!r}")
+    frozen = gc_mode == "frozen"
     for fn in fns.values():
         dotime(warmup_ms, fn)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(samples):
         for name, fn in fns.items():
-            gc.collect()
-            gc.freeze()
+            if frozen:
+                gc.collect()
+                gc.freeze()
             times[name].append(dotime(sample_ms, fn))
-            gc.unfreeze()
+            if frozen:
+                gc.unfreeze()
     out = {}
     for name, ts in times.items():
         ordered = sorted(ts)
