@@ -3,8 +3,10 @@ directly, snapshots in batches, and the close codes of the protocol's reasons to
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import trio
 import trio_websocket
@@ -64,6 +66,22 @@ def _frames_directly(ws: trio_websocket.WebSocketConnection) -> bool:
     proto = getattr(conn, "_proto", None)
     return (proto is not None and not proto.extensions and not getattr(ws, "is_client", True)
             and hasattr(ws, "_stream_lock") and hasattr(ws, "_stream"))
+
+
+def _direct_socket(ws: trio_websocket.WebSocketConnection, stream: Any) -> socket.socket | None:
+    """The connection's socket, when frames may be written to it directly from the fan-out (a plain
+    TCP stream, no extension): a write then costs one system call, not a task switch."""
+    inner = getattr(stream, "stream", None)
+    if not _frames_directly(ws) or type(inner) is not trio.SocketStream:
+        return None
+    sock = getattr(inner.socket, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _may_write_now(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether nobody is writing to ``ws``'s stream (its own pongs and close take the same lock) and
+    it is open: a frame written now cannot land inside another."""
+    return not ws._stream_lock.locked() and ws.closed is None and ws._wsproto.state is ConnectionState.OPEN
 
 
 async def _send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:

@@ -58,7 +58,9 @@ from .frames import (
     TOO_SLOW,
     WS_CLOSE_CODES,
     _close_reason,
+    _direct_socket,
     _frames_directly,
+    _may_write_now,
     _next_batch,
     _send_frames,
     ws_frame,
@@ -92,6 +94,15 @@ class _Stream:
         self.messages = messages
 
 
+class _Rest:
+    """The part of a frame the socket did not take when it was written directly: the writer sends it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: memoryview):
+        self.data = data
+
+
 class _Session:
     """One WebSocket connection: its ``ServerSession`` value and the tasks carrying out its effects."""
 
@@ -108,6 +119,12 @@ class _Session:
         """High-water mark of the outbound queue: above it no further message is read from the client."""
         self.out_send, self.out_recv = trio.open_memory_channel[Any](math.inf)
         self.out_bytes = 0
+        self.queued = 0
+        """Items in the outbound queue (the writer's receive has not returned them yet)."""
+        self._writer_idle = False
+        """The writer waits for the queue and holds nothing: a frame may go straight to the socket."""
+        self.direct: Any = None
+        """The socket frames are written to from the fan-out (``_write_now``), or None."""
         self._drained: trio.Event | None = None
         self.timer = SessionTimer()
         self._events: collections.deque = collections.deque()
@@ -280,14 +297,40 @@ class _Session:
 
     def _enqueue(self, item: Any) -> None:
         self.out_send.send_nowait(item)
+        self.queued += 1
         if type(item) is bytes:
             self.out_bytes += len(item)
 
     def _push(self, item: Any) -> None:
+        if type(item) is bytes and self._writer_idle and not self.queued and self.direct is not None \
+                and self._write_now(item):
+            return
         try:
             self._enqueue(item)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self.abort("normal", "connection closed")
+
+    def _write_now(self, data: bytes) -> bool:
+        """Write ``data``'s frame to the socket now, without waking the writer (nothing is queued and
+        nobody writes): what the socket does not take at once is queued for the writer. False: the
+        connection is not open; queue it (the writer reports the loss)."""
+        if not _may_write_now(self.ws):
+            return False
+        frame = self.server.frame_of(data)
+        try:
+            sent = self.direct.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        counters = self.server.counters
+        counters["writes_direct"] += 1
+        if sent < len(frame):
+            counters["writes_partial"] += 1
+            self._enqueue(_Rest(memoryview(frame)[sent:]))
+        return True
 
     def _close(self, code: str, reason: str) -> None:
         """Send what is queued, then close with ``code`` (the session is already closed); a client
@@ -444,13 +487,21 @@ class _Session:
         ws = self.ws
         recv = self.out_recv
         direct = _frames_directly(ws)
-        frames = self.server.frames
+        frame_of = self.server.frame_of
         held: Any = None
+        self.direct = _direct_socket(ws, self.stream)
         try:
             while True:
-                item = held if held is not None else await recv.receive()
-                held = None
-                if type(item) is bytes:
+                if held is None:
+                    self._writer_idle = True
+                    item = await recv.receive()
+                    self._writer_idle = False
+                    self.queued -= 1
+                else:
+                    item, held = held, None
+                if type(item) is _Rest:
+                    await _send_frames(ws, item.data)
+                elif type(item) is bytes:
                     if not direct:
                         self._taken(1, len(item))
                         await ws.send_message(item)
@@ -459,8 +510,7 @@ class _Session:
                     # delta in the frame made once for every session
                     out, n, count = [], 0, 0
                     while True:
-                        cached = frames.get(id(item))
-                        out.append(cached[1] if cached is not None and cached[0] is item else ws_frame(item))
+                        out.append(frame_of(item))
                         n += len(item)
                         count += 1
                         if n >= COALESCE_BYTES:
@@ -469,6 +519,7 @@ class _Session:
                             item = recv.receive_nowait()
                         except trio.WouldBlock:
                             break
+                        self.queued -= 1
                         if type(item) is not bytes:
                             held = item
                             break

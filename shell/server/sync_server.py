@@ -357,6 +357,11 @@ class SyncServer:
 
     # -- effects that need the store or the writer -----------------------------------------------
 
+    def frame_of(self, payload: bytes) -> bytes:
+        """``payload``'s WebSocket frame: the shared one when the fan-out framed it, else a new one."""
+        cached = self.frames.get(id(payload))
+        return cached[1] if cached is not None and cached[0] is payload else ws_frame(payload)
+
     async def read_deltas(self, from_t: int, to_t: int) -> tuple[tuple[Delta, bytes], ...]:
         """The deltas ``from_t < t <= to_t`` with their stored bytes: from memory when recent, else
         from the store's log (read and decoded in a worker thread)."""
