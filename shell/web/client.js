@@ -10,8 +10,8 @@
 // It holds the server's datoms with the server's entity and transaction ids; only the server
 // changes it (write with replica.transact, never d.transact). The client speaks the sync protocol
 // (docs/protocol.md): hello with credentials and the replica's t, bootstrap from a snapshot or
-// resume from t, deltas, acks, heartbeats, gap catch-up, writes with tempids, and reconnects with
-// exponential backoff and jitter.
+// resume from t, deltas, acks, heartbeats, gap catch-up, writes with tempids, changes of scopes,
+// and reconnects with exponential backoff and jitter.
 
 import d from './datascript.js';
 import {
@@ -25,22 +25,25 @@ import {
 export { d as datascript, DatsyncError, PROTOCOL_VERSION, ProtocolError, SyncError };
 export * from './values.js';
 
-const FATAL = new Set(['protocol/unauthorized', 'protocol/version']);
+const FATAL = ['protocol/unauthorized', 'protocol/version'];
+const RESEND = ['sync/overloaded', 'sync/duplicate-request', 'server/shutdown'];  // not transacted: sent again
 const MAX_IN_FLIGHT = 32;
-const COMPACT_AFTER = 1000;  // deltas kept in the store before a new snapshot is written
-const utf8 = new TextDecoder();
-
-function newClientId() {
-  if (globalThis.crypto?.randomUUID) return 'web-' + globalThis.crypto.randomUUID();
-  return 'web-' + Array.from({ length: 4 }, () => Math.random().toString(36).slice(2, 10)).join('');
-}
 const STALL_TICKS = 2;
+const utf8 = new TextDecoder();
+// the connection's phases
+const CLOSED = 0;
+const HANDSHAKE = 1;
+const BOOTSTRAPPING = 2;
+const LIVE = 3;
 
 /** A rejected or failed transaction: ``code`` is the server's (e.g. db.error/unique-conflict). */
 export class TxError extends DatsyncError {}
 
 /** A change of scopes the server refused (policy/unknown-scope, policy/invalid, policy/none). */
 export class ScopesRefused extends DatsyncError {}
+
+/** A promise settled through ``request.resolve_`` and ``request.reject_`` (a write, a change of scopes). */
+const answer = (request) => new Promise((resolve, reject) => { request.resolve_ = resolve; request.reject_ = reject; });
 
 // ------------------------------------------------------------------------------------------------
 // Stores: where a replica keeps its data between page loads
@@ -59,19 +62,18 @@ export function memoryStore({ persistent = false } = {}) {
 
 /** A store in the browser's IndexedDB database ``name``: a reload shows the data at once. */
 export function indexedDBStore(name = 'datsync') {
-  const open = () => new Promise((resolve, reject) => {
-    const r = indexedDB.open(name, 1);
-    r.onupgradeneeded = () => r.result.createObjectStore('replica');
-    r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(r.error);
-  });
   const run = async (mode, fn) => {
-    const db = await open();
+    const db = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name, 1);
+      r.onupgradeneeded = () => r.result.createObjectStore('replica');
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
     try {
       return await new Promise((resolve, reject) => {
         const tx = db.transaction('replica', mode);
         const req = fn(tx.objectStore('replica'));
-        tx.oncomplete = () => resolve(req?.result);
+        tx.oncomplete = () => resolve(req.result);
         tx.onerror = () => reject(tx.error);
       });
     } finally {
@@ -104,46 +106,32 @@ export function connect(url, options = {}) {
 
 export class Replica {
   constructor(url, options = {}) {
-    this.urls_ = Array.isArray(url) ? [...url] : [url];
+    this.urls_ = [url].flat();
     if (!this.urls_.length) throw new TypeError('connect: no URL');
     this.url = this.urls_[0];
     this.options_ = options;
-    this.scopes_ = options.scopes;     // the hello's scopes (a change of scopes replaces them)
-    this.scoping_ = new Map();         // req -> {scopes, sent, resolve, reject}: changes not answered yet
-    this.afterSnapshot_ = [];          // changes answered while bootstrapping: resolved by the snapshot
-    this.nextReq_ = 1;
     this.WebSocket_ = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket_ !== 'function') throw new TypeError('No WebSocket: pass options.WebSocket');
     this.store_ = options.store ?? memoryStore();
-    this.interval_ = (options.heartbeatInterval ?? 10) * 1000;
-    this.timeout_ = (options.heartbeatTimeout ?? 30) * 1000;
-    [this.backoffFirst_, this.backoffMax_] = (options.backoff ?? [0.5, 30]).map((s) => s * 1000);
-    this.saveDelay_ = options.saveDelay ?? 500;
-    this.compactAfter_ = options.compactAfter ?? COMPACT_AFTER;
-
-    this.confirmed_ = d.empty_db({});   // the server's database at t; the conn shows it plus the queue
-    this.layer_ = null;  // the (e, a) pairs the queued writes changed in the view (null: unknown)
+    this.scopes_ = options.scopes;     // the hello's scopes (a change of scopes replaces them)
+    this.scoping_ = new Map();         // req -> {scopes_, sent_, resolve_, reject_}: changes not answered yet
+    this.afterSnapshot_ = [];          // changes answered while bootstrapping: resolved by the snapshot
+    this.nextReq_ = 1;
+    this.confirmed_ = d.empty_db({});  // the server's database at t; the conn shows it plus the queue
+    this.layer_ = null;                // the (e, a) pairs the queued writes changed in the view (null: unknown)
     this.conn = d.conn_from_db(this.confirmed_);
-    this.t = null;
-    this.dbId = null;
+    this.t = this.dbId = this.error = null;
+    this.clientId = null;              // stable across page loads (kept in the store)
     this.schema_ = {};
     this.aliases_ = {};
-    this.status = 'connecting';       // connecting | online | offline | failed | closed
-    this.phase_ = 'closed';            // closed | handshake | bootstrapping | live
-    this.error = null;
+    this.status = 'connecting';        // connecting | online | offline | failed | closed
+    this.phase_ = CLOSED;
     this.listeners_ = new Set();
-    this.clientId = null;             // stable across page loads (kept in the store)
     this.nextSeq_ = 1;
-    this.queue_ = new Map();           // seq -> {seq, tx, sent, answer_, resolve, reject}: not answered yet
-    this.ws_ = null;
+    this.queue_ = new Map();           // seq -> {seq, tx, sent_, answer_, resolve_, reject_}: not answered yet
     this.attempt_ = 0;
-    this.closed_ = false;
-    this.retryTimer_ = null;
-    this.tickTimer_ = null;
-    this.saveTimer_ = null;
     this.savedT_ = null;               // t of the snapshot in the store (null: none)
     this.snapshotTexts_ = null;        // a snapshot's chunks (JSON text) received and not stored yet
-    this.snapshotT_ = null;
     this.log_ = [];                    // the deltas (JSON text) applied since that snapshot
     this.waiters_ = [];
     this.ready = new Promise((resolve, reject) => { this.readyResolve_ = resolve; this.readyReject_ = reject; });
@@ -168,7 +156,7 @@ export class Replica {
   /** The queued writes, oldest first: {seq, sent, conflict} (conflict: {code, message} when the write
    * does not apply on the current database locally; the server decides). */
   get pendingWrites() {
-    return Array.from(this.queue_.values(), (w) => ({ seq: w.seq, sent: w.sent, conflict: w.conflict ?? null }));
+    return Array.from(this.queue_.values(), (w) => ({ seq: w.seq, sent: !!w.sent_, conflict: w.conflict_ ?? null }));
   }
 
   /** Call ``fn(event)`` on every change: {kind: "status" | "synced" | "delta" | "error", ...}. */
@@ -183,8 +171,7 @@ export class Replica {
   async transact(txData) {
     await this.restored;
     if (this.t === null) await this.ready;
-    if (this.status === 'failed') throw this.error;
-    if (this.closed_) throw new TxError('sync/closed', 'The replica is closed');
+    this.usable_();
     let tx;
     try {
       tx = new TxTranslator(this.schema_, this.aliases_).tx(txData);
@@ -193,10 +180,10 @@ export class Replica {
       throw new TxError(e.code ?? 'sync/invalid-tx', e.message);
     }
     const seq = this.nextSeq_++;
-    const done = new Promise((resolve, reject) => {
-      this.queue_.set(seq, { seq, tx, sent: false, answer_: null, resolve, reject });
-    });
-    this.emit_({ kind: 'pending', count: this.queue_.size });
+    const w = { seq, tx, answer_: null };
+    const done = answer(w);
+    this.queue_.set(seq, w);
+    this.pending_();
     this.show_({ kind: 'local', seq });
     await this.saveWrites_();
     this.pump_();
@@ -208,21 +195,25 @@ export class Replica {
    * ([e, a, v, added]) once the replica holds exactly them; later connections subscribe to them.
    * Rejects with ScopesRefused (the server's code): nothing changes. Sent once live; a change the
    * connection lost before its answer is asked again on reconnect. */
-  setScopes(scopes) {
-    if (this.closed_) return Promise.reject(this.error ?? new TxError('sync/closed', 'The replica is closed'));
-    scopes = Array.from(scopes, ([name, args]) => [String(name), Array.from(args)]);
-    encode({ type: 'scopes', req: 0, scopes });  // refuse what the wire cannot carry before queueing it
-    return new Promise((resolve, reject) => {
-      this.scoping_.set('s' + this.nextReq_++, { scopes, sent: false, resolve, reject });
-      this.pump_();
-    });
+  async setScopes(scopes) {
+    this.usable_();
+    const c = { scopes_: Array.from(scopes, ([name, args]) => [String(name), Array.from(args)]) };
+    encode({ type: 'scopes', req: 0, scopes: c.scopes_ });  // refuse what the wire cannot carry before queueing it
+    const done = answer(c);
+    this.scoping_.set('s' + this.nextReq_++, c);
+    this.pump_();
+    return done;
   }
 
   /** Resolves once the replica has reached ``t`` (rejects after ``timeoutMs``). */
   waitForT(t, timeoutMs = 10000) {
     if (this.t !== null && this.t >= t) return Promise.resolve(this.t);
     return new Promise((resolve, reject) => {
-      const w = { t, resolve, timer: setTimeout(() => { this.waiters_ = this.waiters_.filter((x) => x !== w); reject(new Error(`t=${t} not reached`)); }, timeoutMs) };
+      const w = {
+        t_: t,
+        resolve_: resolve,
+        timer_: setTimeout(() => { this.waiters_ = this.waiters_.filter((x) => x !== w); reject(new Error(`t=${t} not reached`)); }, timeoutMs),
+      };
       this.waiters_.push(w);
     });
   }
@@ -235,18 +226,10 @@ export class Replica {
     this.closed_ = true;
     clearTimeout(this.retryTimer_);
     clearTimeout(this.tickTimer_);
-    if (this.ws_) {
-      const ws = this.ws_;
-      this.ws_ = null;
-      try { ws.close(1000, 'closed by the application'); } catch { /* already closed */ }
-    }
+    this.hangUp_(1000, 'closed by the application');
     this.lost_();
     this.setStatus_('closed');
-    for (const w of this.queue_.values()) {
-      if (w.reject) w.reject(new TxError('sync/closed', 'The replica was closed before the answer: the write stays queued in the store and is sent by the next connect with it'));
-      w.resolve = w.reject = null;
-    }
-    this.refuseScopes_(new TxError('sync/closed', 'The replica was closed before the change of scopes was answered'));
+    this.refuse_(new TxError('sync/closed', 'Closed before the answer (a write stays queued in the store)'));
     await this.restored;
     await this.save_();
   }
@@ -254,25 +237,23 @@ export class Replica {
   // -- persistence ------------------------------------------------------------------------------
 
   async restore_() {
-    let state = null;
-    let writes = null;
+    let state;
+    let writes;
     try {
       [state, writes] = await Promise.all([this.store_.load('replica'), this.store_.load('writes')]);
     } catch (e) {
-      this.emit_({ kind: 'error', code: 'store/load', message: String(e) });
+      this.report_('store/load', e);
     }
-    if (writes && writes.version === 1) {
+    if (writes?.version === 1) {
       this.clientId = writes.client;
       this.nextSeq_ = writes.next_seq;
-      for (const w of writes.queue) {
-        this.queue_.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), sent: false, answer_: null, resolve: null, reject: null });
-      }
-      if (this.queue_.size) this.emit_({ kind: 'pending', count: this.queue_.size });
+      for (const w of writes.queue) this.queue_.set(w.seq, { seq: w.seq, tx: decodeValue(w.tx), answer_: null });
+      if (this.queue_.size) this.pending_();
     } else {
-      this.clientId = newClientId();
+      this.clientId = 'web-' + Array.from(crypto.getRandomValues(new Uint32Array(4)), (x) => x.toString(36)).join('-');
       await this.saveWrites_();
     }
-    if (!state || (state.version !== 1 && state.version !== 2) || this.t !== null) return;
+    if (![1, 2].includes(state?.version) || this.t !== null) return;
     try {
       // version 2: the snapshot's chunks as they came over the wire; 1: every datom, encoded
       const datoms = state.version === 2
@@ -282,42 +263,42 @@ export class Replica {
       this.install_(datoms, state.t, state.db_id, 'restored');
       this.savedT_ = state.t;
       const log = await this.store_.load('deltas');
-      for (const text of (log && log.base_t === state.t ? log.items : [])) {
+      for (const text of (log?.base_t === state.t ? log.items : [])) {
         const m = decode(text);
         if (m.type === 'delta' && m.t === this.t + 1) { this.applyDelta_(m); this.log_.push(text); }
       }
     } catch (e) {
-      this.emit_({ kind: 'error', code: 'store/load', message: String(e) });
+      this.report_('store/load', e);
     }
   }
 
   scheduleSave_() {
-    if (this.saveTimer_ !== null) return;
-    this.saveTimer_ = setTimeout(() => { this.saveTimer_ = null; this.save_(); }, this.saveDelay_);
+    this.saveTimer_ ??= setTimeout(() => { this.saveTimer_ = null; this.save_(); }, this.options_.saveDelay ?? 500);
   }
 
   /** Keep the replica in the store: the deltas since the last snapshot (small, often), and a new
-   * snapshot of every datom once the log is long (or after a bootstrap). */
+   * snapshot of every datom once the log is long (or after a bootstrap or a change of scopes). */
   async save_() {
     if (this.t === null || this.store_.persistent === false) return;
     try {
+      let state = null;
       if (this.snapshotTexts_ !== null) {  // after a bootstrap: the chunks as received, no re-encoding
-        const state = { version: 2, t: this.snapshotT_, db_id: this.dbId, aliases: this.snapshotAliases_, chunks: this.snapshotTexts_ };
+        state = { version: 2, t: this.snapshotT_, db_id: this.dbId, aliases: this.snapshotAliases_, chunks: this.snapshotTexts_ };
         this.snapshotTexts_ = null;
-        this.savedT_ = state.t;
-        await this.store_.save('replica', state);
-      } else if (this.savedT_ === null || this.log_.length >= this.compactAfter_) {
-        const state = {
+      } else if (this.savedT_ === null || this.log_.length >= (this.options_.compactAfter ?? 1000)) {
+        state = {
           version: 1, t: this.t, db_id: this.dbId, aliases: this.aliases_,
           datoms: this.datoms().map(([e, a, v, tx]) => [e, a, encodeValue(v), tx]),
         };
         this.log_ = [];
-        this.savedT_ = this.t;
+      }
+      if (state !== null) {
+        this.savedT_ = state.t;
         await this.store_.save('replica', state);
       }
       await this.store_.save('deltas', { base_t: this.savedT_, items: this.log_.slice() });
     } catch (e) {
-      this.emit_({ kind: 'error', code: 'store/save', message: String(e) });
+      this.report_('store/save', e);
     }
   }
 
@@ -326,22 +307,22 @@ export class Replica {
       version: 1, client: this.clientId, next_seq: this.nextSeq_,
       queue: Array.from(this.queue_.values(), (w) => ({ seq: w.seq, tx: encodeValue(w.tx) })),
     };
-    try { await this.store_.save('writes', writes); } catch (e) { this.emit_({ kind: 'error', code: 'store/save', message: String(e) }); }
+    try { await this.store_.save('writes', writes); } catch (e) { this.report_('store/save', e); }
   }
 
   /** Send queued writes, oldest first, at most MAX_IN_FLIGHT unanswered at a time; once live, the
    * changes of scopes not sent yet. */
   pump_() {
-    if (this.phase_ !== 'live' && this.phase_ !== 'bootstrapping') return;
+    if (this.phase_ < BOOTSTRAPPING) return;
     for (const [req, c] of this.scoping_) {
-      if (this.phase_ === 'live' && !c.sent) { c.sent = true; this.send_({ type: 'scopes', req, scopes: c.scopes }); }
+      if (this.phase_ === LIVE && !c.sent_) { c.sent_ = true; this.send_({ type: 'scopes', req, scopes: c.scopes_ }); }
     }
-    let inFlight = 0;
-    for (const w of this.queue_.values()) if (w.sent && w.answer_ === null) inFlight++;
-    for (const w of this.queue_.values()) {
+    const writes = [...this.queue_.values()];
+    let inFlight = writes.filter((w) => w.sent_ && w.answer_ === null).length;
+    for (const w of writes) {
       if (inFlight >= MAX_IN_FLIGHT) break;
-      if (w.sent) continue;
-      w.sent = true;
+      if (w.sent_) continue;
+      w.sent_ = true;
       inFlight++;
       this.send_({ type: 'submit', req: w.seq, tx: w.tx, client: this.clientId, seq: w.seq });
     }
@@ -365,66 +346,79 @@ export class Replica {
     ws.onclose = (ev) => { if (this.ws_ === ws) { this.ws_ = null; this.dropped_(ev.reason || `closed (${ev.code})`); } };
     ws.onerror = () => {
       // a connection that failed before opening: some WebSocket implementations never fire close
-      if (this.ws_ === ws && this.phase_ === 'closed') { this.ws_ = null; try { ws.close(); } catch { /* never opened */ } this.dropped_('cannot connect'); }
+      if (this.ws_ === ws && this.phase_ === CLOSED) { this.hangUp_(); this.dropped_('cannot connect'); }
     };
   }
 
   opened_() {
-    const creds = this.options_.token == null && this.scopes_ == null ? null
-      : { ...(this.options_.token != null ? { token: this.options_.token } : {}), ...(this.scopes_ != null ? { scopes: this.scopes_ } : {}) };
-    this.phase_ = 'handshake';
-    this.builder_ = null;
-    this.syncFrom_ = null;
+    const { token } = this.options_;
+    const scopes = this.scopes_;
+    this.phase_ = HANDSHAKE;
+    this.builder_ = this.syncFrom_ = null;
     this.ackedT_ = this.t ?? 0;
     this.ackEvery_ = 1;
-    this.heard_ = false;
-    this.sentSinceTick_ = false;
+    this.heard_ = this.sentSinceTick_ = false;
     this.lastHeard_ = Date.now();
     this.pingN_ = 0;
     this.stall_ = [null, 0];
-    this.send_({ type: 'hello', credentials: creds, t: this.t, db_id: this.dbId, client: this.clientId });
+    this.send_({
+      type: 'hello',
+      credentials: token == null && scopes == null ? null : { ...(token != null && { token }), ...(scopes != null && { scopes }) },
+      t: this.t, db_id: this.dbId, client: this.clientId,
+    });
     this.tick_();
+  }
+
+  /** Close the socket (if any) with ``code`` and ``reason``; its events are no longer ours. */
+  hangUp_(code, reason) {
+    const ws = this.ws_;
+    this.ws_ = null;
+    try { ws?.close(code, reason); } catch { /* closed already */ }
   }
 
   dropped_(reason) {
     clearTimeout(this.tickTimer_);
     this.url = this.urls_[(this.urls_.indexOf(this.url) + 1) % this.urls_.length];  // next time, the next server
     this.lost_();
-    if (this.closed_ || this.status === 'failed') return;
+    if (this.closed_) return;
     this.setStatus_('offline');
     this.retry_(reason);
   }
 
   lost_() {
-    this.phase_ = 'closed';
+    this.phase_ = CLOSED;
     this.builder_ = null;
-    for (const w of this.queue_.values()) if (w.answer_ === null) w.sent = false;  // sent again on reconnect
-    for (const c of this.scoping_.values()) c.sent = false;  // asked again once live
+    for (const w of this.queue_.values()) if (w.answer_ === null) w.sent_ = false;  // sent again on reconnect
+    for (const c of this.scoping_.values()) c.sent_ = false;  // asked again once live
   }
 
   retry_(reason) {
     if (this.closed_) return;
-    const base = Math.min(this.backoffMax_, this.backoffFirst_ * 2 ** this.attempt_);
-    this.attempt_ += 1;
+    const [first, max] = this.options_.backoff ?? [0.5, 30];
+    const base = Math.min(max, first * 2 ** this.attempt_++) * 1000;
     const delay = base / 2 + Math.random() * base / 2;
     this.emit_({ kind: 'retry', delay, reason });
     clearTimeout(this.retryTimer_);
     this.retryTimer_ = setTimeout(() => this.open_(), delay);
   }
 
+  /** Stop for good (refused credentials or protocol version): say why to every waiting promise. */
   fail_(code, message) {
     this.error = new TxError(code, message);
     this.closed_ = true;
     this.setStatus_('failed');
     this.readyReject_(this.error);
-    if (this.ws_) { const ws = this.ws_; this.ws_ = null; try { ws.close(1000); } catch { /* closed */ } }
+    this.hangUp_(1000);
     this.lost_();
-    for (const w of this.queue_.values()) if (w.reject) w.reject(this.error);
-    this.refuseScopes_(this.error);
+    this.refuse_(this.error);
   }
 
-  refuseScopes_(error) {
-    for (const c of [...this.scoping_.values(), ...this.afterSnapshot_]) c.reject(error);
+  /** Reject the waiting writes (they stay queued in the store) and changes of scopes with ``error``. */
+  refuse_(error) {
+    for (const r of [...this.queue_.values(), ...this.scoping_.values(), ...this.afterSnapshot_]) {
+      r.reject_?.(error);
+      r.resolve_ = r.reject_ = null;
+    }
     this.scoping_.clear();
     this.afterSnapshot_ = [];
   }
@@ -432,35 +426,29 @@ export class Replica {
   close_(code, message) {
     // a protocol failure: say why, close; reconnecting resumes from t
     try { this.send_({ type: 'error', code, message: String(message).slice(0, 500) }); } catch { /* closing */ }
-    const ws = this.ws_;
-    this.ws_ = null;
-    if (ws) try { ws.close(1002, code); } catch { /* closed */ }
+    this.hangUp_(1002, code);
     this.dropped_(message);
   }
 
-  send_(msg) { this.sendRaw_(encode(msg)); }
-
-  sendRaw_(data) {
-    if (!this.ws_ || this.ws_.readyState !== 1) return;
-    this.ws_.send(data);
+  send_(msg) {
+    if (this.ws_?.readyState !== 1) return;
+    this.ws_.send(encode(msg));
     this.sentSinceTick_ = true;
   }
 
   tick_() {
     clearTimeout(this.tickTimer_);
-    this.tickTimer_ = setTimeout(() => this.onTick_(), this.interval_);
+    this.tickTimer_ = setTimeout(() => this.onTick_(), (this.options_.heartbeatInterval ?? 10) * 1000);
   }
 
   onTick_() {
-    if (this.phase_ === 'closed') return;
+    if (this.phase_ === CLOSED) return;
     const now = Date.now();
     if (this.heard_) this.lastHeard_ = now;
     this.heard_ = false;
-    if (now - this.lastHeard_ >= this.timeout_) {
-      const ws = this.ws_;
-      this.ws_ = null;
-      if (ws) try { ws.close(1000, 'heartbeat timeout'); } catch { /* closed */ }
-      this.dropped_('heartbeat timeout: nothing heard from the server');
+    if (now - this.lastHeard_ >= (this.options_.heartbeatTimeout ?? 30) * 1000) {
+      this.hangUp_(1000, 'heartbeat timeout');
+      this.dropped_('heartbeat timeout');
       return;
     }
     const sent = this.sentSinceTick_;
@@ -472,30 +460,47 @@ export class Replica {
     this.tick_();
   }
 
+  /** Ask again (``sync``) when a snapshot or a catch-up made no progress for STALL_TICKS ticks. */
   checkStall_() {
-    let key = null;
-    if (this.phase_ === 'bootstrapping') key = 'snapshot:' + (this.builder_ ? `${this.builder_.head.t}:${this.builder_.chunks.size}` : '-');
-    else if (this.phase_ === 'live' && this.syncFrom_ !== null) key = 'catch-up:' + this.t;
-    if (key === null) { this.stall_ = [null, 0]; return; }
-    if (this.stall_[0] !== key) { this.stall_ = [key, 0]; return; }
-    const n = this.stall_[1] + 1;
-    if (n < STALL_TICKS) { this.stall_ = [key, n]; return; }
-    this.send_({ type: 'sync', t: this.phase_ === 'bootstrapping' ? null : this.t });
-    this.stall_ = [key, 0];
+    const b = this.builder_;
+    const key = this.phase_ === BOOTSTRAPPING ? 'snapshot:' + (b ? `${b.head_.t}:${b.chunks_.size}` : '-')
+      : this.phase_ === LIVE && this.syncFrom_ !== null ? 'catch-up:' + this.t : null;
+    let n = key !== null && this.stall_[0] === key ? this.stall_[1] + 1 : 0;
+    if (n >= STALL_TICKS) {
+      this.send_({ type: 'sync', t: this.phase_ === BOOTSTRAPPING ? null : this.t });
+      n = 0;
+    }
+    this.stall_ = [key, n];
   }
 
   maybeAck_(force = false) {
-    if (this.phase_ !== 'live' || this.t === null || this.t <= this.ackedT_) return;
+    if (this.phase_ !== LIVE || this.t === null || this.t <= this.ackedT_) return;
     if (force || this.t - this.ackedT_ >= this.ackEvery_) {
       this.send_({ type: 'ack', t: this.t });
       this.ackedT_ = this.t;
     }
   }
 
+  /** Ask for the deltas after t (once per t). */
+  catchUp_() {
+    if (this.syncFrom_ === this.t) return;
+    this.send_({ type: 'sync', t: this.t });
+    this.syncFrom_ = this.t;
+  }
+
+  /** Ask for a new snapshot. */
+  resnapshot_() {
+    this.send_({ type: 'sync', t: null });
+    this.phase_ = BOOTSTRAPPING;
+    this.builder_ = null;
+  }
+
+  unexpected_(message) { this.send_({ type: 'error', code: 'protocol/unexpected', message }); }
+
   // -- messages ---------------------------------------------------------------------------------
 
   received_(data) {
-    if (this.phase_ === 'closed') return;
+    if (this.phase_ === CLOSED) return;
     this.heard_ = true;
     let m;
     try {
@@ -508,98 +513,34 @@ export class Replica {
       return;
     }
     try {
-      const handler = this.handlers_[m.type];
-      if (handler === undefined) this.send_({ type: 'error', code: 'protocol/unexpected', message: `a server does not send ${m.type} messages` });
+      const handler = HANDLERS[m.type];
+      if (handler === undefined) this.unexpected_(`a server does not send ${m.type} messages`);
       else handler.call(this, m);
     } catch (e) {
-      this.close_(e.code && String(e.code).startsWith('sync/') ? e.code : 'protocol/internal', `${e.name}: ${e.message}`);
+      this.close_(String(e.code).startsWith('sync/') ? e.code : 'protocol/internal', `${e.name}: ${e.message}`);
     }
-  }
-
-  get handlers_() { return HANDLERS; }
-
-  onWelcome_(m) {
-    if (this.phase_ !== 'handshake') { this.send_({ type: 'error', code: 'protocol/unexpected', message: 'welcome outside the handshake' }); return; }
-    if (m.mode === 'resume' && this.t === null) { this.close_('protocol/unexpected', 'the server resumed a client that has no replica'); return; }
-    this.attempt_ = 0;
-    this.ackEvery_ = m.ack_every;
-    this.phase_ = m.mode === 'resume' ? 'live' : 'bootstrapping';
-    this.setStatus_('online');
-    if (m.mode === 'resume') this.readyResolve_(this);
-    this.pump_();
-  }
-
-  onError_(m) {
-    this.emit_({ kind: 'error', code: m.code, message: m.message });
-    if (FATAL.has(m.code)) this.fail_(m.code, m.message);
-  }
-
-  onPing_(m) {
-    this.send_({ type: 'pong', n: m.n });
-    if (m.t !== null && this.phase_ === 'live' && this.t !== null && m.t > this.t && this.syncFrom_ !== this.t) {
-      this.send_({ type: 'sync', t: this.t });
-      this.syncFrom_ = this.t;
-    }
-  }
-
-  onResync_(m) {
-    if (this.phase_ === 'handshake') return;
-    this.emit_({ kind: 'resync', reason: m.reason, t: m.t });
-    if (!(this.builder_ && this.builder_.head.t >= m.t)) this.builder_ = null;
-    this.phase_ = 'bootstrapping';
-  }
-
-  onSnapshotBegin_(m) {
-    if (this.phase_ === 'handshake') return;
-    if (this.phase_ === 'live' && this.t !== null && m.t <= this.t) return;
-    if (this.builder_ && m.t <= this.builder_.head.t) return;
-    this.phase_ = 'bootstrapping';
-    this.builder_ = { head: m, chunks: new Map(), count_: 0 };
-    if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot_(this.builder_);
-  }
-
-  onSnapshotChunk_(m) {
-    const b = this.builder_;
-    if (!b || this.phase_ !== 'bootstrapping' || m.t !== b.head.t) return;
-    if (m.seq >= b.head.chunks || b.count_ + m.datoms.length > b.head.datoms) {
-      this.send_({ type: 'sync', t: null });
-      this.builder_ = null;
-      return;
-    }
-    if (b.chunks.has(m.seq)) return;
-    b.chunks.set(m.seq, [m.datoms, prepareDatoms(m.datoms), m.text]);
-    b.count_ += m.datoms.length;
-    if (b.chunks.size === b.head.chunks && b.count_ === b.head.datoms) this.finishSnapshot_(b);
-  }
-
-  onSnapshotEnd_(m) {
-    const b = this.builder_;
-    if (!b || this.phase_ !== 'bootstrapping' || m.t !== b.head.t || m.chunks === b.head.chunks) return;
-    this.send_({ type: 'sync', t: null });
-    this.builder_ = null;
   }
 
   finishSnapshot_(b) {
     const datoms = [];
     const prepared = [];
-    for (let seq = 0; seq < b.head.chunks; seq++) {
-      const [raw, ds] = b.chunks.get(seq);
+    for (let seq = 0; seq < b.head_.chunks; seq++) {
+      const [raw, ds] = b.chunks_.get(seq);
       for (let i = 0; i < raw.length; i++) { datoms.push(raw[i]); prepared.push(ds[i]); }
     }
-    this.aliases_ = Object.fromEntries(b.head.aliases ?? []);
-    this.install_(datoms, b.head.t, b.head.db_id, 'synced', prepared);
+    this.aliases_ = Object.fromEntries(b.head_.aliases);
+    this.install_(datoms, b.head_.t, b.head_.db_id, 'synced', prepared);
     this.savedT_ = null;  // a new snapshot to keep: its chunks as received
     this.snapshotTexts_ = this.store_.persistent === false ? null
-      : Array.from({ length: b.head.chunks }, (_, seq) => b.chunks.get(seq)[2]);
-    this.snapshotT_ = b.head.t;
+      : Array.from({ length: b.head_.chunks }, (_, seq) => b.chunks_.get(seq)[2]);
+    this.snapshotT_ = b.head_.t;
     this.snapshotAliases_ = this.aliases_;
     this.log_ = [];
-    this.builder_ = null;
-    this.phase_ = 'live';
-    this.syncFrom_ = null;
+    this.builder_ = this.syncFrom_ = null;
+    this.phase_ = LIVE;
     this.maybeAck_(true);
     this.readyResolve_(this);
-    for (const c of this.afterSnapshot_) c.resolve([]);
+    for (const c of this.afterSnapshot_) c.resolve_([]);
     this.afterSnapshot_ = [];
     this.release_();
     this.pump_();
@@ -617,27 +558,6 @@ export class Replica {
     this.wake_();
   }
 
-  onDelta_(m) {
-    if (this.phase_ !== 'live' || this.t === null) return;
-    if (m.t <= this.t) return;
-    if (m.t > this.t + 1) {
-      if (this.syncFrom_ !== this.t) {
-        this.send_({ type: 'sync', t: this.t });
-        this.syncFrom_ = this.t;
-      }
-      return;
-    }
-    const own = m.origin && m.origin.client === this.clientId ? this.queue_.get(m.origin.seq) : undefined;
-    if (own !== undefined && own.answer_ === null) own.answer_ = { t: m.t, tempids: m.origin.tempids };
-    this.applyDelta_(m);
-    this.log_.push(m.text);
-    this.syncFrom_ = null;
-    this.emit_({ kind: 'delta', t: m.t, tx: m.tx });
-    this.maybeAck_();
-    this.release_();
-    this.scheduleSave_();
-  }
-
   applyDelta_(m) {
     const meta = { kind: 'delta', t: m.t, tx: m.tx };
     const renames = m.renames ?? [];
@@ -645,7 +565,7 @@ export class Replica {
     let exact = true;  // the confirmed database changed by m.datoms only
     if (m.schema || renames.length) {
       const before = this.datoms();
-      this.schema_ = applySchemaDelta(this.schema_, m.schema ?? {}, renames);
+      this.schema_ = applySchemaDelta(this.schema_, m.schema, renames);
       this.aliases_ = applyAliases(this.aliases_, renames, this.schema_);
       this.confirmed_ = buildDb(renameDatoms(before, renames), this.schema_);
       direct = exact = false;
@@ -655,7 +575,7 @@ export class Replica {
     const conn = direct ? this.conn : d.conn_from_db(this.confirmed_);
     const report = direct ? this.swap_(() => d.transact(conn, ops, { datsync: meta })) : d.transact(conn, ops);
     this.confirmed_ = d.db(conn);
-    if (report !== null && report.tx_data.some((x) => x.tx > 0 && x.tx !== m.tx)) {
+    if (report?.tx_data.some((x) => x.tx > 0 && x.tx !== m.tx)) {
       // DataScript gave some datom another tx id: rebuild from the datoms with the right ones
       const fixed = this.datoms().map(([e, a, v, tx]) => [e, a, v, tx === report.tempids[':db/current-tx'] ? m.tx : tx]);
       this.confirmed_ = buildDb(fixed, this.schema_);
@@ -675,15 +595,15 @@ export class Replica {
     let view = this.confirmed_;
     const layer = [];
     for (const w of this.queue_.values()) {
-      if (w.answer_ !== null && this.t !== null && w.answer_.t <= this.t) continue;  // in confirmed already
+      if (w.answer_?.t <= this.t) continue;  // in confirmed already
       try {
         w.local_ ??= toLocalTx(w.tx);
         const conn = d.conn_from_db(view);
         for (const x of d.transact(conn, w.local_).tx_data) layer.push([x.e, x.a]);
         view = d.db(conn);
-        w.conflict = null;
+        w.conflict_ = null;
       } catch (e) {
-        w.conflict = { code: e.code ?? 'sync/conflict', message: String(e.message ?? e) };
+        w.conflict_ = { code: e.code ?? 'sync/conflict', message: String(e.message ?? e) };
       }
     }
     const shown = d.db(this.conn);
@@ -706,7 +626,7 @@ export class Replica {
     const want = new Set(ops.filter((o) => o.length === 5).map(([, e, a, v, tx]) => datomKey(e, a, v, tx)));
     try {
       const report = this.swap_(() => d.transact(this.conn, ops, { datsync: meta }));
-      return report !== null && report.tx_data.every((x) => x.tx < 0 || want.has(datomKey(x.e, x.a, x.v, x.tx)));
+      return report?.tx_data.every((x) => x.tx < 0 || want.has(datomKey(x.e, x.a, x.v, x.tx))) ?? false;
     } catch {
       return false;
     }
@@ -721,30 +641,155 @@ export class Replica {
     } catch (e) {
       if (d.db(this.conn) === before) throw e;
       console.error('datsync: a d.listen listener failed', e);
-      this.emit_({ kind: 'error', code: 'listener', message: String(e?.message ?? e) });
+      this.report_('listener', e);
       return null;
     }
   }
 
   wake_() {
-    const due = this.waiters_.filter((w) => this.t >= w.t);
-    this.waiters_ = this.waiters_.filter((w) => this.t < w.t);
-    for (const w of due) { clearTimeout(w.timer); w.resolve(this.t); }
+    for (const w of this.waiters_) if (this.t >= w.t_) { clearTimeout(w.timer_); w.resolve_(this.t); }
+    this.waiters_ = this.waiters_.filter((w) => this.t < w.t_);
   }
 
-  onScopesOk_(m) {
+  /** Resolve the answered writes whose t the replica has reached. */
+  release_() {
+    let changed = false;
+    for (const [seq, w] of this.queue_) {
+      if (w.answer_?.t <= this.t) {
+        this.queue_.delete(seq);
+        changed = true;
+        const tempids = localTempids(w.answer_.tempids);
+        w.resolve_?.({ t: w.answer_.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer_.t, tempids });
+      }
+    }
+    if (changed) {
+      this.show_({ kind: 'confirmed', t: this.t });
+      this.saveWrites_();
+      this.pending_();
+      this.pump_();
+    }
+  }
+
+  // -- events -------------------------------------------------------------------------------------
+
+  usable_() {
+    if (this.closed_) throw this.error ?? new TxError('sync/closed', 'The replica is closed');
+  }
+
+  setStatus_(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.emit_({ kind: 'status', status });
+  }
+
+  pending_() { this.emit_({ kind: 'pending', count: this.queue_.size }); }
+
+  report_(code, e) { this.emit_({ kind: 'error', code, message: String(e?.message ?? e) }); }
+
+  emit_(event) {
+    for (const fn of this.listeners_) {
+      try { fn(event, this); } catch (e) { console.error('datsync listener failed', e); }
+    }
+  }
+}
+
+/** What the replica does with each message a server sends (``this``: the replica). */
+const HANDLERS = {
+  welcome(m) {
+    if (this.phase_ !== HANDSHAKE) return this.unexpected_('welcome outside the handshake');
+    if (m.mode === 'resume' && this.t === null) return this.close_('protocol/unexpected', 'the server resumed a client that has no replica');
+    this.attempt_ = 0;
+    this.ackEvery_ = m.ack_every;
+    this.phase_ = m.mode === 'resume' ? LIVE : BOOTSTRAPPING;
+    this.setStatus_('online');
+    if (this.phase_ === LIVE) this.readyResolve_(this);
+    this.pump_();
+  },
+
+  error(m) {
+    this.report_(m.code, m.message);
+    if (FATAL.includes(m.code)) this.fail_(m.code, m.message);
+  },
+
+  ping(m) {
+    this.send_({ type: 'pong', n: m.n });
+    if (m.t !== null && this.phase_ === LIVE && this.t !== null && m.t > this.t) this.catchUp_();
+  },
+
+  pong() {},
+
+  resync(m) {
+    if (this.phase_ === HANDSHAKE) return;
+    this.emit_({ kind: 'resync', reason: m.reason, t: m.t });
+    if (!(this.builder_?.head_.t >= m.t)) this.builder_ = null;
+    this.phase_ = BOOTSTRAPPING;
+  },
+
+  'snapshot-begin'(m) {
+    if (this.phase_ === HANDSHAKE || (this.phase_ === LIVE && this.t !== null && m.t <= this.t) || m.t <= this.builder_?.head_.t) return;
+    this.phase_ = BOOTSTRAPPING;
+    this.builder_ = { head_: m, chunks_: new Map(), count_: 0 };
+    if (m.chunks === 0 && m.datoms === 0) this.finishSnapshot_(this.builder_);
+  },
+
+  'snapshot-chunk'(m) {
+    const b = this.builder_;
+    if (!b || this.phase_ !== BOOTSTRAPPING || m.t !== b.head_.t) return;
+    if (m.seq >= b.head_.chunks || b.count_ + m.datoms.length > b.head_.datoms) return this.resnapshot_();
+    if (b.chunks_.has(m.seq)) return;
+    b.chunks_.set(m.seq, [m.datoms, prepareDatoms(m.datoms), m.text]);
+    b.count_ += m.datoms.length;
+    if (b.chunks_.size === b.head_.chunks && b.count_ === b.head_.datoms) this.finishSnapshot_(b);
+  },
+
+  'snapshot-end'(m) {
+    const b = this.builder_;
+    if (b && this.phase_ === BOOTSTRAPPING && m.t === b.head_.t && m.chunks !== b.head_.chunks) this.resnapshot_();
+  },
+
+  delta(m) {
+    if (this.phase_ !== LIVE || this.t === null || m.t <= this.t) return;
+    if (m.t > this.t + 1) return this.catchUp_();
+    const own = m.origin?.client === this.clientId ? this.queue_.get(m.origin.seq) : undefined;
+    if (own) own.answer_ ??= { t: m.t, tempids: m.origin.tempids };
+    this.applyDelta_(m);
+    this.log_.push(m.text);
+    this.syncFrom_ = null;
+    this.emit_({ kind: 'delta', t: m.t, tx: m.tx });
+    this.maybeAck_();
+    this.release_();
+    this.scheduleSave_();
+  },
+
+  'tx-ok'(m) {
+    const w = this.queue_.get(m.req);
+    if (!w) return;
+    w.answer_ ??= { t: m.t, tempids: m.tempids };
+    this.release_();
+  },
+
+  'tx-rejected'(m) {
+    const w = this.queue_.get(m.req);
+    if (!w || w.answer_ !== null) return;
+    if (RESEND.includes(m.code)) { w.sent_ = false; return; }
+    this.queue_.delete(m.req);
+    this.show_({ kind: 'rejected', seq: w.seq });
+    this.saveWrites_();
+    this.pending_();
+    this.emit_({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
+    w.reject_?.(new TxError(m.code, m.message));
+    this.pump_();
+  },
+
+  'scopes-ok'(m) {
     const c = this.scoping_.get(m.req);
     if (!c) return;
     this.scoping_.delete(m.req);
-    this.scopes_ = c.scopes;  // later connections subscribe to them
-    if (this.phase_ !== 'live' || this.t !== m.t) {
+    this.scopes_ = c.scopes_;  // later connections subscribe to them
+    if (this.phase_ !== LIVE || this.t !== m.t) {
       // answered before a snapshot under the new scopes (sent again, without datoms), or for another
       // t: the next snapshot holds the new share
-      if (this.phase_ !== 'bootstrapping' || m.datoms.length) {
-        this.send_({ type: 'sync', t: null });
-        this.phase_ = 'bootstrapping';
-        this.builder_ = null;
-      }
+      if (this.phase_ !== BOOTSTRAPPING || m.datoms.length) this.resnapshot_();
       this.afterSnapshot_.push(c);
       return;
     }
@@ -757,88 +802,15 @@ export class Replica {
     }
     this.install_([...held.values()], m.t, this.dbId, 'scopes');
     this.savedT_ = this.snapshotTexts_ = null;  // the store gets a snapshot of the new share
-    this.log_ = [];
     this.scheduleSave_();
-    c.resolve(m.datoms);
-  }
+    c.resolve_(m.datoms);
+  },
 
-  onScopesRejected_(m) {
+  'scopes-rejected'(m) {
     const c = this.scoping_.get(m.req);
     if (!c) return;
-    if (m.code === 'sync/retry' || m.code === 'sync/not-connected') { c.sent = false; return; }  // asked again once live
+    if (m.code === 'sync/retry' || m.code === 'sync/not-connected') { c.sent_ = false; return; }  // asked again once live
     this.scoping_.delete(m.req);
-    c.reject(new ScopesRefused(m.code, m.message));
-  }
-
-  onTxOk_(m) {
-    const w = this.queue_.get(m.req);
-    if (!w) return;
-    if (w.answer_ === null) w.answer_ = { t: m.t, tempids: m.tempids };
-    this.release_();
-  }
-
-  onTxRejected_(m) {
-    const w = this.queue_.get(m.req);
-    if (!w || w.answer_ !== null) return;
-    if (m.code === 'sync/overloaded' || m.code === 'sync/duplicate-request' || m.code === 'server/shutdown') {
-      w.sent = false;  // not transacted: sent again later
-      return;
-    }
-    this.queue_.delete(m.req);
-    this.show_({ kind: 'rejected', seq: w.seq });
-    this.saveWrites_();
-    this.emit_({ kind: 'pending', count: this.queue_.size });
-    this.emit_({ kind: 'rejected', seq: w.seq, code: m.code, message: m.message });
-    if (w.reject) w.reject(new TxError(m.code, m.message));
-    this.pump_();
-  }
-
-  /** Resolve the answered writes whose t the replica has reached. */
-  release_() {
-    let changed = false;
-    for (const [seq, w] of this.queue_) {
-      if (w.answer_ !== null && this.t !== null && w.answer_.t <= this.t) {
-        this.queue_.delete(seq);
-        changed = true;
-        const tempids = localTempids(w.answer_.tempids);
-        if (w.resolve) w.resolve({ t: w.answer_.t, tx: tempids[':db/current-tx'] ?? TX0 + w.answer_.t, tempids });
-      }
-    }
-    if (changed) {
-      this.show_({ kind: 'confirmed', t: this.t });
-      this.saveWrites_();
-      this.emit_({ kind: 'pending', count: this.queue_.size });
-      this.pump_();
-    }
-  }
-
-  // -- events -------------------------------------------------------------------------------------
-
-  setStatus_(status) {
-    if (this.status === status) return;
-    this.status = status;
-    this.emit_({ kind: 'status', status });
-  }
-
-  emit_(event) {
-    for (const fn of this.listeners_) {
-      try { fn(event, this); } catch (e) { console.error('datsync listener failed', e); }
-    }
-  }
-}
-
-const HANDLERS = {
-  welcome: Replica.prototype.onWelcome_,
-  error: Replica.prototype.onError_,
-  ping: Replica.prototype.onPing_,
-  pong: () => {},
-  resync: Replica.prototype.onResync_,
-  'snapshot-begin': Replica.prototype.onSnapshotBegin_,
-  'snapshot-chunk': Replica.prototype.onSnapshotChunk_,
-  'snapshot-end': Replica.prototype.onSnapshotEnd_,
-  delta: Replica.prototype.onDelta_,
-  'tx-ok': Replica.prototype.onTxOk_,
-  'tx-rejected': Replica.prototype.onTxRejected_,
-  'scopes-ok': Replica.prototype.onScopesOk_,
-  'scopes-rejected': Replica.prototype.onScopesRejected_,
+    c.reject_(new ScopesRefused(m.code, m.message));
+  },
 };

@@ -203,13 +203,15 @@ function fields(o, spec) {
   return out;
 }
 
+const REFUSED = 'req:r code:s message:s';
+
 /** The fields of each message a server sends (and ping, pong, error); codec_peer.js adds the others. */
 const FIELDS = {
   welcome: 'db_id:s t:i mode:m ack_every:1',
   'tx-ok': 'req:r t:i tempids:T',
-  'tx-rejected': 'req:r code:s message:s',
+  'tx-rejected': REFUSED,
   'scopes-ok': 'req:r t:i datoms:D',
-  'scopes-rejected': 'req:r code:s message:s',
+  'scopes-rejected': REFUSED,
   resync: 'reason:s t:i',
   ping: 'n:i t:i?',
   pong: 'n:i',
@@ -238,7 +240,7 @@ function encCredentials(v, depth = 0) {
   const sub = (x) => encCredentials(x, depth + 1);
   if (depth <= MAX_DEPTH && Array.isArray(v)) return v.map(sub);
   if (depth <= MAX_DEPTH && plainObject(v)) return object(Object.entries(v), (k) => k, sub);
-  throw unencodable('Credentials must be JSON data (strings, finite numbers, booleans, null, lists, maps with string keys)');
+  throw unencodable('Credentials must be JSON data');
 }
 
 const opt = (x) => (x === undefined ? null : x);
@@ -265,7 +267,7 @@ export function encode(message) {
 }
 
 /** The field checks and writers codec_peer.js shares (not part of the client's API). */
-export const internals = { bad, decKey, fields, encStr, encReq, object, setKey, opt };
+export const internals = { bad, decKey, fields, encStr, encReq, object, opt };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -277,9 +279,8 @@ export function decode(data, { maxSize = DEFAULT_MAX_SIZE } = {}) {
     if (typeof data === 'string') {
       size = data.length * 3 > maxSize ? new TextEncoder().encode(data).length : data.length;
     } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
-      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      size = bytes.length;
-      if (size <= maxSize) try { text = utf8.decode(bytes); } catch { throw bad('Not UTF-8'); }
+      size = data.byteLength;
+      if (size <= maxSize) try { text = utf8.decode(data); } catch { throw bad('Not UTF-8'); }
     } else {
       throw bad(`Expected bytes, got ${typeof data}`);
     }

@@ -7,77 +7,74 @@
 import { DatsyncError } from './codec.js';
 import d from './datascript.js';
 import {
-  BigDecimal, BigInteger, Double, Keyword, Sym, Tuple, UUID, base64, bigdec, bigint, double, integer, isPrimitive, kw,
-  sym, uuid,
+  Double, Keyword, Tuple, base64, bigdec, bigint, double, integer, isPrimitive, kw, sym, uuid,
 } from './values.js';
 
 export const TX0 = 0x20000000;
 export const EMAX = 0x7fffffff;
 
-const SCHEMA_ATTRS = new Set([
-  'db/ident', 'db/valueType', 'db/cardinality', 'db/unique', 'db/index', 'db/isComponent', 'db/noHistory',
-  'db/fulltext', 'db/doc', 'db/tupleAttrs', 'db/tupleType', 'db/tupleTypes',
-]);
-const BOOL_PROPS = ['db/index', 'db/isComponent', 'db/noHistory', 'db/fulltext'];
 const REF = 'db.type/ref';
 const TUPLE = 'db.type/tuple';
+const EAVT = ':eavt';
+const TYPE = 'db/valueType';
 
 /** A transaction the client refuses before sending it, or an id DataScript cannot hold. */
 export class SyncError extends DatsyncError {}
 
+/** ``e``, if DataScript can hold it as an entity id (SyncError if not). */
+function entityId(e) {
+  if (e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
+  return e;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Schema
 
-const nameOf = (x) => (x instanceof Keyword ? x.name : typeof x === 'string' ? (x[0] === ':' ? x.slice(1) : x) : x);
+const nameOf = (x) => (x instanceof Keyword ? x.name : typeof x === 'string' && x[0] === ':' ? x.slice(1) : x);
+const names = (x) => Array.from(x, nameOf);
+
+// the schema attributes a server schema is made of (db/ident names the attribute)
+const BOOL_PROPS = ['db/index', 'db/isComponent', 'db/noHistory', 'db/fulltext'];
+const SCHEMA_ATTRS = new Set(['db/ident', TYPE, 'db/cardinality', 'db/unique', 'db/doc', 'db/tupleAttrs', 'db/tupleType',
+  'db/tupleTypes', ...BOOL_PROPS]);
 
 /** Schema properties from the wire (keywords, tuples of keywords) with names as plain strings. */
 export function plainProps(props) {
   const out = {};
-  for (const [k, v] of Object.entries(props)) {
-    out[k] = (Array.isArray(v) || v instanceof Tuple) ? Array.from(v, nameOf) : nameOf(v);
-  }
+  for (const [k, v] of Object.entries(props)) out[k] = Array.isArray(v) ? names(v) : nameOf(v);
   return out;
 }
 
 /** The server's schema ({attr: props}) from its schema datoms [e, a, v, ...]; ``aliases`` maps old
  * attribute names to current ones (a composite's members keep the names it was installed with). */
 export function serverSchemaFromDatoms(datoms, aliases = {}) {
-  const vals = new Map();
+  const ents = new Map();
   const identOf = new Map();
   const eOf = new Map();
-  for (let i = 0, n = datoms.length; i < n; i++) {
-    const x = datoms[i];
+  for (const x of datoms) {  // (a snapshot's many datoms: no destructuring)
     const a = x[1];
     if (!SCHEMA_ATTRS.has(a)) continue;
     const e = x[0];
     const v = x[2];
-    if (!vals.has(e)) vals.set(e, {});
-    vals.get(e)[a] = v;
+    if (!ents.has(e)) ents.set(e, {});
+    ents.get(e)[a] = v;
     if (a === 'db/ident' && v instanceof Keyword) {
       identOf.set(e, v.name);
       eOf.set(v.name, e);
     }
   }
   const schema = {};
-  for (const [e, ent] of vals) {
+  for (const [e, ent] of ents) {
     const ident = identOf.get(e);
     if (ident === undefined || !Object.keys(ent).some((a) => a !== 'db/ident' && a !== 'db/doc')) continue;
-    const p = {};
-    for (const a of ['db/valueType', 'db/cardinality', 'db/unique']) {
-      if (ent[a] !== undefined) p[a] = typeof ent[a] === 'number' ? identOf.get(ent[a]) : nameOf(ent[a]);
+    const p = (schema[ident] = {});
+    for (const [a, v] of Object.entries(ent)) {
+      if (BOOL_PROPS.includes(a)) { if (v === true) p[a] = v; }
+      else if (a === 'db/doc') p[a] = v;
+      else if (a === 'db/tupleTypes') p[a] = names(v);
+      else if (a === 'db/tupleAttrs') p[a] = names(v).map((n) => identOf.get(eOf.get(n)) ?? aliases[n] ?? n);
+      else if (a !== 'db/ident') p[a] = typeof v === 'number' ? identOf.get(v) : nameOf(v);  // a ref to an ident, or a keyword
     }
-    for (const b of BOOL_PROPS) if (ent[b] === true) p[b] = true;
-    if (ent['db/doc'] !== undefined) p['db/doc'] = ent['db/doc'];
-    if (ent['db/tupleType'] !== undefined) p['db/tupleType'] = nameOf(ent['db/tupleType']);
-    if (ent['db/tupleTypes'] !== undefined) p['db/tupleTypes'] = Array.from(ent['db/tupleTypes'], nameOf);
-    if (ent['db/tupleAttrs'] !== undefined) {
-      p['db/tupleAttrs'] = Array.from(ent['db/tupleAttrs'], (x) => {
-        const n = nameOf(x);
-        const cur = identOf.get(eOf.get(n));
-        return cur !== undefined ? cur : (aliases[n] ?? n);
-      });
-    }
-    schema[ident] = p;
   }
   return schema;
 }
@@ -85,15 +82,13 @@ export function serverSchemaFromDatoms(datoms, aliases = {}) {
 /** ``schema`` after a delta's schema change: renames first, then each attribute's new properties. */
 export function applySchemaDelta(schema, changes = {}, renames = []) {
   const out = { ...schema };
-  if (renames.length) {
-    const rn = new Map(renames);
-    const moved = {};
-    for (const [o, n] of renames) if (o in out) { moved[n] = out[o]; delete out[o]; }
-    Object.assign(out, moved);
-    for (const [a, p] of Object.entries(out)) {
-      const ta = p['db/tupleAttrs'];
-      if (ta && ta.some((x) => rn.has(x))) out[a] = { ...p, 'db/tupleAttrs': ta.map((x) => rn.get(x) ?? x) };
-    }
+  const rn = new Map(renames);
+  const moved = {};
+  for (const [o, n] of renames) if (o in out) { moved[n] = out[o]; delete out[o]; }
+  Object.assign(out, moved);
+  for (const [a, p] of Object.entries(out)) {
+    const ta = p['db/tupleAttrs'];
+    if (ta?.some((x) => rn.has(x))) out[a] = { ...p, 'db/tupleAttrs': ta.map((x) => rn.get(x) ?? x) };
   }
   for (const [a, p] of Object.entries(changes)) {
     if (p === null) delete out[a];
@@ -104,7 +99,6 @@ export function applySchemaDelta(schema, changes = {}, renames = []) {
 
 /** ``aliases`` (old name -> current) after a schema change (as datsync.core.sync.schema.apply_aliases). */
 export function applyAliases(aliases, renames, schema) {
-  if (!renames.length && !Object.keys(aliases).length) return aliases;
   const rn = new Map(renames);
   const out = {};
   for (const [o, c] of Object.entries(aliases)) out[o] = rn.get(c) ?? c;
@@ -119,13 +113,11 @@ export function applyAliases(aliases, renames, schema) {
 export function datascriptSchema(schema) {
   const out = {};
   for (const [a, p] of Object.entries(schema)) {
-    const s = {};
-    if (p['db/cardinality']) s[':db/cardinality'] = ':' + p['db/cardinality'];
-    if (p['db/unique']) s[':db/unique'] = ':' + p['db/unique'];
-    if (p['db/valueType'] === REF) s[':db/valueType'] = ':' + REF;
-    if (p['db/isComponent'] && p['db/valueType'] === REF) s[':db/isComponent'] = true;
-    if (p['db/index']) s[':db/index'] = true;
-    out[a] = s;
+    const ref = p[TYPE] === REF;
+    out[a] = Object.fromEntries([
+      ['cardinality', p['db/cardinality'] && ':' + p['db/cardinality']], ['unique', p['db/unique'] && ':' + p['db/unique']],
+      ['valueType', ref && ':' + REF], ['isComponent', ref && p['db/isComponent']], ['index', p['db/index']],
+    ].filter(([, v]) => v).map(([k, v]) => [':db/' + k, v]));
   }
   return out;
 }
@@ -133,9 +125,8 @@ export function datascriptSchema(schema) {
 // ------------------------------------------------------------------------------------------------
 // Values in DataScript
 
-const isVector = (v) => v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)
-  && !(v instanceof Keyword) && !(v instanceof Sym) && !(v instanceof UUID) && !(v instanceof BigInteger)
-  && !(v instanceof BigDecimal) && !(v instanceof Double) && typeof v[Symbol.iterator] === 'function';
+// a tuple as DataScript holds it (a vector: iterable; the other values are not, bytes aside)
+const isVector = (v) => typeof v === 'object' && typeof v?.[Symbol.iterator] === 'function' && !(v instanceof Uint8Array);
 
 /** A wire value as DataScript holds it (an integral double is a plain number there). */
 export function toStored(v) {
@@ -144,75 +135,42 @@ export function toStored(v) {
   return v;
 }
 
-function elementType(p, i) {
-  if (!p) return undefined;
-  if (p['db/tupleTypes']) return p['db/tupleTypes'][i];
-  return p['db/tupleType'];
-}
+const elementType = (p, i) => p?.['db/tupleTypes']?.[i] ?? p?.['db/tupleType'];
 
 /** A value DataScript holds, back as the wire value the server has (``props``: the attribute's). */
-export function fromStored(v, props, type = props?.['db/valueType']) {
-  if (typeof v === 'number') return (type === 'db.type/double' || type === 'db.type/float') ? double(v) : v;
+export function fromStored(v, props, type = props?.[TYPE]) {
+  if (typeof v === 'number') return type === 'db.type/double' || type === 'db.type/float' ? double(v) : v;
   if (isVector(v)) return Tuple.of(...Array.from(v, (x, i) => fromStored(x, undefined, elementType(props, i))));
   return v;
 }
 
 /** A key equal for equal values (DataScript compares objects by identity; interned values are the
- * same object, Dates, bytes and tuples are compared here by content). */
+ * same object, Dates, bytes and tuples are compared here by content; a Double is its number). */
 export function valueKey(v) {
-  if (isPrimitive(v)) return typeof v + ':' + String(v);
-  if (v instanceof Double) return 'number:' + String(v.value);
-  if (v instanceof Date) return 'date:' + v.getTime();
-  if (v instanceof Uint8Array) return 'bytes:' + base64(v);
-  if (v instanceof Keyword) return 'kw:' + v.name;
-  if (v instanceof Sym) return 'sym:' + v.name;
-  if (v instanceof UUID) return 'uuid:' + v.str;
-  if (v instanceof BigInteger) return 'int:' + v.value;
-  if (v instanceof BigDecimal) return 'dec:' + v.text;
+  if (v instanceof Double) v = v.value;
   if (isVector(v)) return '[' + Array.from(v, valueKey).join(',') + ']';
-  return 'obj:' + String(v);
+  if (v instanceof Date) return 'date:' + +v;
+  if (v instanceof Uint8Array) return 'bytes:' + base64(v);
+  return (v?.constructor?.name ?? '') + ':' + v;
 }
 
-let DatomClass = null;
-
-function datomClass() {
-  if (DatomClass === null) {
-    const db = d.db_with(d.empty_db({}), [[':db/add', 1, 'x', 1]]);
-    DatomClass = d.datoms(db, ':eavt')[0].constructor;
-  }
-  return DatomClass;
-}
-
-/** Tuples as DataScript holds them (vectors): init_db takes values as they are, transactions convert. */
-function asVectors(tuples) {
-  if (!tuples.length) return [];
-  const db = d.db_with(d.empty_db({}), tuples.map((t, i) => [':db/add', i + 1, 'v', t]));
-  const out = new Array(tuples.length);
-  for (const dt of d.datoms(db, ':eavt')) out[dt.e - 1] = dt.v;
-  return out;
-}
+let Datom;
 
 /** DataScript datoms of server datoms [e, a, v, tx] (wire values), ids and tx ids kept: done per
  * snapshot chunk as chunks arrive, so little is left for the end. */
 export function prepareDatoms(datoms) {
-  const Datom = datomClass();
-  const n = datoms.length;
-  const out = new Array(n);
+  Datom ??= d.datoms(d.db_with(d.empty_db({}), [[':db/add', 1, 'x', 1]]), EAVT)[0].constructor;
   const tuples = [];
-  for (let i = 0; i < n; i++) {
-    const x = datoms[i];
-    const e = x[0];
-    let v = x[2];
-    if (v !== null && typeof v === 'object') {
-      v = toStored(v);
-      if (v instanceof Tuple) tuples.push(i);
+  const out = datoms.map((x, i) => {
+    if (x[2] instanceof Tuple) tuples.push(i);
+    return new Datom(entityId(x[0]), x[1], toStored(x[2]), x[3], 0, 0);
+  });
+  if (tuples.length) {  // as DataScript holds tuples (vectors): init_db takes values as they are, transactions convert
+    const db = d.db_with(d.empty_db({}), tuples.map((i, j) => [':db/add', j + 1, 'v', out[i].v]));
+    for (const x of d.datoms(db, EAVT)) {
+      const dt = out[tuples[x.e - 1]];
+      out[tuples[x.e - 1]] = new Datom(dt.e, dt.a, x.v, dt.tx, 0, 0);
     }
-    if (e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
-    out[i] = new Datom(e, x[1], v, x[3], 0, 0);
-  }
-  if (tuples.length) {
-    const vectors = asVectors(tuples.map((i) => out[i].v));
-    tuples.forEach((i, j) => { out[i] = new Datom(out[i].e, out[i].a, vectors[j], out[i].tx, 0, 0); });
   }
   return out;
 }
@@ -224,28 +182,22 @@ export function buildDb(datoms, schema, prepared = null) {
 
 /** Every datom of a DataScript database as [e, a, v, tx] with wire values (for storage, comparison). */
 export function serverDatoms(db, schema, aliases = {}) {
-  return d.datoms(db, ':eavt').map((x) => [x.e, x.a, fromStored(x.v, schema[x.a] ?? schema[aliases[x.a]]), x.tx]);
+  return d.datoms(db, EAVT).map((x) => [x.e, x.a, fromStored(x.v, schema[x.a] ?? schema[aliases[x.a]]), x.tx]);
 }
 
 /** The transaction ops that apply a delta's datoms to ``db``: retractions first (of the stored
  * values, found by content), then additions with the server's tx id. */
 export function deltaOps(db, datoms, tx, schema) {
   const ops = [];
-  for (const [e] of datoms) {
-    if (e > EMAX) throw new SyncError('sync/id-space-exhausted', `Entity id ${e} is beyond DataScript's id space`);
-  }
   for (const [e, a, v, added] of datoms) {
+    entityId(e);
     if (added) continue;
-    if (isPrimitive(v)) { ops.push([':db/retract', e, a, v]); continue; }
     const key = valueKey(v);
-    const hit = d.datoms(db, ':eavt', e, a).find((x) => valueKey(x.v) === key);
+    const hit = isPrimitive(v) ? { v } : d.datoms(db, EAVT, e, a).find((x) => valueKey(x.v) === key);
     if (hit !== undefined) ops.push([':db/retract', e, a, hit.v]);
   }
   for (const [e, a, v, added] of datoms) {
-    if (!added) continue;
-    const p = schema[a];
-    const s = toStored(v);
-    ops.push(p && p['db/valueType'] === REF ? [':db/add', e, a, s] : [':db/add', e, a, s, tx]);
+    if (added) ops.push([':db/add', e, a, toStored(v), ...(schema[a]?.[TYPE] === REF ? [] : [tx])]);
   }
   return ops;
 }
@@ -260,12 +212,11 @@ export function netOps(before, after, touched) {
   const adds = [];
   const seen = new Set();
   for (const [e, a] of touched) {
+    if (seen.has(e + ' ' + a)) continue;
+    seen.add(e + ' ' + a);
     const key = (x) => datomKey(e, a, x.v, x.tx);
-    const pair = e + ' ' + a;
-    if (seen.has(pair)) continue;
-    seen.add(pair);
-    const was = d.datoms(before, ':eavt', e, a) ?? [];
-    const now = d.datoms(after, ':eavt', e, a) ?? [];
+    const was = d.datoms(before, EAVT, e, a) ?? [];
+    const now = d.datoms(after, EAVT, e, a) ?? [];
     const old = new Set(Array.from(was, key));
     const fresh = new Set(Array.from(now, key));
     for (const x of was) if (!fresh.has(key(x))) retracts.push([':db/retract', e, a, x.v]);
@@ -276,7 +227,6 @@ export function netOps(before, after, touched) {
 
 /** ``datoms`` [e, a, v, tx] with the renamed attributes' datoms under their new names. */
 export function renameDatoms(datoms, renames) {
-  if (!renames.length) return datoms;
   const rn = new Map(renames);
   return datoms.map(([e, a, v, tx]) => [e, rn.get(a) ?? a, v, tx]);
 }
@@ -287,20 +237,23 @@ export function renameDatoms(datoms, renames) {
 const OPS = new Set(['db/add', 'db/retract', 'db/retractEntity', 'db.fn/retractEntity', 'db/cas', 'db.fn/cas',
   'db.fn/retractAttribute']);
 
+// the application's spellings of a value of a type (db.type/...): the typeofs converted, and how
+const CONVERT = {
+  __proto__: null,
+  double: ['number', double],
+  float: ['number', double],
+  long: ['bigint string', (v) => (typeof v === 'string' && !/^-?\d+$/.test(v) ? v : integer(v))],
+  keyword: ['string', kw],
+  symbol: ['string', sym],
+  uuid: ['string', uuid],
+  bigdec: ['string number', bigdec],
+  instant: ['number string', (v) => new Date(v)],
+};
+CONVERT.bigint = CONVERT.long;
+
 function typed(type, v) {
-  if (v === null || v === undefined) return v;
-  switch (type) {
-    case 'db.type/double': case 'db.type/float':
-      return typeof v === 'number' ? double(v) : v;
-    case 'db.type/long': case 'db.type/bigint':
-      return (typeof v === 'bigint' || (typeof v === 'string' && /^-?\d+$/.test(v))) ? integer(v) : v;
-    case 'db.type/keyword': return typeof v === 'string' ? kw(v) : v;
-    case 'db.type/symbol': return typeof v === 'string' ? sym(v) : v;
-    case 'db.type/uuid': return typeof v === 'string' ? uuid(v) : v;
-    case 'db.type/bigdec': return (typeof v === 'string' || typeof v === 'number') ? bigdec(v) : v;
-    case 'db.type/instant': return (typeof v === 'number' || typeof v === 'string') ? new Date(v) : v;
-    default: return typeof v === 'bigint' ? bigint(v) : v;
-  }
+  const [types, convert] = CONVERT[type?.slice(8)] ?? ['bigint', bigint];
+  return v != null && types.includes(typeof v) ? convert(v) : v;
 }
 
 /** Translates an application's tx data (DataScript's JS spelling: ":db/add", ":db/id", arrays
@@ -333,7 +286,7 @@ export class TxTranslator {
 
   value_(a, v) {
     const p = this.props_(a);
-    const type = p?.['db/valueType'];
+    const type = p?.[TYPE];
     if (type === REF) return this.entity_(v);
     if (type === TUPLE || v instanceof Tuple) {
       if (!Array.isArray(v)) return v;
@@ -349,7 +302,7 @@ export class TxTranslator {
     const p = this.props_(a);
     const many = p?.['db/cardinality'] === 'db.cardinality/many' || isReverse(nameOf(a));
     if (!many || !Array.isArray(vs) || vs instanceof Tuple || this.isLookupRef_(vs)) return this.value_(a, vs);
-    if (p?.['db/valueType'] === TUPLE && !vs.every((x) => Array.isArray(x))) return this.value_(a, vs);
+    if (p?.[TYPE] === TUPLE && !vs.every((x) => Array.isArray(x))) return this.value_(a, vs);
     return vs.map((x) => this.value_(a, x));
   }
 

@@ -61,10 +61,8 @@ export class Instant extends Date {
   constructor(ms, iso) { super(ms); this.iso = iso; }
 }
 
-/** A tuple value (an Array); a plain Array in a transaction is a collection of values. */
-export class Tuple extends Array {
-  static of(...xs) { const t = new Tuple(); t.push(...xs); return t; }
-}
+/** A tuple value (an Array; ``Tuple.of(...values)``); a plain Array in a transaction is a collection of values. */
+export class Tuple extends Array {}
 
 /** The keyword :name (name without the colon; a leading colon is dropped). */
 export function kw(name) {
