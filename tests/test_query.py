@@ -166,6 +166,24 @@ def test_predicates(db):
     assert q('[:find ?e :where [?e :age ?a] [(odd? ?a)]]', numeric) == {(1,), (2,), (3,)}
 
 
+def test_comparisons_with_constants_filter_the_scan(db):
+    # a comparison on a pattern's variable against a constant (or a one-value input) is applied to
+    # index keys as the pattern scans: results equal the predicate applied afterwards
+    older = {(2, 37), (3, 37), (4, 20), (5, "unknown")}  # strings sort after numbers
+    assert q('[:find ?e ?a :where [?e :age ?a] [(> ?a 16)]]', db) == older
+    assert q('[:find ?e ?a :where [?e :age ?a] [(< 16 ?a)]]', db) == older
+    assert q('[:find ?e ?a :in $ ?m :where [?e :age ?a] [(> ?a ?m)]]', db, 16) == older
+    assert q('[:find ?e :in $ ?m :where [?e :age ?a] [(<= ?a ?m)] [(>= ?a 15)]]', db, 20) == {(1,), (4,)}
+    assert q('[:find ?e :where [?e :name] [(>= ?e 4)]]', db) == {(4,), (5,)}
+    assert q('[:find ?a :where [?e :age ?a] [(< ?a "v")]]', db) == {(15,), (37,), (20,), ("unknown",)}
+    assert q('[:find ?e :where [?e :age ?a] [(> ?a 100)] [?e :name ?n]]', db) == {(5,)}
+    coll = [(1, "likes", "tea"), (4, "likes", "coffee"), (5, "likes", 3)]
+    assert q('[:find ?x :in $c :where [$c _ "likes" ?x] [(> ?x "d")]]', coll) == {("tea",)}
+    assert q('[:find ?x :in $c :where [$c _ "likes" ?x] [(< ?x "d")]]', coll) == {("coffee",), (3,)}
+    view = filter_db(db, lambda _, d: d.e != 3)  # rows are datoms, not index keys
+    assert q('[:find ?e ?a :where [?e :age ?a ?tx] [(> ?tx 0)] [(> ?a 36)]]', view) == {(2, 37), (5, "unknown")}
+
+
 def test_python_callables_as_inputs(db):
     short = lambda n: len(n) == 4
     assert q('[:find ?n :in $ ?short :where [?e :name ?n] [(?short ?n)]]', db, short) == {

@@ -154,8 +154,28 @@ def solve(env: Env, rels: list[Rel], clauses: Any, src: str) -> list[Rel]:
                 raise insufficient(c, c.vars - bound)
         else:
             c = pending.pop(choose(env, rels, pending, bound, src))
+        if type(c) is Pattern and pending and not env.caching and not (c.vars & bound):
+            fused = _scan_comparisons(rels, c, pending)
+            if fused:
+                done = {id(p) for p, _ in fused}
+                pending = [p for p in pending if id(p) not in done]
+                rels = eval_pattern(env, rels, c, src, bound, [cmp for _, cmp in fused])
+                continue
         rels = apply_clause(env, rels, c, src, bound)
     return rels
+
+
+def _scan_comparisons(rels: list[Rel], pat: Pattern, pending: list) -> list[tuple[Pred, tuple]]:
+    """The predicates of ``pending`` that compare one of ``pat``'s variables with a constant (inputs
+    bound to one value count as constants), each with its ``_comparison``: the scan of ``pat`` can
+    apply them to index keys, before it builds a row for a key the predicate would drop."""
+    out = []
+    for p in pending:
+        if type(p) is Pred and p.vars:
+            cmp = _comparison(_fold_scalars(rels, p))
+            if cmp is not None and cmp[0] in pat.vars and pat.terms.index(cmp[0]) < 4:
+                out.append((p, cmp))
+    return out
 
 
 def apply_clause(env: Env, rels: list[Rel], c: Any, src: str, bound: set) -> list[Rel]:
@@ -222,7 +242,10 @@ def _entity_position(p: int, ac: Any, source: Any) -> bool:
     return p == 0 or (p == 2 and ac is not None and source.is_ref(ac))
 
 
-def eval_pattern(env: Env, rels: list[Rel], pat: Pattern, src: str, bound: set) -> list[Rel]:
+def eval_pattern(env: Env, rels: list[Rel], pat: Pattern, src: str, bound: set,
+                 comparisons: list | None = None) -> list[Rel]:
+    """Join the data pattern ``pat`` into ``rels``; ``comparisons`` (``_comparison``s on variables of a
+    pattern none of whose variables is bound) filter its rows as they are scanned."""
     terms = pat.terms + (BLANK,) * (5 - len(pat.terms))
     info = env.pattern_info(pat, src)
     out_vars = tuple(dict.fromkeys(t for t in terms if type(t) is Var))
@@ -232,8 +255,9 @@ def eval_pattern(env: Env, rels: list[Rel], pat: Pattern, src: str, bound: set) 
     n = len(pat.terms)
     bvars = [v for v in out_vars if v in bound]
     if not bvars:
-        prel = _scan_rel(env, pat, source, info[1], terms, out_vars, n)
+        prel = _scan_rel(env, pat, source, info[1], terms, out_vars, n, comparisons=comparisons)
         return [*rels, prel]
+    assert not comparisons
     comp, rest = merge(rels, bvars)
     assert comp is not None
     first_pos = {}
@@ -331,9 +355,9 @@ def _scan_join(comp: Rel, source: Any, consts: tuple, terms: tuple, out_vars: tu
 
 
 def _scan_rel(env: Env, pat: Pattern, source: Any, consts: tuple, terms: tuple, out_vars: tuple, n: int,
-              comp: Rel | None = None, fvar: Var | None = None) -> Rel:
+              comp: Rel | None = None, fvar: Var | None = None, comparisons: list | None = None) -> Rel:
     """The pattern's rows as a relation over its variables (only those whose ``fvar`` value occurs in
-    ``comp``, when given)."""
+    ``comp``, when given, and that pass ``comparisons``)."""
     key = None
     if env.caching:
         key = (id(pat), id(source))
@@ -347,6 +371,8 @@ def _scan_rel(env: Env, pat: Pattern, source: Any, consts: tuple, terms: tuple, 
     else:
         rows, layout = source.match(ec, ac, vc, txc, n)
     rows = _filters(rows, layout, terms, addc)
+    for var, k, name, flip in comparisons or ():
+        rows = _compare_rows(rows, layout[terms.index(var)], k, name, flip)
     pos = [terms.index(v) for v in out_vars]
     if out_vars:
         lpos = [layout[p] for p in pos]
@@ -599,31 +625,54 @@ def _caller(env: Env, f: Callable, kind: str, spec: list) -> Callable[[tuple], A
 
 _NUMS = (int, float)
 _CMP = {
-    "<": (lambda a, b: a < b, lambda c: c < 0),
-    ">": (lambda a, b: a > b, lambda c: c > 0),
-    "<=": (lambda a, b: a <= b, lambda c: c <= 0),
-    ">=": (lambda a, b: a >= b, lambda c: c >= 0),
+    "<": lambda c: c < 0,
+    ">": lambda c: c > 0,
+    "<=": lambda c: c <= 0,
+    ">=": lambda c: c >= 0,
 }
+"""Comparison -> its test on a ``compare_values`` result (for values of different kinds)."""
 
 
-def _fast_compare(c: Pred, comp: Rel) -> list | None:
-    """Rows of ``comp`` passing a two-argument comparison with a numeric or string constant,
-    without a Python call per row for same-typed values; None when not applicable."""
+def _comparison(c: Pred) -> tuple[Var, Any, str, bool] | None:
+    """``(variable, constant, operator, flipped)`` of a two-argument comparison (``<``, ``>``, ``<=``,
+    ``>=``) between a variable and a numeric or string constant; None for any other predicate."""
     if type(c.fn) is not Symbol or c.fn.name not in _CMP or len(c.args) != 2:
         return None
     a, b = c.args
     if type(a) is Var and type(b) is not Var and type(b) in (int, float, str):
-        i, k, flip = comp.idx[a], b, False
-    elif type(b) is Var and type(a) is not Var and type(a) in (int, float, str):
-        i, k, flip = comp.idx[b], a, True
-    else:
-        return None
-    op, test = _CMP[c.fn.name]
-    kinds = _NUMS if type(k) in _NUMS else (str,)
-    rows = comp.rows
+        return a, b, c.fn.name, False
+    if type(b) is Var and type(a) is not Var and type(a) in (int, float, str):
+        return b, a, c.fn.name, True
+    return None
+
+
+_MIRROR = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def _compare_rows(rows: list, i: int, k: Any, name: str, flip: bool) -> list:
+    """Rows whose value at ``i`` passes the comparison ``name`` with the constant ``k`` (``k`` on the
+    left when ``flip``); values of ``k``'s kind compare inline, others in the total order of values."""
     if flip:
-        return [r for r in rows if (op(k, x) if type(x := r[i]) in kinds else test(compare_values(k, x)))]
-    return [r for r in rows if (op(x, k) if type(x := r[i]) in kinds else test(compare_values(x, k)))]
+        name = _MIRROR[name]
+    test = _CMP[name]
+    kinds = _NUMS if type(k) in _NUMS else (str,)
+    if name == ">":
+        return [r for r in rows if (x > k if type(x := r[i]) in kinds else test(compare_values(x, k)))]
+    if name == "<":
+        return [r for r in rows if (x < k if type(x := r[i]) in kinds else test(compare_values(x, k)))]
+    if name == ">=":
+        return [r for r in rows if (x >= k if type(x := r[i]) in kinds else test(compare_values(x, k)))]
+    return [r for r in rows if (x <= k if type(x := r[i]) in kinds else test(compare_values(x, k)))]
+
+
+def _fast_compare(c: Pred, comp: Rel) -> list | None:
+    """Rows of ``comp`` passing a comparison with a constant (``_comparison``); None when ``c`` is
+    not one."""
+    cmp = _comparison(c)
+    if cmp is None:
+        return None
+    var, k, name, flip = cmp
+    return _compare_rows(comp.rows, comp.idx[var], k, name, flip)
 
 
 def _fold_scalars(rels: list[Rel], c: Any) -> Any:
