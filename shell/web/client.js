@@ -455,6 +455,7 @@ export class Replica {
     this.sentSinceTick_ = false;
     this.maybeAck_(true);
     this.checkStall_();
+    this.pump_();
     if (!sent && !this.sentSinceTick_) this.send_({ type: 'ping', n: ++this.pingN_ });
     this.sentSinceTick_ = false;
     this.tick_();
@@ -758,6 +759,7 @@ const HANDLERS = {
     this.emit_({ kind: 'delta', t: m.t, tx: m.tx });
     this.maybeAck_();
     this.release_();
+    this.pump_();  // a change of scopes the server asked to send again (sync/retry) goes now
     this.scheduleSave_();
   },
 
@@ -809,7 +811,8 @@ const HANDLERS = {
   'scopes-rejected'(m) {
     const c = this.scoping_.get(m.req);
     if (!c) return;
-    if (m.code === 'sync/retry' || m.code === 'sync/not-connected') { c.sent_ = false; return; }  // asked again once live
+    // asked again with the next delta or heartbeat tick (sync/retry: the server's session was busy)
+    if (m.code === 'sync/retry' || m.code === 'sync/not-connected') { c.sent_ = false; return; }
     this.scoping_.delete(m.req);
     c.reject_(new ScopesRefused(m.code, m.message));
   },
