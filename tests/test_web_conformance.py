@@ -475,5 +475,16 @@ def test_browser_client_changes_its_scopes_live(servers, tmp_path):
             t = root.transact([{"db/id": "b", "list/name": "b3", "list/team": ("team/name", "blue")},
                                {"todo/title": "blue two", "todo/list": "b"}]).t
             assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["red"]]], t)
+
+            # a change asked while the server is away waits, and is made once the replica is live again
+            assert server.stop() == 0
+            wait_until(lambda: node.ask({"cmd": "pending"})["status"] == "offline", timeout=20)
+            assert node.ask({"cmd": "scopes", "nowait": True, "scopes": [["team", ["blue"]]]})["status"] == "offline"
+            server = servers.start(store.name, "--tokens", str(TODOS / "tokens.edn"), "--policy", POLICY,
+                                   schema=False, port=port)
+            [settled] = node.ask({"cmd": "settle"})["answers"]
+            assert settled["t"] >= t and settled["came"] > 0, settled
+            t = settled["t"]
+            assert held(node.ask({"cmd": "wait", "t": t})) == share([["team", ["blue"]]], t)
     finally:
         node.close()

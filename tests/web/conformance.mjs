@@ -8,6 +8,8 @@
 //   {"cmd": "view", "q": "..."} -> {"view": rows, "confirmed": rows}  (with and without the queued writes)
 //   {"cmd": "reports"} -> {"sizes": [n, ...]}  (each d.listen report's datom count since the last ask)
 //   {"cmd": "scopes", "scopes": [["team", ["red"]]]} -> {"t", "came": [[e, a, v, added], ...]} or {"error", "code"}
+//   {"cmd": "scopes", "scopes": [...], "nowait": true} -> {"status"}  (asked; answered by "settle")
+//   {"cmd": "settle"} -> {"answers": [...]}  (every answer asked without waiting, once all have come)
 //   {"cmd": "reload"} -> {"t", "pending"}  (a new replica on the same store, as after a page reload)
 //   {"cmd": "close"} -> {"closed": true}
 // Usage: node [--experimental-websocket] tests/web/conformance.mjs ws://127.0.0.1:PORT/[,ws://...] [token [scopes-json]]
@@ -72,6 +74,13 @@ async function handle(req) {
     const answer = { sizes };
     sizes = [];
     return answer;
+  }
+  if (req.cmd === 'scopes' && req.nowait) {  // asked now (offline too), sent once live
+    background.push(replica.setScopes(req.scopes).then((came) => ({ t: replica.t, came: came.length }), (e) => ({ error: e.message, code: e.code })));
+    return { status: replica.status };
+  }
+  if (req.cmd === 'settle') {
+    return { answers: await Promise.all(background.splice(0)) };
   }
   if (req.cmd === 'scopes') {  // a change of scopes, live
     try {
