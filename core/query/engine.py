@@ -39,7 +39,7 @@ from .parser import (
     show,
 )
 from .planner import INSUFFICIENT, choose, insufficient
-from .relation import Rel, add_rel, columns, hash_join, merge, mixed_bools, project, tuple_getter
+from .relation import Rel, add_rel, buckets, columns, hash_join, merge, mixed_bools, probe, project, tuple_getter
 from .sources import CollSource, DbSource, make_source
 
 __all__ = ["Env", "bind_values", "solve"]
@@ -318,14 +318,7 @@ def _scan_join(comp: Rel, source: Any, consts: tuple, terms: tuple, out_vars: tu
     table: dict = dict(zip(map(itemgetter(ci), crows), crows))
     unique = len(table) == len(crows)
     if not unique:
-        table = {}
-        for r in crows:
-            k = r[ci]
-            b = table.get(k)
-            if b is None:
-                table[k] = [r]
-            else:
-                b.append(r)
+        table = buckets(map(itemgetter(ci), crows), crows)
     if scanned is None:
         rows, layout = source.match_in(fpos, table, ec, ac, vc, txc, n)
         fp = layout[fpos]
@@ -396,29 +389,13 @@ def _cached_hash_join(env: Env, comp: Rel, prel: Rel, pat: Pattern, src: str) ->
     key = (id(prel), common)
     table = env.hash_cache.get(key)
     if table is None:
-        kg = tuple_getter([prel.idx[v] for v in common])
-        eg = tuple_getter(new)
-        table = {}
-        for p in prel.rows:
-            k = kg(p)
-            b = table.get(k)
-            if b is None:
-                table[k] = [eg(p)]
-            else:
-                b.append(eg(p))
+        table = buckets(columns(prel.rows, [prel.idx[v] for v in common]), columns(prel.rows, new))
         env.hash_cache[key] = table
-    ka = tuple_getter([comp.idx[v] for v in common])
-    out: list = []
-    append = out.append
-    get = table.get
+    keys = columns(comp.rows, [comp.idx[v] for v in common])
     if new:
-        for r in comp.rows:
-            b = get(ka(r))
-            if b is not None:
-                for x in b:
-                    append(r + x)
+        out = probe(comp.rows, keys, table)
     else:
-        out = [r for r in comp.rows if ka(r) in table]
+        out = [r for r, k in zip(comp.rows, keys) if k in table]
     return Rel(comp.vars + tuple(prel.vars[i] for i in new), out, comp.raw)
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["Rel", "columns", "getter", "hash_join", "merge", "product", "project", "tuple_getter", "unit"]
+__all__ = ["Rel", "buckets", "columns", "getter", "hash_join", "merge", "probe", "product", "project", "tuple_getter",
+           "unit"]
 
 
 class Rel:
@@ -65,6 +66,30 @@ def columns(rows: Iterable[tuple], idxs: list[int] | tuple[int, ...]) -> list[tu
     return list(map(itemgetter(*idxs), rows))
 
 
+def buckets(keys: Iterable, values: Iterable, table: dict | None = None) -> dict:
+    """key -> the values with that key (``keys`` and ``values`` paired in order), added to ``table``
+    when given: the hash side of a join. A key's first value is held in a 1-tuple (which the garbage
+    collector stops tracking) and a list only from its second, so unique keys allocate no lists."""
+    if table is None:
+        table = {}
+    get = table.get
+    for k, x in zip(keys, values):
+        b = get(k)
+        if b is None:
+            table[k] = (x,)
+        elif type(b) is tuple:
+            table[k] = [*b, x]
+        else:
+            b.append(x)
+    return table
+
+
+def probe(rows: list, keys: Iterable, table: dict) -> list:
+    """Each row extended by each of the values ``table`` holds for its key (``keys`` in row order)."""
+    get = table.get
+    return [r + x for r, k in zip(rows, keys) for x in get(k, ())]
+
+
 def mixed_bools(*columns: Iterable) -> bool:
     """Whether the values of ``columns`` mix booleans with numbers (``True == 1`` in Python, but not
     in the database: keys must then carry the type)."""
@@ -108,38 +133,12 @@ def hash_join(a: Rel, b: Rel) -> Rel:
     if not new_b:
         keys = set(map(kb, brows))
         return Rel(out_vars, [r for r in arows if ka(r) in keys], raw)
-    eb = tuple_getter(new_b)
-    out: list = []
-    append = out.append
     if len(arows) <= len(brows):
-        table: dict = {}
-        for r in arows:
-            k = ka(r)
-            bucket = table.get(k)
-            if bucket is None:
-                table[k] = [r]
-            else:
-                bucket.append(r)
-        for p in brows:
-            bucket = table.get(kb(p))
-            if bucket is not None:
-                x = eb(p)
-                for r in bucket:
-                    append(r + x)
+        table = buckets(map(ka, arows), arows)
+        get = table.get
+        out = [r + x for p, x in zip(brows, columns(brows, new_b)) for r in get(kb(p), ())]
     else:
-        table = {}
-        for p in brows:
-            k = kb(p)
-            bucket = table.get(k)
-            if bucket is None:
-                table[k] = [eb(p)]
-            else:
-                bucket.append(eb(p))
-        for r in arows:
-            bucket = table.get(ka(r))
-            if bucket is not None:
-                for x in bucket:
-                    append(r + x)
+        out = probe(arows, map(ka, arows), buckets(map(kb, brows), columns(brows, new_b)))
     return Rel(out_vars, out, raw)
 
 

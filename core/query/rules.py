@@ -25,6 +25,7 @@ hash-indexed once per evaluation.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from ..errors import QueryError
@@ -44,9 +45,11 @@ from .parser import (
     show,
 )
 from .planner import INSUFFICIENT, insufficient
-from .relation import Rel, merge, tuple_getter
+from .relation import Rel, buckets, columns, merge, tuple_getter
 
 __all__ = ["eval_rule_call"]
+
+_INT = {int}
 
 
 class Table:
@@ -66,32 +69,18 @@ class Table:
         """key (tuple of the values at ``positions``) -> list of rows, over all rows so far."""
         ix = self.indexes.get(positions)
         if ix is None:
-            ix = {}
-            g = tuple_getter(positions)
-            for r in self.rows:
-                k = g(r)
-                b = ix.get(k)
-                if b is None:
-                    ix[k] = [r]
-                else:
-                    b.append(r)
-            self.indexes[positions] = ix
+            rows = list(self.rows)
+            ix = self.indexes[positions] = buckets(columns(rows, positions), rows)
         return ix
 
     def add(self, new: set) -> None:
         self.rows |= new
+        rows = list(new)
         for i in range(self.arity):
-            if i not in self.raw and any(type(r[i]) is not int for r in new):
+            if i not in self.raw and not set(map(type, map(itemgetter(i), rows))) <= _INT:
                 self.raw.add(i)
         for positions, ix in self.indexes.items():
-            g = tuple_getter(positions)
-            for r in new:
-                k = g(r)
-                b = ix.get(k)
-                if b is None:
-                    ix[k] = [r]
-                else:
-                    b.append(r)
+            buckets(columns(rows, positions), rows, ix)
 
     def __repr__(self) -> str:
         return f"<Table {self.key} {len(self.rows)}>"
@@ -125,7 +114,11 @@ class TableAtom(Clause):
         rows = self._filter(rows)
         pos = [self.terms.index(v) for v in out_vars]
         raw = frozenset(v for v, p in zip(out_vars, pos) if p in self.table.raw)
-        return Rel(out_vars, list(set(map(tuple_getter(pos), rows))) if out_vars else ([()] if rows else []), raw)
+        if not out_vars:
+            return Rel(out_vars, [()] if rows else [], raw)
+        if pos == list(range(self.table.arity)) and type(rows) is set:
+            return Rel(out_vars, list(rows), raw)
+        return Rel(out_vars, list(set(columns(rows, pos))), raw)
 
     def _filter(self, rows: Any) -> Any:
         terms = self.terms
@@ -152,30 +145,17 @@ class TableAtom(Clause):
         has_const = any(type(t) is not Var for t in terms)
         out_vars = [v for v in dict.fromkeys(t for t in terms if type(t) is Var) if v not in comp.idx]
         if self.use_delta or has_const or len(set(t for t in terms if type(t) is Var)) != len(terms):
-            table: dict = {}
-            g = tuple_getter(positions)
-            for r in self._filter(self._rows()):
-                k = g(r)
-                b = table.get(k)
-                if b is None:
-                    table[k] = [r]
-                else:
-                    b.append(r)
+            rows = list(self._filter(self._rows()))
+            table: dict = buckets(columns(rows, positions), rows)
         else:
             table = self.table.index(positions)
-        kg = tuple_getter([comp.idx[v] for v in bvars])
-        eg = tuple_getter([terms.index(v) for v in out_vars])
-        out: list = []
-        append = out.append
-        get = table.get
+        keys = columns(comp.rows, [comp.idx[v] for v in bvars])
         if out_vars:
-            for r in comp.rows:
-                b = get(kg(r))
-                if b is not None:
-                    for x in b:
-                        append(r + eg(x))
+            eg = tuple_getter([terms.index(v) for v in out_vars])
+            get = table.get
+            out = [r + eg(x) for r, k in zip(comp.rows, keys) for x in get(k, ())]
         else:
-            out = [r for r in comp.rows if kg(r) in table]
+            out = [r for r, k in zip(comp.rows, keys) if k in table]
         raw = frozenset(v for v in out_vars if terms.index(v) in self.table.raw)
         return [*rest, Rel(comp.vars + tuple(out_vars), out, comp.raw | raw)]
 
