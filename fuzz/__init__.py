@@ -2,7 +2,8 @@
 
 Targets (``fuzz.targets.TARGETS``): ``codec`` (the wire codec's decode), ``edn`` (the EDN reader),
 ``query`` and ``pull`` (the query and pull-pattern parsers), ``wire-tx`` (a submit's transaction:
-decode, validate, transact, encode the delta) and ``session`` (a server session fed arbitrary frames).
+decode, validate, transact, encode the delta), ``session`` (a server session fed arbitrary frames) and
+``http`` (a request head on the WebSocket port, read by h11 and answered).
 Each may raise only the error types it documents; anything else is a crash.
 
     python -m fuzz list                       the targets

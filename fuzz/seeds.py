@@ -33,6 +33,22 @@ TESTS = ["tests/test_sync_codec.py", "tests/test_edn.py", "tests/test_query.py",
          "properties/test_sync_properties.py"]
 """The tests whose inputs seed the corpora."""
 
+HTTP_SEEDS = (
+    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUser-Agent: Python-urllib/3.11\r\nConnection: close\r\n\r\n",
+    b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n\r\n",
+    b"GET /datsync/client.js HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+    b"GET /%2e%2e/secret.txt?x=1 HTTP/1.0\r\n\r\n",
+    b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x82\x80abcd",
+    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n",
+    b"\x16\x03\x01 not http at all\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 40 + b"\r\n",
+)
+"""Request heads the server's HTTP layer reads (the test suite sends them from other processes)."""
+
 MAX_SEEDS = 400
 """Most seeds kept per target (a stable choice among the distinct inputs)."""
 
@@ -122,6 +138,8 @@ def build(tests: list[str] = TESTS) -> dict[str, int]:
     hello = _codec.encode(Hello())
     for tx in list(rec.seeds["wire-tx"])[:100]:
         rec._add("session", hello + b"\n" + tx)
+    for data in HTTP_SEEDS:
+        rec._add("http", data)
     counts = {}
     for target, seeds in sorted(rec.seeds.items()):
         d = CORPUS / target

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import h11
+
 from datsync.core import QueryError, TxError, empty_db, kw, transact
 from datsync.core.edn import EdnError, read_edn_all, write_edn
 from datsync.core.history import basis_t
@@ -46,6 +48,7 @@ from datsync.core.sync import (
     server_step,
     validate_wire_tx,
 )
+from datsync.shell.server.http import BadRequest, http_connection, read_request, response
 
 
 class FuzzFailure(AssertionError):
@@ -217,6 +220,73 @@ def server_session(data: bytes) -> None:
             srv.feed(Timer(srv.now))
 
 
+# -- HTTP on the WebSocket port ---------------------------------------------------------------------
+
+
+class _Pieces:
+    """A peer's bytes as a socket hands them over: in pieces of varying sizes, then the end of the stream."""
+
+    SIZES = (1, 7, 4096, 2, 300)
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.at = 0
+        self.calls = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        n = min(max_bytes or 65536, self.SIZES[self.calls % len(self.SIZES)])
+        self.calls += 1
+        piece = self.data[self.at:self.at + n]
+        self.at += len(piece)
+        return piece
+
+
+def _answerable(http: Any, status: int, head_only: bool) -> None:
+    """What the server answers on ``http`` can be written: a failure to write would end the server."""
+    try:
+        response(http, status, "an answer", head_only=head_only)
+    except Exception as e:
+        raise FuzzFailure(f"cannot answer {status} (head_only={head_only}): {e!r}") from None
+
+
+def http_head(data: bytes) -> None:
+    """The server reading ``data`` as a request head (in pieces, then the end of the stream): it never
+    raises, keeps the bytes as they came (an upgrade replays them), and can answer whatever it read,
+    and a peer that stops half-way (the answer to a timeout)."""
+    http = http_connection()
+    reading = read_request(_Pieces(data), http)
+    try:
+        reading.send(None)
+    except StopIteration as done:
+        buf, request = done.value
+    else:
+        reading.close()
+        raise FuzzFailure("read_request awaited something other than its stream")
+    if not data.startswith(buf):
+        raise FuzzFailure("the bytes read are not the bytes sent")
+    if request is None:
+        if buf:
+            raise FuzzFailure("bytes were read and neither parsed nor refused")
+    elif type(request) is BadRequest:
+        if request.status not in (400, 431):
+            raise FuzzFailure(f"a bad request answered {request.status}")
+        _answerable(http, request.status, False)
+    elif not request.is_upgrade:
+        head_only = request.method == "HEAD"
+        for status in (200, 401, 404) if request.method in ("GET", "HEAD") else (405,):
+            again = http_connection()
+            again.receive_data(buf)
+            again.next_event()
+            _answerable(again, status, head_only)
+    cut = http_connection()  # the peer stops half-way: the handshake timeout answers 408
+    cut.receive_data(data[:len(data) // 2])
+    try:
+        if cut.next_event() is h11.NEED_DATA:
+            _answerable(cut, 408, False)
+    except h11.RemoteProtocolError:
+        _answerable(cut, 400, False)
+
+
 # -- the table ---------------------------------------------------------------------------------------
 
 _JSON_TOKENS = (b'{"v":2,"type":"', b'"client":"c","seq":',
@@ -232,6 +302,13 @@ _EDN_TOKENS = (b"[", b"]", b"(", b")", b"{", b"}", b"#{", b"#_", b"#inst ", b"#u
 _QUERY_TOKENS = (*_EDN_TOKENS, b":find", b":where", b":in", b":with", b":keys", b":strs", b":syms", b"%", b"not",
                  b"not-join", b"or", b"or-join", b"and", b"pull", b"count", b"(max 3 ?x)", b"ground", b"get-else",
                  b"missing?", b"[?e ?a ?v]", b"[(> ?a 1)]", b"(rule ?x)", b"[[?x]]", b"[?x ...]", b".")
+_HTTP_TOKENS = (b"GET ", b"HEAD ", b"POST ", b"CONNECT ", b"OPTIONS * ", b" HTTP/1.1\r\n", b" HTTP/1.0\r\n",
+                b" HTTP/2\r\n", b"/health", b"/status", b"/datsync/client.js", b"?x=1", b"Host: x\r\n",
+                b"Upgrade: websocket\r\n", b"Connection: Upgrade\r\n", b"Connection: close\r\n",
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"Sec-WebSocket-Version: 13\r\n",
+                b"Authorization: Bearer t\r\n", b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
+                b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n", b"\r\n", b"\r\n\r\n", b"\n",
+                b":", b" ", b"\t", b"\x00", b"\xff", b"\x16\x03\x01")
 _PULL_TOKENS = (*_EDN_TOKENS, b":person/friends", b":person/_friends", b":person/address", b":person/age",
                 b"{:person/friends ...}", b":limit", b":default", b":as", b":xform", b"(limit", b"*", b"(default",
                 b"[:person/name :as", b":db/id", b"{:person/friends 3}")
@@ -246,5 +323,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "a submit's transaction: decode, validate, transact, encode the delta"),
     Target("session", server_session, (), (*_JSON_TOKENS, b"\n", b"\n\n"),
            "a server session fed arbitrary frames"),
+    Target("http", http_head, (), _HTTP_TOKENS, "HTTP on the WebSocket port: a request head read and answered"),
 )}
 """Every fuzz target by name."""

@@ -10,7 +10,7 @@ SEND_SLICE = 64 << 10
 
 
 class _Prefixed(trio.abc.Stream):
-    """A stream whose first bytes were already read (the HTTP head we sniffed, a TLS record's first byte)."""
+    """A stream whose first bytes were already read (the HTTP head parsed, a TLS record's first byte)."""
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes):
         self.stream = stream
@@ -50,7 +50,7 @@ class _Prefixed(trio.abc.Stream):
 
     async def aclose(self) -> None:
         """Leaves the socket open: the connection's handler closes it gracefully once the WebSocket's
-        tasks are gone (``_linger``: closing with unread input would reset the connection, and a reset
+        tasks are gone (``http.linger``: closing with unread input would reset the connection, and a reset
         loses the answer, the ``error`` and the close frame, that the peer has not read yet)."""
         await trio.lowlevel.checkpoint()
 
