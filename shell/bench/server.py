@@ -390,11 +390,16 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             tps, n, cpu_s = await throughput(server.url, args.writers, args.seconds, server.cpu_seconds)
             row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s",
                 f"{n} durable tx, {args.writers} writers; server CPU {cpu_s / n * 1000:.2f} ms/tx")
+            per_tx = None  # server CPU per transaction with one replica: the commit's share of a delivery
             for r in args.replicas:
                 m = await latency(server.url, r, args.seconds, args.rate, args.client_processes, server.cpu_seconds)
                 note = f"{m['n']} samples at {m['rate']:.0f} tx/s" + clients_note(args)
                 if m["n"]:
                     note += f"; server CPU {m['cpu_s'] / m['n'] * 1e6:.0f} µs/delivery"
+                    if r == 1:
+                        per_tx = m["cpu_s"] / m["sent"]
+                    elif per_tx is not None:
+                        note += f" ({(m['cpu_s'] - per_tx * m['sent']) / m['n'] * 1e6:.0f} beyond the commit)"
                 if m["missing"]:
                     note += f", {m['missing']} unseen"
                 if m["resyncs"]:
