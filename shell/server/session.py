@@ -338,7 +338,7 @@ class _Session:
         self.closed = True
         self.close_code, self.close_reason = code, reason
         try:
-            self.out_send.send_nowait(_CloseMarker(code, reason))
+            self._enqueue(_CloseMarker(code, reason))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._cancel()
             return
