@@ -86,19 +86,18 @@ def _prefix_chunks(idx: Any, prefix: tuple) -> list[list]:
     i = bisect_left(maxes, prefix)
     if i == n:
         return []
+    j = bisect_left(maxes, hi, i)  # leaves before j end below hi; leaf j (if any) reaches past it
     leaf = leaves[i]
     start = bisect_left(leaf, prefix)
-    if hi <= leaf[-1]:
+    if j == i:
         return [leaf[start:bisect_left(leaf, hi)]]
     out = [leaf[start:] if start else leaf]
-    i += 1
-    while i < n:
-        leaf = leaves[i]
-        if hi <= leaf[-1]:
-            out.append(leaf[:bisect_left(leaf, hi)])
-            break
-        out.append(leaf)
-        i += 1
+    out += leaves[i + 1:j]
+    if j < n:
+        leaf = leaves[j]
+        end = bisect_left(leaf, hi)
+        if end:
+            out.append(leaf[:end])
     return out
 
 
