@@ -88,24 +88,33 @@ class DB:
 
     def replace(self, **changes: Any) -> DB:
         """A copy of this value with some fields replaced."""
-        fields = {k: getattr(self, k) for k in self.__slots__}
-        fields.update(changes)
-        fields["_hash"] = None
-        return DB(**fields)
+        new = _new_db(_DBBuilder)
+        for k in self.__slots__:
+            setattr(new, k, changes[k] if k in changes else getattr(self, k))
+        new._hash = None
+        new.__class__ = DB
+        return new
 
     def with_indexes(self, eavt: SortedIndex, aevt: SortedIndex, avet: SortedIndex, vaet: SortedIndex,
                      max_eid: int, max_tx: int) -> DB:
         """This value with new current indexes and counters (the transaction fast path)."""
-        new = _new_db(DB)
-        for k in _KEEP_ON_TX:
-            _set(new, k, getattr(self, k))
-        _set(new, "eavt", eavt)
-        _set(new, "aevt", aevt)
-        _set(new, "avet", avet)
-        _set(new, "vaet", vaet)
-        _set(new, "max_eid", max_eid)
-        _set(new, "max_tx", max_tx)
-        _set(new, "_hash", None)
+        new = _new_db(_DBBuilder)
+        new.flavor = self.flavor
+        new.schema = self.schema
+        new.props = self.props
+        new.heavt = self.heavt
+        new.haevt = self.haevt
+        new.idents = self.idents
+        new.view = self.view
+        new.pred = self.pred
+        new.eavt = eavt
+        new.aevt = aevt
+        new.avet = avet
+        new.vaet = vaet
+        new.max_eid = max_eid
+        new.max_tx = max_tx
+        new._hash = None
+        new.__class__ = DB
         return new
 
     @property
@@ -146,9 +155,15 @@ class DB:
         return f"<DB {self.flavor} {len(self.eavt)} datoms max_tx={self.max_tx}{view}>"
 
 
+class _DBBuilder(DB):
+    """A ``DB`` under construction: its fields are assigned at plain attribute speed, then its class
+    becomes ``DB`` (same layout), which is immutable from then on."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__
+
+
 _new_db = object.__new__
-_set = object.__setattr__
-_KEEP_ON_TX = ("flavor", "schema", "props", "heavt", "haevt", "idents", "view", "pred")
 
 # ------------------------------------------------------------------------------------------------
 # Construction

@@ -1,21 +1,28 @@
 """Persistent sorted sets of index keys: the storage under every database index.
 
-A ``SortedIndex`` is a two-level B+tree: a list of sorted leaves (Python lists of key tuples) and the
-list of each leaf's last key. Lookups are two C-level bisections; an update copies only the top-level
-lists and the leaves it touches (path copying), so old versions stay valid and share everything else.
-A transaction edits a ``TransientIndex`` (copy-on-first-write per leaf) and freezes it once at the end,
-which is what makes many small writes in one transaction cheap.
+A ``SortedIndex`` is a three-level B+tree of key tuples: a list of branches, each a list of sorted
+leaves (Python lists of keys), with the last key of every leaf (``_bmaxes``, one list per branch)
+and of every branch (``_tops``) beside them. A lookup is three C-level bisections. An update copies
+the top-level lists, the one branch and the one leaf it touches (path copying, a few hundred
+pointers whatever the size of the index), so old versions stay valid and share everything else. A
+transaction edits a ``TransientIndex`` (copy-on-first-write per branch and per leaf) and freezes it
+once at the end, which is what makes many small writes in one transaction cheap.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
-LEAF_SIZE = 512
+LEAF_SIZE = 256
 """Target keys per leaf after a bulk build; a leaf splits in two when it grows past twice this."""
+
+BRANCH_SIZE = 32
+"""Target leaves per branch after a bulk build; a branch splits in two when it grows past twice this."""
+
+_flatten = chain.from_iterable
 
 
 class _Top:
@@ -48,22 +55,48 @@ class _Top:
 TOP = _Top()
 
 
+def _chunks(xs: list, size: int) -> list[list]:
+    return [xs[i:i + size] for i in range(0, len(xs), size)]
+
+
 class SortedIndex:
     """An immutable sorted set of keys (tuples), sharing structure with the versions it came from."""
 
-    __slots__ = ("_leaves", "_len", "_maxes")
+    __slots__ = ("_bmaxes", "_branches", "_flat", "_len", "_tops")
 
-    def __init__(self, leaves: list[list] | None = None, maxes: list | None = None, length: int = 0):
-        self._leaves = leaves if leaves is not None else []
-        self._maxes = maxes if maxes is not None else []
+    def __init__(self, branches: list[list[list]] | None = None, bmaxes: list[list] | None = None,
+                 tops: list | None = None, length: int = 0):
+        self._branches = branches if branches is not None else []
+        self._bmaxes = bmaxes if bmaxes is not None else []
+        self._tops = tops if tops is not None else []
         self._len = length
+        self._flat: tuple[list, list] | None = None
+
+    def _flatten_once(self) -> tuple[list, list]:
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = (list(_flatten(self._bmaxes)), list(_flatten(self._branches)))
+        return flat
+
+    @property
+    def _maxes(self) -> list:
+        """The last key of every leaf, in one list (made once per version), for readers that bisect
+        the leaves themselves; ``count`` and ``slice_list`` answer the same questions."""
+        return self._flatten_once()[0]
+
+    @property
+    def _leaves(self) -> list:
+        """Every leaf in one list (made once per version), beside ``_maxes``."""
+        return self._flatten_once()[1]
 
     @classmethod
-    def from_sorted(cls, keys: Iterable, leaf_size: int = LEAF_SIZE) -> SortedIndex:
+    def from_sorted(cls, keys: Iterable, leaf_size: int | None = None) -> SortedIndex:
         """Bulk-build from keys already sorted and distinct (no checks: the fast path for loading)."""
         keys = keys if isinstance(keys, list) else list(keys)
-        leaves = [keys[i:i + leaf_size] for i in range(0, len(keys), leaf_size)]
-        return cls(leaves, [leaf[-1] for leaf in leaves], len(keys))
+        leaves = _chunks(keys, leaf_size or LEAF_SIZE)
+        branches = _chunks(leaves, BRANCH_SIZE)
+        bmaxes = [[leaf[-1] for leaf in branch] for branch in branches]
+        return cls(branches, bmaxes, [m[-1] for m in bmaxes], len(keys))
 
     @classmethod
     def from_keys(cls, keys: Iterable) -> SortedIndex:
@@ -74,17 +107,29 @@ class SortedIndex:
         return self._len
 
     def __iter__(self) -> Iterator:
-        for leaf in self._leaves:
-            yield from leaf
+        return _flatten(_flatten(self._branches))
+
+    def leaves(self) -> list[list]:
+        """The leaves in order (the lists themselves: do not modify them)."""
+        return list(_flatten(self._branches))
+
+    def _find(self, key: Any) -> tuple[int, int]:
+        """``(branch, leaf)`` positions of the leaf where ``key`` is or would go; branch is
+        ``len(self._tops)`` when ``key`` is past the last key."""
+        tops = self._tops
+        i = bisect_left(tops, key)
+        if i == len(tops):
+            return i, 0
+        return i, bisect_left(self._bmaxes[i], key)
 
     def __contains__(self, key: Any) -> bool:
-        maxes = self._maxes
-        i = bisect_left(maxes, key)
-        if i == len(maxes):
+        tops = self._tops
+        i = bisect_left(tops, key)
+        if i == len(tops):
             return False
-        leaf = self._leaves[i]
-        j = bisect_left(leaf, key)
-        return leaf[j] == key
+        bm = self._bmaxes[i]
+        leaf = self._branches[i][bisect_left(bm, key)]
+        return leaf[bisect_left(leaf, key)] == key
 
     def __repr__(self) -> str:
         return f"SortedIndex({self._len} keys)"
@@ -93,37 +138,72 @@ class SortedIndex:
         """A mutable copy for one batch of edits; ``persistent()`` freezes it into a new version."""
         return TransientIndex(self)
 
+    def _leaves_from(self, i: int, j: int) -> Iterator[list]:
+        """The leaves from leaf ``j`` of branch ``i`` to the end."""
+        branches = self._branches
+        if i < len(branches):
+            yield from islice(branches[i], j, None)
+            for branch in islice(branches, i + 1, None):
+                yield from branch
+
     def slice(self, lo: Any, hi: Any) -> Iterator:
         """Keys ``k`` with ``lo <= k < hi``, in order."""
-        maxes, leaves = self._maxes, self._leaves
-        i = bisect_left(maxes, lo)
-        n = len(maxes)
-        if i == n:
-            return
-        leaf = leaves[i]
-        j = bisect_left(leaf, lo)
-        while True:
+        i, j = self._find(lo)
+        first = True
+        for leaf in self._leaves_from(i, j):
+            start = bisect_left(leaf, lo) if first else 0
+            first = False
             if leaf[-1] < hi:
-                yield from islice(leaf, j, None) if j else leaf
+                yield from islice(leaf, start, None) if start else leaf
             else:
-                yield from islice(leaf, j, bisect_left(leaf, hi, j))
+                yield from islice(leaf, start, bisect_left(leaf, hi, start))
                 return
-            i += 1
-            if i == n:
-                return
-            leaf = leaves[i]
-            j = 0
 
     def slice_list(self, lo: Any, hi: Any) -> list:
-        """``list(self.slice(lo, hi))``, faster for the common case of a range inside one leaf."""
-        maxes = self._maxes
-        i = bisect_left(maxes, lo)
-        if i == len(maxes):
+        """``list(self.slice(lo, hi))``, copying whole leaves at C speed."""
+        tops = self._tops
+        i = bisect_left(tops, lo)
+        if i == len(tops):
             return []
-        leaf = self._leaves[i]
+        bm = self._bmaxes[i]
+        j = bisect_left(bm, lo)
+        leaf = self._branches[i][j]
         if hi <= leaf[-1]:
             return leaf[bisect_left(leaf, lo):bisect_left(leaf, hi)]
-        return list(self.slice(lo, hi))
+        out = leaf[bisect_left(leaf, lo):]
+        if hi <= tops[i]:
+            k = bisect_left(bm, hi, j + 1)
+            out += _flatten(islice(self._branches[i], j + 1, k))
+            leaf = self._branches[i][k]
+            out += leaf[:bisect_left(leaf, hi)]
+            return out
+        out += _flatten(islice(self._branches[i], j + 1, None))
+        k = bisect_left(tops, hi, i + 1)
+        out += _flatten(_flatten(islice(self._branches, i + 1, k)))
+        if k < len(tops):
+            bm = self._bmaxes[k]
+            m = bisect_left(bm, hi)
+            out += _flatten(islice(self._branches[k], m))
+            leaf = self._branches[k][m]
+            out += leaf[:bisect_left(leaf, hi)]
+        return out
+
+    def count(self, lo: Any, hi: Any) -> int:
+        """How many keys lie in ``[lo, hi)``, by bisection (no key is copied)."""
+        return self._rank(hi) - self._rank(lo) if lo < hi else 0
+
+    def _rank(self, key: Any) -> int:
+        """How many keys are below ``key``."""
+        tops = self._tops
+        i = bisect_left(tops, key)
+        if i == len(tops):
+            return self._len
+        before = sum(len(leaf) for branch in islice(self._branches, i) for leaf in branch)
+        bm = self._bmaxes[i]
+        j = bisect_left(bm, key)
+        branch = self._branches[i]
+        before += sum(len(leaf) for leaf in islice(branch, j))
+        return before + bisect_left(branch[j], key)
 
     def prefix(self, prefix: tuple) -> Iterator:
         """Keys starting with the components ``prefix``."""
@@ -139,110 +219,157 @@ class SortedIndex:
 
     def first(self, prefix: tuple) -> Any:
         """The first key starting with ``prefix``, or None."""
-        maxes = self._maxes
-        i = bisect_left(maxes, prefix)
-        if i == len(maxes):
+        tops = self._tops
+        i = bisect_left(tops, prefix)
+        if i == len(tops):
             return None
-        leaf = self._leaves[i]
+        bm = self._bmaxes[i]
+        leaf = self._branches[i][bisect_left(bm, prefix)]
         k = leaf[bisect_left(leaf, prefix)]
         return k if k[:len(prefix)] == prefix else None
 
     def seek(self, start: Any) -> Iterator:
         """Keys ``>= start``, in order."""
-        maxes, leaves = self._maxes, self._leaves
-        i = bisect_left(maxes, start)
-        if i == len(maxes):
-            return
-        leaf = leaves[i]
-        yield from islice(leaf, bisect_left(leaf, start), None)
-        for leaf in islice(leaves, i + 1, None):
-            yield from leaf
+        i, j = self._find(start)
+        first = True
+        for leaf in self._leaves_from(i, j):
+            if first:
+                first = False
+                yield from islice(leaf, bisect_left(leaf, start), None)
+            else:
+                yield from leaf
 
     def rseek(self, start: Any) -> Iterator:
         """Keys ``<= start``, in descending order."""
-        maxes, leaves = self._maxes, self._leaves
-        i = bisect_left(maxes, start)
-        if i == len(maxes):
+        tops, branches = self._tops, self._branches
+        if not tops:
+            return
+        i = bisect_left(tops, start)
+        if i == len(tops):
             i -= 1
-            if i < 0:
-                return
-        leaf = leaves[i]
+            j = len(branches[i]) - 1
+        else:
+            j = bisect_left(self._bmaxes[i], start)
+        leaf = branches[i][j]
         yield from reversed(leaf[:bisect_right(leaf, start)])
-        for k in range(i - 1, -1, -1):
-            yield from reversed(leaves[k])
+        for leaf in reversed(branches[i][:j]):
+            yield from reversed(leaf)
+        for b in range(i - 1, -1, -1):
+            for leaf in reversed(branches[b]):
+                yield from reversed(leaf)
 
 
 class TransientIndex:
-    """A one-owner editable version of a ``SortedIndex``: leaves are copied on their first write."""
+    """A one-owner editable version of a ``SortedIndex``: branches and leaves are copied on their
+    first write."""
 
-    __slots__ = ("_leaves", "_len", "_maxes", "_owned")
+    __slots__ = ("_bmaxes", "_branches", "_len", "_owned", "_tops")
 
     def __init__(self, source: SortedIndex):
-        self._leaves = list(source._leaves)
-        self._maxes = list(source._maxes)
+        self._branches = source._branches.copy()
+        self._bmaxes = source._bmaxes.copy()
+        self._tops = source._tops.copy()
         self._len = source._len
         self._owned: set[int] = set()
 
-    def _own(self, i: int) -> list:
-        leaf = self._leaves[i]
+    def _own_branch(self, i: int) -> tuple[list, list]:
+        """Branch ``i``'s leaves and leaf maxima, made this transient's own."""
+        branch = self._branches[i]
+        if id(branch) in self._owned:
+            return branch, self._bmaxes[i]
+        branch = self._branches[i] = branch.copy()
+        bm = self._bmaxes[i] = self._bmaxes[i].copy()
+        self._owned.add(id(branch))
+        return branch, bm
+
+    def _own_leaf(self, branch: list, j: int) -> list:
+        """Leaf ``j`` of an owned branch, made this transient's own."""
+        leaf = branch[j]
         if id(leaf) not in self._owned:
-            leaf = list(leaf)
-            self._leaves[i] = leaf
+            leaf = branch[j] = leaf.copy()
             self._owned.add(id(leaf))
         return leaf
 
     def add(self, key: Any) -> bool:
         """Insert ``key``; False if it was already present."""
-        maxes = self._maxes
-        if not maxes:
-            leaf = [key]
-            self._leaves.append(leaf)
-            self._owned.add(id(leaf))
-            maxes.append(key)
-            self._len = 1
-            return True
-        i = bisect_left(maxes, key)
-        if i == len(maxes):
+        tops = self._tops
+        i = bisect_left(tops, key)
+        if i == len(tops):
+            if not tops:
+                leaf, branch, bm = [key], [], []
+                branch.append(leaf)
+                bm.append(key)
+                self._branches.append(branch)
+                self._bmaxes.append(bm)
+                tops.append(key)
+                self._owned.update((id(leaf), id(branch)))
+                self._len = 1
+                return True
             i -= 1
-            leaf = self._own(i)
+            branch, bm = self._own_branch(i)
+            j = len(branch) - 1
+            leaf = self._own_leaf(branch, j)
             leaf.append(key)
-            maxes[i] = key
+            bm[j] = key
+            tops[i] = key
         else:
-            leaf = self._leaves[i]
-            j = bisect_left(leaf, key)
-            if leaf[j] == key:
+            bm = self._bmaxes[i]
+            j = bisect_left(bm, key)
+            leaf = self._branches[i][j]
+            k = bisect_left(leaf, key)
+            if leaf[k] == key:
                 return False
-            leaf = self._own(i)
-            leaf.insert(j, key)
+            branch, bm = self._own_branch(i)
+            leaf = self._own_leaf(branch, j)
+            leaf.insert(k, key)
         self._len += 1
         if len(leaf) > 2 * LEAF_SIZE:
-            half = len(leaf) >> 1
-            right = leaf[half:]
-            del leaf[half:]
-            self._leaves.insert(i + 1, right)
-            self._owned.add(id(right))
-            maxes.insert(i, leaf[-1])
+            self._split_leaf(i, branch, bm, j, leaf)
         return True
+
+    def _split_leaf(self, i: int, branch: list, bm: list, j: int, leaf: list) -> None:
+        half = len(leaf) >> 1
+        right = leaf[half:]
+        branch[j] = left = leaf[:half]  # fresh lists: no spare capacity kept
+        branch.insert(j + 1, right)
+        bm.insert(j, left[-1])
+        self._owned.update((id(left), id(right)))
+        if len(branch) > 2 * BRANCH_SIZE:
+            half = len(branch) >> 1
+            rbranch, rbm = branch[half:], bm[half:]
+            del branch[half:], bm[half:]
+            self._branches.insert(i + 1, rbranch)
+            self._bmaxes.insert(i + 1, rbm)
+            self._tops.insert(i, bm[-1])
+            self._owned.add(id(rbranch))
 
     def discard(self, key: Any) -> bool:
         """Remove ``key``; False if it was absent."""
-        maxes = self._maxes
-        i = bisect_left(maxes, key)
-        if i == len(maxes):
+        tops = self._tops
+        i = bisect_left(tops, key)
+        if i == len(tops):
             return False
-        leaf = self._leaves[i]
-        j = bisect_left(leaf, key)
-        if leaf[j] != key:
+        bm = self._bmaxes[i]
+        j = bisect_left(bm, key)
+        leaf = self._branches[i][j]
+        k = bisect_left(leaf, key)
+        if leaf[k] != key:
             return False
         self._len -= 1
+        branch, bm = self._own_branch(i)
         if len(leaf) == 1:
-            del self._leaves[i]
-            del maxes[i]
+            del branch[j], bm[j]
+            if not branch:
+                del self._branches[i], self._bmaxes[i], tops[i]
+            elif j == len(branch):
+                tops[i] = bm[-1]
             return True
-        leaf = self._own(i)
-        del leaf[j]
-        if j == len(leaf):
-            maxes[i] = leaf[-1]
+        leaf = self._own_leaf(branch, j)
+        del leaf[k]
+        if k == len(leaf):
+            bm[j] = leaf[-1]
+            if j == len(branch) - 1:
+                tops[i] = leaf[-1]
         return True
 
     def update(self, keys: Iterable) -> None:
@@ -252,14 +379,19 @@ class TransientIndex:
 
     def persistent(self) -> SortedIndex:
         """Freeze into an immutable ``SortedIndex``; this transient must not be used afterwards."""
-        leaves, maxes, length = self._leaves, self._maxes, self._len
-        self._leaves = self._maxes = None  # type: ignore[assignment]
-        return SortedIndex(leaves, maxes, length)
+        new = SortedIndex(self._branches, self._bmaxes, self._tops, self._len)
+        self._branches = self._bmaxes = self._tops = None  # type: ignore[assignment]
+        return new
 
     # Read access while editing (a transaction reads its own writes).
     __len__ = SortedIndex.__len__
     __iter__ = SortedIndex.__iter__
     __contains__ = SortedIndex.__contains__
+    leaves = SortedIndex.leaves
+    _find = SortedIndex._find
+    _leaves_from = SortedIndex._leaves_from
+    _rank = SortedIndex._rank
+    count = SortedIndex.count
     slice = SortedIndex.slice
     slice_list = SortedIndex.slice_list
     prefix = SortedIndex.prefix
@@ -269,4 +401,4 @@ class TransientIndex:
     rseek = SortedIndex.rseek
 
 
-__all__ = ["LEAF_SIZE", "TOP", "SortedIndex", "TransientIndex"]
+__all__ = ["BRANCH_SIZE", "LEAF_SIZE", "TOP", "SortedIndex", "TransientIndex"]

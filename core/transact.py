@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple, NoReturn
 
 from .db import DB, EMAX, TX0, resolve_tuple_refs
@@ -33,6 +34,9 @@ class TxReport(NamedTuple):
     tx_data: list[Datom]
     tempids: dict[Any, int]
     tx_meta: Any = None
+
+
+_report = partial(tuple.__new__, TxReport)
 
 
 OPS_ADD = "db/add"
@@ -129,6 +133,8 @@ class _Retry(Exception):
 
 
 _FLUSH = object()
+_datom = partial(tuple.__new__, Datom)
+"""``Datom`` from a 5-tuple, without the keyword-argument handling of its constructor."""
 
 
 class _TxState:
@@ -145,7 +151,6 @@ class _TxState:
         "queued",
         "redundant",
         "reverse_tempids",
-        "schema",
         "tempids",
         "tx",
         "tx_data",
@@ -167,7 +172,6 @@ class _TxState:
         self.db = db
         self.last_auto_tempid = last_auto_tempid  # numbers auto tempids of maps made by tx functions
         self.props = db.props
-        self.schema = db.schema
         # Reads go to these; each becomes a TransientIndex on its first write (see _edit).
         self.eavt = db.eavt
         self.aevt = db.aevt
@@ -283,8 +287,12 @@ class _TxState:
                     f"Cannot add {d!r} because of unique constraint: ({found!r})",
                     {"attribute": a, "datom": d},
                 )
-        eavt = self.eavt if type(self.eavt) is TransientIndex else self._edit("eavt")
-        aevt = self.aevt if type(self.aevt) is TransientIndex else self._edit("aevt")
+        eavt = self.eavt
+        if type(eavt) is not TransientIndex:
+            eavt = self.eavt = eavt.transient()
+        aevt = self.aevt
+        if type(aevt) is not TransientIndex:
+            aevt = self.aevt = aevt.transient()
         eavt.add((e, a, r, iv, tx))
         aevt.add((a, e, r, iv, tx))
         if a in props.indexed:
@@ -293,7 +301,7 @@ class _TxState:
             self._edit("vaet").add((iv, a, e, tx))
         if e > self.max_eid and e < TX0:
             self.max_eid = e
-        self.tx_data.append(Datom(e, a, v, tx, True))
+        self.tx_data.append(_datom((e, a, v, tx, True)))
         if a in props.attr_tuples:
             self._queue_tuples(e, a, v)
 
@@ -307,7 +315,7 @@ class _TxState:
             self._edit("avet").discard((a, r, iv, e, old_tx))
         if a in props.ref:
             self._edit("vaet").discard((iv, a, e, old_tx))
-        self.tx_data.append(Datom(e, a, iv, self.tx, False))
+        self.tx_data.append(_datom((e, a, iv, self.tx, False)))
         if a in props.attr_tuples:
             self._queue_tuples(e, a, None)
 
@@ -338,8 +346,15 @@ class _TxState:
         return forms
 
     def persistent(self, db_before: DB) -> DB:
-        idx = [getattr(self, n) for n in ("eavt", "aevt", "avet", "vaet")]
-        eavt, aevt, avet, vaet = (i.persistent() if type(i) is TransientIndex else i for i in idx)
+        eavt, aevt, avet, vaet = self.eavt, self.aevt, self.avet, self.vaet
+        if type(eavt) is TransientIndex:
+            eavt = eavt.persistent()
+        if type(aevt) is TransientIndex:
+            aevt = aevt.persistent()
+        if type(avet) is TransientIndex:
+            avet = avet.persistent()
+        if type(vaet) is TransientIndex:
+            vaet = vaet.persistent()
         return db_before.with_indexes(eavt, aevt, avet, vaet, self.max_eid, self.tx)
 
 
@@ -352,7 +367,10 @@ def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
             f"Bad transaction data {tx_data!r}, expected sequential collection",
             {"tx-data": tx_data},
         )
-    forms, n_auto = _assoc_auto_tempids(db.props.ref, list(tx_data or ()), 0)
+    forms = list(tx_data or ())
+    n_auto = 0
+    if not all(type(f) is list or type(f) is tuple for f in forms):
+        forms, n_auto = _assoc_auto_tempids(db.props.ref, forms, 0)
     pinned: dict[Any, int] = {}
     upserted: dict[Any, int] = {}
     while True:
@@ -376,10 +394,11 @@ def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
                 {},
             ) from None
         break
-    _check_value_tempids(state)
-    state.tempids = {k: v for k, v in state.tempids.items() if type(k) is not AutoTempid}
-    state.tempids[CURRENT_TX_KEY] = state.tx
-    return TxReport(db, state.persistent(db), state.tx_data, state.tempids, tx_meta)
+    if state.value_tempids:
+        _check_value_tempids(state)
+    tempids = {k: v for k, v in state.tempids.items() if type(k) is not AutoTempid}
+    tempids[CURRENT_TX_KEY] = state.tx
+    return _report((db, state.persistent(db), state.tx_data, tempids, tx_meta))
 
 
 def _assoc_auto_tempids(ref: frozenset, forms: list, last: int) -> tuple[list, int]:
@@ -453,7 +472,10 @@ def _run(state: _TxState, forms: list) -> None:
             if state.queued:
                 es.extendleft(reversed(state.flush_tuples()))
             continue
-        if isinstance(entity, Mapping):
+        t = type(entity)
+        if t is list or t is tuple:
+            _list_form(state, entity, es)
+        elif isinstance(entity, Mapping):
             _map_form(state, entity, es)
         elif isinstance(entity, Datom):
             e, a, v, tx, added = entity
@@ -652,133 +674,137 @@ def _retract_components(state: _TxState, keys: list) -> list:
 
 
 def _list_form(state: _TxState, entity: Any, es: deque) -> None:
-    if not entity:
-        raise TxError("transact/syntax", f"Bad entity {entity!r}: empty form", {"tx-data": entity})
-    op = op_name(entity[0])
-    if type(op) is not str:
-        raise _unknown_op(op, entity)
-    n = len(entity)
-    e = entity[1] if n > 1 else None
-    a = entity[2] if n > 2 else None
-    v = entity[3] if n > 3 else None
-    if type(a) is Keyword:
-        a = a.name
-    props = state.props
-    if op == OP_CALL:
-        fn = e
-        if not callable(fn):
-            raise TxError("transact/syntax", f"db.fn/call expects a function, got {fn!r}", {"tx-data": entity})
-        es.extendleft(reversed(_fn_result(state, fn(state.snapshot(), *entity[2:]), entity)))
-        return
-    if op not in BUILTIN_OPS:
-        _call_installed_fn(state, op, entity, es)
-        return
-    if is_tempid(e) and op != OPS_ADD:
-        raise TxError(
-            "transact/syntax",
-            f"Can't use tempid in '{entity!r}'. Tempids are allowed in :db/add only",
-            {"op": entity},
-        )
-    if op in OPS_CAS:
-        _cas(state, entity, es)
-        return
-    if type(a) is str and a in props.tuple and v is not None:
-        v = state.tuple_refs(a, v)
-    if is_tx_tempid(e):
-        state.allocate(e, state.tx)
-        es.appendleft((op, state.tx, a, v))
-        return
-    if a is not None and type(a) is str and a in props.ref:
-        if is_tx_tempid(v):
-            state.allocate(v, state.tx)
-            es.appendleft((op, e, a, state.tx))
+    """One list form (``[op e a v]``) against the in-progress database. A form that resolves to
+    another (a tempid allocated, the transaction's id filled in) continues as that form at once,
+    which is what DataScript's putting it back at the front of the queue amounts to."""
+    while True:
+        if not entity:
+            raise TxError("transact/syntax", f"Bad entity {entity!r}: empty form", {"tx-data": entity})
+        op = op_name(entity[0])
+        if type(op) is not str:
+            raise _unknown_op(op, entity)
+        n = len(entity)
+        e = entity[1] if n > 1 else None
+        a = entity[2] if n > 2 else None
+        v = entity[3] if n > 3 else None
+        if type(a) is Keyword:
+            a = a.name
+        props = state.props
+        if op == OP_CALL:
+            fn = e
+            if not callable(fn):
+                raise TxError("transact/syntax", f"db.fn/call expects a function, got {fn!r}", {"tx-data": entity})
+            es.extendleft(reversed(_fn_result(state, fn(state.snapshot(), *entity[2:]), entity)))
             return
-        if is_tempid(v):
-            resolved = state.tempids.get(v)
-            if resolved is not None:
-                state.value_tempids[resolved] = v
-                es.appendleft((op, e, a, resolved))
-            else:
-                resolved = state.next_eid()
-                state.allocate(v, resolved)
-                state.value_tempids[resolved] = v
-                es.appendleft(entity)
+        if op not in BUILTIN_OPS:
+            _call_installed_fn(state, op, entity, es)
             return
-    if is_tempid(e):
-        upserted = state.first_e_av(a, v) if a in props.identity else None
-        allocated = state.tempids.get(e)
-        if upserted is not None and allocated is not None and upserted != allocated:
-            state.retry(e, upserted)
-        eid = upserted or allocated or state.next_eid()
-        state.allocate(e, eid)
-        es.appendleft((op, eid, a, v))
-        return
-    if a is not None:
-        a = _attr(a, entity)
-    if a in props.identity and type(e) is int and e in state.reverse_tempids:
-        # Any op, and with no value the attribute's first datom: DataScript 1.8.1 does exactly this.
-        if v is None:
-            k = state.avet.first((a,))
-            upserted = None if k is None else k[3]
-        else:
-            upserted = state.first_e_av(a, v)
-        if upserted is not None and upserted != e:
-            for tempid in state.reverse_tempids[e]:
-                if tempid not in state.upserted_tempids:
-                    state.retry(tempid, upserted)
+        if is_tempid(e) and op != OPS_ADD:
             raise TxError(
-                "transact/upsert", f"Conflicting upsert: {e} resolves to {upserted} via {entity!r}", {"tx-data": entity}
+                "transact/syntax",
+                f"Can't use tempid in '{entity!r}'. Tempids are allowed in :db/add only",
+                {"op": entity},
             )
-    if type(entity) is not _Internal and a in props.tuple:
-        srcs = props.tuple_attrs[a]
-        ok = isinstance(v, list | tuple) and len(srcs) == len(v) and all(x is not None for x in v)
-        if ok:
-            ee = state.entid_strict(e)
-            for src, x in zip(srcs, v):
-                k = state.eavt.first((ee, src))
-                if k is None or not same_value(k[3], x):
-                    ok = False
-                    break
-        if ok:
+        if op in OPS_CAS:
+            _cas(state, entity, es)
             return
-        raise TxError("transact/syntax", f"Can't modify tuple attrs directly: {entity!r}", {"tx-data": entity})
-    if op == OPS_ADD:
-        _transact_add(state, e, a, v, entity[4] if n > 4 else None, entity)
-        return
-    if op == OPS_RETRACT and v is not None:
-        ee = state.entid(e)
-        if ee is None:
+        if type(a) is str and a in props.tuple and v is not None:
+            v = state.tuple_refs(a, v)
+        if is_tx_tempid(e):
+            state.allocate(e, state.tx)
+            entity = (op, state.tx, a, v)
+            continue
+        if a is not None and type(a) is str and a in props.ref:
+            if is_tx_tempid(v):
+                state.allocate(v, state.tx)
+                entity = (op, e, a, state.tx)
+                continue
+            if is_tempid(v):
+                resolved = state.tempids.get(v)
+                if resolved is not None:
+                    state.value_tempids[resolved] = v
+                    entity = (op, e, a, resolved)
+                else:
+                    resolved = state.next_eid()
+                    state.allocate(v, resolved)
+                    state.value_tempids[resolved] = v
+                continue
+        if is_tempid(e):
+            upserted = state.first_e_av(a, v) if a in props.identity else None
+            allocated = state.tempids.get(e)
+            if upserted is not None and allocated is not None and upserted != allocated:
+                state.retry(e, upserted)
+            eid = upserted or allocated or state.next_eid()
+            state.allocate(e, eid)
+            entity = (op, eid, a, v)
+            continue
+        if a is not None:
+            a = _attr(a, entity)
+        if a in props.identity and type(e) is int and e in state.reverse_tempids:
+            # Any op, and with no value the attribute's first datom: DataScript 1.8.1 does exactly this.
+            if v is None:
+                k = state.avet.first((a,))
+                upserted = None if k is None else k[3]
+            else:
+                upserted = state.first_e_av(a, v)
+            if upserted is not None and upserted != e:
+                for tempid in state.reverse_tempids[e]:
+                    if tempid not in state.upserted_tempids:
+                        state.retry(tempid, upserted)
+                raise TxError(
+                    "transact/upsert", f"Conflicting upsert: {e} resolves to {upserted} via {entity!r}",
+                    {"tx-data": entity},
+                )
+        if type(entity) is not _Internal and a in props.tuple:
+            srcs = props.tuple_attrs[a]
+            ok = isinstance(v, list | tuple) and len(srcs) == len(v) and all(x is not None for x in v)
+            if ok:
+                ee = state.entid_strict(e)
+                for src, x in zip(srcs, v):
+                    k = state.eavt.first((ee, src))
+                    if k is None or not same_value(k[3], x):
+                        ok = False
+                        break
+            if ok:
+                return
+            raise TxError("transact/syntax", f"Can't modify tuple attrs directly: {entity!r}", {"tx-data": entity})
+        if op == OPS_ADD:
+            _transact_add(state, e, a, v, entity[4] if n > 4 else None, entity)
             return
-        if a in props.ref:
-            v = state.entid_strict(v)
-        _attr(a, entity)
-        k = state.find_eav(ee, a, v)
-        if k is not None:
-            state.retract_key(k)
-        return
-    if op in (OP_RETRACT_ATTRIBUTE, OPS_RETRACT):
-        ee = state.entid(e)
-        if ee is None:
+        if op == OPS_RETRACT and v is not None:
+            ee = state.entid(e)
+            if ee is None:
+                return
+            if a in props.ref:
+                v = state.entid_strict(v)
+            _attr(a, entity)
+            k = state.find_eav(ee, a, v)
+            if k is not None:
+                state.retract_key(k)
             return
-        a = _attr(a, entity)
-        keys = state.search_ea(ee, a)
-        for k in keys:
-            state.retract_key(k)
-        es.extendleft(reversed(_retract_components(state, keys)))
-        return
-    if op in OPS_RETRACT_ENTITY:
-        ee = state.entid(e)
-        if ee is None:
+        if op in (OP_RETRACT_ATTRIBUTE, OPS_RETRACT):
+            ee = state.entid(e)
+            if ee is None:
+                return
+            a = _attr(a, entity)
+            keys = state.search_ea(ee, a)
+            for k in keys:
+                state.retract_key(k)
+            es.extendleft(reversed(_retract_components(state, keys)))
             return
-        e_keys = state.eavt.prefix_list((ee,))
-        v_keys = [(vk[2], vk[1], value_rank(ee), ee, vk[3]) for vk in state.vaet.prefix_list((ee,))]
-        for k in e_keys:
-            state.retract_key(k)
-        for k in v_keys:
-            state.retract_key(k)
-        es.extendleft(reversed(_retract_components(state, e_keys)))
-        return
-    raise _unknown_op(op, entity)
+        if op in OPS_RETRACT_ENTITY:
+            ee = state.entid(e)
+            if ee is None:
+                return
+            e_keys = state.eavt.prefix_list((ee,))
+            v_keys = [(vk[2], vk[1], value_rank(ee), ee, vk[3]) for vk in state.vaet.prefix_list((ee,))]
+            for k in e_keys:
+                state.retract_key(k)
+            for k in v_keys:
+                state.retract_key(k)
+            es.extendleft(reversed(_retract_components(state, e_keys)))
+            return
+        raise _unknown_op(op, entity)
 
 
 def _unknown_op(op: Any, entity: Any) -> TxError:

@@ -4,8 +4,8 @@ The machine edits a ``TransientIndex`` and mirrors every edit on a sorted list; 
 freezes the transient into a ``SortedIndex`` version and keeps that version together with a copy of
 the model. Later it may branch off any kept version (as a transaction starts from an older database
 value). Every read is compared with the model, and every kept version must keep answering exactly as
-it did when it was frozen, whatever happened to its descendants. ``LEAF_SIZE`` is patched to 2 so that
-leaves split and empty after a few keys.
+it did when it was frozen, whatever happened to its descendants. ``LEAF_SIZE`` and ``BRANCH_SIZE`` are
+patched to 2 so that leaves and branches split and empty after a few keys.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def check_reads(ix, model: list, lo, hi, prefix: tuple) -> None:
     assert len(ix) == len(model)
     assert list(ix.slice(lo, hi)) == model_slice(model, lo, hi)
     assert ix.slice_list(lo, hi) == model_slice(model, lo, hi)
+    assert ix.count(lo, hi) == len(model_slice(model, lo, hi))
     expected_prefix = model_prefix(model, prefix)
     assert list(ix.prefix(prefix)) == expected_prefix
     assert ix.prefix_list(prefix) == expected_prefix
@@ -72,14 +73,17 @@ def check_reads(ix, model: list, lo, hi, prefix: tuple) -> None:
 
 
 def check_structure(ix) -> None:
-    assert all(ix._leaves), "empty leaf"
-    assert list(ix._maxes) == [leaf[-1] for leaf in ix._leaves]
-    assert all(len(leaf) <= 2 * LEAF for leaf in ix._leaves)
+    assert all(ix._branches), "empty branch"
+    assert all(len(branch) <= 2 * LEAF for branch in ix._branches)
+    assert ix._bmaxes == [[leaf[-1] for leaf in branch] for branch in ix._branches]
+    assert ix._tops == [bm[-1] for bm in ix._bmaxes]
+    assert all(ix.leaves()), "empty leaf"
+    assert all(len(leaf) <= 2 * LEAF for leaf in ix.leaves())
 
 
 @contextmanager
 def small_leaves():
-    with mock.patch.object(index, "LEAF_SIZE", LEAF):
+    with mock.patch.object(index, "LEAF_SIZE", LEAF), mock.patch.object(index, "BRANCH_SIZE", LEAF):
         yield
 
 
@@ -90,14 +94,14 @@ class IndexMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._patch = mock.patch.object(index, "LEAF_SIZE", LEAF)
-        self._patch.start()
+        self._patch = small_leaves()
+        self._patch.__enter__()
         self.transient = SortedIndex().transient()
         self.model: list = []
         self.kept: list[tuple[SortedIndex, list]] = []
 
     def teardown(self) -> None:
-        self._patch.stop()
+        self._patch.__exit__(None, None, None)
 
     @initialize(target=versions, initial=st.lists(keys, max_size=20))
     def bulk_build(self, initial):

@@ -19,22 +19,31 @@ from datsync.core.index import TOP, SortedIndex, TransientIndex
 
 @pytest.fixture
 def small_leaves(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Leaves split once they hold more than 2 * 2 = 4 keys."""
+    """Leaves split once they hold more than 2 * 2 = 4 keys, branches once they hold more than 4 leaves."""
     monkeypatch.setattr(index, "LEAF_SIZE", 2)
+    monkeypatch.setattr(index, "BRANCH_SIZE", 2)
     return 2
 
 
 def leaves(ix: SortedIndex | TransientIndex) -> list[list]:
     """The leaf lists (a copy), for checking the B+tree layout."""
-    return [list(leaf) for leaf in ix._leaves]
+    return [list(leaf) for leaf in ix.leaves()]
+
+
+def maxes(ix: SortedIndex | TransientIndex) -> list:
+    """The last key of every leaf, as the tree records them."""
+    return [m for bm in ix._bmaxes for m in bm]
 
 
 def check_structure(ix: SortedIndex | TransientIndex) -> None:
-    """The invariants every version keeps: no empty leaf, maxes are the leaves' last keys,
-    keys strictly increasing across leaves, the length is the number of keys."""
-    ls = ix._leaves
+    """The invariants every version keeps: no empty branch or leaf, each branch's maxes are its
+    leaves' last keys and its top its last max, keys strictly increasing across leaves, the length
+    is the number of keys."""
+    assert all(ix._branches), "empty branch"
+    assert ix._bmaxes == [[leaf[-1] for leaf in branch] for branch in ix._branches]
+    assert ix._tops == [bm[-1] for bm in ix._bmaxes]
+    ls = ix.leaves()
     assert all(ls), "empty leaf"
-    assert list(ix._maxes) == [leaf[-1] for leaf in ls]
     flat = [k for leaf in ls for k in leaf]
     assert all(a < b for a, b in pairwise(flat))
     assert len(ix) == len(flat)
@@ -67,7 +76,7 @@ def test_empty_index_answers_every_query_with_nothing():
 def test_from_sorted_cuts_leaves_of_leaf_size():
     ix = SortedIndex.from_sorted(ints(7), leaf_size=3)
     assert leaves(ix) == [[(0,), (10,), (20,)], [(30,), (40,), (50,)], [(60,)]]
-    assert ix._maxes == [(20,), (50,), (60,)]
+    assert maxes(ix) == [(20,), (50,), (60,)]
     assert len(ix) == 7
     assert list(ix) == ints(7)
     check_structure(ix)
@@ -83,7 +92,7 @@ def test_from_sorted_accepts_any_iterable_and_empty_input():
 
 def test_from_sorted_default_leaf_size_is_leaf_size():
     ix = SortedIndex.from_sorted([(i,) for i in range(index.LEAF_SIZE + 1)])
-    assert [len(leaf) for leaf in ix._leaves] == [index.LEAF_SIZE, 1]
+    assert [len(leaf) for leaf in ix.leaves()] == [index.LEAF_SIZE, 1]
 
 
 def test_from_keys_sorts_and_drops_duplicates():
@@ -131,7 +140,7 @@ def test_add_to_an_empty_index_creates_the_first_leaf():
     t = SortedIndex().transient()
     assert t.add((7,)) is True
     assert leaves(t) == [[(7,)]]
-    assert t._maxes == [(7,)]
+    assert maxes(t) == [(7,)]
     assert len(t) == 1
 
 
@@ -139,7 +148,7 @@ def test_add_after_the_last_key_extends_the_last_leaf_and_its_max():
     t = SortedIndex.from_sorted(ints(4), leaf_size=2).transient()
     assert t.add((99,))
     assert leaves(t) == [[(0,), (10,)], [(20,), (30,), (99,)]]
-    assert t._maxes[-1] == (99,)
+    assert maxes(t)[-1] == (99,)
     check_structure(t)
 
 
@@ -173,7 +182,7 @@ def test_discard_reports_whether_the_key_was_present():
 def test_discard_of_a_leafs_last_key_lowers_its_max():
     t = SortedIndex.from_sorted(ints(4), leaf_size=2).transient()
     t.discard((10,))
-    assert t._maxes == [(0,), (30,)]
+    assert maxes(t) == [(0,), (30,)]
     assert (5,) not in t
     assert t.first((0,)) == (0,)
     check_structure(t)
@@ -186,7 +195,7 @@ def test_discard_of_the_only_key_of_a_leaf_removes_the_leaf():
     t.discard((0,))
     t.discard((10,))
     assert leaves(t) == [[(20,), (30,)]]
-    assert t._maxes == [(30,)]
+    assert maxes(t) == [(30,)]
     check_structure(t)
 
 
@@ -195,7 +204,7 @@ def test_removing_every_key_empties_the_index_and_it_can_grow_again():
     for k in [(20,), (0,), (40,), (30,), (10,)]:
         assert t.discard(k)
     assert len(t) == 0
-    assert leaves(t) == [] and t._maxes == []
+    assert leaves(t) == [] and maxes(t) == []
     assert list(t) == [] and t.first(()) is None and list(t.rseek((99,))) == []
     assert t.add((5,))
     assert list(t) == [(5,)]
@@ -217,7 +226,7 @@ def test_leaf_splits_in_two_when_it_grows_past_twice_leaf_size(small_leaves):
         t.add((i,))
     # 5 > 2 * LEAF_SIZE: the leaf split at its middle
     assert leaves(t) == [[(0,), (1,)], [(2,), (3,), (4,)]]
-    assert t._maxes == [(1,), (4,)]
+    assert maxes(t) == [(1,), (4,)]
     check_structure(t)
 
 
@@ -240,8 +249,8 @@ def test_many_inserts_keep_leaves_bounded(small_leaves):
         t.add(k)
     frozen = t.persistent()
     assert list(frozen) == sorted(keys)
-    assert len(frozen._leaves) > 20
-    assert all(1 <= len(leaf) <= 2 * small_leaves for leaf in frozen._leaves)
+    assert len(frozen.leaves()) > 20
+    assert all(1 <= len(leaf) <= 2 * small_leaves for leaf in frozen.leaves())
     check_structure(frozen)
 
 
@@ -447,6 +456,6 @@ def test_unchanged_leaves_are_shared_not_copied():
     t = v1.transient()
     t.add((45,))
     v2 = t.persistent()
-    assert v2._leaves[0] is v1._leaves[0]
-    assert v2._leaves[1] is v1._leaves[1]
-    assert v2._leaves[2] is not v1._leaves[2]
+    assert v2.leaves()[0] is v1.leaves()[0]
+    assert v2.leaves()[1] is v1.leaves()[1]
+    assert v2.leaves()[2] is not v1.leaves()[2]

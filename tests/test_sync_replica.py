@@ -100,7 +100,7 @@ def test_cost_grows_with_the_delta_not_the_database():
     rep2, out = apply_delta(rep, delta_from_report(r))
     assert out.applied
     for name in ("eavt", "aevt", "avet"):
-        old, new = getattr(rep.db, name)._leaves, getattr(rep2.db, name)._leaves
+        old, new = getattr(rep.db, name).leaves(), getattr(rep2.db, name).leaves()
         shared = len({id(x) for x in old} & {id(x) for x in new})
         assert shared >= len(old) - 3, name
 
