@@ -393,6 +393,8 @@ class Sim:
                     node.conn = None
             elif t is Notify:
                 self.on_notify(node, f, before)
+                if f.kind == "delta":  # a `deltas` message notifies one delta after another
+                    before = f.data["replica"]
             else:
                 raise SimFailure(f"unknown client effect {f!r}")
 

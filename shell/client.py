@@ -52,6 +52,7 @@ from datsync.core.sync import (
     ClientConfig,
     Close,
     Closed,
+    Deltas,
     EidMap,
     Notify,
     Opened,
@@ -166,6 +167,8 @@ class ReplicaStats:
     """Times the server said the replica had fallen too far behind."""
     deltas: int = 0
     """Deltas applied."""
+    batches: int = 0
+    """``deltas`` messages received (several deltas in one, when the replica was behind)."""
     disconnects: int = 0
     failovers: int = 0
     """Moves to another of the server URLs after the current one failed or went away."""
@@ -625,6 +628,8 @@ class ReplicaConnection:
                 self._connection_closed(e)
                 return
             event = receive(data, max_size=max_size)
+            if type(event) is Received and type(event.message) is Deltas:
+                self.stats.batches += 1
             before = self.session.builder
             self._feed(event)
             if self.on_progress is not None and type(event) is Received and type(event.message) is SnapshotChunk:

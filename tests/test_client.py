@@ -223,3 +223,27 @@ def test_listeners_see_the_bootstrap_and_capped_replicas_speak_their_own_ids(ser
                 await rep.aclose()
 
     trio.run(main)
+
+
+def test_a_replica_that_was_away_catches_up_with_several_deltas_per_message(servers):
+    # The hello asks for batches: the deltas it missed come from the log in `deltas` messages, each
+    # applied in order (a change per delta for listeners), and the replica ends equal to the server.
+    server = servers.start()
+    n = 30
+
+    async def main() -> None:
+        async with open_replica(server.url) as writer:
+            async with open_replica(server.url) as away:
+                kept = away.replica
+            for i in range(n):
+                await writer.transact([{"person/name": f"b{i}", "person/n": i}])
+            seen: list[int] = []
+            async with open_replica(server.url, replica=kept) as back:
+                back.listen(lambda change: seen.append(change.t) if change.kind == "delta" else None)
+                await back.wait_for_t(writer.t)
+                assert back.stats.last_mode == "resume" and back.stats.bootstraps == 0
+                assert back.stats.batches >= 1 and back.stats.deltas == n
+                assert seen == list(range(kept.t + 1, writer.t + 1))
+                assert datoms(back.db, "eavt") == datoms(writer.db, "eavt")
+
+    trio.run(main)

@@ -303,7 +303,7 @@ def test_the_client_queues_offline_resends_after_reconnects_and_settles_on_its_o
     db, _ = server_db(1)
     t0 = db.max_tx - TX0
     c, fx = client(replica_of(db, db_id="db"), client_id="me")
-    assert msgs(fx) == [Hello("me", t0, "db", "me")]
+    assert msgs(fx) == [Hello("me", t0, "db", "me", batch=True)]
     # written before the server answered the hello: queued, not refused
     c, fx = run(client_step, c, SubmitTx("a", [{"db/id": "x", "p/name": "A"}]), SubmitTx("b", [{"p/name": "B"}]))
     assert [n.kind for n in of(Notify, fx)] == ["tx-queued", "tx-queued"] and not msgs(fx)

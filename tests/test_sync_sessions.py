@@ -17,6 +17,7 @@ from datsync.core.sync import (
     Close,
     Closed,
     Delta,
+    Deltas,
     EidMap,
     Error,
     Hello,
@@ -188,6 +189,50 @@ def test_live_deltas_respect_the_window_and_acks():
     assert [m.t for m in msgs(fx)] == [8] and s.acked_t == 6 and [t for t, _ in s.inflight] == [7, 8]
     s, fx = run(server_step, s, TxCommitted(fake_delta(8)))  # a duplicate commit event
     assert fx == []
+
+
+def batched(t: int = 5, client_t: int | None = 5, **cfg: Any):
+    """A server session past the handshake with a client that reads ``deltas`` messages."""
+    s = srv(t, **cfg)
+    s, _ = run(server_step, s, Received(Hello("me", client_t, "db", batch=True)), AuthDecision("principal"))
+    return s
+
+
+def test_deltas_going_out_together_go_in_one_message_to_a_client_that_asked():
+    s = batched(5, 5, window=2, max_buffered=8)
+    s, fx = run(server_step, s, *(TxCommitted(fake_delta(t)) for t in (6, 7, 8, 9, 10)))
+    assert [m.t for m in msgs(fx)] == [6, 7] and len(s.queue) == 3  # live: each as it commits
+    s, fx = run(server_step, s, Received(Ack(7)))
+    (m,) = msgs(fx)  # the window opened for two: one message, one frame
+    assert isinstance(m, Deltas) and [d.t for d in m.deltas] == [8, 9] and m.deltas[0] == fake_delta(8)
+    assert [t for t, _ in s.inflight] == [8, 9] and [t for t, _ in s.queue] == [10]
+    s, fx = run(server_step, s, Received(Ack(9)))
+    assert msgs(fx) == [fake_delta(10)]  # a lone delta goes as it is
+    # a catch-up from the log goes out batched too
+    s = batched(5, 2, window=64)
+    s, fx = run(server_step, s, LogRead(s.awaiting, 2, tuple(log_entry(t) for t in (3, 4, 5))))
+    (m,) = msgs(fx)
+    assert isinstance(m, Deltas) and [d.t for d in m.deltas] == [3, 4, 5] and s.phase == sv.LIVE
+
+
+def log_entry(t: int) -> tuple[Delta, bytes]:
+    return fake_delta(t), encode(fake_delta(t))
+
+
+def test_a_client_that_did_not_ask_gets_one_delta_per_message():
+    s, _ = attached(5, 5, window=2, max_buffered=8)
+    s, _ = run(server_step, s, *(TxCommitted(fake_delta(t)) for t in (6, 7, 8, 9)))
+    s, fx = run(server_step, s, Received(Ack(7)))
+    assert msgs(fx) == [fake_delta(8), fake_delta(9)]
+
+
+def test_a_batch_stays_under_its_byte_bound(monkeypatch):
+    monkeypatch.setattr(sv, "BATCH_BYTES", 2 * len(encode(fake_delta(10))) + 2)
+    s = batched(11, 6, window=64, max_buffered=16)
+    s, fx = run(server_step, s, LogRead(s.awaiting, 6, tuple(log_entry(t) for t in range(7, 12))))
+    out = msgs(fx)
+    assert [[d.t for d in m.deltas] if isinstance(m, Deltas) else [m.t] for m in out] == [[7, 8], [9, 10], [11]]
+    assert all(f.data == encode(m) for f, m in zip(of(Send, fx), out))
 
 
 def test_a_client_too_far_behind_is_told_to_resync():
@@ -371,10 +416,10 @@ def live_client():
 
 def test_client_hello_carries_t_and_db_id():
     c, fx = client()
-    assert msgs(fx) == [Hello("me", None, None)] and c.phase == cl.HANDSHAKE and of(SetTimer, fx)
+    assert msgs(fx) == [Hello("me", None, None, batch=True)] and c.phase == cl.HANDSHAKE and of(SetTimer, fx)
     db, _ = server_db()
     c, fx = client(replica_of(db, db_id="db"))
-    assert msgs(fx) == [Hello("me", db.max_tx - TX0, "db")]
+    assert msgs(fx) == [Hello("me", db.max_tx - TX0, "db", batch=True)]
 
 
 def test_client_bootstraps_from_a_snapshot():
@@ -423,6 +468,16 @@ def test_client_applies_deltas_acks_and_detects_gaps():
     assert msgs(fx) == [Ack(d3.t)] and c3.sync_from is None  # ack_every=2
     c4, fx = run(client_step, c3, Received(d2))
     assert fx == [] and c4.replica is c3.replica
+
+
+def test_client_applies_a_deltas_message_delta_by_delta():
+    c, reports = live_client()
+    d2, d3 = delta_from_report(reports[1]), delta_from_report(reports[2])
+    c2, fx = run(client_step, c, Received(Deltas((d2, d3))))
+    assert [n.kind for n in of(Notify, fx)] == ["delta", "delta"] and c2.replica.t == d3.t
+    assert msgs(fx) == [Ack(d3.t)]
+    _, fx = run(client_step, c, Received(Deltas((d3,))))  # a gap inside a batch asks once
+    assert msgs(fx) == [Sync(c.replica.t)]
 
 
 def test_client_ping_with_a_newer_t_is_a_gap():

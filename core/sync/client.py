@@ -50,7 +50,7 @@ from .eids import EidMap
 from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError, SyncError
 from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
-from .messages import Ack, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
+from .messages import Ack, Deltas, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
 from .pending import add_pending, carry_pending, confirm, find_pending
 from .pending import reject as reject_pending
 from .replica import Replica, apply_delta, apply_visible
@@ -232,8 +232,8 @@ def _on_opened(s: ClientSession, e: ev.Opened, fx: list) -> ClientSession:
     if s.phase != CLOSED:
         return s
     r = s.replica
-    _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id, s.config.client_id),
-          fx)
+    _send(Hello(s.config.credentials, None if r is None else r.t, None if r is None else r.db_id, s.config.client_id,
+                batch=True), fx)
     fx.append(ev.SetTimer(e.now + s.config.heartbeat_interval))
     return evolve(s, phase=HANDSHAKE, hb=hb_start(s.hb, e.now), builder=None, sync_from=None,
                    acked_t=0 if r is None else r.t)
@@ -528,6 +528,12 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
     return s
 
 
+def _on_deltas(s: ClientSession, m: Deltas, fx: list) -> ClientSession:
+    for d in m.deltas:
+        s = _on_delta(s, d, fx)
+    return s
+
+
 def _own_delta(s: ClientSession, m: Delta, confirmed: Any, fx: list) -> ClientSession:
     """The delta of this client's own submission: its queued entry is settled (``tx-ok``) now, with
     the tempids in local ids (the pending transaction's, confirmed by ``apply_delta``)."""
@@ -631,6 +637,7 @@ _MESSAGES: dict[type, Callable[[ClientSession, Any, list], ClientSession]] = {
     SnapshotChunk: _on_snapshot_chunk,
     SnapshotEnd: _on_snapshot_end,
     Delta: _on_delta,
+    Deltas: _on_deltas,
     TxOk: _on_tx_ok,
     TxRejected: _on_tx_rejected,
     msg.ScopesOk: _on_scopes_ok,

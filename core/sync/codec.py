@@ -65,6 +65,7 @@ from .messages import (
     MAX_CLIENT_ID,
     PROTOCOL_VERSION,
     Ack,
+    Deltas,
     Error,
     Hello,
     Ping,
@@ -501,6 +502,27 @@ def _decode_delta(o: dict) -> Delta:
                  _schema_delta(o), _origin(o))
 
 
+MAX_BATCH = 4096
+"""Most deltas one ``deltas`` message may carry."""
+
+
+def _decode_deltas(o: dict) -> Deltas:
+    xs = _field(o, "deltas")
+    if type(xs) is not list or not xs or len(xs) > MAX_BATCH:
+        raise _bad(f"Field 'deltas' must be a list of 1 to {MAX_BATCH} delta messages", field="deltas")
+    for x in xs:
+        if type(x) is not dict or x.get("v") != PROTOCOL_VERSION or x.get("type") != "delta":
+            raise _bad(f"Each of 'deltas' is a delta message, got {x!r:.40}", field="deltas")
+    return Deltas(tuple(_decode_delta(x) for x in xs))
+
+
+def _hello(o: dict) -> Hello:
+    batch = o.get("batch", False)
+    if type(batch) is not bool:
+        raise _bad("Field 'batch' must be true or false", field="batch")
+    return Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id"), _opt_client(o), batch)
+
+
 def _decode_welcome(o: dict) -> Welcome:
     mode = _str(o, "mode")
     if mode not in ("resume", "bootstrap"):
@@ -533,8 +555,7 @@ def _decode_scopes(o: dict) -> Scopes:
 
 
 _DECODERS: dict[str, Callable[[dict], Any]] = {
-    "hello": lambda o: Hello(_credentials(o.get("credentials")), _opt_int(o, "t"), _opt_str(o, "db_id"),
-                             _opt_client(o)),
+    "hello": _hello,
     "welcome": _decode_welcome,
     "sync": lambda o: Sync(_opt_int(o, "t")),
     "ack": lambda o: Ack(_int(o, "t")),
@@ -549,6 +570,7 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
     "pong": lambda o: Pong(_int(o, "n")),
     "error": lambda o: Error(_str(o, "code"), _str(o, "message")),
     "delta": _decode_delta,
+    "deltas": _decode_deltas,
     "snapshot-begin": lambda o: SnapshotBegin(
         _int(o, "t"), _int(o, "tx"), _int(o, "max_eid"), _int(o, "datoms"), _int(o, "chunks"), _opt_str(o, "db_id"),
         _name_pairs(o, "aliases"),
@@ -614,6 +636,8 @@ def _enc_hello(m: Hello) -> dict:
     out = {"credentials": _enc_credentials(m.credentials), "t": m.t, "db_id": _enc(m.db_id)}
     if m.client is not None:
         out["client"] = m.client
+    if m.batch:
+        out["batch"] = True
     return out
 
 
@@ -669,6 +693,7 @@ _ENCODERS: dict[type, Callable[[Any], dict]] = {
     Pong: lambda m: {"n": m.n},
     Error: lambda m: {"code": _enc_str(m.code), "message": _enc_str(m.message)},
     Delta: _enc_delta,
+    Deltas: lambda m: {"deltas": [{"v": PROTOCOL_VERSION, "type": Delta.TYPE, **_enc_delta(d)} for d in m.deltas]},
     SnapshotBegin: _enc_snapshot_begin,
     SnapshotChunk: _enc_chunk,
     SnapshotEnd: lambda m: {"t": m.t, "chunks": m.chunks},
@@ -687,6 +712,12 @@ def encode(message: Any) -> bytes:
         return _DUMPS(obj).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as e:
         raise ProtocolError("protocol/unencodable", f"Cannot encode {message.TYPE}: {e}", {}) from None
+
+
+def encode_batch(payloads: Sequence[bytes]) -> bytes:
+    """The ``deltas`` message of the encoded deltas ``payloads`` (``encode(delta)`` each, in order):
+    the bytes ``encode(Deltas(...))`` writes, made by joining, without encoding anything again."""
+    return b'{"v":%d,"type":"deltas","deltas":[%b]}' % (PROTOCOL_VERSION, b",".join(payloads))
 
 
 def version_error(peer_version: int) -> bytes:
@@ -869,6 +900,7 @@ __all__ = [
     "decode_datom_columns",
     "decode_value",
     "encode",
+    "encode_batch",
     "encode_datom_columns",
     "encode_snapshot",
     "encode_value",

@@ -30,7 +30,8 @@ Req = int | str
 class Hello:
     """Client -> server, first message: who I am and where my replica is (``t`` None: no replica).
     ``credentials`` are JSON data and a secret: never shown in a repr. ``client`` is the client's id
-    (stable across restarts): deltas of its own submissions come with their ``origin``."""
+    (stable across restarts): deltas of its own submissions come with their ``origin``. ``batch``: the
+    client reads ``deltas`` messages (several deltas in one), so a replica behind catches up faster."""
 
     TYPE: ClassVar[str] = "hello"
 
@@ -38,6 +39,17 @@ class Hello:
     t: int | None = None
     db_id: str | None = None
     client: str | None = None
+    batch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deltas:
+    """Server -> client, to a client whose hello said ``batch``: consecutive deltas in one message,
+    when several go out at once (a replica that was behind): one frame and one decode for all of them."""
+
+    TYPE: ClassVar[str] = "deltas"
+
+    deltas: tuple[Delta, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +198,14 @@ class Error:
 
 
 Message = (
-    Hello | Welcome | Sync | Ack | Submit | TxOk | TxRejected | Resync | Ping | Pong | Error | Delta
+    Hello | Welcome | Sync | Ack | Submit | TxOk | TxRejected | Resync | Ping | Pong | Error | Delta | Deltas
     | SnapshotBegin | SnapshotChunk | SnapshotEnd | Scopes | ScopesOk | ScopesRejected
 )
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (
-        Hello, Welcome, Sync, Ack, Submit, TxOk, TxRejected, Resync, Ping, Pong, Error, Delta,
+        Hello, Welcome, Sync, Ack, Submit, TxOk, TxRejected, Resync, Ping, Pong, Error, Delta, Deltas,
         SnapshotBegin, SnapshotChunk, SnapshotEnd, Scopes, ScopesOk, ScopesRejected,
     )
 }
@@ -211,6 +223,7 @@ __all__ = [
     "SERVER_MESSAGES",
     "Ack",
     "Delta",
+    "Deltas",
     "Error",
     "Hello",
     "Message",

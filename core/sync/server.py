@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import DatsyncError
 from . import events as ev
-from .codec import encode
+from .codec import encode, encode_batch
 from .delta import Delta
 from .errors import AUTH, TIMEOUT, UNEXPECTED, VERSION
 from .evolve import evolve
@@ -68,6 +68,9 @@ BOOTSTRAPPING = "bootstrapping"
 LIVE = "live"
 CLOSED = "closed"
 ATTACHED = frozenset({CATCHING_UP, BOOTSTRAPPING, LIVE})
+
+BATCH_BYTES = 1 << 20
+"""Largest ``deltas`` message the server makes (a delta above it goes alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,18 +201,39 @@ def _flush(s: ServerSession, fx: list) -> ServerSession:
         return s
     inflight, nbytes = list(s.inflight), s.inflight_bytes
     queue = s.queue
+    batch = s.hello is not None and s.hello.batch
     i = 0
     while i < len(queue) and len(inflight) < cfg.window and nbytes < cfg.window_bytes:
         t, data = queue[i]
-        fx.append(ev.Send(data))
+        if not batch:
+            fx.append(ev.Send(data))
         inflight.append((t, len(data)))
         nbytes += len(data)
         i += 1
     if i == 0:
         return s
+    if batch:
+        _send_batched([d for _, d in queue[:i]], fx)
     sent = queue[:i]
     return evolve(s, queue=queue[i:], queue_bytes=s.queue_bytes - sum(len(d) for _, d in sent),
                    inflight=tuple(inflight), inflight_bytes=nbytes)
+
+
+def _send_batched(payloads: list[bytes], fx: list) -> None:
+    """Send the encoded deltas ``payloads``: a lone one as it is, several as ``deltas`` messages of up
+    to ``BATCH_BYTES`` each (one frame and one decode on the client for all of them)."""
+    if len(payloads) == 1:
+        fx.append(ev.Send(payloads[0]))
+        return
+    group: list[bytes] = []
+    size = 0
+    for data in payloads:
+        if group and size + len(data) > BATCH_BYTES:
+            fx.append(ev.Send(encode_batch(group) if len(group) > 1 else group[0]))
+            group, size = [], 0
+        group.append(data)
+        size += len(data) + 1
+    fx.append(ev.Send(encode_batch(group) if len(group) > 1 else group[0]))
 
 
 def _reset_to(s: ServerSession, t: int) -> ServerSession:

@@ -249,7 +249,7 @@ const opt = (x) => (x === undefined ? null : x);
 export const ENCODERS = {
   hello: (m) => ({
     credentials: encCredentials(m.credentials), t: opt(m.t), db_id: m.db_id == null ? null : encStr(m.db_id),
-    ...(m.client != null && { client: m.client }),
+    ...(m.client != null && { client: m.client }), ...(m.batch && { batch: !0 }),
   }),
   sync: (m) => ({ t: opt(m.t) }),
   ack: (m) => ({ t: m.t }),

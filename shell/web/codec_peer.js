@@ -4,7 +4,7 @@
 // A browser never needs it (so client.js does not load it); importing it completes codec.js's
 // encode() and decode() for every message type, as the shared protocol vectors check.
 
-import { DECODERS, ENCODERS, MAX_DEPTH, decodeValue, encodeValue, internals } from './codec.js';
+import { DECODERS, ENCODERS, MAX_DEPTH, PROTOCOL_VERSION, decodeValue, encodeValue, internals } from './codec.js';
 import { Tuple } from './values.js';
 
 const { bad, decKey, fields, encStr, encReq, object, opt } = internals;
@@ -28,11 +28,26 @@ function encDatoms(ds) {
 
 const encPairs = (pairs) => pairs.map(([o, n]) => [encStr(o), encStr(n)]);
 
+const MAX_BATCH = 4096;
+
 Object.assign(DECODERS, {
   hello: (o) => {
     const m = { credentials: credentials(o.credentials === undefined ? null : o.credentials), ...fields(o, 't:i? db_id:s? client:c?') };
     if (m.client === null) delete m.client;
+    if (o.batch !== undefined && typeof o.batch !== 'boolean') throw bad("Field 'batch' must be true or false", { field: 'batch' });
+    if (o.batch) m.batch = true;
     return m;
+  },
+  // sent only to a client whose hello asked for batches (the browser client takes its deltas one by one)
+  deltas: (o) => {
+    const xs = o.deltas;
+    if (!Array.isArray(xs) || !xs.length || xs.length > MAX_BATCH) throw bad(`Field 'deltas' must be a list of 1 to ${MAX_BATCH} delta messages`, { field: 'deltas' });
+    return {
+      deltas: xs.map((x) => {
+        if (x === null || typeof x !== 'object' || x.v !== PROTOCOL_VERSION || x.type !== 'delta') throw bad('Each of \'deltas\' is a delta message', { field: 'deltas' });
+        return { type: 'delta', ...DECODERS.delta(x) };
+      }),
+    };
   },
   sync: (o) => fields(o, 't:i?'),
   ack: (o) => fields(o, 't:i'),
@@ -80,4 +95,5 @@ Object.assign(ENCODERS, {
   },
   'snapshot-chunk': (m) => ({ t: m.t, seq: m.seq, datoms: encDatoms(m.datoms) }),
   'snapshot-end': (m) => ({ t: m.t, chunks: m.chunks }),
+  deltas: (m) => ({ deltas: m.deltas.map((d) => ({ v: PROTOCOL_VERSION, type: 'delta', ...ENCODERS.delta(d) })) }),
 });

@@ -34,6 +34,7 @@ from datsync.core.sync.delta import Delta, Origin
 from datsync.core.sync.messages import (
     PROTOCOL_VERSION,
     Ack,
+    Deltas,
     Error,
     Hello,
     Ping,
@@ -115,6 +116,9 @@ def describe_message(m: Any) -> dict:
             o = m.origin
             out["origin"] = {"client": o.client, "seq": o.seq, "tempids": describe(dict(o.tempids or {}))}
         return out
+    if type(m) is Deltas:
+        out["deltas"] = [describe_message(d) for d in m.deltas]
+        return out
     if type(m) is SnapshotChunk:
         out.update(t=m.t, seq=m.seq, datoms=_datoms(m.datoms))
         return out
@@ -128,6 +132,8 @@ def describe_message(m: Any) -> dict:
         out.update(credentials=m.credentials, t=m.t, db_id=m.db_id)  # credentials are verbatim JSON
         if m.client is not None:
             out["client"] = m.client
+        if m.batch:
+            out["batch"] = True
         return out
     if type(m) is SnapshotBegin:
         out.update(t=m.t, tx=m.tx, max_eid=m.max_eid, datoms=m.datoms, chunks=m.chunks, db_id=m.db_id)
@@ -168,6 +174,7 @@ def cases() -> dict[str, list[dict]]:
             {"message": Hello("tok", 17, "db-1")},
             {"message": Hello(None, 0, "~odd-db")},
             {"message": Hello({"token": "t"}, 5, "db-1", "client-7f3a")},
+            {"message": Hello(None, 5, "db-1", "client-7f3a", batch=True)},
             {"message": Welcome("db-1", 42, "resume", 32)},
             {"message": Welcome("db-1", 0, "bootstrap", 1)},
             {"message": Sync(None)},
@@ -208,6 +215,8 @@ def cases() -> dict[str, list[dict]]:
             {"message": Delta(4, 536870916, T0, ((1, "~tilde/attr", "~v", True),))},
             {"message": Delta(5, 536870917, T0, ((103, "p/name", "X", True),),
                               origin=Origin("client-7f3a", 12, {"x": 103, "db/current-tx": 536870917}))},
+            {"message": Deltas((Delta(6, 536870918, T0, ((104, "p/name", "Y", True),)),
+                                Delta(7, 536870919, T0, ((104, "p/name", "Y", False),), origin=Origin("c", 1, {}))))},
         ],
         "values": [{"message": delta}],
         "errors": [
@@ -231,6 +240,11 @@ def cases() -> dict[str, list[dict]]:
                      '"datoms":[[0,"a",1,true]]}', "error": "protocol/malformed"},
             {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"delta","t":1,"tx":2,"instant":"~t2024-05-01T10:00:00+00:00",'
                      '"datoms":[[1,"a",[1,2],true]]}', "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"deltas","deltas":[]}}', "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"deltas",'
+                     f'"deltas":[{{"v":{PROTOCOL_VERSION},"type":"ack","t":1}}]}}', "error": "protocol/malformed"},
+            {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"hello","credentials":null,"t":null,"db_id":null,"batch":1}}',
+             "error": "protocol/malformed"},
             {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"snapshot-chunk","t":1,"seq":0,"datoms":[[1,"a","~qbad",5]]}}',
              "error": "protocol/malformed"},
             {"wire": f'{{"v":{PROTOCOL_VERSION},"type":"tx-ok","req":1,"t":1,"tempids":[1]}}',

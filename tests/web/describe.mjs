@@ -46,6 +46,7 @@ export function describeMessage(m) {
   for (const [k, x] of Object.entries(m)) {
     if (k === 'type') continue;
     if (m.type === 'hello' || (m.type === 'submit' && (k === 'client' || k === 'seq'))) out[k] = x;
+    else if (k === 'deltas') out[k] = x.map(describeMessage);
     else if (k === 'datoms' && Array.isArray(x)) out[k] = datoms(x);
     else if (m.type === 'scopes' && k === 'scopes') out[k] = x.map(([n, args]) => [n, args.map(describe)]);
     else if (m.type === 'delta' && k === 'schema') {
