@@ -22,7 +22,7 @@ from .db import DB, EMAX, TX0, resolve_tuple_refs
 from .errors import DatsyncError, TxError
 from .index import TransientIndex
 from .schema import is_reverse_attr, reverse_attr
-from .values import Datom, Keyword, index_value, value_rank
+from .values import _ATOMIC, RANKS, Datom, Keyword, index_value, value_rank
 
 
 class TxReport(NamedTuple):
@@ -275,8 +275,11 @@ class _TxState:
 
     def add_datom(self, e: int, a: str, v: Any, tx: int) -> None:
         props = self.props
-        r = value_rank(v)
-        iv = index_value(v)
+        t = type(v)
+        r = RANKS.get(t)
+        if r is None:
+            r = value_rank(v)
+        iv = v if t in _ATOMIC else index_value(v)
         if a in props.unique:
             k = self.avet.first((a, r, iv))
             if k is not None:
@@ -369,8 +372,10 @@ def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
         )
     forms = list(tx_data or ())
     n_auto = 0
-    if not all(type(f) is list or type(f) is tuple for f in forms):
-        forms, n_auto = _assoc_auto_tempids(db.props.ref, forms, 0)
+    for f in forms:
+        if type(f) is not list and type(f) is not tuple:
+            forms, n_auto = _assoc_auto_tempids(db.props.ref, forms, 0)
+            break
     pinned: dict[Any, int] = {}
     upserted: dict[Any, int] = {}
     while True:
@@ -396,7 +401,9 @@ def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
         break
     if state.value_tempids:
         _check_value_tempids(state)
-    tempids = {k: v for k, v in state.tempids.items() if type(k) is not AutoTempid}
+    tempids = state.tempids
+    if state.last_auto_tempid:
+        tempids = {k: v for k, v in tempids.items() if type(k) is not AutoTempid}
     tempids[CURRENT_TX_KEY] = state.tx
     return _report((db, state.persistent(db), state.tx_data, tempids, tx_meta))
 
@@ -639,10 +646,13 @@ def _explode(state: _TxState, entity: dict) -> list:
 
 
 def _transact_add(state: _TxState, e: Any, a: Any, v: Any, tx: Any, form: Any) -> None:
-    a = _attr(a, form)
-    _check_value(v, form)
+    if type(a) is not str:
+        a = _attr(a, form)
+    if v is None:
+        _check_value(v, form)
     tx = tx or state.tx
-    e = state.entid_strict(e)
+    if type(e) is not int or not 0 < e <= EMAX:
+        e = state.entid_strict(e)
     props = state.props
     if a in props.ref:
         v = state.entid_strict(v)
@@ -680,9 +690,11 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
     while True:
         if not entity:
             raise TxError("transact/syntax", f"Bad entity {entity!r}: empty form", {"tx-data": entity})
-        op = op_name(entity[0])
-        if type(op) is not str:
-            raise _unknown_op(op, entity)
+        op = entity[0]
+        if type(op) is not str or op.startswith(":"):
+            op = op_name(op)
+            if type(op) is not str:
+                raise _unknown_op(op, entity)
         n = len(entity)
         e = entity[1] if n > 1 else None
         a = entity[2] if n > 2 else None
@@ -699,7 +711,9 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         if op not in BUILTIN_OPS:
             _call_installed_fn(state, op, entity, es)
             return
-        if is_tempid(e) and op != OPS_ADD:
+        te = type(e)
+        e_is_tempid = te is str or (te is int and e < 0) or te is AutoTempid  # is_tempid(e)
+        if e_is_tempid and op != OPS_ADD:
             raise TxError(
                 "transact/syntax",
                 f"Can't use tempid in '{entity!r}'. Tempids are allowed in :db/add only",
@@ -710,7 +724,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
             return
         if type(a) is str and a in props.tuple and v is not None:
             v = state.tuple_refs(a, v)
-        if is_tx_tempid(e):
+        if (te is str or te is Keyword) and is_tx_tempid(e):
             state.allocate(e, state.tx)
             entity = (op, state.tx, a, v)
             continue
@@ -729,7 +743,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
                     state.allocate(v, resolved)
                     state.value_tempids[resolved] = v
                 continue
-        if is_tempid(e):
+        if e_is_tempid:
             upserted = state.first_e_av(a, v) if a in props.identity else None
             allocated = state.tempids.get(e)
             if upserted is not None and allocated is not None and upserted != allocated:
