@@ -296,22 +296,10 @@ class TransientIndex:
         i = bisect_left(tops, key)
         if i == len(tops):
             if not tops:
-                leaf, branch, bm = [key], [], []
-                branch.append(leaf)
-                bm.append(key)
-                self._branches.append(branch)
-                self._bmaxes.append(bm)
-                tops.append(key)
-                self._owned.update((id(leaf), id(branch)))
-                self._len = 1
+                self._add_first(key)
                 return True
             i -= 1
-            branch, bm = self._own_branch(i)
-            j = len(branch) - 1
-            leaf = self._own_leaf(branch, j)
-            leaf.append(key)
-            bm[j] = key
-            tops[i] = key
+            last = True
         else:
             bm = self._bmaxes[i]
             j = bisect_left(bm, key)
@@ -319,13 +307,42 @@ class TransientIndex:
             k = bisect_left(leaf, key)
             if leaf[k] == key:
                 return False
-            branch, bm = self._own_branch(i)
-            leaf = self._own_leaf(branch, j)
+            last = False
+        # _own_branch and _own_leaf, inlined: this is the hottest path of a transaction
+        owned = self._owned
+        branch = self._branches[i]
+        if id(branch) in owned:
+            bm = self._bmaxes[i]
+        else:
+            branch = self._branches[i] = branch.copy()
+            bm = self._bmaxes[i] = self._bmaxes[i].copy()
+            owned.add(id(branch))
+        if last:
+            j = len(branch) - 1
+        leaf = branch[j]
+        if id(leaf) not in owned:
+            leaf = branch[j] = leaf.copy()
+            owned.add(id(leaf))
+        if last:
+            leaf.append(key)
+            bm[j] = key
+            tops[i] = key
+        else:
             leaf.insert(k, key)
         self._len += 1
         if len(leaf) > 2 * LEAF_SIZE:
             self._split_leaf(i, branch, bm, j, leaf)
         return True
+
+    def _add_first(self, key: Any) -> None:
+        leaf, branch, bm = [key], [], []
+        branch.append(leaf)
+        bm.append(key)
+        self._branches.append(branch)
+        self._bmaxes.append(bm)
+        self._tops.append(key)
+        self._owned.update((id(leaf), id(branch)))
+        self._len = 1
 
     def _split_leaf(self, i: int, branch: list, bm: list, j: int, leaf: list) -> None:
         half = len(leaf) >> 1
