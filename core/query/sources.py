@@ -27,6 +27,14 @@ VAET = (2, 1, 0, 3, None)
 DATOM = (0, 1, 2, 3, 4)
 
 
+def _upper(prefix: tuple) -> tuple:
+    """A bound above every key starting with ``prefix`` and below every other greater key: for an
+    attribute name alone the name's successor string (compared in C), else ``prefix + (TOP,)``."""
+    if len(prefix) == 1 and type(prefix[0]) is str:
+        return (prefix[0] + "\x00",)
+    return (*prefix, TOP)
+
+
 def _range_count(idx: Any, lo: tuple, hi: tuple) -> int:
     """How many keys of a ``SortedIndex`` lie in ``[lo, hi)``, by bisection (no key is copied)."""
     maxes = getattr(idx, "_maxes", None)
@@ -71,7 +79,7 @@ def _range_list(idx: Any, lo: tuple, hi: tuple) -> list:
 
 
 def _prefix_list(idx: Any, prefix: tuple) -> list:
-    return _range_list(idx, prefix, (*prefix, TOP))
+    return _range_list(idx, prefix, _upper(prefix))
 
 
 def _prefix_chunks(idx: Any, prefix: tuple) -> list[list]:
@@ -81,7 +89,7 @@ def _prefix_chunks(idx: Any, prefix: tuple) -> list[list]:
     leaves = getattr(idx, "_leaves", None)
     if maxes is None or leaves is None:
         return [idx.prefix_list(prefix)]
-    hi = (*prefix, TOP)
+    hi = _upper(prefix)
     n = len(maxes)
     i = bisect_left(maxes, prefix)
     if i == n:
@@ -243,7 +251,7 @@ class DbSource:
         """Current datoms of attribute ``a`` (an estimate for views)."""
         c = self._counts.get(a)
         if c is None:
-            c = self._counts[a] = _range_count(self.db.aevt, (a,), (a, TOP))
+            c = self._counts[a] = _range_count(self.db.aevt, (a,), _upper((a,)))
         return c
 
     def count_av(self, a: Any, v: Any) -> int:
