@@ -320,7 +320,7 @@ def _scan_join(comp: Rel, source: Any, consts: tuple, terms: tuple, out_vars: tu
     if not unique:
         table = buckets(map(itemgetter(ci), crows), crows)
     if scanned is None:
-        rows, layout = source.match_in(fpos, table, ec, ac, vc, txc, n)
+        rows, layout = source.match_in(fpos, set(table), ec, ac, vc, txc, n)
         fp = layout[fpos]
     else:
         layout = scanned[1]

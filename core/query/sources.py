@@ -207,8 +207,8 @@ class DbSource:
 
     def match_in(self, pos: int, keys: Any, e: Any, a: Any, v: Any, tx: Any, n: int = 5) -> tuple[list, tuple]:
         """``match`` restricted to rows whose pattern position ``pos`` (0 entity, 2 value) holds a
-        value in ``keys`` (a set or dict): an entity join filters the attribute's range before its
-        value, and allocates only the rows it keeps."""
+        value in ``keys`` (a set: it answers ``in`` faster than a dict): an entity join filters the
+        attribute's range before its value, and allocates only the rows it keeps."""
         if self.fast and pos == 0 and e is None and a is not None and tx is None and (
                 v is None or (a not in self.props.indexed and not (type(v) is int and a in self.props.ref))):
             chunks = _prefix_chunks(self.db.aevt, (a,))
