@@ -223,8 +223,10 @@ def make_db_from_columns(
     eav_in_aevt: list[tuple] = []
     ave: list[tuple] = []
     vae: list[tuple] = []
+    shared: dict[type, dict] = {int: {}, str: {}}
     for a, es, vs, txs in columns:
-        rs, ivs = _ranked(vs)
+        es, txs = _share(es, shared), _share(txs, shared)
+        rs, ivs = _ranked(_share(vs, shared))
         aev.extend(zip(repeat(a), es, rs, ivs, txs))
         eav_in_aevt.extend(zip(es, repeat(a), rs, ivs, txs))
         if a in indexed:
@@ -238,6 +240,19 @@ def make_db_from_columns(
         heavt = SortedIndex.from_sorted([(*k, True) for k in eav])
         haevt = SortedIndex.from_sorted([(*k, True) for k in aev])
     return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, None)
+
+
+def _share(xs: list, shared: dict[type, dict]) -> list:
+    """``xs`` with equal values made one object each (through ``shared``, a table per type) when all
+    are ``int`` or all ``str``: values decoded from a file or the wire are one object per occurrence."""
+    kinds = set(map(type, xs))
+    if len(kinds) != 1:
+        return xs
+    table = shared.get(kinds.pop())
+    if table is None:
+        return xs
+    share = table.setdefault
+    return [share(x, x) for x in xs]
 
 
 def _ranked(vs: list) -> tuple[list, list]:
