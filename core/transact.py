@@ -184,7 +184,7 @@ class _TxState:
         self.value_tempids: dict[int, Any] = {}
         self.redundant: list[int] = []
         self.queued: dict[int, dict[str, list]] = {}
-        self.reverse_tempids: dict[int, list] = {}
+        self.reverse_tempids: dict[int, dict] = {}  # eid -> its tempids, in order (a dict as an ordered set)
         self.upserted_tempids: dict[Any, int] = upserted_tempids or {}
 
     def retry(self, tempid: Any, eid: int) -> NoReturn:
@@ -269,7 +269,7 @@ class _TxState:
             e = CURRENT_TX_KEY
         if is_tx_tempid(e) or is_tempid(e):
             self.tempids[e] = eid
-            self.reverse_tempids.setdefault(eid, []).append(e)
+            self.reverse_tempids.setdefault(eid, {})[e] = None
         if eid > self.max_eid and eid < TX0:
             self.max_eid = eid
 
@@ -618,13 +618,17 @@ def _maybe_wrap_multival(state: _TxState, a: str, vs: Any) -> Any:
 def _explode(state: _TxState, entity: dict) -> list:
     eid = entity["db/id"]
     props = state.props
-    items = [(a, v) for a, v in entity.items() if a not in props.tuple]
-    items += [(a, v) for a, v in entity.items() if a in props.tuple]
+    if props.tuple:
+        items = [(a, v) for a, v in entity.items() if a not in props.tuple]
+        items += [(a, v) for a, v in entity.items() if a in props.tuple]
+    else:
+        items = entity.items()
     out: list = []
     for a, vs in items:
         if a == "db/id":
             continue
-        _attr(a, {"db/id": eid, a: vs})
+        if type(a) is not str:
+            _attr(a, {"db/id": eid, a: vs})
         reverse = is_reverse_attr(a)
         straight = reverse_attr(a) if reverse else a
         if reverse and straight not in props.ref:
@@ -724,7 +728,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
             return
         if type(a) is str and a in props.tuple and v is not None:
             v = state.tuple_refs(a, v)
-        if (te is str or te is Keyword) and is_tx_tempid(e):
+        if (te is str and e in TX_TEMPIDS) or (te is Keyword and e.name == "db/current-tx"):  # is_tx_tempid(e)
             state.allocate(e, state.tx)
             entity = (op, state.tx, a, v)
             continue
