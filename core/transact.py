@@ -695,7 +695,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
         if not entity:
             raise TxError("transact/syntax", f"Bad entity {entity!r}: empty form", {"tx-data": entity})
         op = entity[0]
-        if type(op) is not str or op.startswith(":"):
+        if type(op) is not str or (op not in BUILTIN_OPS and op.startswith(":")):
             op = op_name(op)
             if type(op) is not str:
                 raise _unknown_op(op, entity)
@@ -754,8 +754,10 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
                 state.retry(e, upserted)
             eid = upserted or allocated or state.next_eid()
             state.allocate(e, eid)
+            # Go on as the resolved form ``(op, eid, a, v)``: every check above gives it the same
+            # answer as it gave the tempid form (only db/add gets here, v is no tempid).
             entity = (op, eid, a, v)
-            continue
+            e, n = eid, 4
         if a is not None:
             a = _attr(a, entity)
         if a in props.identity and type(e) is int and e in state.reverse_tempids:
