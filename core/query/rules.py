@@ -66,7 +66,7 @@ class Table:
         self.raw: set = set()  # positions that hold values other than entity ids (lookup refs, ...)
 
     def index(self, positions: tuple) -> dict:
-        """key (tuple of the values at ``positions``) -> list of rows, over all rows so far."""
+        """key (tuple of the values at ``positions``) -> the rows with that key, over all rows so far."""
         ix = self.indexes.get(positions)
         if ix is None:
             rows = list(self.rows)
