@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from datsync.core import kw
 from datsync.core.edn import read_edn, read_edn_all
 
@@ -75,6 +77,31 @@ def test_interleaved_samples_alternate_between_the_benchmarks():
                               sample_ms=0, warmup_ms=0)
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then one sample of each per round
     assert set(timed) == {"a", "b"} and all(len(t.samples) == 3 for t in timed.values())
+
+
+def test_bench_collector_modes():
+    import gc
+
+    from datsync.shell.bench.harness import bench_interleaved
+
+    frozen_during: list[int] = []
+    sample = lambda: frozen_during.append(gc.get_freeze_count())
+    bench_interleaved({"a": sample}, samples=1, sample_ms=0, warmup_ms=0, gc_mode="user")
+    bench_interleaved({"a": sample}, samples=1, sample_ms=0, warmup_ms=0, gc_mode="frozen")
+    assert frozen_during[1] == 0 and frozen_during[3] > 0  # the user's way leaves the collector alone
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(ValueError):
+        bench_interleaved({"a": sample}, samples=1, sample_ms=0, warmup_ms=0, gc_mode="off")
+
+
+def test_bench_queries_in_both_spellings_are_datascripts_queries():
+    from datsync.shell.bench.query import PEOPLE_QUERIES, RULES, spelled
+
+    js = (Path(__file__).parent / "oracle" / "bench_ds.js").read_text()
+    for text, _ in PEOPLE_QUERIES.values():
+        assert '"name"' not in text and spelled(text, "keyword") == text
+        assert spelled(text, "string") in js  # DataScript's suite runs the same query
+    assert spelled(RULES, "string").count('"follows"') == 2 and ":follows" not in spelled(RULES, "string")
 
 
 def test_help_teaches():
