@@ -55,6 +55,9 @@ class _Top:
 TOP = _Top()
 
 
+_new_index = object.__new__
+
+
 def _chunks(xs: list, size: int) -> list[list]:
     return [xs[i:i + size] for i in range(0, len(xs), size)]
 
@@ -396,7 +399,9 @@ class TransientIndex:
 
     def persistent(self) -> SortedIndex:
         """Freeze into an immutable ``SortedIndex``; this transient must not be used afterwards."""
-        new = SortedIndex(self._branches, self._bmaxes, self._tops, self._len)
+        new = _new_index(SortedIndex)
+        new._branches, new._bmaxes, new._tops, new._len, new._flat = (
+            self._branches, self._bmaxes, self._tops, self._len, None)
         self._branches = self._bmaxes = self._tops = None  # type: ignore[assignment]
         return new
 
