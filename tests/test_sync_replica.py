@@ -309,3 +309,28 @@ def test_time_travel_over_what_the_replica_saw():
         replica_as_of(rep, 2)
     assert e.value.code == "sync/before-history" and e.value.data == {"t": 2, "base_t": 3}
     assert replica_of(boot, history=False).base_t is None
+
+
+def test_a_snapshot_received_over_the_wire_shares_equal_ids_and_values():
+    # Decoding makes one object per occurrence; the builder keeps one per distinct id and value, so
+    # a bootstrapped replica holds what the server's database holds, not a copy per datom.
+    from datsync.core.sync import add_chunk, begin_snapshot, build_replica, decode, encode, replica_of, snapshot
+
+    schema = {"p/name": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/one")},
+              "p/tag": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/many")}}
+    db = empty_db(schema, flavor="datomic")
+    for i in range(30):
+        db = transact(db, [{"p/name": f"n{i % 3}", "p/tag": ["x" * 40, f"t{i}"]}]).db_after
+    head, chunks = snapshot(db, 7)
+    builder = begin_snapshot(decode(encode(head)))
+    for c in chunks:
+        builder = add_chunk(builder, decode(encode(c)))
+    rep = build_replica(builder)
+    assert datoms(rep.db, "eavt") == datoms(replica_of(db).db, "eavt")
+    keys = list(rep.db.eavt)
+    for attr_value in ("x" * 40, "n1"):
+        assert len({id(k[3]) for k in keys if k[3] == attr_value}) == 1
+    by_entity: dict[int, set[int]] = {}
+    for k in keys:
+        by_entity.setdefault(k[0], set()).add(id(k[0]))
+    assert all(len(ids) == 1 for ids in by_entity.values())

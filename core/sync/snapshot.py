@@ -17,7 +17,7 @@ schema from the schema datoms, translates ids, and bulk-builds the replica's ind
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar
 
@@ -37,6 +37,8 @@ SnapshotDatom = tuple[int, str, object, int]
 
 DEFAULT_CHUNK_SIZE = 2000
 _EMPTY: PMap = pmap()
+_SHAREABLE = frozenset({int, str})
+"""Value types a builder shares (equal and hashable alike: ``True == 1`` keeps them apart by type)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +130,14 @@ def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None 
 @dataclass(frozen=True, slots=True)
 class SnapshotBuilder:
     """A snapshot being received: its header and the chunks so far (``seq`` -> datoms). Chunks may
-    arrive in any order and more than once: a snapshot at a given ``t`` is the same data every time."""
+    arrive in any order and more than once: a snapshot at a given ``t`` is the same data every time.
+    ``shared`` makes equal ids and values one object as chunks arrive (a decoded message holds one
+    object per occurrence): it only ever changes which equal object a datom holds, never a value."""
 
     head: SnapshotBegin
     chunks: PMap = _EMPTY
     count: int = 0
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -147,7 +152,7 @@ class SnapshotBuilder:
 
 def begin_snapshot(head: SnapshotBegin) -> SnapshotBuilder:
     """An empty builder for the snapshot ``head`` announces."""
-    return SnapshotBuilder(head, _EMPTY, 0)
+    return SnapshotBuilder(head, _EMPTY, 0, {})
 
 
 def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder:
@@ -166,7 +171,10 @@ def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder
     if builder.count + len(chunk.datoms) > head.datoms:
         raise ProtocolError("protocol/unexpected", f"Snapshot at t={head.t} has more datoms than announced",
                             {"t": head.t})
-    return SnapshotBuilder(head, builder.chunks.set(chunk.seq, chunk.datoms), builder.count + len(chunk.datoms))
+    share = builder.shared.setdefault
+    datoms = tuple((share(e, e), share(a, a), share(v, v) if type(v) in _SHAREABLE else v, share(tx, tx))
+                   for e, a, v, tx in chunk.datoms)
+    return SnapshotBuilder(head, builder.chunks.set(chunk.seq, datoms), builder.count + len(datoms), builder.shared)
 
 
 def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None, *, history: bool = True) -> Replica:
