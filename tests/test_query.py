@@ -400,3 +400,19 @@ def test_filtered_views(db):
     assert q('[:find ?e :where [?e :follows 2]]', no_ivan) == set()
     assert q('[:find ?e :where [?e :age 15]]', no_ivan) == set()
     assert q('[:find ?e :where [?e :name] [(missing? $ ?e :follows)]]', no_ivan) == {(4,), (5,)}
+
+
+def test_a_recursive_rule_on_a_time_view_looks_up_each_question_apart():
+    # Inside a rule, the same pattern is looked up with different variables bound ([?p :refs ?e]
+    # with ?e bound: who refers to it; with ?p bound: what it refers to): the answers are cached
+    # by which positions are bound, not only by the values.
+    schema = {"item/label": {"db/valueType": kw("db.type/string"), "db/cardinality": kw("db.cardinality/one")},
+              "item/refs": {"db/valueType": kw("db.type/ref"), "db/cardinality": kw("db.cardinality/many")}}
+    db = empty_db(schema, flavor="datomic")
+    db = transact(db, [{"db/id": "b", "item/label": "other"},
+                       {"db/id": "a", "item/label": "me", "item/refs": ["b"]}]).db_after
+    t = db.max_tx
+    db = transact(db, [{"item/label": "later"}]).db_after
+    rules = "[[(reach ?me ?e) [?e :item/label ?me]] [(reach ?me ?e) [?p :item/refs ?e] (reach ?me ?p)]]"
+    query = '[:find ?e :in $ % :where (reach "me" ?e)]'
+    assert q(query, as_of(db, t), rules) == q(query, db, rules) and len(q(query, db, rules)) == 2

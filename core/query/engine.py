@@ -414,8 +414,8 @@ def _lookup_join(env: Env, comp: Rel, pat: Pattern, source: DbSource, consts: tu
     if any(mixed_bools(map(itemgetter(comp.idx[v]), comp.rows)) for v in bvars):
         cache_key = lambda r: tuple((x, type(x) is bool) for x in key_get(r))
     cache = None
-    if env.caching:
-        cache = env.lookup_cache.setdefault((id(pat), src), {})
+    if env.caching:  # keyed by which positions are bound: the same values bound elsewhere ask another question
+        cache = env.lookup_cache.setdefault((id(pat), src, tuple(bpos), tuple(new_pos)), {})
     else:
         cache = {}
     out: list = []
@@ -471,7 +471,7 @@ def _lookup_e_fast(env: Env, comp: Rel, source: DbSource, evar: Var, a: str, vc:
         out: list = []
         append = out.append
         if env.caching:
-            cache = env.lookup_cache.setdefault((id(pat), src), {})
+            cache = env.lookup_cache.setdefault((id(pat), src, (0,), (2,)), {})
             for r in rows:
                 e = r[ei]
                 vs = cache.get(e)
