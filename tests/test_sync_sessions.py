@@ -687,6 +687,20 @@ def test_scopes_answer_goes_out_after_the_deltas_queued_before_it():
     assert [type(m) for m in msgs(fx)] == [ScopesRejected] and msgs(fx)[0].code == "sync/retry"
 
 
+def test_a_scopes_answer_queued_between_deltas_is_not_batched_with_them():
+    from datsync.core.sync import ScopesDecided, ScopesOk
+
+    s = batched(5, 5, window=1, max_buffered=16)
+    s, _ = run(server_step, s, *(TxCommitted(fake_delta(t)) for t in (6, 7, 8)))
+    s, _ = run(server_step, s, ScopesDecided(1, 8, ((101, "p/name", "x", True),)))
+    s, _ = run(server_step, s, *(TxCommitted(fake_delta(t)) for t in (9, 10)))
+    assert [t for t, _ in s.queue] == [7, 8, 8, 9, 10]
+    s = dataclasses.replace(s, config=dataclasses.replace(s.config, window=64))
+    s, fx = run(server_step, s, Received(Ack(6)))
+    out = [[d.t for d in m.deltas] if isinstance(m, Deltas) else m for m in msgs(fx)]
+    assert out == [[7, 8], ScopesOk(1, 8, ((101, "p/name", "x", True),)), [9, 10]]
+
+
 def test_client_applies_scopes_at_its_t_and_keeps_them_for_the_next_hello():
     from datsync.core.sync import ChangeScopes, Scopes, ScopesOk, ScopesRejected
 

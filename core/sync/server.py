@@ -43,6 +43,7 @@ from .errors import AUTH, TIMEOUT, UNEXPECTED, VERSION
 from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import (
+    PROTOCOL_VERSION,
     Ack,
     Error,
     Hello,
@@ -71,6 +72,9 @@ ATTACHED = frozenset({CATCHING_UP, BOOTSTRAPPING, LIVE})
 
 BATCH_BYTES = 1 << 20
 """Largest ``deltas`` message the server makes (a delta above it goes alone)."""
+
+_DELTA_PREFIX = b'{"v":%d,"type":"delta",' % PROTOCOL_VERSION
+"""How every encoded delta begins (``encode`` writes ``v`` and ``type`` first): what may be batched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,20 +224,29 @@ def _flush(s: ServerSession, fx: list) -> ServerSession:
 
 
 def _send_batched(payloads: list[bytes], fx: list) -> None:
-    """Send the encoded deltas ``payloads``: a lone one as it is, several as ``deltas`` messages of up
-    to ``BATCH_BYTES`` each (one frame and one decode on the client for all of them)."""
-    if len(payloads) == 1:
-        fx.append(ev.Send(payloads[0]))
-        return
+    """Send the queued messages ``payloads`` in order: runs of consecutive deltas as ``deltas``
+    messages of up to ``BATCH_BYTES`` each (one frame and one decode on the client for all of them),
+    a lone delta and anything else (a ``scopes-ok`` queued behind deltas) as it is."""
     group: list[bytes] = []
     size = 0
-    for data in payloads:
-        if group and size + len(data) > BATCH_BYTES:
+
+    def flush() -> None:
+        if group:
             fx.append(ev.Send(encode_batch(group) if len(group) > 1 else group[0]))
-            group, size = [], 0
+            group.clear()
+
+    for data in payloads:
+        if not data.startswith(_DELTA_PREFIX):
+            flush()
+            fx.append(ev.Send(data))
+            size = 0
+            continue
+        if group and size + len(data) > BATCH_BYTES:
+            flush()
+            size = 0
         group.append(data)
         size += len(data) + 1
-    fx.append(ev.Send(encode_batch(group) if len(group) > 1 else group[0]))
+    flush()
 
 
 def _reset_to(s: ServerSession, t: int) -> ServerSession:
