@@ -187,10 +187,11 @@ class PolicySim(Sim):
 
 
 def simulate(schedule: Schedule) -> PolicySim:
-    """Run ``schedule`` under the policy, without duplicated messages: a stale copy of a snapshot taken
-    before a scope change would be taken for one after it (a WebSocket never duplicates; reordering,
-    delays, disconnects, restarts and crashes stay)."""
-    return run_simulation(replace(schedule, duplicate=0.0), PolicySim)  # type: ignore[return-value]
+    """Run ``schedule`` under the policy, without duplicated or reordered messages: a stale copy of a
+    snapshot taken before a scope change would be taken for one after it, and a delta filtered by the
+    new scopes would overtake their ``scopes-ok`` (a WebSocket never duplicates nor reorders; delays,
+    disconnects, restarts and crashes stay)."""
+    return run_simulation(replace(schedule, duplicate=0.0, reorder=0.0), PolicySim)  # type: ignore[return-value]
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

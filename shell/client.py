@@ -786,8 +786,9 @@ class ReplicaConnection:
         elif kind == "synced" or kind == "scopes-ok":
             if kind == "scopes-ok":
                 store.set_view("")  # the base is of the old scopes until the new one is written
-            store.clear_deltas()
-            self._write_base_soon(data["replica"])
+            if data["replica"] is not None:  # (None: a snapshot under the new scopes follows)
+                store.clear_deltas()
+                self._write_base_soon(data["replica"])
 
     def _write_base_soon(self, replica: Any) -> None:
         """Write ``replica`` as the store's base, made in a worker thread (a large replica takes a

@@ -727,6 +727,9 @@ def test_client_applies_scopes_at_its_t_and_keeps_them_for_the_next_hello():
     c, _ = live_client()
     c, fx = run(client_step, c, ChangeScopes(1, []), Received(ScopesOk(1, c.replica.t + 1, ())))
     assert msgs(fx)[-1] == Sync(None) and c.phase == cl.BOOTSTRAPPING
+    # ...and no replica with it: the one at hand holds the old scopes' share until the snapshot
+    (ok,) = [n for n in of(Notify, fx) if n.kind == "scopes-ok"]
+    assert ok.data["replica"] is None and ok.data["datoms"] == ()
 
 
 def test_a_scopes_answer_lost_in_a_resync_is_sent_again_before_the_snapshot():

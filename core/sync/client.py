@@ -609,7 +609,8 @@ def _on_scopes_ok(s: ClientSession, m: msg.ScopesOk, fx: list) -> ClientSession:
     if r is None or s.phase != LIVE or r.t != m.t:
         _send(Sync(None), fx)  # the datoms are for another t: a snapshot under the new scopes
         s = evolve(s, phase=BOOTSTRAPPING, builder=None)
-        fx.append(ev.Notify("scopes-ok", {"req": m.req, "t": m.t, "replica": r, "datoms": ()}))
+        # no replica: the one at hand holds the old scopes' share until that snapshot replaces it
+        fx.append(ev.Notify("scopes-ok", {"req": m.req, "t": m.t, "replica": None, "datoms": ()}))
         return s
     try:
         r = apply_visible(r, m.datoms)
