@@ -187,8 +187,9 @@ def make_db(
 ) -> DB:
     """Bulk-build a database from current datoms (and, for the Datomic flavor, history)."""
     props = _props_for(schema, flavor)
-    ds = datoms_ if isinstance(datoms_, list) else list(datoms_)
-    eav = eavt_keys(ds)
+    hist_from_datoms = flavor == "datomic" and history is None
+    ds = list(datoms_) if hist_from_datoms and not isinstance(datoms_, list) else datoms_
+    eav = eavt_keys(ds)  # (one pass: datoms made as they are read are dropped at once)
     eav.sort()
     eav = _dedupe_sorted(eav)  # the other indexes permute these keys: distinct too
     aev = sorted([(k[1], k[0], k[2], k[3], k[4]) for k in eav])

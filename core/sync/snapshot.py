@@ -129,10 +129,11 @@ def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotBuilder:
-    """A snapshot being received: its header and the chunks so far (``seq`` -> datoms). Chunks may
-    arrive in any order and more than once: a snapshot at a given ``t`` is the same data every time.
-    ``shared`` makes equal ids and values one object as chunks arrive (a decoded message holds one
-    object per occurrence): it only ever changes which equal object a datom holds, never a value."""
+    """A snapshot being received: its header and the chunks so far (``seq`` -> the chunk's datoms as
+    four columns ``(es, as, vs, txs)``: four pointers a datom until the build, not a tuple each).
+    Chunks may arrive in any order and more than once: a snapshot at a given ``t`` is the same data
+    every time. ``shared`` makes equal ids and values one object as chunks arrive (a decoded message
+    holds one object per occurrence): it only ever changes which equal object a datom holds."""
 
     head: SnapshotBegin
     chunks: PMap = _EMPTY
@@ -172,9 +173,31 @@ def add_chunk(builder: SnapshotBuilder, chunk: SnapshotChunk) -> SnapshotBuilder
         raise ProtocolError("protocol/unexpected", f"Snapshot at t={head.t} has more datoms than announced",
                             {"t": head.t})
     share = builder.shared.setdefault
-    datoms = tuple((share(e, e), share(a, a), share(v, v) if type(v) in _SHAREABLE else v, share(tx, tx))
-                   for e, a, v, tx in chunk.datoms)
-    return SnapshotBuilder(head, builder.chunks.set(chunk.seq, datoms), builder.count + len(datoms), builder.shared)
+    ds = chunk.datoms
+    columns = (tuple(share(d[0], d[0]) for d in ds), tuple(share(d[1], d[1]) for d in ds),
+               tuple(share(v, v) if type(v) in _SHAREABLE else v for v in (d[2] for d in ds)),
+               tuple(share(d[3], d[3]) for d in ds))
+    return SnapshotBuilder(head, builder.chunks.set(chunk.seq, columns), builder.count + len(ds), builder.shared)
+
+
+def builder_datoms(builder: SnapshotBuilder) -> Iterable[SnapshotDatom]:
+    """The datoms ``(e, a, v, tx)`` the builder holds, in the snapshot's order (made as iterated:
+    each tuple lives only as long as its reader keeps it); iterable again and again."""
+    chunks, n = builder.chunks, builder.head.chunks
+    return _Datoms([chunks[seq] for seq in range(n) if seq in chunks])
+
+
+class _Datoms:
+    """Re-iterable datoms over chunk columns."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: list[tuple]):
+        self.columns = columns
+
+    def __iter__(self) -> Iterator[SnapshotDatom]:
+        for es, as_, vs, txs in self.columns:
+            yield from zip(es, as_, vs, txs)
 
 
 def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None, *, history: bool = True) -> Replica:
@@ -188,21 +211,18 @@ def build_replica(builder: SnapshotBuilder, eids: EidMap | None = None, *, histo
             f"{builder.count} of {builder.head.datoms} datoms",
             {"t": builder.head.t},
         )
-    chunks = builder.chunks
-    return replica_from_datoms(
-        [d for seq in range(builder.head.chunks) for d in chunks[seq]], builder.head,
-        eids if eids is not None else EidMap.identity(), history=history,
-    )
+    return replica_from_datoms(builder_datoms(builder), builder.head,
+                               eids if eids is not None else EidMap.identity(), history=history)
 
 
-def replica_from_datoms(datoms: list[SnapshotDatom], head: SnapshotBegin, eids: EidMap, *,
+def replica_from_datoms(datoms: Iterable[SnapshotDatom], head: SnapshotBegin, eids: EidMap, *,
                         history: bool = True) -> Replica:
     """Bulk-build the replica of the server datoms ``(e, a, v, tx)`` at ``head.t`` (``history``: keeping
-    history from there)."""
+    history from there); ``datoms`` is read twice (a list, or re-iterable)."""
     aliases = dict(head.aliases)
     server_schema = server_schema_from_datoms((d for d in datoms if d[1] in SCHEMA_ATTRS), aliases)
     refs = ref_info(server_schema)
-    eids, local = datoms_to_local(eids, refs, datoms)
+    eids, local = (eids, datoms) if eids.is_identity else datoms_to_local(eids, refs, datoms)
     max_eid = head.max_eid if eids.is_identity else None
     db = make_db(replica_schema(server_schema), "datascript", local, max_eid=max_eid, max_tx=head.tx)
     return _replica(db, head, server_schema, eids, aliases, history)
