@@ -267,11 +267,18 @@ async def write_open_loop(writer: ReplicaConnection, seconds: float, rate: float
 
 
 def _latency_figures(samples: list[float], sent: int, replicas: int, achieved: float, resyncs: int,
-                     cpu_s: float) -> dict:
+                     cpu_s: float, client_cpu_s: float = float("nan")) -> dict:
     return {"p50": pct(samples, 0.5) * 1000 if samples else float("nan"),
             "p99": pct(samples, 0.99) * 1000 if samples else float("nan"),
             "n": len(samples), "sent": sent, "rate": achieved, "missing": sent * replicas - len(samples),
-            "resyncs": resyncs, "cpu_s": cpu_s}
+            "resyncs": resyncs, "cpu_s": cpu_s, "client_cpu_s": client_cpu_s}
+
+
+def client_cpu_note(m: dict) -> str:
+    """The listener processes' CPU per delivery, when they ran apart (``--client-processes``)."""
+    if not m["n"] or math.isnan(m["client_cpu_s"]):
+        return ""
+    return f"; client CPU {m['client_cpu_s'] / m['n'] * 1e6:.0f} µs/delivery"
 
 
 async def latency(url: str | list[str], replicas: int, seconds: float, rate: float, clients: int = 1,
@@ -316,29 +323,34 @@ async def _latency_spread(urls: list[str], replicas: int, seconds: float, rate: 
             await writer.aclose()
         samples: list[float] = []
         resyncs = 0
+        client_cpu_s = 0.0
         for p in procs:
             out, _ = await trio.to_thread.run_sync(lambda p=p: p.communicate(f"{last_t}\n", timeout=300))
             result = json.loads(out)
             samples += result["samples"]
             resyncs += result["resyncs"]
+            client_cpu_s += result["cpu_s"]
         cpu_s = cpu() - c0  # (an upper bound: it includes the listeners' closing)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return _latency_figures(samples, sent, replicas, achieved, resyncs, cpu_s)
+    return _latency_figures(samples, sent, replicas, achieved, resyncs, cpu_s, client_cpu_s)
 
 
 async def listener_process(spec: dict) -> None:
-    """``--listener``: open the replicas, say ``ready``, read the last ``t`` on stdin, print the samples."""
+    """``--listener``: open the replicas, say ``ready``, read the last ``t`` on stdin, print the samples
+    and the process's CPU seconds (user + system, every thread) from ``ready`` until every replica had it."""
     listeners = Listeners()
     async with trio.open_nursery() as nursery:
         await listeners.open(nursery, spec["urls"], spec["replicas"])
         print("ready", flush=True)
+        c0 = time.process_time()
         last_t = int(await trio.to_thread.run_sync(sys.stdin.readline))
-        resyncs = await listeners.settle(last_t, spec["timeout"])
-    print(json.dumps({"samples": listeners.samples, "resyncs": resyncs}), flush=True)
+        resyncs = await listeners.settle(last_t, spec["timeout"], time.process_time)
+    print(json.dumps({"samples": listeners.samples, "resyncs": resyncs, "cpu_s": listeners.cpu_at_settled - c0}),
+          flush=True)
 
 
 async def import_people(url: str, people: list[dict], batch: int = 1000) -> float:
@@ -400,6 +412,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                         per_tx = m["cpu_s"] / m["sent"]
                     elif per_tx is not None:
                         note += f" ({(m['cpu_s'] - per_tx * m['sent']) / m['n'] * 1e6:.0f} beyond the commit)"
+                note += client_cpu_note(m)
                 if m["missing"]:
                     note += f", {m['missing']} unseen"
                 if m["resyncs"]:
@@ -467,6 +480,7 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, schema: Path) -> Non
                 for r in args.replicas:
                     m = await latency(urls, r, args.seconds, args.rate, args.client_processes)
                     note = f"{m['n']} samples at {m['rate']:.0f} tx/s, {k} processes" + clients_note(args)
+                    note += client_cpu_note(m)
                     if m["missing"]:
                         note += f", {m['missing']} unseen"
                     row("latency", f"pg-{k}", r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
