@@ -49,6 +49,34 @@ HTTP_SEEDS = (
 )
 """Request heads the server's HTTP layer reads (the test suite sends them from other processes)."""
 
+def _ws_frame_seeds() -> tuple[bytes, ...]:
+    """Server frames a replica reads: messages of each length form, fragments with control frames
+    between them, pings, closes, and frames that break the rules."""
+    from datsync.shell.websocket import OP_BINARY, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, close_frame, frame
+
+    def not_final(f: bytes) -> bytes:
+        return bytes((f[0] & 0x7F,)) + f[1:]
+
+    delta = b'{"v":2,"type":"delta","t":2,"tx":536870914,"datoms":[]}'
+    return (
+        frame(OP_BINARY, delta),
+        frame(OP_BINARY, delta) + frame(OP_BINARY, b"x" * 200) + frame(OP_TEXT, "h\u00e9llo".encode()),
+        frame(OP_BINARY, b"y" * 1000) + frame(OP_BINARY, b"z" * 1100),
+        not_final(frame(OP_TEXT, b"ab")) + frame(OP_PING, b"p") + not_final(frame(OP_CONTINUATION, b"cd"))
+        + frame(OP_PONG, b"") + frame(OP_CONTINUATION, b"ef"),
+        frame(OP_PING, b"are you there") + close_frame(1001, "server/shutdown"),
+        frame(OP_BINARY, delta) + close_frame(1000) + frame(OP_BINARY, b"after"),
+        frame(OP_BINARY, b"m", b"\x01\x02\x03\x04"),
+        frame(OP_CONTINUATION, b"nothing to continue"),
+        bytes((0xC2, 3)) + b"rsv",
+        frame(OP_TEXT, b"\xff\xfe"),
+        bytes((0x82, 127)) + (1 << 40).to_bytes(8, "big"),
+    )
+
+
+WS_FRAME_SEEDS = _ws_frame_seeds()
+"""Frames a replica reads from its server (the test suite's are made in its own process)."""
+
 MAX_SEEDS = 400
 """Most seeds kept per target (a stable choice among the distinct inputs)."""
 
@@ -140,6 +168,8 @@ def build(tests: list[str] = TESTS) -> dict[str, int]:
         rec._add("session", hello + b"\n" + tx)
     for data in HTTP_SEEDS:
         rec._add("http", data)
+    for data in WS_FRAME_SEEDS:
+        rec._add("ws-frames", data)
     counts = {}
     for target, seeds in sorted(rec.seeds.items()):
         d = CORPUS / target

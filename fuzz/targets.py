@@ -49,6 +49,7 @@ from datsync.core.sync import (
     validate_wire_tx,
 )
 from datsync.shell.server.http import BadRequest, http_connection, read_request, response
+from datsync.shell.websocket import CloseReceived, FrameReader, Violation
 
 
 class FuzzFailure(AssertionError):
@@ -287,6 +288,35 @@ def http_head(data: bytes) -> None:
         _answerable(cut, 400, False)
 
 
+WS_MAX_MESSAGE = 1024
+"""The message size bound of the ``ws-frames`` target: small, so that inputs reach it."""
+
+
+def ws_frames(data: bytes) -> None:
+    """A replica reading ``data`` as its server's frames: it never raises, the events do not depend on
+    how the network cut the bytes (whole, in a socket's pieces, a byte at a time), nothing follows a
+    close or a violation, and no message is above the bound; a server reading them as a client's
+    frames (masked) never raises either."""
+    whole = FrameReader(WS_MAX_MESSAGE).feed(data)
+    for size in (*_Pieces.SIZES, 1):
+        reader = FrameReader(WS_MAX_MESSAGE)
+        cut: list = []
+        step = (size,) if size == 1 else _Pieces.SIZES
+        at = k = 0
+        while at < len(data):
+            n = step[k % len(step)]
+            cut += reader.feed(data[at:at + n])
+            at, k = at + n, k + 1
+        if cut != whole:
+            raise FuzzFailure(f"the frames read depend on how the bytes were cut ({size}): {cut!r} != {whole!r}")
+    for i, event in enumerate(whole):
+        if type(event) in (CloseReceived, Violation) and i != len(whole) - 1:
+            raise FuzzFailure(f"{event!r} is followed by more events")
+        if type(event) in (bytes, str) and len(event) > WS_MAX_MESSAGE:
+            raise FuzzFailure(f"a message of {len(event)} above the bound of {WS_MAX_MESSAGE}")
+    FrameReader(WS_MAX_MESSAGE, masked=True).feed(data)
+
+
 # -- the table ---------------------------------------------------------------------------------------
 
 _JSON_TOKENS = (b'{"v":2,"type":"', b'"client":"c","seq":',
@@ -309,6 +339,9 @@ _HTTP_TOKENS = (b"GET ", b"HEAD ", b"POST ", b"CONNECT ", b"OPTIONS * ", b" HTTP
                 b"Authorization: Bearer t\r\n", b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
                 b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n", b"\r\n", b"\r\n\r\n", b"\n",
                 b":", b" ", b"\t", b"\x00", b"\xff", b"\x16\x03\x01")
+_WS_TOKENS = (b"\x82", b"\x81", b"\x02", b"\x00", b"\x80", b"\x88", b"\x89", b"\x8a", b"\x8b", b"\xc2", b"\x7e",
+              b"\x7f", b"\x7d", b"\x04\x00", b"\xff\xff", b"\x00\x00\x00\x00\x00\x01\x00\x00", b"\x03\xe8",
+              b"\x03\xe9", b"\x03\xed", b"\x0f\xa0", b"\xc3\xa9", b"\xff", b'{"v":2,"type":"delta"}')
 _PULL_TOKENS = (*_EDN_TOKENS, b":person/friends", b":person/_friends", b":person/address", b":person/age",
                 b"{:person/friends ...}", b":limit", b":default", b":as", b":xform", b"(limit", b"*", b"(default",
                 b"[:person/name :as", b":db/id", b"{:person/friends 3}")
@@ -324,5 +357,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("session", server_session, (), (*_JSON_TOKENS, b"\n", b"\n\n"),
            "a server session fed arbitrary frames"),
     Target("http", http_head, (), _HTTP_TOKENS, "HTTP on the WebSocket port: a request head read and answered"),
+    Target("ws-frames", ws_frames, (), _WS_TOKENS, "a replica reading its server's WebSocket frames"),
 )}
 """Every fuzz target by name."""

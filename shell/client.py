@@ -42,8 +42,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import trio
-import trio_websocket
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from datsync.core import TX0, Datom, TxError
 from datsync.core.errors import DatsyncError
@@ -75,6 +73,7 @@ from datsync.core.sync.snapshot import SnapshotChunk
 from .changes import ChangeSignal
 from .replica_store import COMPACT_EVERY, ReplicaStore, base_messages
 from .timer import SessionTimer
+from .ws_client import ClientWebSocket, WebSocketClosed, WebSocketRejected, open_websocket
 
 log = logging.getLogger("datsync.client")
 
@@ -224,12 +223,6 @@ class PendingTx:
         return f"<PendingTx {self.req!r} seq={self.seq} {self.status}>"
 
 
-@dataclass(frozen=True)
-class _CloseMarker:
-    code: str
-    reason: str
-
-
 _WS_CODES = {"normal": 1000, "protocol/timeout": 1001, "protocol/internal": 1011, "protocol/too-large": 1009}
 
 
@@ -332,7 +325,7 @@ class ReplicaConnection:
         self._waiters: list[tuple[int, trio.Event]] = []
         self._scoping: dict[Any, list] = {}
         self._changes = ChangeSignal()
-        self._out: trio.MemorySendChannel | None = None
+        self._ws: ClientWebSocket | None = None
         self._conn_scope: trio.CancelScope | None = None
         self._timer = SessionTimer()
         self._events: list = []
@@ -496,12 +489,11 @@ class ReplicaConnection:
         if self._closing:
             return
         self._closing = True
-        out = self._out
-        if out is not None and self.session.phase != "closed":
-            with suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                out.send_nowait(_CloseMarker("normal", "closed by the application"))
+        ws = self._ws
+        if ws is not None and self.session.phase != "closed":
+            ws.close_soon(_WS_CODES["normal"], "closed by the application")
         with trio.move_on_after(2.0):
-            await self._changes.until(lambda: self._out is None)
+            await self._changes.until(lambda: self._ws is None)
         self._fail(ReplicaClosed("the replica was closed", "sync/closed"))
         if self._scope is not None:
             self._scope.cancel()
@@ -582,7 +574,7 @@ class ReplicaConnection:
         last = self.stats.last_error
         if last is not None and last[0] in FATAL_CODES and not self._was_live:
             return Unauthorized(f"{self.url} refused this replica: {last[1]}", last[0])
-        if isinstance(error, ConnectionRejected) and not (len(self.urls) > 1 and error.status_code == 503):
+        if isinstance(error, WebSocketRejected) and not (len(self.urls) > 1 and error.status_code == 503):
             body = error.body.decode(errors="replace").strip() if error.body else ""
             return ReplicaConnectionError(f"{self.url} refused the WebSocket handshake: HTTP {error.status_code}"
                                           f"{': ' + body if body else ''}", "sync/rejected")
@@ -591,49 +583,55 @@ class ReplicaConnection:
     async def _connect_once(self) -> None:
         if self.url.startswith("wss:"):
             await _check_certificate(self.url, self.ssl_context or ssl.create_default_context(), self.connect_timeout)
-        # the whole opening handshake is bounded here: trio-websocket's own connect timeout does not
-        # end the attempt when a peer accepts the TCP connection and never answers
+        # the whole opening handshake is bounded here, including a peer that accepts the TCP
+        # connection and never answers
         with trio.CancelScope(deadline=trio.current_time() + self.connect_timeout) as connecting:
-            async with trio_websocket.open_websocket_url(
-                self.url, max_message_size=self.max_message_size, connect_timeout=self.connect_timeout,
-                disconnect_timeout=2.0, ssl_context=self.ssl_context if self.url.startswith("wss:") else None,
-            ) as ws:
-                connecting.deadline = math.inf
-                self.stats.connects += 1
-                self.stats.last_error = None
-                self._close_why = None
-                send, recv = trio.open_memory_channel[Any](math.inf)
-                self._out = send
-                try:
-                    async with trio.open_nursery() as nursery:
-                        self._conn_scope = nursery.cancel_scope
-                        nursery.start_soon(self._reader, ws)
-                        nursery.start_soon(self._writer, ws, recv)
-                        nursery.start_soon(self._timer.run, lambda now: self._feed(Timer(now)))
-                        self._feed(Opened(trio.current_time()))
-                finally:
-                    self._out = None
-                    self._conn_scope = None
-                    self._timer.reset()
-                    self._changes.pulse()
+            ws = await open_websocket(self.url, max_message_size=self.max_message_size,
+                                      ssl_context=self.ssl_context if self.url.startswith("wss:") else None)
+            connecting.deadline = math.inf
+            try:
+                await self._session_on(ws)
+            finally:
+                await ws.aclose()
         if connecting.cancelled_caught:
             raise OSError(f"no WebSocket handshake with {self.url} within {self.connect_timeout:g} s")
 
-    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _session_on(self, ws: ClientWebSocket) -> None:
+        """Run the session over the open connection ``ws`` until it closes."""
+        self.stats.connects += 1
+        self.stats.last_error = None
+        self._close_why = None
+        self._ws = ws
+        try:
+            async with trio.open_nursery() as nursery:
+                self._conn_scope = nursery.cancel_scope
+                nursery.start_soon(self._reader, ws)
+                nursery.start_soon(self._writer, ws)
+                nursery.start_soon(self._timer.run, lambda now: self._feed(Timer(now)))
+                self._feed(Opened(trio.current_time()))
+        finally:
+            self._ws = None
+            self._conn_scope = None
+            self._timer.reset()
+            self._changes.pulse()
+
+    async def _reader(self, ws: ClientWebSocket) -> None:
+        """Feed the session every message of each read, in this task (no hand-off per message)."""
         max_size = self.max_message_size
         while True:
             try:
-                data = await ws.get_message()
-            except ConnectionClosed as e:
+                messages = await ws.receive()
+            except WebSocketClosed as e:
                 self._connection_closed(e)
                 return
-            event = receive(data, max_size=max_size)
-            if type(event) is Received and type(event.message) is Deltas:
-                self.stats.batches += 1
-            before = self.session.builder
-            self._feed(event)
-            if self.on_progress is not None and type(event) is Received and type(event.message) is SnapshotChunk:
-                self._progress(before)
+            for data in messages:
+                event = receive(data, max_size=max_size)
+                if type(event) is Received and type(event.message) is Deltas:
+                    self.stats.batches += 1
+                before = self.session.builder
+                self._feed(event)
+                if self.on_progress is not None and type(event) is Received and type(event.message) is SnapshotChunk:
+                    self._progress(before)
 
     def _progress(self, before: Any) -> None:
         """Call ``on_progress(datoms received, datoms in the snapshot)`` after a snapshot chunk."""
@@ -649,22 +647,20 @@ class ReplicaConnection:
         except Exception:
             log.exception("progress callback failed")
 
-    async def _writer(self, ws: trio_websocket.WebSocketConnection, recv: trio.MemoryReceiveChannel) -> None:
+    async def _writer(self, ws: ClientWebSocket) -> None:
+        """Write what the session queued, several messages in one write; after this side's close
+        frame, wait (2 s at most) for the server's answer and end the connection."""
         try:
-            async for item in recv:
-                if type(item) is bytes:
-                    await ws.send_message(item)
-                else:
-                    with trio.move_on_after(2.0):
-                        await ws.aclose(_WS_CODES.get(item.code, 1002), _close_reason(item.reason))
-                    self._cancel_conn()
-                    return
-        except ConnectionClosed as e:
+            await ws.write_queued()
+        except WebSocketClosed as e:
             self._connection_closed(e)
+            return
+        with trio.move_on_after(2.0):
+            await ws.wait_ended()
+        self._cancel_conn()
 
-    def _connection_closed(self, e: ConnectionClosed) -> None:
-        r = e.reason
-        self._close_why = f"{r.code} {r.reason or r.name}" if r is not None else "closed"
+    def _connection_closed(self, e: WebSocketClosed) -> None:
+        self._close_why = e.why
         self._feed(Closed(f"server closed the connection: {self._close_why}"))
         self._cancel_conn()
 
@@ -692,14 +688,14 @@ class ReplicaConnection:
     def _perform(self, f: Any, before: Any) -> None:
         t = type(f)
         if t is Send:
-            if self._out is not None:
-                self._out.send_nowait(f.data)
+            if self._ws is not None:
+                self._ws.send_soon(f.data)
         elif t is Notify:
             self._notify(f.kind, f.data, before)
         elif t is SetTimer:
             self._timer.set(f.at)
-        elif t is Close and self._out is not None:
-            self._out.send_nowait(_CloseMarker(f.code, f.reason))
+        elif t is Close and self._ws is not None:
+            self._ws.close_soon(_WS_CODES.get(f.code, 1002), f.reason)
 
     def _notify(self, kind: str, data: Any, before: Any) -> None:
         if self.store is not None:
@@ -909,14 +905,9 @@ def server_urls(url: str | Sequence[str]) -> tuple[str, ...]:
     return urls
 
 
-def _close_reason(reason: str) -> str:
-    """``reason`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
-    data = reason.encode("utf-8")
-    return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."
-
-
-_CONNECTION_ERRORS = (OSError, HandshakeError, ConnectionClosed, ConnectionRejected, trio.BrokenResourceError,
-                      trio.ClosedResourceError)
+_CONNECTION_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+"""What ends one connection (``WebSocketClosed``, ``WebSocketRejected`` and the handshake's errors are
+``OSError``s): the replica reconnects, unless ``_fatal_error`` says it cannot help."""
 
 
 async def _check_certificate(url: str, context: ssl.SSLContext, timeout: float) -> None:

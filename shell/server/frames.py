@@ -4,7 +4,6 @@ directly, snapshots in batches, and the close codes of the protocol's reasons to
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from trio_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
 
 from ..limits import IDLE, RATE
+from ..websocket import OP_BINARY, frame
 
 SHUTDOWN = "server/shutdown"
 TOO_SLOW = "server/too-slow"
@@ -38,12 +38,7 @@ WS_CLOSE_CODES = {
 def ws_frame(payload: bytes) -> bytes:
     """``payload`` as one unmasked binary WebSocket frame (RFC 6455 5.2), what a server sends: the same
     bytes for every connection, so a shared delta is framed once and written to every socket."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x82, n)) + payload
-    if n < 1 << 16:
-        return struct.pack("!BBH", 0x82, 126, n) + payload
-    return struct.pack("!BBQ", 0x82, 127, n) + payload
+    return frame(OP_BINARY, payload)
 
 
 def _next_batch(messages: Iterator[bytes], budget: int = 1 << 20) -> list[bytes]:
@@ -96,8 +91,3 @@ async def _send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> N
             await ws._abort_web_socket()
             raise ConnectionClosed(ws.closed) from None
 
-
-def _close_reason(reason: str) -> str:
-    """``reason`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
-    data = reason.encode("utf-8")
-    return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."

@@ -52,12 +52,12 @@ from datsync.core.sync.server import LIVE
 from ..access import Access, SessionAccess
 from ..limits import IDLE, RATE, RateBucket
 from ..timer import SessionTimer
+from ..websocket import close_reason
 from .auth import authorize, credential_token
 from .frames import (
     SHUTDOWN,
     TOO_SLOW,
     WS_CLOSE_CODES,
-    _close_reason,
     _direct_socket,
     _frames_directly,
     _may_write_now,
@@ -540,7 +540,7 @@ class _Session:
                 else:
                     code = WS_CLOSE_CODES.get(item.code, 1008)
                     with trio.move_on_after(self.server.close_timeout):
-                        await ws.aclose(code, _close_reason(item.reason))
+                        await ws.aclose(code, close_reason(item.reason))
                     self._cancel()
                     return
         except ConnectionClosed:

@@ -39,8 +39,9 @@ from ..connection import Connection
 from ..jwt_auth import JwtAuth
 from ..limits import CONNECTIONS, ConnectionCounts, Limits, ThrottledLog
 from ..store import Store, StoreError, is_store_url, open_store
+from ..websocket import close_reason
 from .auth import is_loopback
-from .frames import WS_CLOSE_CODES, _close_reason, ws_frame
+from .frames import WS_CLOSE_CODES, ws_frame
 from .http import BadRequest, answer, http_connection, linger, read_request, respond
 from .lock import StoreLock
 from .logs import log
@@ -553,7 +554,7 @@ class SyncServer:
                     session.abort("normal", "server task ended")
                 with trio.CancelScope(shield=True), trio.move_on_after(self.close_timeout):
                     await ws.aclose(WS_CLOSE_CODES.get(session.close_code or "normal", 1000),
-                                    _close_reason(session.close_reason) or None)
+                                    close_reason(session.close_reason) or None)
                 nursery.cancel_scope.cancel()
                 self.closed_by_code[session.close_code or "normal"] += 1
                 log.info("session closed", extra={"session": session.id, "code": session.close_code,

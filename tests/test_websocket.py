@@ -1,0 +1,238 @@
+"""WebSocket framing (shell/websocket.py) and the replicas' client connection (shell/ws_client.py):
+frames however the network cuts them, fragments, control frames, the message size bound, masked
+frames as a server's parser reads them, and the connection against trio-websocket servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import trio
+import trio_websocket
+from wsproto.frame_protocol import FrameProtocol, Opcode
+
+from datsync.shell.websocket import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    CloseReceived,
+    FrameReader,
+    Ping,
+    Pong,
+    Violation,
+    close_frame,
+    frame,
+    handshake_accept,
+    mask,
+)
+from datsync.shell.ws_client import WebSocketClosed, WebSocketHandshakeError, WebSocketRejected, open_websocket
+
+KEY = b"\x01\x80\xfe\x7f"
+
+
+def fragment(opcode: int, pieces: list[bytes]) -> bytes:
+    """A message sent as several frames: the first with ``opcode``, then continuations, the last final."""
+    out = b""
+    for i, piece in enumerate(pieces):
+        head = frame(opcode if i == 0 else OP_CONTINUATION, piece)
+        if i < len(pieces) - 1:
+            head = bytes((head[0] & 0x7F,)) + head[1:]  # not final
+        out += head
+    return out
+
+
+def read_in_pieces(data: bytes, cuts: list[int], max_size: int = 1 << 20) -> list:
+    reader = FrameReader(max_size)
+    events: list = []
+    for a, b in itertools.pairwise([0, *cuts, len(data)]):
+        events += reader.feed(data[a:b])
+    return events
+
+
+def test_server_frames_of_every_length_form_read_back():
+    payloads = [b"", b"x", bytes(range(125)), b"a" * 126, b"b" * 65535, b"c" * 65536, b"d" * 70000]
+    stream = b"".join(frame(OP_BINARY, p) for p in payloads)
+    assert FrameReader(1 << 20).feed(stream) == payloads
+    assert frame(OP_BINARY, b"a" * 126)[1] == 126 and frame(OP_BINARY, b"c" * 65536)[1] == 127
+
+
+def test_frames_split_anywhere_across_reads_give_the_same_events():
+    stream = (frame(OP_BINARY, b"first") + frame(OP_PING, b"are you there") + frame(OP_TEXT, "h\u00e9llo".encode())
+              + fragment(OP_BINARY, [b"one ", b"two ", b"three"]) + frame(OP_BINARY, b"z" * 300))
+    expected = [b"first", Ping(b"are you there"), "h\u00e9llo", b"one two three", b"z" * 300]
+    assert read_in_pieces(stream, []) == expected
+    for cut in range(1, len(stream)):
+        assert read_in_pieces(stream, [cut]) == expected, cut
+    assert read_in_pieces(stream, list(range(1, len(stream)))) == expected  # one byte at a time
+    rng = random.Random(7)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
+        assert read_in_pieces(stream, cuts) == expected, cuts
+
+
+def test_a_fragmented_message_may_have_control_frames_between_its_fragments():
+    first, rest = fragment(OP_TEXT, [b"ab", b"cd"]), fragment(OP_TEXT, [b"ef"])
+    cut = len(frame(OP_CONTINUATION, b"ab"))
+    stream = first[:cut] + frame(OP_PING, b"p") + frame(OP_PONG, b"q") + first[cut:] + rest
+    assert FrameReader(100).feed(stream) == [Ping(b"p"), Pong(b"q"), "abcd", "ef"]
+
+
+def test_close_frames_carry_code_and_reason_and_end_reading():
+    reader = FrameReader(100)
+    events = reader.feed(close_frame(4000, "going away now") + frame(OP_BINARY, b"after the close"))
+    assert events == [CloseReceived(4000, "going away now")] and reader.done
+    assert reader.feed(frame(OP_BINARY, b"more")) == []
+    assert FrameReader(100).feed(frame(OP_CLOSE, b"")) == [CloseReceived(1005, "")]
+    long = close_frame(1001, "\u00e9" * 100)  # cut to 123 bytes of UTF-8, on a character boundary
+    (closed,) = FrameReader(200).feed(long)
+    assert closed.code == 1001 and len(closed.reason.encode()) <= 123 and closed.reason.endswith("...")
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (bytes((0x82 | 0x40, 1)) + b"x", 1002),                         # a reserved bit: no extension was agreed
+    (bytes((0x83, 1)) + b"x", 1002),                                # an unknown opcode
+    (frame(OP_BINARY, b"x", KEY), 1002),                             # a server's frame must not be masked
+    (frame(OP_CONTINUATION, b"x"), 1002),                            # a continuation of nothing
+    (fragment(OP_BINARY, [b"a", b"b"])[:3] + frame(OP_BINARY, b"c"), 1002),  # a message inside a message
+    (bytes((0x09, 1)) + b"x", 1002),                                # a control frame that is not final
+    (frame(OP_PING, b"p" * 126), 1002),                              # a control frame too long
+    (frame(OP_CLOSE, b"\x03"), 1002),                                # a close frame with half a code
+    (frame(OP_CLOSE, (1006).to_bytes(2, "big")), 1002),              # a code no peer may send
+    (frame(OP_TEXT, b"\xff\xfe"), 1007),                             # text that is not UTF-8
+])
+def test_frames_that_break_the_rules_are_violations_with_the_close_code_to_send(data, code):
+    reader = FrameReader(1000)
+    events = reader.feed(data)
+    assert isinstance(events[-1], Violation) and events[-1].code == code and reader.done
+
+
+def test_a_message_above_the_bound_is_refused_from_its_header_before_its_payload():
+    reader = FrameReader(1000)
+    header = frame(OP_BINARY, b"x" * 5000)[:4]  # the payload never arrives
+    (v,) = reader.feed(header)
+    assert v == Violation(1009, "Exceeded maximum message size: 1000 bytes")
+    # fragments count together
+    (v,) = FrameReader(1000).feed(fragment(OP_BINARY, [b"a" * 600, b"b" * 600]))
+    assert v.code == 1009
+    assert FrameReader(1000).feed(fragment(OP_BINARY, [b"a" * 500, b"b" * 500])) == [b"a" * 500 + b"b" * 500]
+
+
+def test_masked_frames_read_back_with_the_servers_parser():
+    """What a replica sends (masked with a random key) is what wsproto, behind trio-websocket on the
+    server, reads; and our reader of clients' frames agrees."""
+    rng = random.Random(3)
+    payloads = [b"", b'{"type":"ack","t":7}', bytes(rng.randrange(256) for _ in range(300)), b"m" * 70000]
+    keys = [rng.randbytes(4) for _ in payloads]
+    stream = b"".join(frame(OP_BINARY, p, k) for p, k in zip(payloads, keys)) + close_frame(1000, "bye", KEY)
+    server = FrameProtocol(client=False, extensions=[])
+    server.receive_bytes(stream)
+    frames = list(server.received_frames())
+    assert [(f.opcode, bytes(f.payload)) for f in frames[:-1]] == [(Opcode.BINARY, p) for p in payloads]
+    assert frames[-1].opcode is Opcode.CLOSE and tuple(frames[-1].payload) == (1000, "bye")
+    ours = FrameReader(1 << 20, masked=True).feed(stream)
+    assert ours == [*payloads, CloseReceived(1000, "bye")]
+    assert FrameReader(1 << 20, masked=True).feed(frame(OP_BINARY, b"x"))[0].code == 1002  # unmasked: refused
+    assert mask(mask(b"hello world", KEY), KEY) == b"hello world" and mask(b"", KEY) == b""
+
+
+def test_the_accept_key_is_rfc_6455s_example():
+    assert handshake_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+# -- the client connection against trio-websocket servers -----------------------------------------
+
+
+async def serving(nursery: trio.Nursery, handler) -> str:
+    async def accept(request: trio_websocket.WebSocketRequest) -> None:
+        await handler(await request.accept())
+
+    listener = await nursery.start(trio_websocket.serve_websocket, accept, "127.0.0.1", 0, None)
+    return f"ws://127.0.0.1:{listener.port}/path?x=1"
+
+
+def test_messages_both_ways_pings_answered_and_the_servers_close_surfaces():
+    seen: dict = {}
+
+    async def handler(ws: trio_websocket.WebSocketConnection) -> None:
+        seen["path"] = ws.path
+        seen["got"] = [await ws.get_message(), await ws.get_message()]
+        await ws.send_message(b"binary")
+        await ws.send_message("text")
+        await ws.ping(b"ping?")  # returns once our pong arrived
+        await ws.aclose(4001, "done here")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await serving(nursery, handler)
+            ws = await open_websocket(url, max_message_size=1000)
+            nursery.start_soon(ws.write_queued)
+            ws.send_soon(b"one")
+            ws.send_soon(b"two")
+            got: list = []
+            with pytest.raises(WebSocketClosed) as e, trio.fail_after(10):
+                while True:
+                    got += await ws.receive()
+            assert got == [b"binary", "text"]
+            assert (e.value.code, e.value.reason, e.value.why) == (4001, "done here", "4001 done here")
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+        assert seen == {"path": "/path?x=1", "got": [b"one", b"two"]}
+
+    trio.run(main)
+
+
+def test_a_message_above_the_bound_closes_with_1009_and_our_close_reaches_the_server():
+    closes: list = []
+
+    async def handler(ws: trio_websocket.WebSocketConnection) -> None:
+        try:
+            await ws.send_message(b"x" * 5000)
+            await ws.get_message()
+        except trio_websocket.ConnectionClosed as e:
+            closes.append(e.reason.code)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await serving(nursery, handler)
+            ws = await open_websocket(url, max_message_size=1000)
+            with pytest.raises(WebSocketClosed) as e, trio.fail_after(10):
+                while True:
+                    await ws.receive()
+            assert e.value.code == 1009 and "maximum message size" in e.value.why
+            with trio.fail_after(10):
+                while not closes:
+                    await trio.sleep(0.01)
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+        assert closes == [1009]
+
+    trio.run(main)
+
+
+def test_a_refused_handshake_gives_the_status_and_body_and_a_non_websocket_answer_fails():
+    async def answer(stream: trio.SocketStream, head: bytes) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(head)
+        await stream.aclose()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for head, error in [
+                (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 11\r\n\r\nat capacity", WebSocketRejected),
+                (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: wrong\r\n\r\n", WebSocketHandshakeError),
+                (b"SSH-2.0-OpenSSH_9.6\r\n", WebSocketHandshakeError),
+            ]:
+                listeners = await nursery.start(trio.serve_tcp, lambda s, head=head: answer(s, head), 0)
+                port = listeners[0].socket.getsockname()[1]
+                with pytest.raises(error) as e, trio.fail_after(10):
+                    await open_websocket(f"ws://127.0.0.1:{port}/", max_message_size=100)
+                if error is WebSocketRejected:
+                    assert e.value.status_code == 503 and e.value.body == b"at capacity"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
