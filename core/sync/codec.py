@@ -746,6 +746,10 @@ def _reject_constant(name: str) -> Any:
     raise _bad(f"JSON constant {name} is not allowed")
 
 
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""The wire's JSON reader, made once (``json.loads`` with an option builds a new one per message)."""
+
+
 def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     """The message ``data`` holds; ``ProtocolError`` (``protocol/too-large``, ``protocol/malformed``,
     ``protocol/version``) for anything else. Never raises another exception."""
@@ -767,7 +771,7 @@ def decode(data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAUL
         if size > max_size:
             raise ProtocolError(TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_size}",
                                 {"size": size, "max_size": max_size})
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _JSON.decode(text)
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
             raise _bad("Message strings must be valid Unicode: a \\u escape is a lone surrogate")
         if type(obj) is not dict:
