@@ -46,6 +46,7 @@ import trio
 from datsync.core import TX0, Datom, TxError
 from datsync.core.errors import DatsyncError
 from datsync.core.sync import (
+    Ack,
     ChangeScopes,
     ClientConfig,
     Close,
@@ -688,8 +689,8 @@ class ReplicaConnection:
     def _perform(self, f: Any, before: Any) -> None:
         t = type(f)
         if t is Send:
-            if self._ws is not None:
-                self._ws.send_soon(f.data)
+            if self._ws is not None:  # acks are cumulative: of several queued in a row, the last is enough
+                self._ws.send_soon(f.data, kind="ack" if type(f.message) is Ack else None)
         elif t is Notify:
             self._notify(f.kind, f.data, before)
         elif t is SetTimer:

@@ -84,6 +84,7 @@ class ClientWebSocket:
         self._leftover = leftover
         self._random = random_bytes
         self._queued: list[bytes] = []
+        self._last_kind: str | None = None
         self._wanted = trio.Event()
         self._send_lock = trio.Lock()
         self.close_sent = False
@@ -94,10 +95,18 @@ class ClientWebSocket:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send_soon(self, message: bytes) -> None:
-        """Queue ``message`` (a binary message) for the writer; dropped once a close frame is queued."""
-        if not self.close_sent:
-            self._queue(frame(OP_BINARY, message, self._random(4)))
+    def send_soon(self, message: bytes, *, kind: str | None = None) -> None:
+        """Queue ``message`` (a binary message) for the writer; dropped once a close frame is queued.
+        A message of the same ``kind`` queued just before it and not written yet is replaced: for
+        messages that say all an earlier one said (an ``ack`` of a later ``t``)."""
+        if self.close_sent:
+            return
+        data = frame(OP_BINARY, message, self._random(4))
+        if kind is not None and kind == self._last_kind:
+            self._queued[-1] = data
+            return
+        self._queue(data)
+        self._last_kind = kind
 
     def close_soon(self, code: int, reason: str) -> None:
         """Queue the close frame (``code``, ``reason``): the last frame this side sends."""
@@ -107,6 +116,7 @@ class ClientWebSocket:
 
     def _queue(self, data: bytes) -> None:
         self._queued.append(data)
+        self._last_kind = None
         self._wanted.set()
 
     async def write_queued(self) -> None:
@@ -116,7 +126,7 @@ class ClientWebSocket:
             await self._wanted.wait()
             self._wanted = trio.Event()
             data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
-            self._queued = []
+            self._queued, self._last_kind = [], None
             closing = self.close_sent
             await self._send(data)
             if closing and not self._queued:

@@ -236,3 +236,28 @@ def test_a_refused_handshake_gives_the_status_and_body_and_a_non_websocket_answe
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_queued_messages_go_out_masked_in_one_write_and_an_ack_replaces_the_one_queued_just_before():
+    from trio.testing import memory_stream_pair
+
+    from datsync.shell.ws_client import ClientWebSocket
+
+    async def main() -> None:
+        ours, theirs = memory_stream_pair()
+        keys = iter(range(1, 1000))
+        ws = ClientWebSocket(ours, FrameReader(100), b"", lambda n: bytes([next(keys)]) * n)
+        ws.send_soon(b"ack 1", kind="ack")
+        ws.send_soon(b"ack 2", kind="ack")  # replaces ack 1: not written yet
+        ws.send_soon(b"submit")
+        ws.send_soon(b"ack 3", kind="ack")  # not right after an ack: kept
+        ws.close_soon(1000, "bye")
+        ws.send_soon(b"after the close")    # dropped
+        with trio.fail_after(10):
+            await ws.write_queued()         # returns once the close frame is written
+            data = await theirs.receive_some()
+        server = FrameReader(100, masked=True)
+        assert server.feed(data) == [b"ack 2", b"submit", b"ack 3", CloseReceived(1000, "bye")]
+        assert data[2:6] == b"\x02" * 4 and data[13:17] == b"\x03" * 4  # a key of its own per frame
+
+    trio.run(main)
