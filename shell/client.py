@@ -66,7 +66,8 @@ from datsync.core.sync import (
     receive,
 )
 from datsync.core.sync.client import BOOTSTRAPPING, LIVE, Queued
-from datsync.core.sync.pending import find_pending
+from datsync.core.sync.pending import find_pending, needs_rebase
+from datsync.core.sync.pending import rebase as rebase_pending
 from datsync.core.sync.pending import resolve as resolve_id
 from datsync.core.sync.replica import replica_as_of, replica_history, replica_since
 from datsync.core.sync.snapshot import SnapshotChunk
@@ -682,32 +683,44 @@ class ReplicaConnection:
                 before = self.session.replica
                 self.session, effects = client_step(self.session, e)
                 for f in effects:
-                    self._perform(f, before)
+                    before = self._perform(f, before)
         finally:
             self._busy = False
 
-    def _perform(self, f: Any, before: Any) -> None:
+    def _perform(self, f: Any, before: Any) -> Any:
+        """Carry out ``f``; the replica before the next change (a ``deltas`` message notifies one delta
+        after another: each one's replica is the next one's ``before``)."""
         t = type(f)
         if t is Send:
             if self._ws is not None:  # acks are cumulative: of several queued in a row, the last is enough
                 self._ws.send_soon(f.data, kind="ack" if type(f.message) is Ack else None)
         elif t is Notify:
-            self._notify(f.kind, f.data, before)
+            after = self._notify(f.kind, f.data, before)
+            return before if after is None else after
         elif t is SetTimer:
             self._timer.set(f.at)
         elif t is Close and self._ws is not None:
             self._ws.close_soon(_WS_CODES.get(f.code, 1002), f.reason)
+        return before
 
-    def _notify(self, kind: str, data: Any, before: Any) -> None:
+    def _notify(self, kind: str, data: Any, before: Any) -> Any:
+        """Tell the application (and the replica store) about ``kind``; for a delta, the replica it
+        brought (else None)."""
         if self.store is not None:
             self._persist(kind, data)
         if kind == "delta":
             self.stats.deltas += 1
-            delta, own = data["delta"], None
+            delta, own, replica = data["delta"], None, data["replica"]
             if delta.origin is not None and delta.origin.client == self.client_id:
                 own = next((p for p in self._pending.values() if p.seq == delta.origin.seq), None)
-            kind = "confirmed" if own is not None else "rebased" if data["replica"].pending else "delta"
-            self._changed_to(before, data["replica"], kind, delta, own)
+            kind = "confirmed" if own is not None else "rebased" if replica.pending else "delta"
+            if needs_rebase(replica):  # inside a `deltas` message: re-based only for whoever looks
+                if not self._listeners:
+                    self._changed_to(before, replica, kind, delta, own, pending_changed=False)
+                    return replica
+                replica = rebase_pending(replica)
+            self._changed_to(before, replica, kind, delta, own)
+            return replica
         elif kind == "synced":
             self.stats.bootstraps += 1
             self._was_live = True
@@ -820,8 +833,8 @@ class ReplicaConnection:
                 log.exception("replica listener failed")
 
     def _changed_to(self, before: Any, replica: Any, kind: str, delta: Any, pending: Any = None, *,
-                    tx_data: tuple = ()) -> None:
-        if replica.pending and self._pending:  # re-based: provisional ids and local conflicts may change
+                    tx_data: tuple = (), pending_changed: bool = True) -> None:
+        if pending_changed and replica.pending and self._pending:  # re-based: provisional ids and conflicts may change
             by_seq = {p.seq: p for p in self._pending.values()}
             for core in replica.pending:
                 p = by_seq.get(core.seq)

@@ -88,6 +88,8 @@ class _Pending:
     error: BaseException | None = None
     check: Callable[[TxReport], TxError | None] | None = None
     """Run on the report before committing (the policy's write rules): an error rejects it."""
+    context: Any = None
+    """The enqueuer's own: a ticket with a context is handed to ``Connection.on_answers``."""
 
 
 class Submitted(NamedTuple):
@@ -171,6 +173,12 @@ class Connection:
         self._db_lock = trio.Lock()
         self.caught_up = 0
         """Transactions of other processes applied to this value (read from the shared log)."""
+        self.appends = 0
+        """Durable appends to the store (group commits) made by this connection's writer."""
+        self.on_answers: Callable[[list[_Pending]], None] | None = None
+        """Called by the writer with the tickets of each batch that were enqueued with a ``context``,
+        once they are settled (``answer(ticket)``): a batch's answers handled in one go, no task
+        woken per transaction."""
 
     @classmethod
     def recover(cls, store: Store, *, clock: Clock = utc_now, keep_submissions: int = KEEP_PER_CLIENT) -> Connection:
@@ -209,12 +217,13 @@ class Connection:
         return pending.report
 
     def enqueue(self, tx_data: Any, submission: tuple[str, int] | None = None, *, tx_meta: Any = None,
-                check: Callable[[TxReport], TxError | None] | None = None) -> _Pending:
+                check: Callable[[TxReport], TxError | None] | None = None, context: Any = None) -> _Pending:
         """Queue a transaction for the writer at once, so transactions queued one after another
-        commit in that order; ``await outcome(ticket)`` for the answer. ``check(report)``: an error
-        it returns rejects the transaction (checked against the value it applies to)."""
+        commit in that order; ``await outcome(ticket)`` for the answer (or, with a ``context``, get it
+        through ``on_answers``). ``check(report)``: an error it returns rejects the transaction
+        (checked against the value it applies to)."""
         pending = _Pending(tx_data, tx_meta, None if submission is None else (submission[0], submission[1]),
-                           check=check)
+                           check=check, context=context)
         self._queue_send.send_nowait(pending)
         return pending
 
@@ -222,6 +231,10 @@ class Connection:
         """The answer to an ``enqueue``d transaction: its ``t`` and tempids (server ids), and whether
         it was a resubmission; ``TxError`` if it was rejected."""
         await pending.done.wait()
+        return self.answer(pending)
+
+    def answer(self, pending: _Pending) -> Submitted:
+        """``outcome`` of a settled ticket (``pending.done`` is set)."""
         if pending.error is not None:
             raise pending.error
         if pending.answer is not None:
@@ -286,6 +299,12 @@ class Connection:
                             await self._store_call(self.store.unlock_writers)
         for p in batch:
             p.done.set()
+        answered = [p for p in batch if p.context is not None]
+        if answered and self.on_answers is not None:
+            try:
+                self.on_answers(answered)
+            except Exception:  # the writer must go on: the next batch does not depend on these answers
+                log.exception("handing the answers of a batch over failed")
 
     async def _store_call(self, fn: Callable[[], Any]) -> Any:
         async with self._store_lock:
@@ -362,6 +381,7 @@ class Connection:
         except Exception as e:
             self._fail(batch, e)
             return True
+        self.appends += 1
         self.db = db
         self.submissions = subs
         for p, c in done:

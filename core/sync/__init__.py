@@ -55,6 +55,7 @@ from .events import (
     Timer,
     TxAccepted,
     TxCommitted,
+    TxCommittedBatch,
     TxFailed,
 )
 from .heartbeat import Heartbeat
@@ -197,6 +198,7 @@ __all__ = [
     "Timer",
     "TxAccepted",
     "TxCommitted",
+    "TxCommittedBatch",
     "TxFailed",
     "TxOk",
     "TxRejected",

@@ -51,7 +51,8 @@ from .errors import MALFORMED, TIMEOUT, UNEXPECTED, ProtocolError, SyncError
 from .evolve import evolve
 from .heartbeat import PING, Heartbeat, hb_heard, hb_sent, hb_start, hb_tick
 from .messages import Ack, Deltas, Error, Hello, Ping, Pong, Resync, Submit, Sync, TxOk, TxRejected, Welcome
-from .pending import add_pending, carry_pending, confirm, find_pending
+from .pending import add_pending, carry_pending, confirm, find_pending, needs_rebase
+from .pending import rebase as rebase_pending
 from .pending import reject as reject_pending
 from .replica import Replica, apply_delta, apply_visible
 from .snapshot import (
@@ -505,12 +506,12 @@ def _finish_snapshot(s: ClientSession, b: SnapshotBuilder, fx: list) -> ClientSe
     return _send_queued(_release(s, fx), fx)
 
 
-def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
+def _on_delta(s: ClientSession, m: Delta, fx: list, *, rebase: bool = True) -> ClientSession:
     r = s.replica
     if s.phase != LIVE or r is None:
         return s
     try:
-        r2, outcome = apply_delta(r, m)
+        r2, outcome = apply_delta(r, m, rebase=rebase)
     except DatsyncError as err:
         code = err.code if err.code.startswith("sync/") else MALFORMED
         return _close(s, code, f"cannot apply the delta at t={m.t}: {err.message}", fx)
@@ -529,8 +530,15 @@ def _on_delta(s: ClientSession, m: Delta, fx: list) -> ClientSession:
 
 
 def _on_deltas(s: ClientSession, m: Deltas, fx: list) -> ClientSession:
-    for d in m.deltas:
-        s = _on_delta(s, d, fx)
+    """Each delta is applied and notified as if it came alone; the pending transactions are re-based
+    once, on the last one (the replicas notified before it have the confirmed database moved on and
+    compute their ``view`` when asked: ``needs_rebase``)."""
+    last = len(m.deltas) - 1
+    for i, d in enumerate(m.deltas):
+        s = _on_delta(s, d, fx, rebase=i == last)
+    r = s.replica
+    if r is not None and needs_rebase(r):  # the last one was not applied (the connection closed, say)
+        s = evolve(s, replica=rebase_pending(r))
     return s
 
 

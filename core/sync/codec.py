@@ -714,6 +714,14 @@ def encode(message: Any) -> bytes:
         raise ProtocolError("protocol/unencodable", f"Cannot encode {message.TYPE}: {e}", {}) from None
 
 
+def with_origin(payload: bytes, origin: Origin) -> bytes:
+    """``encode(delta)`` of a delta with ``origin``, made from ``payload``: the same delta encoded
+    without one (``origin`` is the last field ``encode`` writes: the bytes are the same)."""
+    tempids = _enc(dict(origin.tempids or {}))
+    return b"%b,\"origin\":%b}" % (payload[:-1], _DUMPS({"client": origin.client, "seq": origin.seq,
+                                                         "tempids": tempids}).encode("utf-8"))
+
+
 def encode_batch(payloads: Sequence[bytes]) -> bytes:
     """The ``deltas`` message of the encoded deltas ``payloads`` (``encode(delta)`` each, in order):
     the bytes ``encode(Deltas(...))`` writes, made by joining, without encoding anything again."""
@@ -905,6 +913,7 @@ __all__ = [
     "decode_value",
     "encode",
     "encode_batch",
+    "with_origin",
     "encode_datom_columns",
     "encode_snapshot",
     "encode_value",

@@ -115,6 +115,15 @@ class TxCommitted:
 
 
 @dataclass(frozen=True, slots=True)
+class TxCommittedBatch:
+    """Server: transactions committed together (one group commit), in ``t`` order: each is queued
+    as if it came alone, and what the send window lets go out leaves together (one ``deltas``
+    message to a client that reads them)."""
+
+    commits: tuple[TxCommitted, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LogRead:
     """Server: the answer to ``RequestLogRead(seq, from_t, to_t)``: the deltas after ``from_t`` in order,
     as ``(delta, encoded bytes or None)``; ``deltas`` None when the log cannot serve the range."""

@@ -128,14 +128,21 @@ def rebase(replica: Replica) -> Replica:
     return replica.replace(pending=tuple(out), pending_db=view, next_provisional=nxt)
 
 
-def confirm(replica: Replica, origin: Origin | None) -> tuple[Replica, PendingTx | None]:
+def needs_rebase(replica: Replica) -> bool:
+    """Were deltas applied to ``replica`` without re-basing its pending transactions on them
+    (``apply_delta(..., rebase=False)``)? Its ``view`` is then computed on each use."""
+    return replica.pending_db is None and bool(replica.pending)
+
+
+def confirm(replica: Replica, origin: Origin | None, *, then_rebase: bool = True) -> tuple[Replica, PendingTx | None]:
     """After the delta with ``origin`` is applied to the confirmed database: the pending transaction
     it commits leaves the queue and its provisional ids map to the server's entities (in
-    ``replica.resolved``, in later pending transactions); then the queue is re-based. Returns the
-    replica and the confirmed ``PendingTx`` with its tempids as local ids (None if none)."""
+    ``replica.resolved``, in later pending transactions); then the queue is re-based (unless
+    ``then_rebase`` is False: a later delta's will). Returns the replica and the confirmed
+    ``PendingTx`` with its tempids as local ids (None if none)."""
     p = find_pending(replica, origin.client, origin.seq) if origin is not None else None
     if p is None:
-        return rebase(replica), None
+        return (rebase(replica) if then_rebase else replica), None
     eids = replica.eids
     answer = origin.tempids or {}
     eids = eids.assign(v for v in answer.values() if type(v) is int)
@@ -151,7 +158,9 @@ def confirm(replica: Replica, origin: Origin | None) -> tuple[Replica, PendingTx
             tempids[t] = pid
     rest = tuple(_remap(replica, x, mapping) for x in replica.pending if x is not p)
     replica = replica.replace(eids=eids, pending=rest, resolved=replica.resolved.update(mapping))
-    return rebase(replica), replace(p, tempids=pmap(tempids))
+    if rest and not then_rebase:
+        replica = replica.replace(pending_db=None)
+    return (rebase(replica) if then_rebase else replica), replace(p, tempids=pmap(tempids))
 
 
 def carry_pending(old: Replica, new: Replica) -> Replica:
@@ -279,6 +288,7 @@ __all__ = [
     "confirm",
     "find_pending",
     "ids_in_tx",
+    "needs_rebase",
     "rebase",
     "reject",
     "resolve",

@@ -28,7 +28,7 @@ from ..index import SortedIndex
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
 from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote
 from .errors import SyncError
-from .pending import confirm
+from .pending import confirm, rebase
 from .schema import Aliases, RefInfo, apply_aliases, apply_schema_delta, ref_info, replica_schema
 
 _EMPTY: PMap = pmap()
@@ -62,8 +62,11 @@ class Replica:
 
     @property
     def view(self) -> DB:
-        """What an application reads: the confirmed database with the pending transactions applied."""
-        return self.db if self.pending_db is None else self.pending_db
+        """What an application reads: the confirmed database with the pending transactions applied
+        (re-based here when deltas were applied without it: ``apply_delta(..., rebase=False)``)."""
+        if self.pending_db is not None:
+            return self.pending_db
+        return rebase(self).view if self.pending else self.db
 
     def __repr__(self) -> str:
         return f"<Replica {self.db_id or '?'} t={self.t} {len(self.db.eavt)} datoms {self.eids!r}>"
@@ -80,12 +83,14 @@ def server_datoms(replica: Replica) -> list[tuple]:
     return datoms_to_remote(replica.eids, replica.refs, ds)
 
 
-def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
+def apply_delta(replica: Replica, delta: Delta, *, rebase: bool = True) -> tuple[Replica, Outcome]:
     """Apply ``delta`` to ``replica``: the new replica and what happened. A delta at or below the
     replica's ``t`` changes nothing (idempotent); one beyond ``t + 1`` is a gap: nothing changes and
     the outcome carries the replica's ``t`` to catch up from. Pending transactions are re-based on the
-    new confirmed database; the one the delta's origin names is confirmed (``Outcome.confirmed``).
-    Raises ``SyncError`` if an id cannot be translated (a capped id space exhausted)."""
+    new confirmed database (``rebase=False``: not yet, a later delta's will; the replica's ``view``
+    is then computed on each use); the one the delta's origin names is confirmed
+    (``Outcome.confirmed``). Raises ``SyncError`` if an id cannot be translated (a capped id space
+    exhausted)."""
     t = replica.t
     if delta.t <= t:
         return replica, Outcome(ALREADY_APPLIED, t, delta.t)
@@ -111,7 +116,7 @@ def apply_delta(replica: Replica, delta: Delta) -> tuple[Replica, Outcome]:
                   None, replica.resolved, replica.next_provisional, replica.base_t, base_db)
     confirmed = None
     if out.pending:
-        out, confirmed = confirm(out, delta.origin)
+        out, confirmed = confirm(out, delta.origin, then_rebase=rebase)
     return out, Outcome(APPLIED, t, delta.t, confirmed)
 
 

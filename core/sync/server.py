@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import DatsyncError
 from . import events as ev
-from .codec import encode, encode_batch
+from .codec import encode, encode_batch, with_origin
 from .delta import Delta
 from .errors import AUTH, TIMEOUT, UNEXPECTED, VERSION
 from .evolve import evolve
@@ -185,6 +185,8 @@ def _for_client(s: ServerSession, delta: Delta, data: bytes | None) -> bytes:
         if mine is None:
             mine = Delta(delta.t, delta.tx, delta.instant, (), NO_SCHEMA_CHANGE)
     if own:
+        if mine is delta and data is not None:
+            return with_origin(data, origin)  # type: ignore[arg-type]
         return encode(mine if mine.origin is origin else evolve(mine, origin=origin))
     if mine is delta and data is not None:
         return data
@@ -455,6 +457,24 @@ def _on_committed(s: ServerSession, e: ev.TxCommitted, fx: list) -> ServerSessio
     return _flush(_append(s, t, data, fx), fx)
 
 
+def _on_committed_batch(s: ServerSession, e: ev.TxCommittedBatch, fx: list) -> ServerSession:
+    commits = e.commits
+    last_t = commits[-1].delta.t
+    if s.phase == LIVE and commits[0].delta.t == s.cursor_t + 1 and last_t == s.cursor_t + len(commits):
+        # the common case: the next deltas, in order; queued in one step unless that is too far behind
+        added = [(c.delta.t, _for_client(s, c.delta, c.data)) for c in commits]
+        nbytes = sum(len(d) for _, d in added)
+        cfg = s.config
+        if (s.buffered + len(added) <= cfg.max_buffered
+                and s.queue_bytes + s.inflight_bytes + nbytes <= cfg.max_buffered_bytes):
+            s = evolve(s, server_t=max(s.server_t, last_t), cursor_t=last_t, queue=(*s.queue, *added),
+                       queue_bytes=s.queue_bytes + nbytes)
+            return _flush(s, fx)
+    for c in commits:  # a gap or too far behind: one after another, as if each came alone
+        s = _on_committed(s, c, fx)
+    return s
+
+
 def _on_log_read(s: ServerSession, e: ev.LogRead, fx: list) -> ServerSession:
     if s.phase != CATCHING_UP or e.seq != s.awaiting:
         return s
@@ -489,6 +509,7 @@ _HANDLERS: dict[type, Callable[[ServerSession, Any, list], ServerSession]] = {
     ev.TxAccepted: _on_tx_accepted,
     ev.TxFailed: _on_tx_failed,
     ev.TxCommitted: _on_committed,
+    ev.TxCommittedBatch: _on_committed_batch,
     ev.LogRead: _on_log_read,
     ev.SnapshotReady: _on_snapshot,
     ev.ScopesDecided: _on_scopes_decided,

@@ -43,6 +43,7 @@ is where they differ by design.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import math
@@ -55,7 +56,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -118,6 +119,16 @@ class Server:
             raise RuntimeError(f"server did not start: {line!r}\n{self.log.read_text()}")
         self.url = line[0].split()[2]
         return self
+
+    def counters(self) -> dict:
+        """The server's ``/health`` counters (empty when it cannot be asked)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url.replace("ws", "http", 1) + "health", timeout=10) as r:
+                return json.loads(r.read())["counters"]
+        except (OSError, ValueError, KeyError):
+            return {}
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far; NaN where /proc is missing."""
@@ -186,30 +197,48 @@ def no_cpu() -> float:
     return float("nan")
 
 
+class Throughput(NamedTuple):
+    """A ``tx/s`` run: the rate, the transactions counted, the server's CPU seconds over the timed
+    part and this (the writers') process's."""
+
+    rate: float
+    count: int
+    server_cpu_s: float
+    writers_cpu_s: float
+
+
 async def throughput(url: str | list[str], writers: int, seconds: float,
-                     cpu: Any = no_cpu) -> tuple[float, int, float]:
-    """Durable transactions per second with ``writers`` closed-loop writers (spread over the URLs);
-    with the server CPU seconds (``cpu()``, before and after) they took."""
+                     cpu: Any = no_cpu, in_flight: int = 1) -> Throughput:
+    """Durable transactions per second with ``writers`` closed-loop writers (spread over the URLs),
+    each keeping ``in_flight`` submissions on their way (``submit``; a transaction counts once its
+    result is in: durable on the server and applied on the writer's replica); with the server CPU
+    seconds (``cpu()``, before and after) and this process's they took."""
     async with trio.open_nursery() as nursery:
         reps = await open_replicas(nursery, url, writers)
         counts = [0] * writers
-        c0 = cpu()
+        c0, p0 = cpu(), time.process_time()
         t0 = time.perf_counter()
         deadline = t0 + seconds
 
         async def write(i: int) -> None:
             rep = reps[i]
+            waiting: collections.deque = collections.deque()
             while time.perf_counter() < deadline:
-                await rep.transact([{"bench/writer": i, "bench/sent": time.perf_counter()}])
+                while len(waiting) < in_flight:
+                    waiting.append(await rep.submit([{"bench/writer": i, "bench/sent": time.perf_counter()}]))
+                await waiting.popleft().result()
+                counts[i] += 1
+            for p in waiting:  # those still on their way count too (the time runs until the last)
+                await p.result()
                 counts[i] += 1
 
         async with trio.open_nursery() as ws:
             for i in range(writers):
                 ws.start_soon(write, i)
         elapsed = time.perf_counter() - t0
-        cpu_s = cpu() - c0
+        cpu_s, own_s = cpu() - c0, time.process_time() - p0
         await close_all(reps)
-    return sum(counts) / elapsed, sum(counts), cpu_s
+    return Throughput(sum(counts) / elapsed, sum(counts), cpu_s, own_s)
 
 
 class Listeners:
@@ -399,11 +428,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     print("|------------|-----------|---------:|-----------------:|------------------------------------|")
     for mode in [] if args.skip_sqlite else modes:
         with Server(tmp / f"{mode}.sqlite", schema, MODE_FLAGS[mode]) as server:
-            tps, n, cpu_s = await throughput(server.url, args.writers, args.seconds, server.cpu_seconds)
-            row("tx/s", mode, args.writers, f"{tps:,.0f} tx/s",
-                f"{n} durable tx, {args.writers} writers; server CPU {cpu_s / n * 1000:.2f} ms/tx")
+            for k in args.in_flight if "tx" in args.workloads else []:
+                before = await trio.to_thread.run_sync(server.counters)
+                m = await throughput(server.url, args.writers, args.seconds, server.cpu_seconds, k)
+                after = await trio.to_thread.run_sync(server.counters)
+                appends = after.get("store_appends", 0) - before.get("store_appends", 0)
+                per_commit = f", {m.count / appends:.1f} tx per commit" if appends > 0 else ""
+                server_ms, writers_ms = m.server_cpu_s / m.count * 1000, m.writers_cpu_s / m.count * 1000
+                row("tx/s", mode, args.writers, f"{m.rate:,.0f} tx/s",
+                    f"{m.count} durable tx, {args.writers} writers, {k} in flight each{per_commit}; CPU per tx: "
+                    f"server {server_ms:.2f} ms, writers {writers_ms:.2f} ms")
             per_tx = None  # server CPU per transaction with one replica: the commit's share of a delivery
-            for r in args.replicas:
+            for r in args.replicas if "latency" in args.workloads else []:
                 m = await latency(server.url, r, args.seconds, args.rate, args.client_processes, server.cpu_seconds)
                 note = f"{m['n']} samples at {m['rate']:.0f} tx/s" + clients_note(args)
                 if m["n"]:
@@ -420,7 +456,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 row("latency", mode, r, f"{m['p50']:.1f}/{m['p99']:.1f} ms", "p50/p99; " + note)
     if args.pg:
         await run_postgres(args, tmp, schema)
-    if args.people > 0 and not args.skip_sqlite:
+    if args.people > 0 and not args.skip_sqlite and "people" in args.workloads:
         people = Datasets().people[:args.people]
         with Server(tmp / "people.sqlite", schema, MODE_FLAGS["datsync"]) as server:
             took = await import_people(server.url, people)
@@ -469,14 +505,14 @@ async def run_postgres(args: argparse.Namespace, tmp: Path, schema: Path) -> Non
             url = with_search_path(args.pg, name)
             flags = MODE_FLAGS["datsync"]
             with Server(url, schema, flags, log=tmp / "pg-1.log") as server:
-                tps, n, _ = await throughput(server.url, args.writers, args.seconds)
-                row("tx/s", "pg-1", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, 1 process")
+                m = await throughput(server.url, args.writers, args.seconds)
+                row("tx/s", "pg-1", args.writers, f"{m.rate:,.0f} tx/s", f"{m.count} durable tx, 1 process")
             k = args.processes
             with contextlib.ExitStack() as stack:
                 servers = [stack.enter_context(Server(url, schema, flags, log=tmp / f"pg-{i}.log")) for i in range(k)]
                 urls = [s.url for s in servers]
-                tps, n, _ = await throughput(urls, args.writers, args.seconds)
-                row("tx/s", f"pg-{k}", args.writers, f"{tps:,.0f} tx/s", f"{n} durable tx, {k} processes")
+                m = await throughput(urls, args.writers, args.seconds)
+                row("tx/s", f"pg-{k}", args.writers, f"{m.rate:,.0f} tx/s", f"{m.count} durable tx, {k} processes")
                 for r in args.replicas:
                     m = await latency(urls, r, args.seconds, args.rate, args.client_processes)
                     note = f"{m['n']} samples at {m['rate']:.0f} tx/s, {k} processes" + clients_note(args)
@@ -502,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=["datsync", "broadcast", "both"], default="both",
                    help="ours, the original-datsync emulation, or both (default)")
     p.add_argument("--writers", type=int, default=8, help="concurrent writers for tx/s (default 8)")
+    p.add_argument("--in-flight", default="1", metavar="K[,K...]",
+                   help="submissions each tx/s writer keeps on their way, one row per value (default 1: "
+                        "one transaction after another)")
+    p.add_argument("--workloads", default="tx,latency,people", metavar="W[,W...]",
+                   help="which workloads run: tx (tx/s), latency, people (import, bootstrap, reconnect); "
+                        "default all")
     p.add_argument("--rate", type=float, default=50.0, help="write rate for latency, tx/s (default 50)")
     p.add_argument("--people", type=int, default=20000,
                    help="people in the bootstrap database (default 20000, ~192k datoms; 0: skip)")
@@ -519,10 +561,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args.replicas = [int(x) for x in args.replicas.split(",") if x.strip()]
+        args.in_flight = [int(x) for x in args.in_flight.split(",") if x.strip()]
     except ValueError:
-        p.error("--replicas: comma-separated integers")
-    if args.seconds <= 0 or args.rate <= 0 or args.writers < 1 or any(r < 1 for r in args.replicas):
-        p.error("need --seconds > 0, --rate > 0, --writers >= 1, replicas >= 1")
+        p.error("--replicas, --in-flight: comma-separated integers")
+    args.workloads = {w.strip() for w in args.workloads.split(",") if w.strip()}
+    if not args.workloads <= {"tx", "latency", "people"}:
+        p.error("--workloads: a comma-separated list of tx, latency, people")
+    if args.seconds <= 0 or args.rate <= 0 or args.writers < 1 or any(r < 1 for r in args.replicas) \
+            or any(k < 1 for k in args.in_flight):
+        p.error("need --seconds > 0, --rate > 0, --writers >= 1, replicas >= 1, --in-flight >= 1")
     with tempfile.TemporaryDirectory(prefix="datsync-bench-") as tmp:
         trio.run(run, args, Path(tmp))
     return 0

@@ -129,6 +129,8 @@ class _Session:
         self.timer = SessionTimer()
         self._events: collections.deque = collections.deque()
         self._busy = False
+        self._held: list[bytes] | None = None
+        """Messages held back while the session steps (``hold``), written together on ``release``."""
         self.closed = False
         self.close_code: str | None = None
         self.close_reason = ""
@@ -174,6 +176,7 @@ class _Session:
         if self._busy:
             return
         self._busy = True
+        held = self.hold()
         try:
             while self._events and not self.closed:
                 e = self._events.popleft()
@@ -188,6 +191,26 @@ class _Session:
             self._busy = False
             if self.closed:
                 self._events.clear()
+            if held:
+                self.release()
+
+    def hold(self) -> bool:
+        """Hold back the messages sent from now on until ``release``, which writes them in one go
+        (several messages, one system call); False when already held (the outer holder releases)."""
+        if self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    def release(self) -> None:
+        """Send what was held back since ``hold``, in order."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        if self._writer_idle and not self.queued and self.direct is not None and self._write_now(held):
+            return
+        for item in held:
+            self._queue(item)
 
     def _perform(self, f: Any) -> None:
         t = type(f)
@@ -296,35 +319,48 @@ class _Session:
         return True
 
     def _enqueue(self, item: Any) -> None:
+        if self._held:  # what was held back goes first
+            held, self._held = self._held, []
+            for x in held:
+                self.out_send.send_nowait(x)
+                self.queued += 1
+                self.out_bytes += len(x)
         self.out_send.send_nowait(item)
         self.queued += 1
         if type(item) is bytes:
             self.out_bytes += len(item)
 
     def _push(self, item: Any) -> None:
-        if type(item) is bytes and self._writer_idle and not self.queued and self.direct is not None \
-                and self._write_now(item):
-            return
+        if type(item) is bytes:
+            if self._held is not None:
+                self._held.append(item)
+                return
+            if self._writer_idle and not self.queued and self.direct is not None and self._write_now([item]):
+                return
+        self._queue(item)
+
+    def _queue(self, item: Any) -> None:
         try:
             self._enqueue(item)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self.abort("normal", "connection closed")
 
-    def _write_now(self, data: bytes) -> bool:
-        """Write ``data``'s frame to the socket now, without waking the writer (nothing is queued and
-        nobody writes): what the socket does not take at once is queued for the writer. False: the
-        connection is not open; queue it (the writer reports the loss)."""
+    def _write_now(self, messages: list[bytes]) -> bool:
+        """Write the frames of ``messages`` to the socket now, in one system call, without waking the
+        writer (nothing is queued and nobody writes): what the socket does not take at once is queued
+        for the writer. False: the connection is not open; queue them (the writer reports the loss)."""
         if not _may_write_now(self.ws):
             return False
-        frame = self.server.frame_of(data)
+        frame_of = self.server.frame_of
+        frame = frame_of(messages[0]) if len(messages) == 1 else b"".join(map(frame_of, messages))
         try:
             sent = self.direct.send(frame)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             return False
-        self.messages_out += 1
-        self.bytes_out += len(data)
+        self.messages_out += len(messages)
+        self.bytes_out += sum(map(len, messages))
         counters = self.server.counters
         counters["writes_direct"] += 1
         if sent < len(frame):

@@ -29,6 +29,7 @@ from datsync.core.sync import (
     ServerConfig,
     TxAccepted,
     TxCommitted,
+    TxCommittedBatch,
     TxFailed,
     decode,
 )
@@ -193,6 +194,7 @@ class SyncServer:
     async def _serve(self, task_status: trio.TaskStatus) -> None:
         async with trio.open_nursery() as root:
             self._root = root
+            self.conn.on_answers = self._answer
             await root.start(self.conn.run_writer)
             await root.start(self._fanout)
             if self.store_shared:  # other processes commit too: follow them
@@ -299,12 +301,13 @@ class SyncServer:
         task_status.started()
         while True:
             async for c in channel:
-                d = c.delta
-                if d.t <= self.fed_t:
-                    continue
-                if d.t != self.fed_t + 1:  # cannot happen (the writer notifies in order); repair anyway
-                    await self._repair_feed(d.t - 1)
-                self._deliver(d, c.payload, own=c.report is not None, report=c.report)
+                commits = [c]  # and every commit already waiting: a group commit goes out together
+                while True:
+                    try:
+                        commits.append(channel.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self._feed_commits(commits)
             # the channel was closed: this task fell `listen_buffer` commits behind. Listen again, then
             # deliver what was missed from the log (commits made meanwhile are in the new channel).
             self.counters["fanout_overflows"] += 1
@@ -312,6 +315,44 @@ class SyncServer:
                         extra={"fed_t": self.fed_t, "t": self.conn.t})
             channel = self.conn.listen(self.listen_buffer)
             await self._repair_feed(self.conn.t)
+
+    async def _feed_commits(self, commits: list) -> None:
+        """Deliver ``commits`` (``Committed``, in ``t`` order) after what was fed: runs of consecutive
+        ones together."""
+        run: list = []
+        for c in commits:
+            t = c.delta.t
+            last = run[-1].delta.t if run else self.fed_t
+            if t <= last:
+                continue
+            if t != last + 1:  # cannot happen (the writer notifies in order); repair anyway
+                self._deliver_run(run)
+                run = []
+                await self._repair_feed(t - 1)
+                if t != self.fed_t + 1:
+                    continue
+            run.append(c)
+        self._deliver_run(run)
+
+    def _deliver_run(self, commits: list) -> None:
+        """Deliver consecutive commits: each session steps once for all of them (and writes once),
+        unless a policy routes each commit to the sessions' views."""
+        if len(commits) <= 1 or (self.access is not None and self.access.policy is not None):
+            for c in commits:
+                self._deliver(c.delta, c.payload, own=c.report is not None, report=c.report)
+            return
+        for c in commits:
+            self._recent.append((c.delta, c.payload))
+        self.fed_t = commits[-1].delta.t
+        if len(self.sessions) > 1:
+            for c in commits:
+                self._frame_once(c.payload)
+        event = TxCommittedBatch(tuple(TxCommitted(c.delta, c.payload) for c in commits))
+        for s in list(self.sessions.values()):
+            s.feed(event)
+        own = any(c.report is not None for c in commits)
+        self._maybe_checkpoint(own)
+        self._changes.pulse()
 
     async def _repair_feed(self, to_t: int) -> None:
         while self.fed_t < to_t:
@@ -332,11 +373,14 @@ class SyncServer:
         event = TxCommitted(d, payload)
         for s in list(self.sessions.values()):
             s.feed(event)
+        self._maybe_checkpoint(own)
+        self._changes.pulse()
+
+    def _maybe_checkpoint(self, own: bool) -> None:
         # On a shared store the process whose commit crosses the mark checkpoints, not every process.
-        if not self._checkpointing and d.t - self._checkpoint_t >= self.checkpoint_every \
+        if not self._checkpointing and self.fed_t - self._checkpoint_t >= self.checkpoint_every \
                 and (own or not self.store_shared):
             self._start_checkpoint()
-        self._changes.pulse()
 
     def _route(self, d: Delta, report: Any) -> None:
         """Route a commit to the sessions under the policy; close those whose view cannot follow."""
@@ -390,32 +434,37 @@ class SyncServer:
         return tuple((d if (o := origin_at(d.t)) is None else replace(d, origin=o), p) for d, p in deltas)
 
     def start_transact(self, session: _Session, f: RequestTransact) -> None:
-        assert self._root is not None
         self._inflight_tx += 1
         # queued now, in the order the session asked: one client's submissions commit in order
         check = self.access.write_check(session.principal) if self.access is not None else None
-        ticket = self.conn.enqueue(f.tx_data, f.submission, check=check)
-        self._root.start_soon(self._transact, session, f, ticket)
+        self.conn.enqueue(f.tx_data, f.submission, check=check, context=(session, f))
 
-    async def _transact(self, session: _Session, f: RequestTransact, ticket: Any) -> None:
-        try:
-            answer = await self.conn.outcome(ticket)
-            t, tempids = answer.t, answer.tempids
-            if answer.duplicate:
-                self.counters["tx_resubmitted"] += 1
-        except TxError as e:
-            self.counters["tx_rejected"] += 1
-            session.feed(TxFailed(f.req, e.code, e.message))
-        except Exception as e:
-            log.exception("transaction failed", extra={"session": session.id})
-            self.counters["tx_rejected"] += 1
-            session.feed(TxFailed(f.req, "db.error/internal", f"{type(e).__name__}: {e}"))
-        else:
-            self.counters["tx_committed"] += 1
-            session.feed(TxAccepted(f.req, t, tempids))
-        finally:
-            self._inflight_tx -= 1
-            self._changes.pulse()
+    def _answer(self, tickets: list) -> None:
+        """The answers of one committed batch (``Connection.on_answers``), each to its session; a
+        session's answers leave in one write."""
+        held = []
+        for ticket in tickets:
+            session, f = ticket.context
+            if not session.closed and session.hold():
+                held.append(session)
+            try:
+                answer = self.conn.answer(ticket)
+            except TxError as e:
+                self.counters["tx_rejected"] += 1
+                session.feed(TxFailed(f.req, e.code, e.message))
+            except Exception as e:
+                log.exception("transaction failed", extra={"session": session.id})
+                self.counters["tx_rejected"] += 1
+                session.feed(TxFailed(f.req, "db.error/internal", f"{type(e).__name__}: {e}"))
+            else:
+                if answer.duplicate:
+                    self.counters["tx_resubmitted"] += 1
+                self.counters["tx_committed"] += 1
+                session.feed(TxAccepted(f.req, answer.t, answer.tempids))
+        for session in held:
+            session.release()
+        self._inflight_tx -= len(tickets)
+        self._changes.pulse()
 
     def _start_checkpoint(self) -> None:
         assert self._root is not None
@@ -587,7 +636,7 @@ class SyncServer:
             "auth": self.auth_mode,
             "tls": self.tls is not None,
             "store": stats,
-            "counters": dict(self.counters),
+            "counters": {**self.counters, "store_appends": self.conn.appends},
             "sessions_closed": dict(self.closed_by_code),
             "connections": self.connections.total,
             "limits": {**self.limits.as_dict(), "max_message_size": self.max_message_size,

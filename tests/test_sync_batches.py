@@ -1,0 +1,257 @@
+"""Transactions that go together: a group commit delivered to a session in one step (and one
+``deltas`` message), a ``deltas`` message applied by a replica with pending writes (re-based once),
+the answers of a batch handed over in one go; each gives what one after another gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+import trio
+
+from datsync.core import TX0, kw
+from datsync.core.sync import (
+    AuthDecision,
+    ClientConfig,
+    Deltas,
+    Hello,
+    Notify,
+    Opened,
+    Received,
+    Send,
+    ServerConfig,
+    SubmitTx,
+    TxCommitted,
+    TxCommittedBatch,
+    Welcome,
+    client_step,
+    decode,
+    encode,
+    new_client_session,
+    new_server_session,
+    replica_of,
+    server_step,
+)
+from datsync.core.sync.codec import with_origin
+from datsync.core.sync.delta import Delta, Origin
+from datsync.core.sync.pending import needs_rebase, rebase
+from datsync.shell.client import ReplicaConnection
+from datsync.shell.connection import Connection
+from datsync.shell.store import open_store
+from tests.test_sync_pending import ONE, Server
+
+T = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+ME = "me"
+
+
+# -- the server session: a group commit in one step
+
+
+def fake_delta(t: int, origin: Origin | None = None) -> Delta:
+    return Delta(t, TX0 + t, T, ((TX0 + t, "db/txInstant", T, True), (101, "p/n", t, True)), origin=origin)
+
+
+def live_server_session(client: str | None, batch: bool, **cfg):
+    s = new_server_session(ServerConfig(db_id="d", **cfg), 0)
+    s, _ = server_step(s, Opened(0.0))
+    s, _ = server_step(s, Received(Hello(None, 0, "d", client, batch=batch)))
+    s, _ = server_step(s, AuthDecision("anyone"))
+    return s
+
+
+def commits(ts, origin_client: str = ME):
+    out = []
+    for t in ts:
+        d = fake_delta(t, Origin(origin_client, t, {"x": 100 + t}) if t % 2 else None)
+        out.append(TxCommitted(d, encode(dataclasses.replace(d, origin=None))))
+    return out
+
+
+def sent_deltas(fx) -> list:
+    """The deltas the effects send, a ``deltas`` message's one by one."""
+    out = []
+    for f in fx:
+        if type(f) is Send:
+            m = decode(f.data)
+            out += list(m.deltas) if type(m) is Deltas else [m]
+    return out
+
+
+@pytest.mark.parametrize("batch", [True, False])
+@pytest.mark.parametrize("client", [ME, "other"])
+@pytest.mark.parametrize("cfg", [{}, {"window": 3}, {"window": 2, "max_buffered": 5}])
+def test_a_group_commit_reaches_a_session_as_its_commits_one_after_another_would(batch, client, cfg):
+    events = commits(range(1, 8))
+    one = live_server_session(client, batch, **cfg)
+    fx_one: list = []
+    for e in events:
+        one, fx = server_step(one, e)
+        fx_one += fx
+    together, fx_together = server_step(live_server_session(client, batch, **cfg), TxCommittedBatch(tuple(events)))
+    assert together == one
+    assert sent_deltas(fx_together) == sent_deltas(fx_one)
+    if batch and together.phase == "live":  # a client that reads batches gets one message
+        assert len([f for f in fx_together if type(f) is Send]) == 1
+
+
+def test_a_group_commit_after_a_gap_catches_up_as_one_after_another_would():
+    s = live_server_session(ME, True)
+    s, _ = server_step(s, TxCommitted(fake_delta(1)))
+    events = commits([3, 4])  # t=2 never reached this session: it reads the log
+    one, fx_one = s, []
+    for e in events:
+        one, fx = server_step(one, e)
+        fx_one += fx
+    together, fx_together = server_step(s, TxCommittedBatch(tuple(events)))
+    assert together == one and fx_together == fx_one and together.phase == "catching-up"
+
+
+def test_a_delta_with_its_origin_is_the_shared_bytes_with_the_origin_added():
+    for origin in (Origin("c", 3, {"x": 101, "y": 102}), Origin("ç-ü", 1, {}), Origin("c", 2, None)):
+        d = fake_delta(7, origin)
+        assert with_origin(encode(dataclasses.replace(d, origin=None)), origin) == encode(d)
+
+
+# -- the replica: a `deltas` message with pending writes
+
+
+def live_client(db):
+    c = new_client_session(ClientConfig(credentials="me", client_id=ME), replica_of(db, db_id="db"))
+    c, _ = client_step(c, Opened(0.0))
+    c, _ = client_step(c, Received(Welcome("db", c.replica.t, "resume", 100)))
+    return c
+
+
+def scenario():
+    """A replica with five pending writes (new entities, a reference to an earlier one's new entity, a
+    compare-and-swap, an upsert by a unique name), and the deltas that follow: its own submissions
+    confirmed, other clients' transactions that make some of them conflict and apply again."""
+    srv = Server()
+    c = live_client(srv.db)
+    txs = [[{"db/id": "b", "p/name": "B", "p/n": 1}],
+           [{"db/id": "c", "p/name": "C", "p/boss": "b"}],
+           [["db/cas", ("p/name", "A"), "p/n", 0, 10]],
+           [{"db/id": "u", "p/name": "U", "p/n": 5}],
+           [{"db/id": "d", "p/name": "D"}]]
+    for i, tx in enumerate(txs, 1):
+        c, _ = client_step(c, SubmitTx(i, tx))
+    deltas = [
+        srv.commit([{"db/id": "b", "p/name": "B", "p/n": 1}], (ME, 1)),     # mine: b confirmed
+        srv.commit([{"p/name": "A", "p/n": 3}]),                            # the cas no longer applies
+        srv.commit([{"db/id": "u", "p/name": "U", "p/n": 7}]),              # my upsert now finds U
+        srv.commit([{"db/id": "c", "p/name": "C", "p/boss": ("p/name", "B")}], (ME, 2)),
+        srv.commit([{"p/name": "A", "p/n": 0}]),                            # the cas applies again
+        srv.commit([["db/retractEntity", ("p/name", "U")]]),                # the upsert creates U again
+        srv.commit([{"db/id": "x", "p/name": "X"}]),
+    ]
+    return c, deltas
+
+
+def replica_seen(r):
+    """What an application sees of a notified replica (re-based as the shell does before showing it)."""
+    if r is None:
+        return None
+    if needs_rebase(r):
+        r = rebase(r)
+    pending = [(p.client, p.seq, p.tx_data, dict(p.tempids), p.conflict) for p in r.pending]
+    return (r.t, list(r.db.eavt), list(r.view.eavt), pending, dict(r.resolved), r.db.heavt and list(r.db.heavt))
+
+
+def effects_seen(fx) -> list:
+    out = []
+    for f in fx:
+        if type(f) is Notify:
+            data = {k: (replica_seen(v) if k == "replica" else v) for k, v in f.data.items()}
+            out.append(("notify", f.kind, data))
+        elif type(f) is Send:
+            out.append(("send", f.data))
+        else:
+            out.append(f)
+    return out
+
+
+@pytest.mark.parametrize("groups", [[7], [1, 6], [3, 4], [2, 2, 3], [6, 1]])
+def test_a_deltas_message_gives_the_replica_and_the_notifications_one_delta_after_another_gives(groups):
+    c, deltas = scenario()
+    one, fx_one = c, []
+    for d in deltas:
+        one, fx = client_step(one, Received(d))
+        fx_one += fx
+    together, fx_together, i = c, [], 0
+    for n in groups:
+        together, fx = client_step(together, Received(Deltas(tuple(deltas[i:i + n]))))
+        fx_together += fx
+        i += n
+    assert replica_seen(together.replica) == replica_seen(one.replica)
+    assert not needs_rebase(together.replica)
+    assert together.replica.next_provisional == one.replica.next_provisional
+    assert effects_seen(fx_together) == effects_seen(fx_one)
+    assert [f.kind for f in fx_one if type(f) is Notify].count("tx-ok") == 2
+    assert any(p.conflict for p in one.replica.pending) is False and len(one.replica.pending) == 3
+
+
+def test_a_replica_notified_inside_a_deltas_message_shows_its_view_re_based():
+    c, deltas = scenario()
+    _, fx = client_step(c, Received(Deltas(tuple(deltas))))
+    replicas = [f.data["replica"] for f in fx if type(f) is Notify and f.kind == "delta"]
+    assert [needs_rebase(r) for r in replicas] == [True] * 6 + [False]
+    for r in replicas:
+        assert list(r.view.eavt) == list(rebase(r).view.eavt)
+
+
+def test_listeners_see_the_same_changes_from_a_deltas_message_as_from_its_deltas_one_by_one():
+    c, deltas = scenario()
+
+    def changes(messages) -> list:
+        seen: list = []
+
+        async def main() -> None:
+            rep = ReplicaConnection("ws://127.0.0.1:9/", client_id=ME)
+            rep.session = c
+            for i, tx in enumerate(q.tx_data for q in c.queue):  # the application's handles
+                from datsync.shell.client import PendingTx
+
+                rep._pending[i + 1] = PendingTx(i + 1, tx, i + 1)
+            rep.listen(seen.append)
+            for m in messages:
+                rep._feed(Received(m))
+
+        trio.run(main)
+        return [(ch.kind, ch.t, list(ch.db_before.eavt), list(ch.db_after.eavt), ch.tx_data,
+                 ch.pending and ch.pending.seq) for ch in seen]
+
+    one = changes(deltas)
+    assert [k for k, *_ in one] == ["confirmed", "rebased", "rebased", "confirmed", "rebased", "rebased", "rebased"]
+    assert changes([Deltas(tuple(deltas))]) == one
+    assert changes([Deltas(tuple(deltas[:3])), Deltas(tuple(deltas[3:]))]) == one
+
+
+# -- the connection: a group commit, its answers handed over together
+
+
+def test_transactions_waiting_together_commit_in_one_durable_append_and_are_answered_together(tmp_path):
+    store = open_store(tmp_path / "s.sqlite")
+    conn = Connection.recover(store)
+    handed: list = []
+    conn.on_answers = lambda tickets: handed.append([t.context for t in tickets])
+
+    async def main() -> None:
+        tickets = [conn.enqueue([{"db/ident": kw("p/n"), "db/valueType": kw("db.type/long"),
+                                  "db/cardinality": ONE}], context="schema")]
+        tickets += [conn.enqueue([{"p/n": i}], ("c", i), context=i) for i in range(1, 5)]
+        tickets.append(conn.enqueue([{"p/n": "not a long"}], ("c", 5), context=5))
+        tickets.append(conn.enqueue([{"p/n": 9}]))  # no context: answered through outcome only
+        async with trio.open_nursery() as n:
+            await n.start(conn.run_writer)
+            assert [(await conn.outcome(t)).t for t in tickets[:5]] == [1, 2, 3, 4, 5]
+            with pytest.raises(Exception, match="long"):
+                await conn.outcome(tickets[5])
+            assert (await conn.outcome(tickets[6])).t == 6
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+    assert conn.appends == 1 and conn.t == 6
+    assert handed == [["schema", 1, 2, 3, 4, 5]]
+    assert [e.t for e in store.read_log(0)] == [1, 2, 3, 4, 5, 6]
+    store.close()
