@@ -61,6 +61,9 @@ class PendingTx:
     tempids: PMap = _EMPTY
     provisional: tuple[int, ...] = ()
     conflict: tuple[str, str] | None = None
+    provisional_refs: frozenset | None = None
+    """The provisional ids ``tx_data`` refers to (None: not known), so a confirmation rewrites only
+    the transactions that refer to its new entities."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -94,10 +97,17 @@ def add_pending(replica: Replica, tx_data: Any, client: str, seq: int) -> tuple[
         raise SyncError("sync/invalid-tx", f"Transaction data is a list of forms, got {type(tx_data).__name__}", {})
     n = iter(range(1 << 62))
     resolved = replica.resolved
-    data = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(tx_data),
-                  (lambda x: resolved.get(x, x)) if resolved else _same,
+    refs: set[int] = set()
+
+    def local(x: int) -> int:
+        x = resolved.get(x, x)
+        if is_provisional(x):
+            refs.add(x)
+        return x
+
+    data = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(tx_data), local,
                   tempid=lambda: f"{AUTO_TEMPID}{next(n)}")
-    p = PendingTx(client, seq, tuple(data))
+    p = PendingTx(client, seq, tuple(data), provisional_refs=frozenset(refs))
     live = {x for q in replica.pending if q.conflict is None for x in q.provisional}
     view, p, nxt = _apply(replica, _without_history(replica.view), p, replica.next_provisional, live)
     return replica.replace(pending=(*replica.pending, p), pending_db=view, next_provisional=nxt), p
@@ -188,10 +198,6 @@ def carry_pending(old: Replica, new: Replica) -> Replica:
 # ------------------------------------------------------------------------------------------------
 
 
-def _same(x: int) -> int:
-    return x
-
-
 def _without_history(db: DB) -> DB:
     """The view keeps no history: time travel is over the confirmed database."""
     return db if db.heavt is None else db.replace(heavt=None, haevt=None)
@@ -208,10 +214,16 @@ def _remap(replica: Replica, p: PendingTx, mapping: dict[int, int]) -> PendingTx
     """``p`` with the provisional ids in ``mapping`` replaced by the ids they resolved to."""
     if not mapping:
         return p
+    refs = p.provisional_refs
+    in_data = refs is None or not refs.isdisjoint(mapping)
+    if not in_data and not any(e in mapping for e in p.tempids.values()):
+        return p
     f = lambda x: mapping.get(x, x)
-    data = tuple(tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), f))
+    data = tuple(tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), f)) if in_data \
+        else p.tx_data
     tempids = pmap({t: mapping.get(e, e) for t, e in p.tempids.items()})
-    return replace(p, tx_data=data, tempids=tempids)
+    return replace(p, tx_data=data, tempids=tempids,
+                   provisional_refs=None if refs is None else refs.difference(mapping))
 
 
 def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -> tuple[DB, PendingTx, int]:

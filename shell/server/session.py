@@ -472,7 +472,7 @@ class _Session:
     async def _backpressure(self) -> None:
         """While the outbound queue is above its high-water mark, read nothing more from the client
         (what it sends makes answers): resume once the writer brought it down to half."""
-        while not self.closed and self.out_send.statistics().current_buffer_used >= self.capacity:
+        while not self.closed and self.queued >= self.capacity:
             self._drained = trio.Event()
             await self._drained.wait()
 
@@ -593,7 +593,7 @@ class _Session:
         self.messages_out += count
         self.bytes_out += nbytes
         drained = self._drained
-        if drained is not None and self.out_send.statistics().current_buffer_used <= self.capacity // 2:
+        if drained is not None and self.queued <= self.capacity // 2:
             self._drained = None
             drained.set()
 
