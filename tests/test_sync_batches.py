@@ -9,6 +9,8 @@ import datetime as dt
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datsync.core import TX0, kw
 from datsync.core.sync import (
@@ -255,3 +257,50 @@ def test_transactions_waiting_together_commit_in_one_durable_append_and_are_answ
     assert handed == [["schema", 1, 2, 3, 4, 5]]
     assert [e.t for e in store.read_log(0)] == [1, 2, 3, 4, 5, 6]
     store.close()
+
+
+# -- a re-base that writes the pending transactions' datoms again is the re-base that transacts them
+
+
+FORMS = st.one_of(
+    st.builds(lambda n, k: [{"db/id": f"t{k}", "p/n": n}], st.integers(0, 3), st.integers(0, 1)),
+    st.builds(lambda n: [{"db/id": "a", "p/n": n}, {"db/id": "b", "p/n": n + 1}], st.integers(0, 3)),
+    st.builds(lambda name, n: [{"db/id": "u", "p/name": name, "p/n": n}], st.sampled_from("ABU"), st.integers(0, 3)),
+    st.builds(lambda n: [["db/cas", ("p/name", "A"), "p/n", n, n + 1]], st.integers(0, 3)),
+    st.builds(lambda n: [{"db/id": "c", "p/boss": ("p/name", "A"), "p/n": n}], st.integers(0, 3)),
+    st.builds(lambda n: [["db/add", "x", "p/n", n]], st.integers(0, 3)),
+)
+SERVER_TXS = st.one_of(
+    st.builds(lambda name, n: [{"p/name": name, "p/n": n}], st.sampled_from("ABU"), st.integers(0, 3)),
+    st.builds(lambda name: [["db/retractEntity", ("p/name", name)]], st.sampled_from("BU")),
+)
+
+
+def transacted_again(r):
+    """``rebase`` with every pending transaction transacted again."""
+    return rebase(r.replace(pending=tuple(dataclasses.replace(p, view_datoms=None) for p in r.pending)))
+
+
+def rebased_values(r) -> tuple:
+    v = r.view
+    return (list(v.eavt), list(v.aevt), list(v.avet), list(v.vaet), v.max_tx, v.max_eid, r.next_provisional,
+            [(p.tempids, p.provisional, p.conflict) for p in r.pending])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(FORMS, min_size=1, max_size=5), st.lists(SERVER_TXS, max_size=4))
+def test_writing_the_pending_datoms_again_gives_the_view_transacting_them_again_gives(pending, server_txs):
+    from datsync.core.sync import add_pending, apply_delta
+
+    srv = Server()
+    r = replica_of(srv.db)
+    for seq, tx in enumerate(pending, 1):
+        r, _ = add_pending(r, tx, ME, seq)
+    for tx in server_txs:
+        try:
+            d = srv.commit(tx)
+        except Exception:  # the server refuses it (a retractEntity of nothing is fine; others may not be)
+            continue
+        r, _ = apply_delta(r, d)
+        assert rebased_values(r) == rebased_values(transacted_again(r))
+    assert rebased_values(rebase(r)) == rebased_values(transacted_again(r))

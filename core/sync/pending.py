@@ -25,7 +25,7 @@ the server resolves them; the server's answer is what counts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pyrsistent import PMap, pmap
@@ -33,6 +33,7 @@ from pyrsistent import PMap, pmap
 from ..db import DB, TX0, apply_datoms
 from ..errors import DatsyncError
 from ..flavor import transact
+from ..schema import TYPE_REF
 from ..transact import CURRENT_TX_KEY, is_tx_tempid
 from .delta import Origin
 from .eids import is_provisional, tx_ids, value_ids
@@ -64,6 +65,12 @@ class PendingTx:
     provisional_refs: frozenset | None = None
     """The provisional ids ``tx_data`` refers to (None: not known), so a confirmation rewrites only
     the transactions that refer to its new entities."""
+    view_datoms: tuple | None = field(default=None, compare=False, repr=False)
+    """What it wrote in the view, ``(e, a, v)`` assertions on its own new entities, when that is what
+    it writes on any confirmed database (``_writes_alike``): a re-base writes them again at its new
+    place instead of transacting it again. None: transacted again on every re-base."""
+    view_schema: Any = field(default=None, compare=False, repr=False)
+    """The server schema ``view_datoms`` were written under (another one: transacted again)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -127,6 +134,9 @@ def rebase(replica: Replica) -> Replica:
     transaction that does not apply stays queued with ``conflict`` set (and is skipped in the view)."""
     if not replica.pending:
         return replica.replace(pending_db=None) if replica.pending_db is not None else replica
+    schema = replica.server_schema
+    if all(p.view_datoms is not None and p.view_schema is schema for p in replica.pending):
+        return replica.replace(pending_db=_write_again(replica))
     view, nxt = _without_history(replica.db), replica.next_provisional
     out = []
     live: set[int] = set()
@@ -222,7 +232,7 @@ def _remap(replica: Replica, p: PendingTx, mapping: dict[int, int]) -> PendingTx
     data = tuple(tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), f)) if in_data \
         else p.tx_data
     tempids = pmap({t: mapping.get(e, e) for t, e in p.tempids.items()})
-    return replace(p, tx_data=data, tempids=tempids,
+    return replace(p, tx_data=data, tempids=tempids, view_datoms=None,
                    provisional_refs=None if refs is None else refs.difference(mapping))
 
 
@@ -247,7 +257,7 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
         report = transact(view, local)
     except DatsyncError as e:
         conflict = (e.code, e.message)
-        return view, (p if p.conflict == conflict else replace(p, conflict=conflict)), nxt
+        return view, (p if p.conflict == conflict else replace(p, conflict=conflict, view_datoms=None)), nxt
     base_max = view.max_eid
     own = p.provisional
     free = [x for x in own if x not in p.tempids.values()]
@@ -287,9 +297,55 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
     else:  # no new entity: the transaction's own result is the view
         view = report.db_after
     tempids_p = pmap(tempids)
-    if tempids_p != p.tempids or own != p.provisional or p.conflict is not None:
-        p = replace(p, tempids=tempids_p, provisional=own, conflict=None)
+    written = _writes_alike(replica, local, datoms, own)
+    if tempids_p != p.tempids or own != p.provisional or p.conflict is not None or p.view_datoms != written \
+            or p.view_schema is not replica.server_schema:
+        p = replace(p, tempids=tempids_p, provisional=own, conflict=None, view_datoms=written,
+                    view_schema=replica.server_schema)
     return view, p, nxt
+
+
+_READS_THE_DB = ("db/unique", "db/tupleAttrs", "db/tupleType", "db/tupleTypes", "db/isComponent")
+"""Attribute properties under which what an assertion writes depends on what the database holds
+(an upsert, a uniqueness check, a derived tuple, a component) or that make its value an entity id."""
+
+
+def _writes_alike(replica: Replica, tx_data: list, datoms: list, own: tuple[int, ...]) -> tuple | None:
+    """``datoms`` (the ``(e, a, v, tx, added)`` a pending transaction wrote in the view) as ``(e, a,
+    v)`` when it writes the same on any confirmed database of the same schema: it is map forms
+    only, each on a tempid, of plain values of attributes that read nothing (no unique, ref, tuple,
+    component or schema attribute), and it wrote one assertion per value, on its own new entities.
+    Else None."""
+    schema = replica.server_schema
+    values = 0
+    for form in tx_data:
+        if type(form) is not dict or type(form.get("db/id")) is not str or is_tx_tempid(form["db/id"]):
+            return None
+        for a, v in form.items():
+            if a == "db/id":
+                continue
+            if type(a) is not str or a.startswith(("db/", "db.")) or a.rpartition("/")[2].startswith("_") \
+                    or isinstance(v, list | tuple | set | frozenset | dict) or v is None:
+                return None
+            props = schema.get(a)
+            if props is not None and (props.get("db/valueType") == TYPE_REF or any(k in props for k in _READS_THE_DB)):
+                return None
+            values += 1
+    if len(datoms) != values or any(not added or e not in own for e, _, _, _, added in datoms):
+        return None
+    return tuple((e, a, v) for e, a, v, _, _ in datoms)
+
+
+def _write_again(replica: Replica) -> DB:
+    """The view when every pending transaction writes what it wrote before (``view_datoms``): their
+    datoms on the confirmed database, each at the transaction id a transaction would give it."""
+    db = replica.db
+    tx = db.max_tx
+    rows = []
+    for p in replica.pending:
+        tx += 1
+        rows += [(e, a, v, tx, True) for e, a, v in p.view_datoms]  # type: ignore[union-attr]
+    return apply_datoms(_without_history(db), rows, max_eid=db.max_eid, max_tx=tx)
 
 
 __all__ = [
