@@ -37,7 +37,7 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -324,6 +324,7 @@ class ReplicaConnection:
         self._reqs = itertools.count(max([0, *(q.req for q in self.session.queue if type(q.req) is int)]) + 1)
         self._slots = trio.Semaphore(max_pending)
         self._listeners: list[Callable[[ReplicaChange], Any]] = []
+        self._watch_each_delta()
         self._waiters: list[tuple[int, trio.Event]] = []
         self._scoping: dict[Any, list] = {}
         self._changes = ChangeSignal()
@@ -381,12 +382,22 @@ class ReplicaConnection:
         """Call ``fn(change)`` after every change of the replica (bootstraps included); returns the
         function that unsubscribes. ``fn`` runs in the replica's trio task: keep it short."""
         self._listeners.append(fn)
+        self._watch_each_delta()
 
         def unsubscribe() -> None:
             if fn in self._listeners:
                 self._listeners.remove(fn)
+                self._watch_each_delta()
 
         return unsubscribe
+
+    def _watch_each_delta(self) -> None:
+        """Have every delta of a ``deltas`` message come with its replica while someone looks at
+        them (listeners, the replica store); else they are applied in one go."""
+        want = bool(self._listeners) or self.store is not None
+        config = self.session.config
+        if config.each_delta != want:
+            self.session = replace(self.session, config=replace(config, each_delta=want))
 
     async def wait_for_t(self, t: int) -> None:
         """Return once the replica reflects ``t`` (raises if the replica closes first)."""
@@ -711,6 +722,8 @@ class ReplicaConnection:
         if kind == "delta":
             self.stats.deltas += 1
             delta, own, replica = data["delta"], None, data["replica"]
+            if replica is None:  # inside a `deltas` message applied in one go: nobody looks at it
+                return None
             if delta.origin is not None and delta.origin.client == self.client_id:
                 own = next((p for p in self._pending.values() if p.seq == delta.origin.seq), None)
             kind = "confirmed" if own is not None else "rebased" if replica.pending else "delta"

@@ -304,3 +304,51 @@ def test_writing_the_pending_datoms_again_gives_the_view_transacting_them_again_
         r, _ = apply_delta(r, d)
         assert rebased_values(r) == rebased_values(transacted_again(r))
     assert rebased_values(rebase(r)) == rebased_values(transacted_again(r))
+
+
+# -- nobody looks at the databases in between: a `deltas` message applied in one go
+
+
+def test_deltas_applied_in_one_go_give_the_replica_one_by_one_gives():
+    from datsync.core.sync import EidMap, apply_delta
+    from datsync.core.sync.replica import apply_deltas
+
+    for eids in (None, EidMap.capped(low=101, start=5000)):
+        c, deltas = scenario()
+        r0 = c.replica if eids is None else replica_of(Server().db, eids).replace(pending=c.replica.pending)
+        r0 = rebase(r0)
+        one, confirmed_one = r0, []
+        for d in deltas:
+            one, out = apply_delta(one, d)
+            confirmed_one.append(out.confirmed)
+        together, confirmed = apply_deltas(r0, deltas)
+        assert replica_seen(together) == replica_seen(one) and together.eids == one.eids
+        assert together.next_provisional == one.next_provisional
+        assert confirmed == confirmed_one and sum(x is not None for x in confirmed) == 2
+    assert apply_deltas(r0, deltas[1:]) is None  # not the next ones: one by one
+
+
+def test_a_session_nobody_watches_applies_a_deltas_message_in_one_go_and_settles_the_same():
+    c, deltas = scenario()
+    quiet = dataclasses.replace(c, config=dataclasses.replace(c.config, each_delta=False))
+    one, fx_one = c, []
+    for d in deltas:
+        one, fx = client_step(one, Received(d))
+        fx_one += fx
+    together, fx_together = client_step(quiet, Received(Deltas(tuple(deltas))))
+    assert replica_seen(together.replica) == replica_seen(one.replica)
+    assert together.queue == one.queue and together.submitted == one.submitted and together.answers == one.answers
+
+    def settled(fx) -> list:
+        return [(f.data["req"], f.data["seq"], f.data["t"], f.data["tempids"]) for f in fx
+                if type(f) is Notify and f.kind == "tx-ok"]
+
+    def submits(fx) -> list:
+        return [f.data for f in fx if type(f) is Send and b'"submit"' in f.data]
+
+    assert settled(fx_together) == settled(fx_one) and len(settled(fx_one)) == 2
+    assert submits(fx_together) == submits(fx_one)
+    notified = [f.data for f in fx_together if type(f) is Notify and f.kind == "delta"]
+    assert [n["t"] for n in notified] == [d.t for d in deltas]
+    assert [n["replica"] is None for n in notified] == [True] * 6 + [False]
+    assert notified[-1]["replica"] is together.replica

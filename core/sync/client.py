@@ -54,7 +54,7 @@ from .messages import Ack, Deltas, Error, Hello, Ping, Pong, Resync, Submit, Syn
 from .pending import add_pending, carry_pending, confirm, find_pending, needs_rebase
 from .pending import rebase as rebase_pending
 from .pending import reject as reject_pending
-from .replica import Replica, apply_delta, apply_visible
+from .replica import Replica, apply_delta, apply_deltas, apply_visible
 from .snapshot import (
     SnapshotBegin,
     SnapshotBuilder,
@@ -87,6 +87,10 @@ class ClientConfig:
     max_inflight: int = 32
     """Queued submissions sent and not answered yet, at most (the server refuses more than its
     ``max_pending_tx`` per connection); the rest follow as answers arrive."""
+    each_delta: bool = True
+    """Notify every delta of a ``deltas`` message with the replica it leads to. False (nobody looks
+    at the databases in between): they are applied in one go, and every ``delta`` notification but
+    the last carries ``replica`` None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +537,11 @@ def _on_deltas(s: ClientSession, m: Deltas, fx: list) -> ClientSession:
     """Each delta is applied and notified as if it came alone; the pending transactions are re-based
     once, on the last one (the replicas notified before it have the confirmed database moved on and
     compute their ``view`` when asked: ``needs_rebase``)."""
+    r = s.replica
+    if not s.config.each_delta and s.phase == LIVE and r is not None:
+        s2 = _apply_together(s, [d for d in m.deltas if d.t > r.t], fx)
+        if s2 is not None:
+            return s2
     last = len(m.deltas) - 1
     for i, d in enumerate(m.deltas):
         s = _on_delta(s, d, fx, rebase=i == last)
@@ -540,6 +549,29 @@ def _on_deltas(s: ClientSession, m: Deltas, fx: list) -> ClientSession:
     if r is not None and needs_rebase(r):  # the last one was not applied (the connection closed, say)
         s = evolve(s, replica=rebase_pending(r))
     return s
+
+
+def _apply_together(s: ClientSession, deltas: list[Delta], fx: list) -> ClientSession | None:
+    """``deltas`` applied in one go (``apply_deltas``), each notified (only the last with its
+    replica), the client's own settled; None when they must go one by one."""
+    if len(deltas) < 2:
+        return None
+    try:
+        applied = apply_deltas(s.replica, deltas)
+    except DatsyncError:
+        return None  # one by one: the delta that fails closes the session, as it would alone
+    if applied is None:
+        return None
+    r, confirmed = applied
+    s = evolve(s, replica=r, sync_from=None)
+    last = deltas[-1]
+    for d, c in zip(deltas, confirmed):
+        fx.append(ev.Notify("delta", {"t": d.t, "delta": d, "replica": r if d is last else None}))
+        o = d.origin
+        if o is not None and o.client == s.config.client_id:
+            s = _own_delta(s, d, c, fx)
+    s = _maybe_ack(s, fx)
+    return _send_queued(_release(s, fx), fx)
 
 
 def _own_delta(s: ClientSession, m: Delta, confirmed: Any, fx: list) -> ClientSession:

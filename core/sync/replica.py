@@ -120,6 +120,31 @@ def apply_delta(replica: Replica, delta: Delta, *, rebase: bool = True) -> tuple
     return out, Outcome(APPLIED, t, delta.t, confirmed)
 
 
+def apply_deltas(replica: Replica, deltas: Any) -> tuple[Replica, list] | None:
+    """Apply the consecutive ``deltas`` (the first at the replica's ``t + 1``, none changing the
+    schema) in one go: their datoms written in one pass, each one's origin confirmed in order, the
+    pending transactions re-based once. The replica ``apply_delta`` one after another gives, and each
+    delta's confirmed ``PendingTx`` (or None); None when the deltas are not such a run (apply them
+    one by one). The databases in between are never made: for whoever does not look at them."""
+    t = replica.t
+    if not deltas or any(d.t != t + i or d.schema for i, d in enumerate(deltas, 1)):
+        return None
+    refs, out = replica.refs, replica
+    rows: list[tuple] = []
+    confirmed = []
+    for d in deltas:  # ids are assigned in the order one by one would assign them
+        eids, local = datoms_to_local(out.eids, refs, d.datoms)
+        tx = d.tx
+        rows += [(e, a, v, tx, added) for e, a, v, added in local]
+        out = replace(out, eids=eids, t=d.t, pending_db=None)
+        c = None
+        if out.pending:
+            out, c = confirm(out, d.origin, then_rebase=False)
+        confirmed.append(c)
+    out = replace(out, db=apply_datoms(replica.db, rows, max_tx=deltas[-1].tx))
+    return (rebase(out) if out.pending else out), confirmed
+
+
 def apply_visible(replica: Replica, datoms: Any) -> Replica:
     """``replica`` with ``datoms`` (``(e, a, v, added)``, server ids) applied at its own ``t``, which
     does not move: what a change of scopes makes visible or takes away. Pending transactions are
@@ -213,6 +238,7 @@ __all__ = [
     "BEFORE_HISTORY",
     "Replica",
     "apply_delta",
+    "apply_deltas",
     "apply_visible",
     "replica_as_of",
     "replica_history",
