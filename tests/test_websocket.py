@@ -261,3 +261,25 @@ def test_queued_messages_go_out_masked_in_one_write_and_an_ack_replaces_the_one_
         assert data[2:6] == b"\x02" * 4 and data[13:17] == b"\x03" * 4  # a key of its own per frame
 
     trio.run(main)
+
+
+def test_a_replica_refused_by_the_handshake_gives_up_with_the_status_and_body():
+    from datsync.shell import ReplicaConnectionError, open_replica
+
+    async def refuse(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 15\r\n\r\nnot for you\r\n\r\n")
+        await stream.aclose()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, refuse, 0)
+            url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
+            with pytest.raises(ReplicaConnectionError) as e, trio.fail_after(20):
+                async with open_replica(url, backoff=(0.01, 0.05)):
+                    pass
+            assert e.value.code == "sync/rejected"
+            assert str(e.value) == f"{url} refused the WebSocket handshake: HTTP 403: not for you"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
