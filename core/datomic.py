@@ -1202,25 +1202,28 @@ class _Apply:
 
     def add(self, e: int, a: str, v: Any) -> None:
         r, iv, tx = value_rank(v), index_value(v), self.tx
-        self.eavt.add((e, a, r, iv, tx))
-        self.aevt.add((a, e, r, iv, tx))
+        key = (e, a, r, iv, tx)
+        self.eavt.add(key)
+        self.aevt.add(key)
         if a in self.props.indexed:
             self.avet.add((a, r, iv, e, tx))
         if a in self.props.ref:
             self.vaet.add((iv, a, e, tx))
-        self.heavt.add((e, a, r, iv, tx, True))
-        self.haevt.add((a, e, r, iv, tx, True))
+        event = (e, a, r, iv, tx, True)
+        self.heavt.add(event)
+        self.haevt.add(event)
 
     def retract(self, k: tuple) -> None:
         e, a, r, iv, old_tx = k
         self.eavt.discard(k)
-        self.aevt.discard((a, e, r, iv, old_tx))
+        self.aevt.discard(k)
         if a in self.props.indexed:
             self.avet.discard((a, r, iv, e, old_tx))
         if a in self.props.ref:
             self.vaet.discard((iv, a, e, old_tx))
-        self.heavt.add((e, a, r, iv, self.tx, False))
-        self.haevt.add((a, e, r, iv, self.tx, False))
+        event = (e, a, r, iv, self.tx, False)
+        self.heavt.add(event)
+        self.haevt.add(event)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1427,9 +1430,9 @@ def _schema_changes(db: DB, st: _Apply, touched: set, out: list[Datom], fields: 
             continue
         keys = st.aevt.prefix_list((new,))
         if now:
-            st.avet.update((a, r, iv, e, tx) for a, e, r, iv, tx in keys)
+            st.avet.update((a, r, iv, e, tx) for e, a, r, iv, tx in keys)
         else:
-            for a, e, r, iv, tx in keys:
+            for e, a, r, iv, tx in keys:
                 st.avet.discard((a, r, iv, e, tx))
     fields["schema"] = schema
     fields["props"] = props
@@ -1465,8 +1468,8 @@ def _check_alteration(db: DB, st: _Apply, ident_kw: Keyword, old: Mapping, new: 
     if old.get("db/cardinality") == CARDINALITY_MANY and new["db/cardinality"] == CARDINALITY_ONE:
         prev = None
         for k in st.aevt.prefix_list((name,)):
-            if prev is not None and prev[1] == k[1]:
-                ds = [Datom(prev[1], name, _plain(prev[3]), prev[4]), Datom(k[1], name, _plain(k[3]), k[4])]
+            if prev is not None and prev[0] == k[0]:
+                ds = [Datom(prev[0], name, _plain(prev[3]), prev[4]), Datom(k[0], name, _plain(k[3]), k[4])]
                 raise _alter_error(
                     "db.error/cardinality-violation",
                     f":datoms [{' '.join(_fmt_datom(*d) for d in ds)}]",
@@ -1484,8 +1487,8 @@ def _check_alteration(db: DB, st: _Apply, ident_kw: Keyword, old: Mapping, new: 
         for k in st.aevt.prefix_list((name,)):
             key = (k[2], k[3])
             other = holders.get(key)
-            if other is not None and other[1] != k[1]:
-                ds = [Datom(other[1], name, _plain(other[3]), other[4]), Datom(k[1], name, _plain(k[3]), k[4])]
+            if other is not None and other[0] != k[0]:
+                ds = [Datom(other[0], name, _plain(other[3]), other[4]), Datom(k[0], name, _plain(k[3]), k[4])]
                 raise _alter_error(
                     "db.error/unique-violation",
                     f":datoms [{' '.join(_fmt_datom(*d) for d in ds)}]",
@@ -1497,22 +1500,26 @@ def _check_alteration(db: DB, st: _Apply, ident_kw: Keyword, old: Mapping, new: 
 def _rename_datoms(st: _Apply, old: str, new: str, props: Props) -> None:
     """Rewrite every current and historical datom of attribute ``old`` to name ``new``."""
     indexed, ref = old in props.indexed, old in props.ref
-    for a, e, r, iv, tx in st.aevt.prefix_list((old,)):
-        st.eavt.discard((e, a, r, iv, tx))
-        st.aevt.discard((a, e, r, iv, tx))
-        st.eavt.add((e, new, r, iv, tx))
-        st.aevt.add((new, e, r, iv, tx))
+    for k in st.aevt.prefix_list((old,)):
+        e, a, r, iv, tx = k
+        st.eavt.discard(k)
+        st.aevt.discard(k)
+        renamed = (e, new, r, iv, tx)
+        st.eavt.add(renamed)
+        st.aevt.add(renamed)
         if indexed:
             st.avet.discard((a, r, iv, e, tx))
             st.avet.add((new, r, iv, e, tx))
         if ref:
             st.vaet.discard((iv, a, e, tx))
             st.vaet.add((iv, new, e, tx))
-    for a, e, r, iv, tx, added in st.haevt.prefix_list((old,)):
-        st.heavt.discard((e, a, r, iv, tx, added))
-        st.haevt.discard((a, e, r, iv, tx, added))
-        st.heavt.add((e, new, r, iv, tx, added))
-        st.haevt.add((new, e, r, iv, tx, added))
+    for k in st.haevt.prefix_list((old,)):
+        e, _, r, iv, tx, added = k
+        st.heavt.discard(k)
+        st.haevt.discard(k)
+        renamed = (e, new, r, iv, tx, added)
+        st.heavt.add(renamed)
+        st.haevt.add(renamed)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 A ``DB`` is immutable. Its indexes hold plain key tuples in index order (see ``core.index``):
 
     eavt  (e, a, rank, v, tx)       every current datom
-    aevt  (a, e, rank, v, tx)       every current datom
+    aevt  (e, a, rank, v, tx)       every current datom in AEVT order: the eavt key tuples themselves,
+                                    grouped by attribute (an ``AttrIndex``; prefixes in AEVT order)
     avet  (a, rank, v, e, tx)       datoms of indexed attributes (unique, db/index, ref, tuple)
     vaet  (v, a, e, tx)             datoms of ref attributes
 
 ``rank`` is the value's type rank (``core.values.value_rank``), so values of different types never
 meet in a comparison. The Datomic flavor also keeps history indexes of every assertion and
-retraction: ``heavt (e, a, rank, v, tx, added)`` and ``haevt (a, e, rank, v, tx, added)``.
+retraction: ``heavt (e, a, rank, v, tx, added)`` and ``haevt``, the same keys in AEVT order (an
+``AttrIndex`` over heavt's tuples).
 
 Reads go through ``datoms``/``seek_datoms``/``index_range``; a view (``as_of``, ``since``,
 ``history``, ``filter_db``) is the same value with a time basis or predicate that those honor.
@@ -22,7 +24,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 from .errors import ResolveError
-from .index import TOP, SortedIndex
+from .index import TOP, AttrIndex, SortedIndex
 from .schema import IMPLICIT_SCHEMA, Props
 from .values import RANKS, Datom, Keyword, index_value, value_rank
 
@@ -68,13 +70,13 @@ class DB:
     schema: dict[str, dict[str, Any]]
     props: Props
     eavt: SortedIndex
-    aevt: SortedIndex
+    aevt: AttrIndex
     avet: SortedIndex
     vaet: SortedIndex
     max_eid: int
     max_tx: int
     heavt: SortedIndex | None
-    haevt: SortedIndex | None
+    haevt: AttrIndex | None
     idents: dict[Any, Any]
     view: tuple | None
     pred: Callable[[Datom], bool] | None
@@ -95,7 +97,7 @@ class DB:
         new.__class__ = DB
         return new
 
-    def with_indexes(self, eavt: SortedIndex, aevt: SortedIndex, avet: SortedIndex, vaet: SortedIndex,
+    def with_indexes(self, eavt: SortedIndex, aevt: AttrIndex, avet: SortedIndex, vaet: SortedIndex,
                      max_eid: int, max_tx: int) -> DB:
         """This value with new current indexes and counters (the transaction fast path)."""
         new = _new_db(_DBBuilder)
@@ -192,7 +194,7 @@ def make_db(
     eav = eavt_keys(ds)  # (one pass: datoms made as they are read are dropped at once)
     eav.sort()
     eav = _dedupe_sorted(eav)  # the other indexes permute these keys: distinct too
-    aev = sorted([(k[1], k[0], k[2], k[3], k[4]) for k in eav])
+    aev = AttrIndex.from_sorted(eav)
     indexed, ref = props.indexed, props.ref
     ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
     vae = sorted([(k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref])
@@ -201,7 +203,7 @@ def make_db(
         hist = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
         hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in hist)
         heavt = SortedIndex.from_sorted(hk)
-        haevt = SortedIndex.from_sorted(sorted((k[1], k[0], k[2], k[3], k[4], k[5]) for k in hk))
+        haevt = AttrIndex.from_sorted(hk)
     return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, idents)
 
 
@@ -220,7 +222,7 @@ def make_db_from_columns(
     file without sorting or deduplicating its keys (AVET and VAET are sorted per attribute)."""
     props = _props_for(schema, flavor)
     indexed, ref = props.indexed, props.ref
-    aev: list[tuple] = []
+    by_attr: dict[str, list[tuple]] = {}
     eav_in_aevt: list[tuple] = []
     ave: list[tuple] = []
     vae: list[tuple] = []
@@ -228,18 +230,21 @@ def make_db_from_columns(
     for a, es, vs, txs in columns:
         es, txs = _share(es, shared), _share(txs, shared)
         rs, ivs = _ranked(_share(vs, shared))
-        aev.extend(zip(repeat(a), es, rs, ivs, txs))
-        eav_in_aevt.extend(zip(es, repeat(a), rs, ivs, txs))
+        keys = list(zip(es, repeat(a), rs, ivs, txs))
+        by_attr.setdefault(a, []).extend(keys)
+        eav_in_aevt += keys
         if a in indexed:
             ave.extend(sorted(zip(repeat(a), rs, ivs, es, txs)))
         if a in ref:
             vae.extend(zip(ivs, repeat(a), es, txs))
     eav = [eav_in_aevt[i] for i in eavt_order]
+    del eav_in_aevt
+    aev = AttrIndex.from_groups(by_attr)
     vae.sort()
     heavt = haevt = None
     if flavor == "datomic":
         heavt = SortedIndex.from_sorted([(*k, True) for k in eav])
-        haevt = SortedIndex.from_sorted([(*k, True) for k in aev])
+        haevt = AttrIndex.from_sorted(heavt)
     return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, None)
 
 
@@ -269,9 +274,9 @@ def _ranked(vs: list) -> tuple[list, list]:
     return [k[2] for k in keys], [k[3] for k in keys]
 
 
-def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: list, aev: list, ave: list,
+def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: list, aev: AttrIndex, ave: list,
              vae: list, max_eid: int | None, max_tx: int | None, heavt: SortedIndex | None,
-             haevt: SortedIndex | None, idents: dict[Any, Any] | None) -> DB:
+             haevt: AttrIndex | None, idents: dict[Any, Any] | None) -> DB:
     vae = _dedupe_sorted(vae)
     if max_eid is None:
         max_eid = max((k[0] for k in eav if k[0] < TX0), default=E0)
@@ -285,7 +290,7 @@ def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: 
         schema=schema,
         props=props,
         eavt=SortedIndex.from_sorted(eav),
-        aevt=SortedIndex.from_sorted(aev),
+        aevt=aev,
         avet=SortedIndex.from_sorted(ave),
         vaet=SortedIndex.from_sorted(vae),
         max_eid=max_eid,
@@ -329,9 +334,9 @@ def _dedupe_sorted(keys: list) -> list:
 
 
 def _events(keys: Iterable[tuple], v: TimeView) -> Iterator[tuple]:
-    """The history keys (layout ``(x, y, rank, value, tx, added)``, grouped by their first four
-    components) that the view shows: every event in the window for a history view, else the
-    assertion that is current at ``as_of`` (and made after ``since``) of each group."""
+    """The history keys ``(e, a, rank, value, tx, added)`` (in heavt's or haevt's order: grouped by
+    their first four components) that the view shows: every event in the window for a history view,
+    else the assertion that is current at ``as_of`` (and made after ``since``) of each group."""
     hi, lo = v.as_of, v.since
     if v.history:
         for k in keys:
@@ -353,12 +358,9 @@ def _events(keys: Iterable[tuple], v: TimeView) -> Iterator[tuple]:
         yield last
 
 
-def _from_heavt(k: tuple) -> Datom:
+def _from_history(k: tuple) -> Datom:
+    """The datom of a history key ``(e, a, rank, v, tx, added)`` (heavt's and haevt's)."""
     return Datom(k[0], k[1], k[3], k[4], k[5])
-
-
-def _from_haevt(k: tuple) -> Datom:
-    return Datom(k[1], k[0], k[3], k[4], k[5])
 
 
 def _eav_keys(db: DB, e: Any, a: Any, v: Any, has_v: bool) -> list:
@@ -384,23 +386,23 @@ def view_datoms(db: DB, index: str, comps: tuple) -> list[Datom]:
     n = len(comps)
     if index == "eavt":
         keys = db.heavt.prefix_list(_prefix("eavt", comps)[:4])
-        out = [_from_heavt(k) for k in _events(keys, v)]
+        out = [_from_history(k) for k in _events(keys, v)]
         return [d for d in out if d.tx == comps[3]] if n > 3 else out
     if index == "aevt":
         keys = db.haevt.prefix_list(_prefix("aevt", comps)[:4])
-        out = [_from_haevt(k) for k in _events(keys, v)]
+        out = [_from_history(k) for k in _events(keys, v)]
         return [d for d in out if d.tx == comps[3]] if n > 3 else out
     if index == "avet":
         indexed = db.props.indexed
         if n == 0:
-            out = [_from_haevt(k) for k in _events(_attr_keys(db, indexed), v)]
+            out = [_from_history(k) for k in _events(_attr_keys(db, indexed), v)]
         elif comps[0] not in indexed:
             return []
         elif n >= 3:
             a, val, e = comps[0], comps[1], comps[2]
-            out = [_from_heavt(k) for k in _events(_eav_keys(db, e, a, val, True), v)]
+            out = [_from_history(k) for k in _events(_eav_keys(db, e, a, val, True), v)]
         else:
-            out = [_from_haevt(k) for k in _events(db.haevt.prefix_list((comps[0],)), v)]
+            out = [_from_history(k) for k in _events(db.haevt.prefix_list((comps[0],)), v)]
             if n == 2:
                 r, iv = value_rank(comps[1]), index_value(comps[1])
                 out = [d for d in out if value_rank(d.v) == r and d.v == iv]
@@ -411,22 +413,22 @@ def view_datoms(db: DB, index: str, comps: tuple) -> list[Datom]:
     if index == "vaet":
         ref = db.props.ref
         if n == 0:
-            out = [_from_haevt(k) for k in _events(_attr_keys(db, ref), v)]
+            out = [_from_history(k) for k in _events(_attr_keys(db, ref), v)]
         elif n == 1:
             target = comps[0]
             out = [
-                _from_haevt(k)
+                _from_history(k)
                 for a in sorted(ref)
                 for k in _events([k for k in db.haevt.prefix_list((a,)) if k[3] == target], v)
             ]
         elif comps[1] not in ref:
             return []
         elif n >= 3:
-            out = [_from_heavt(k) for k in _events(_eav_keys(db, comps[2], comps[1], comps[0], True), v)]
+            out = [_from_history(k) for k in _events(_eav_keys(db, comps[2], comps[1], comps[0], True), v)]
         else:
             target = comps[0]
             keys = [k for k in db.haevt.prefix_list((comps[1],)) if k[3] == target]
-            out = [_from_haevt(k) for k in _events(keys, v)]
+            out = [_from_history(k) for k in _events(keys, v)]
         if n > 3:
             out = [d for d in out if d.tx == comps[3]]
         out.sort(key=_vaet_sort_key)
@@ -443,9 +445,10 @@ def view_seek(db: DB, index: str, comps: tuple) -> Iterator[Datom]:
     """Datoms of ``index`` at or after ``comps`` (resolved, index order), as the view shows them."""
     v = _view(db)
     start = _prefix(index, comps)
-    if index in ("eavt", "aevt"):
-        hist, conv = (db.heavt, _from_heavt) if index == "eavt" else (db.haevt, _from_haevt)
-        return _seek_events(hist.seek(start[:4]), v, start, conv)
+    if index == "eavt":
+        return _seek_events(db.heavt.seek(start[:4]), v, start, _heavt_order)
+    if index == "aevt":
+        return _seek_events(db.haevt.seek(start[:4]), v, start, _haevt_order)
     if index == "avet":
         key = _avet_sort_key
     elif index == "vaet":
@@ -455,14 +458,26 @@ def view_seek(db: DB, index: str, comps: tuple) -> Iterator[Datom]:
     return (d for d in view_datoms(db, index, ()) if key(d)[: len(start)] >= start)
 
 
-def _seek_events(keys: Iterator[tuple], v: TimeView, start: tuple, conv: Any) -> Iterator[Datom]:
+def _seek_events(keys: Iterator[tuple], v: TimeView, start: tuple,
+                 in_order: Callable[[tuple], tuple]) -> Iterator[Datom]:
+    """The datoms of history ``keys`` the view shows, from ``start`` (``in_order``: a key's components
+    in the index's order, which ``start`` is given in)."""
     passed = False
+    n = len(start)
     for k in _events(keys, v):
         if not passed:
-            if k[: len(start)] < start:
+            if in_order(k)[:n] < start:
                 continue
             passed = True
-        yield conv(k)
+        yield _from_history(k)
+
+
+def _heavt_order(k: tuple) -> tuple:
+    return k
+
+
+def _haevt_order(k: tuple) -> tuple:
+    return (k[1], k[0], *k[2:])
 
 
 def _view(db: DB) -> TimeView:
@@ -609,7 +624,7 @@ def _prefix(index: str, comps: tuple) -> tuple:
 
 _KEY_TO_DATOM: dict[str, Callable[[tuple], Datom]] = {
     "eavt": lambda k: Datom(k[0], k[1], k[3], k[4], True),
-    "aevt": lambda k: Datom(k[1], k[0], k[3], k[4], True),
+    "aevt": lambda k: Datom(k[0], k[1], k[3], k[4], True),
     "avet": lambda k: Datom(k[3], k[0], k[2], k[4], True),
     "vaet": lambda k: Datom(k[2], k[1], k[0], k[3], True),
 }
@@ -771,11 +786,11 @@ def apply_datoms(
     if props is not old_props:
         for a in old_props.indexed ^ props.indexed:
             keys = aevt.prefix_list((a,))
-            for _, e, r, iv, tx in keys:
+            for e, _, r, iv, tx in keys:
                 (avet.add if a in props.indexed else avet.discard)((a, r, iv, e, tx))
         for a in old_props.ref ^ props.ref:
             keys = aevt.prefix_list((a,))
-            for _, e, _, iv, tx in keys:
+            for e, _, _, iv, tx in keys:
                 (vaet.add if a in props.ref else vaet.discard)((iv, a, e, tx))
     hist = db.heavt is not None
     heavt, haevt = (db.heavt.transient(), db.haevt.transient()) if hist else (None, None)
@@ -788,8 +803,9 @@ def apply_datoms(
         if added:
             if k is not None:
                 continue
-            eavt.add((e, a, r, iv, tx))
-            aevt.add((a, e, r, iv, tx))
+            key = (e, a, r, iv, tx)
+            eavt.add(key)
+            aevt.add(key)
             if a in indexed:
                 avet.add((a, r, iv, e, tx))
             if a in ref:
@@ -803,14 +819,15 @@ def apply_datoms(
                 continue
             old_tx = k[4]
             eavt.discard(k)
-            aevt.discard((a, e, r, iv, old_tx))
+            aevt.discard(k)
             if a in indexed:
                 avet.discard((a, r, iv, e, old_tx))
             if a in ref:
                 vaet.discard((iv, a, e, old_tx))
         if hist:
-            heavt.add((e, a, r, iv, tx, added))
-            haevt.add((a, e, r, iv, tx, added))
+            event = (e, a, r, iv, tx, added)
+            heavt.add(event)
+            haevt.add(event)
         if tx > new_tx:
             new_tx = tx
     fields: dict[str, Any] = {}

@@ -3,8 +3,8 @@
 A time view is the same ``DB`` value with ``db.view`` set to a ``TimeView(as_of, since, history)``
 (transaction ids or None, and a flag); ``core.db.datoms``/``seek_datoms``/``rseek_datoms`` then read
 through ``view_datoms``/``view_seek`` (in ``core.db``: reads of the value), over the history
-indexes ``heavt (e a rank v tx added)`` and ``haevt (a e rank v tx added)``, which hold every
-assertion and retraction ever made.
+indexes ``heavt (e a rank v tx added)`` and ``haevt`` (the same key tuples in AEVT order), which hold
+every assertion and retraction ever made.
 
 Semantics (Datomic's):
 

@@ -7,6 +7,12 @@ the top-level lists, the one branch and the one leaf it touches (path copying, a
 pointers whatever the size of the index), so old versions stay valid and share everything else. A
 transaction edits a ``TransientIndex`` (copy-on-first-write per branch and per leaf) and freezes it
 once at the end, which is what makes many small writes in one transaction cheap.
+
+An ``AttrIndex`` is the AEVT order of an EAVT-ordered set of keys ``(e, a, ...)`` without keys of its
+own: within one attribute, AEVT order ``(e, v, tx)`` is exactly the EAVT order of that attribute's
+keys, so it is a map from attribute to a ``SortedIndex`` holding the very tuple objects of the EAVT
+index (a datom costs one key tuple, not two). A transaction copies only the indexes of the
+attributes it writes and the small map (``TransientAttrIndex``).
 """
 
 from __future__ import annotations
@@ -139,7 +145,10 @@ class SortedIndex:
 
     def transient(self) -> TransientIndex:
         """A mutable copy for one batch of edits; ``persistent()`` freezes it into a new version."""
-        return TransientIndex(self)
+        t = _new_index(TransientIndex)
+        t._branches, t._bmaxes, t._tops, t._len, t._owned = (
+            self._branches.copy(), self._bmaxes.copy(), self._tops.copy(), self._len, set())
+        return t
 
     def _leaves_from(self, i: int, j: int) -> Iterator[list]:
         """The leaves from leaf ``j`` of branch ``i`` to the end."""
@@ -217,7 +226,10 @@ class SortedIndex:
     def prefix_list(self, prefix: tuple) -> list:
         """``list(self.prefix(prefix))``."""
         if not prefix:
-            return list(self)
+            out: list = []
+            for leaf in _flatten(self._branches):
+                out += leaf
+            return out
         return self.slice_list(prefix, (*prefix, TOP))
 
     def first(self, prefix: tuple) -> Any:
@@ -268,12 +280,11 @@ class TransientIndex:
 
     __slots__ = ("_bmaxes", "_branches", "_len", "_owned", "_tops")
 
-    def __init__(self, source: SortedIndex):
-        self._branches = source._branches.copy()
-        self._bmaxes = source._bmaxes.copy()
-        self._tops = source._tops.copy()
-        self._len = source._len
-        self._owned: set[int] = set()
+    _branches: list[list[list]]
+    _bmaxes: list[list]
+    _tops: list
+    _len: int
+    _owned: set[int]
 
     def _own_branch(self, i: int) -> tuple[list, list]:
         """Branch ``i``'s leaves and leaf maxima, made this transient's own."""
@@ -423,4 +434,202 @@ class TransientIndex:
     rseek = SortedIndex.rseek
 
 
-__all__ = ["BRANCH_SIZE", "LEAF_SIZE", "TOP", "SortedIndex", "TransientIndex"]
+
+_EMPTY = SortedIndex()
+
+
+def _in_attr(prefix: tuple) -> tuple:
+    """An AEVT-ordered prefix ``(a, e, ...)`` as a prefix of attribute ``a``'s keys ``(e, a, ...)``."""
+    if len(prefix) < 2:
+        return ()
+    return (prefix[1], prefix[0], *prefix[2:])
+
+
+class _ByAttribute:
+    """The reads of AEVT order over keys grouped by attribute (``AttrIndex`` and its transient):
+    prefixes and starting points are given in AEVT order ``(a, e, ...)``, keys come as they are
+    stored, ``(e, a, ...)``."""
+
+    __slots__ = ()
+
+    def attribute(self, a: Any) -> SortedIndex | TransientIndex:
+        """The keys of attribute ``a`` as one index (empty if none; do not modify it)."""
+        raise NotImplementedError
+
+    def attributes(self) -> list:
+        """The attributes that have keys, sorted."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator:
+        return _flatten([self.attribute(a) for a in self.attributes()])
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.attribute(key[1])
+
+    def leaves(self) -> list[list]:
+        """The leaves of every attribute's index, in AEVT order (the lists themselves: do not modify them)."""
+        return [leaf for a in self.attributes() for leaf in self.attribute(a).leaves()]
+
+    def prefix_list(self, prefix: tuple) -> list:
+        """The keys whose AEVT order starts with ``prefix`` ``(a, e, rank, v, ...)``, in AEVT order."""
+        if not prefix:
+            return list(self)
+        return self.attribute(prefix[0]).prefix_list(_in_attr(prefix))
+
+    def prefix(self, prefix: tuple) -> Iterator:
+        """``prefix_list`` as an iterator."""
+        if not prefix:
+            return iter(self)
+        return self.attribute(prefix[0]).prefix(_in_attr(prefix))
+
+    def first(self, prefix: tuple) -> Any:
+        """The first key (AEVT order) starting with ``prefix``, or None."""
+        if not prefix:
+            return next(iter(self), None)
+        return self.attribute(prefix[0]).first(_in_attr(prefix))
+
+    def seek(self, start: tuple) -> Iterator:
+        """Keys at or after ``start`` (AEVT order), in AEVT order."""
+        attrs = self.attributes()
+        i = 0
+        if start:
+            a = start[0]
+            i = bisect_left(attrs, a)
+            if i < len(attrs) and attrs[i] == a:
+                yield from self.attribute(a).seek(_in_attr(start))
+                i += 1
+        for a in islice(attrs, i, None):
+            yield from self.attribute(a)
+
+    def rseek(self, start: tuple) -> Iterator:
+        """Keys at or before ``start`` (AEVT order; ``TOP`` components bound prefixes), descending."""
+        attrs = self.attributes()
+        a = start[0]
+        i = bisect_right(attrs, a)
+        if i and attrs[i - 1] == a:
+            yield from self.attribute(a).rseek(_in_attr(start))
+            i -= 1
+        for a in reversed(attrs[:i]):
+            yield from self.attribute(a).rseek((TOP,))
+
+
+class AttrIndex(_ByAttribute):
+    """An immutable AEVT view of EAVT-ordered keys ``(e, a, ...)``: attribute -> ``SortedIndex`` of
+    its keys (the same tuple objects as the EAVT index), sharing structure with the versions it came
+    from."""
+
+    __slots__ = ("_attrs", "_by_attr", "_len")
+
+    def __init__(self, by_attr: dict | None = None, length: int | None = None):
+        self._by_attr: dict = by_attr if by_attr is not None else {}
+        self._len = length if length is not None else sum(map(len, self._by_attr.values()))
+        self._attrs: list | None = None
+
+    @classmethod
+    def from_sorted(cls, keys: Iterable) -> AttrIndex:
+        """Bulk-build from keys ``(e, a, ...)`` sorted in EAVT order and distinct (no checks)."""
+        groups: dict = {}
+        for k in keys:
+            group = groups.get(k[1])
+            if group is None:
+                group = groups[k[1]] = []
+            group.append(k)
+        return cls.from_groups(groups)
+
+    @classmethod
+    def from_groups(cls, groups: dict) -> AttrIndex:
+        """Bulk-build from attribute -> its keys, each list sorted and distinct (no checks)."""
+        return cls({a: SortedIndex.from_sorted(keys) for a, keys in groups.items() if keys})
+
+    def attribute(self, a: Any) -> SortedIndex:
+        """The keys of attribute ``a`` as one index (empty if none)."""
+        return self._by_attr.get(a, _EMPTY)
+
+    def attributes(self) -> list:
+        """The attributes that have keys, sorted (made once per version)."""
+        attrs = self._attrs
+        if attrs is None:
+            attrs = self._attrs = sorted(self._by_attr)
+        return attrs
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"AttrIndex({self._len} keys, {len(self._by_attr)} attributes)"
+
+    def transient(self) -> TransientAttrIndex:
+        """A mutable copy for one batch of edits; ``persistent()`` freezes it into a new version."""
+        return TransientAttrIndex(self)
+
+
+class TransientAttrIndex(_ByAttribute):
+    """A one-owner editable version of an ``AttrIndex``: an attribute's index becomes a
+    ``TransientIndex`` on its first write; the map is copied once, when frozen."""
+
+    __slots__ = ("_by_attr", "_edited", "_len", "_source")
+
+    def __init__(self, source: AttrIndex):
+        self._source = source
+        self._by_attr = source._by_attr
+        self._len = source._len
+        self._edited: dict = {}
+
+    def attribute(self, a: Any) -> SortedIndex | TransientIndex:
+        """The keys of attribute ``a`` as one index, this transient's edits included."""
+        ix = self._edited.get(a)
+        return ix if ix is not None else self._by_attr.get(a, _EMPTY)
+
+    def attributes(self) -> list:
+        """The attributes that have keys, sorted."""
+        return sorted(a for a in self._by_attr.keys() | self._edited.keys() if len(self.attribute(a)))
+
+    def _editing(self, a: Any) -> TransientIndex:
+        """Attribute ``a``'s index made this transient's own."""
+        ix = self._edited.get(a)
+        if ix is None:
+            ix = self._edited[a] = self._by_attr.get(a, _EMPTY).transient()
+        return ix
+
+    def add(self, key: Any) -> bool:
+        """Insert ``key`` ``(e, a, ...)``; False if it was already present."""
+        ix = self._edited.get(key[1])  # _editing, inlined: a transaction's hottest path
+        if ix is None:
+            ix = self._editing(key[1])
+        return ix.add(key)
+
+    def discard(self, key: Any) -> bool:
+        """Remove ``key``; False if it was absent."""
+        return self._editing(key[1]).discard(key)
+
+    def update(self, keys: Iterable) -> None:
+        """Insert many keys."""
+        for key in keys:
+            self.add(key)
+
+    def __len__(self) -> int:
+        by_attr = self._by_attr
+        return self._len + sum(len(ix) - len(by_attr.get(a, _EMPTY)) for a, ix in self._edited.items())
+
+    def persistent(self) -> AttrIndex:
+        """Freeze into an immutable ``AttrIndex``; this transient must not be used afterwards."""
+        edited = self._edited
+        if not edited:
+            return self._source
+        by_attr = self._by_attr.copy()
+        length = self._len
+        for a, ix in edited.items():
+            old = by_attr.get(a)
+            n = len(ix)
+            length += n - len(old) if old is not None else n
+            if n:
+                by_attr[a] = ix.persistent()
+            elif old is not None:
+                del by_attr[a]
+        self._edited = None  # type: ignore[assignment]
+        new = _new_index(AttrIndex)
+        new._by_attr, new._len, new._attrs = by_attr, length, None
+        return new
+
+
+__all__ = ["BRANCH_SIZE", "LEAF_SIZE", "TOP", "AttrIndex", "SortedIndex", "TransientAttrIndex", "TransientIndex"]

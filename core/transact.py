@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .db import DB, EMAX, TX0, resolve_tuple_refs
 from .errors import DatsyncError, TxError
-from .index import TransientIndex
+from .index import TransientAttrIndex, TransientIndex
 from .schema import is_reverse_attr, reverse_attr
 from .values import _ATOMIC, RANKS, Datom, Keyword, index_value, value_rank
 
@@ -133,6 +133,7 @@ class _Retry(Exception):
 
 
 _FLUSH = object()
+_TRANSIENT = (TransientIndex, TransientAttrIndex)
 _datom = partial(tuple.__new__, Datom)
 """``Datom`` from a 5-tuple, without the keyword-argument handling of its constructor."""
 
@@ -159,10 +160,10 @@ class _TxState:
         "value_tempids",
     )
 
-    def _edit(self, name: str) -> TransientIndex:
+    def _edit(self, name: str) -> TransientIndex | TransientAttrIndex:
         """The index ``name`` made editable (once per transaction; untouched indexes stay shared)."""
         idx = getattr(self, name)
-        if type(idx) is not TransientIndex:
+        if type(idx) not in _TRANSIENT:
             idx = idx.transient()
             setattr(self, name, idx)
         return idx
@@ -172,7 +173,7 @@ class _TxState:
         self.db = db
         self.last_auto_tempid = last_auto_tempid  # numbers auto tempids of maps made by tx functions
         self.props = db.props
-        # Reads go to these; each becomes a TransientIndex on its first write (see _edit).
+        # Reads go to these; each becomes transient on its first write (see _edit).
         self.eavt = db.eavt
         self.aevt = db.aevt
         self.avet = db.avet
@@ -204,7 +205,7 @@ class _TxState:
         fields = {}
         for name in ("eavt", "aevt", "avet", "vaet"):
             idx = getattr(self, name)
-            if type(idx) is TransientIndex:
+            if type(idx) in _TRANSIENT:
                 idx = idx.persistent()
                 setattr(self, name, idx)
             fields[name] = idx
@@ -294,10 +295,11 @@ class _TxState:
         if type(eavt) is not TransientIndex:
             eavt = self.eavt = eavt.transient()
         aevt = self.aevt
-        if type(aevt) is not TransientIndex:
+        if type(aevt) is not TransientAttrIndex:
             aevt = self.aevt = aevt.transient()
-        eavt.add((e, a, r, iv, tx))
-        aevt.add((a, e, r, iv, tx))
+        key = (e, a, r, iv, tx)
+        eavt.add(key)
+        aevt.add(key)
         if a in props.indexed:
             self._edit("avet").add((a, r, iv, e, tx))
         if a in props.ref:
@@ -313,7 +315,7 @@ class _TxState:
         e, a, r, iv, old_tx = k
         props = self.props
         self._edit("eavt").discard(k)
-        self._edit("aevt").discard((a, e, r, iv, old_tx))
+        self._edit("aevt").discard(k)
         if a in props.indexed:
             self._edit("avet").discard((a, r, iv, e, old_tx))
         if a in props.ref:
@@ -352,7 +354,7 @@ class _TxState:
         eavt, aevt, avet, vaet = self.eavt, self.aevt, self.avet, self.vaet
         if type(eavt) is TransientIndex:
             eavt = eavt.persistent()
-        if type(aevt) is TransientIndex:
+        if type(aevt) is TransientAttrIndex:
             aevt = aevt.persistent()
         if type(avet) is TransientIndex:
             avet = avet.persistent()

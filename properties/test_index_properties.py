@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from datsync.core import index
-from datsync.core.index import TOP, SortedIndex
+from datsync.core.index import TOP, AttrIndex, SortedIndex
 
 LEAF = 2
 
@@ -220,3 +220,69 @@ def test_operation_lists_match_a_sorted_list(initial, ops, lo, hi, prefix):
         frozen = t.persistent()
         check_reads(frozen, model, lo, hi, prefix)
         check_reads(base, base_model, lo, hi, prefix)
+
+
+# ------------------------------------------------------------------------------------------------
+# AttrIndex: AEVT order over EAVT keys (e, a, v)
+
+eav_keys = st.tuples(st.integers(0, 6), st.sampled_from("abc"), st.integers(0, 2))
+attrs = st.sampled_from(["", "a", "ab", "b", "c", "d"])
+aevt_starts = st.one_of(
+    st.just(()),
+    st.tuples(attrs),
+    st.tuples(attrs, st.integers(-1, 7)),
+    st.tuples(attrs, st.integers(-1, 7), st.integers(-1, 3)),
+)
+aevt_bounds = st.one_of(
+    st.just((TOP,)),
+    st.tuples(attrs, st.just(TOP)),
+    st.tuples(attrs, st.integers(-1, 7), st.just(TOP)),
+    st.tuples(attrs, st.integers(-1, 7), st.integers(-1, 3), st.just(TOP)),
+)
+
+
+def in_aevt(k: tuple) -> tuple:
+    return (k[1], k[0], *k[2:])
+
+
+def check_aevt_reads(ix, model: set, start: tuple, bound: tuple) -> None:
+    """Every read of the ``AttrIndex`` (or its transient) ``ix`` agrees with the set of EAVT keys
+    ``model`` sorted in AEVT order."""
+    ordered = sorted(model, key=in_aevt)
+    assert list(ix) == ordered
+    assert len(ix) == len(model)
+    assert ix.attributes() == sorted({k[1] for k in model})
+    expected = [k for k in ordered if in_aevt(k)[:len(start)] == start]
+    assert ix.prefix_list(start) == expected
+    assert list(ix.prefix(start)) == expected
+    assert ix.first(start) == (expected[0] if expected else None)
+    assert list(ix.seek(start)) == [k for k in ordered if in_aevt(k) >= start]
+    assert list(ix.rseek(bound)) == [k for k in reversed(ordered) if in_aevt(k) <= bound]
+    for k in model:
+        assert k in ix
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    initial=st.lists(eav_keys, max_size=30),
+    batches=st.lists(st.lists(st.tuples(st.booleans(), eav_keys), max_size=20), max_size=4),
+    start=aevt_starts,
+    bound=aevt_bounds,
+)
+def test_attr_index_matches_a_sorted_list_in_aevt_order(initial, batches, start, bound):
+    """Batches of adds and discards, each on a transient of the previous version: every version and
+    transient reads as the model, and no version changes once frozen."""
+    with small_leaves():
+        model = set(initial)
+        version = AttrIndex.from_sorted(sorted(model))
+        kept = [(version, set(model))]
+        for ops in batches:
+            t = version.transient()
+            for is_add, key in ops:
+                assert (t.add if is_add else t.discard)(key) is ((key not in model) if is_add else (key in model))
+                (model.add if is_add else model.discard)(key)
+            check_aevt_reads(t, model, start, bound)
+            version = t.persistent()
+            kept.append((version, set(model)))
+        for version, model_then in kept:
+            check_aevt_reads(version, model_then, start, bound)

@@ -326,7 +326,7 @@ def test_streams_rename_attributes_and_keep_using_their_old_names():
 def _client_tx(data, replica, n: int) -> list:
     """A client transaction in local ids over ``SYNC_SCHEMA``, referring to entities of the view
     (provisional ones included) by id or lookup ref."""
-    ents = [k[1] for k in replica.view.aevt.prefix_list(("item/label",))]
+    ents = [k[0] for k in replica.view.aevt.prefix_list(("item/label",))]
     label = st.sampled_from(LABELS)
     ent = st.sampled_from(ents) if ents else st.just(("item/label", "L0"))
     kind = data.draw(st.sampled_from(["new", "upsert", "add", "cas", "ref", "auto", "retract"]))

@@ -126,7 +126,7 @@ def check_replica(replica: Replica, db: Any, where: str) -> None:
         raise SimFailure(f"{where}: replica schema not derived from the server schema at t={replica.t}")
     r = replica.db
     eav = set(r.eavt)
-    if {(k[1], k[0], k[2], k[3], k[4]) for k in r.aevt} != eav or len(r.aevt) != len(eav):
+    if list(r.aevt) != sorted(eav, key=lambda k: (k[1], k[0], *k[2:])) or len(r.aevt) != len(eav):
         raise SimFailure(f"{where}: AEVT disagrees with EAVT")
     avet = {(k[0], k[1], k[2], k[3], k[4]) for k in r.avet}
     if avet != {(a, rk, v, e, tx) for e, a, rk, v, tx in eav if a in r.props.indexed}:
@@ -626,7 +626,7 @@ def client_tx(rng: random.Random, replica: Replica, marker: str) -> tuple[list, 
         new = RENAMED[old]
         return new if new in replica.server_schema and rng.random() < 0.5 else old
 
-    items = [k[1] for k in db.aevt.prefix_list(("item/label",))]
+    items = [k[0] for k in db.aevt.prefix_list(("item/label",))]
     other = rng.choice(items) if items else None
     k = rng.randrange(9)
     if k == 0:

@@ -14,7 +14,7 @@ from itertools import pairwise
 import pytest
 
 from datsync.core import index
-from datsync.core.index import TOP, SortedIndex, TransientIndex
+from datsync.core.index import TOP, AttrIndex, SortedIndex, TransientIndex
 
 
 @pytest.fixture
@@ -459,3 +459,69 @@ def test_unchanged_leaves_are_shared_not_copied():
     assert v2.leaves()[0] is v1.leaves()[0]
     assert v2.leaves()[1] is v1.leaves()[1]
     assert v2.leaves()[2] is not v1.leaves()[2]
+
+
+# ------------------------------------------------------------------------------------------------
+# AttrIndex: AEVT order over EAVT keys
+
+
+EAV = [(1, "age", 30), (1, "name", "Ivan"), (2, "age", 20), (2, "name", "Petr"), (3, "name", "Oleg")]
+
+
+def test_attr_index_iterates_in_aevt_order_and_holds_the_same_key_objects():
+    ix = AttrIndex.from_sorted(EAV)
+    assert list(ix) == [(1, "age", 30), (2, "age", 20), (1, "name", "Ivan"), (2, "name", "Petr"),
+                        (3, "name", "Oleg")]
+    assert {id(k) for k in ix} == {id(k) for k in EAV}
+    assert len(ix) == 5
+    assert ix.attributes() == ["age", "name"]
+
+
+def test_attr_index_prefixes_are_given_in_aevt_order():
+    ix = AttrIndex.from_sorted(EAV)
+    assert ix.prefix_list(("name",)) == [(1, "name", "Ivan"), (2, "name", "Petr"), (3, "name", "Oleg")]
+    assert ix.prefix_list(("name", 2)) == [(2, "name", "Petr")]
+    assert list(ix.prefix(("age", 1, 30))) == [(1, "age", 30)]
+    assert ix.prefix_list(("nothing",)) == []
+    assert ix.first(("name",)) == (1, "name", "Ivan")
+    assert ix.first(("name", 4)) is None
+    assert (2, "age", 20) in ix and (2, "age", 21) not in ix
+
+
+def test_attr_index_seeks_across_attributes():
+    ix = AttrIndex.from_sorted(EAV)
+    assert list(ix.seek(("age", 2))) == [(2, "age", 20), (1, "name", "Ivan"), (2, "name", "Petr"),
+                                         (3, "name", "Oleg")]
+    assert list(ix.seek(("b",))) == [(1, "name", "Ivan"), (2, "name", "Petr"), (3, "name", "Oleg")]
+    assert list(ix.rseek(("name", 1, TOP))) == [(1, "name", "Ivan"), (2, "age", 20), (1, "age", 30)]
+    assert list(ix.rseek((TOP,))) == list(reversed(list(ix)))
+    assert list(ix.rseek(("b", TOP))) == [(2, "age", 20), (1, "age", 30)]
+
+
+def test_attr_index_transient_copies_only_the_attributes_it_writes():
+    v1 = AttrIndex.from_sorted(EAV)
+    t = v1.transient()
+    assert t.add((4, "name", "Ivan")) is True
+    assert t.add((4, "name", "Ivan")) is False
+    assert t.discard((9, "name", "x")) is False
+    assert t.prefix_list(("name", 4)) == [(4, "name", "Ivan")]
+    assert len(t) == 6
+    v2 = t.persistent()
+    assert v2.attribute("age") is v1.attribute("age")
+    assert v2.attribute("name") is not v1.attribute("name")
+    assert list(v1) == sorted(EAV, key=lambda k: (k[1], k[0]))
+    assert len(v2) == 6 and v2.prefix_list(("name", 4)) == [(4, "name", "Ivan")]
+
+
+def test_attr_index_drops_an_attribute_whose_last_key_goes():
+    t = AttrIndex.from_sorted(EAV).transient()
+    assert t.discard((1, "age", 30)) and t.discard((2, "age", 20))
+    assert t.attributes() == ["name"]
+    v = t.persistent()
+    assert v.attributes() == ["name"] and len(v) == 3
+    assert v.attribute("age") is not None and len(v.attribute("age")) == 0
+
+
+def test_attr_index_persistent_without_edits_is_the_source():
+    v1 = AttrIndex.from_sorted(EAV)
+    assert v1.transient().persistent() is v1

@@ -54,7 +54,7 @@ class Server:
 
 
 def names(db) -> dict:
-    return {k[3]: k[1] for k in db.aevt.prefix_list(("p/name",))}
+    return {k[3]: k[0] for k in db.aevt.prefix_list(("p/name",))}
 
 
 def view_attrs(replica, e) -> dict:

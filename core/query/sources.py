@@ -3,7 +3,8 @@
 ``match(e, a, v, tx, n)`` returns the matching rows and their *layout*, the positions of
 ``(e, a, v, tx, added)`` inside each row (``added`` None: always true). For a current, unfiltered
 database the rows are the index keys themselves (``core.db`` documents their layouts), so a pattern
-costs one index slice and no datom objects; every view goes through ``core.db.datoms``, which
+costs one index slice and no datom objects; a scan of one attribute reads that attribute's index in
+AEVT (EAVT key tuples, so EAVT's layout) whole. Every view goes through ``core.db.datoms``, which
 applies time bases and filters.
 """
 
@@ -21,18 +22,9 @@ from ..values import Keyword, index_value, value_rank
 __all__ = ["CollSource", "DbSource", "make_source"]
 
 EAVT = (0, 1, 3, 4, None)
-AEVT = (1, 0, 3, 4, None)
 AVET = (3, 0, 2, 4, None)
 VAET = (2, 1, 0, 3, None)
 DATOM = (0, 1, 2, 3, 4)
-
-
-def _upper(prefix: tuple) -> tuple:
-    """A bound above every key starting with ``prefix`` and below every other greater key: for an
-    attribute name alone the name's successor string (compared in C), else ``prefix + (TOP,)``."""
-    if len(prefix) == 1 and type(prefix[0]) is str:
-        return (prefix[0] + "\x00",)
-    return (*prefix, TOP)
 
 
 def _range_count(idx: Any, lo: tuple, hi: tuple) -> int:
@@ -79,34 +71,7 @@ def _range_list(idx: Any, lo: tuple, hi: tuple) -> list:
 
 
 def _prefix_list(idx: Any, prefix: tuple) -> list:
-    return _range_list(idx, prefix, _upper(prefix))
-
-
-def _prefix_chunks(idx: Any, prefix: tuple) -> list[list]:
-    """The keys of a ``SortedIndex`` starting with ``prefix`` as a list of sorted runs: whole leaves
-    are shared, not copied, so a filter over a large range allocates only what it keeps."""
-    maxes = getattr(idx, "_maxes", None)
-    leaves = getattr(idx, "_leaves", None)
-    if maxes is None or leaves is None:
-        return [idx.prefix_list(prefix)]
-    hi = _upper(prefix)
-    n = len(maxes)
-    i = bisect_left(maxes, prefix)
-    if i == n:
-        return []
-    j = bisect_left(maxes, hi, i)  # leaves before j end below hi; leaf j (if any) reaches past it
-    leaf = leaves[i]
-    start = bisect_left(leaf, prefix)
-    if j == i:
-        return [leaf[start:bisect_left(leaf, hi)]]
-    out = [leaf[start:] if start else leaf]
-    out += leaves[i + 1:j]
-    if j < n:
-        leaf = leaves[j]
-        end = bisect_left(leaf, hi)
-        if end:
-            out.append(leaf[:end])
-    return out
+    return _range_list(idx, prefix, (*prefix, TOP))
 
 
 def _vfilter(rows: Any, vp: int, rp: int | None, v: Any) -> list:
@@ -121,7 +86,7 @@ def _vfilter(rows: Any, vp: int, rp: int | None, v: Any) -> list:
 
 
 def _vfilter_chunks(chunks: list[list], vp: int, rp: int, v: Any) -> list:
-    """``_vfilter`` over sorted runs of keys (``_prefix_chunks``), without joining them first; a run
+    """``_vfilter`` over sorted runs of keys (an index's leaves), without joining them first; a run
     whose values don't include ``v`` is skipped by a C-level search (a rare value costs little)."""
     get = itemgetter(vp)
     if type(v) is str:
@@ -200,8 +165,8 @@ class DbSource:
                     return _prefix_list(db.avet, (a, value_rank(v), index_value(v))), AVET
                 if type(v) is int and a in self.props.ref:
                     return _prefix_list(db.vaet, (v, a)), VAET
-                return _vfilter_chunks(_prefix_chunks(db.aevt, (a,)), 3, 2, v), AEVT
-            return _prefix_list(db.aevt, (a,)), AEVT
+                return _vfilter_chunks(db.aevt.attribute(a).leaves(), 3, 2, v), EAVT
+            return db.aevt.prefix_list((a,)), EAVT
         rows = list(db.eavt)
         return (rows if v is None else _vfilter(rows, 3, 2, v)), EAVT
 
@@ -211,12 +176,12 @@ class DbSource:
         attribute's range before its value, and allocates only the rows it keeps."""
         if self.fast and pos == 0 and e is None and a is not None and tx is None and (
                 v is None or (a not in self.props.indexed and not (type(v) is int and a in self.props.ref))):
-            chunks = _prefix_chunks(self.db.aevt, (a,))
+            chunks = self.db.aevt.attribute(a).leaves()
             if v is None:
-                return [k for run in chunks for k in run if k[1] in keys], AEVT
+                return [k for run in chunks for k in run if k[0] in keys], EAVT
             if type(v) is str:
-                return [k for run in chunks for k in run if k[1] in keys and k[3] == v], AEVT
-            return _vfilter([k for run in chunks for k in run if k[1] in keys], 3, 2, v), AEVT
+                return [k for run in chunks for k in run if k[0] in keys and k[3] == v], EAVT
+            return _vfilter([k for run in chunks for k in run if k[0] in keys], 3, 2, v), EAVT
         return _rows_in(self.match(e, a, v, tx, n), pos, keys)
 
     def _match_view(self, e: Any, a: Any, v: Any) -> tuple[list, tuple]:
@@ -251,7 +216,7 @@ class DbSource:
         """Current datoms of attribute ``a`` (an estimate for views)."""
         c = self._counts.get(a)
         if c is None:
-            c = self._counts[a] = _range_count(self.db.aevt, (a,), _upper((a,)))
+            c = self._counts[a] = len(self.db.aevt.attribute(a))
         return c
 
     def count_av(self, a: Any, v: Any) -> int:

@@ -24,7 +24,7 @@ from pyrsistent import PMap, pmap
 
 from ..db import DB, TX0, apply_datoms
 from ..history import as_of, history, resolve_tx, since
-from ..index import SortedIndex
+from ..index import AttrIndex, SortedIndex
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
 from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote
 from .errors import SyncError
@@ -165,7 +165,7 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
     for old, new in renames:
         if old in server_schema:
             mid[new] = server_schema[old]
-        for _, e, _, v, tx in db.aevt.prefix_list((old,)):
+        for e, _, _, v, tx in db.aevt.prefix_list((old,)):
             rewrites.append((e, old, v, tx, False))
             rewrites.append((e, new, v, tx, True))
     out = db
@@ -177,17 +177,18 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
     heavt, haevt = db.heavt.transient(), db.haevt.transient()
     for old, new in renames:
         for k in db.haevt.prefix_list((old,)):
-            _, e, r, v, tx, added = k
+            e, _, r, v, tx, added = k
             haevt.discard(k)
-            heavt.discard((e, old, r, v, tx, added))
-            haevt.add((new, e, r, v, tx, added))
-            heavt.add((e, new, r, v, tx, added))
+            heavt.discard(k)
+            renamed = (e, new, r, v, tx, added)
+            haevt.add(renamed)
+            heavt.add(renamed)
     return out.replace(heavt=heavt.persistent(), haevt=haevt.persistent())
 
 
 def with_history(db: DB) -> DB:
     """``db`` recording every datom ``apply_datoms`` writes from now on in (empty) history indexes."""
-    return db.replace(heavt=SortedIndex.from_sorted([]), haevt=SortedIndex.from_sorted([]))
+    return db.replace(heavt=SortedIndex(), haevt=AttrIndex())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,8 +206,7 @@ def _history_db(replica: Replica) -> DB:
         raise SyncError("sync/no-history", "This replica keeps no history (built with history=False)", {})
     added = repeat((True,))
     heavt = SortedIndex.from_sorted(list(merge(map(tuple.__add__, base.eavt, added), db.heavt)))
-    haevt = SortedIndex.from_sorted(list(merge(map(tuple.__add__, base.aevt, added), db.haevt)))
-    return db.replace(heavt=heavt, haevt=haevt)
+    return db.replace(heavt=heavt, haevt=AttrIndex.from_sorted(heavt))
 
 
 def replica_as_of(replica: Replica, t: Any) -> DB:

@@ -92,7 +92,7 @@ def snapshot_datoms(db: DB, keep: Callable[[int, str], bool] | None = None) -> I
     schema_attrs = sorted(SCHEMA_ATTRS)
     for a in schema_attrs:
         for k in db.aevt.prefix((a,)):
-            yield (k[1], a, _plain(k[3]) if k[2] == RANK_TUPLE else k[3], k[4])
+            yield (k[0], a, _plain(k[3]) if k[2] == RANK_TUPLE else k[3], k[4])
     skip = frozenset(schema_attrs)
     for e, a, r, v, tx in db.eavt:
         if a not in skip and (keep is None or keep(e, a)):

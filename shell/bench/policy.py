@@ -92,10 +92,10 @@ def _tx_datoms(report: Any) -> list:
 def _case(kind: str) -> tuple[Any, Any, list]:
     db, _ = world()
     if kind == "title":
-        todo = next(k[1] for k in db.aevt.prefix(("todo/title",)))
+        todo = next(k[0] for k in db.aevt.prefix(("todo/title",)))
         report = transact(db, [["db/add", todo, "todo/title", "renamed"]], instant=INSTANT)
     elif kind == "new-todo":
-        lst = next(k[1] for k in db.aevt.prefix(("list/team",)))
+        lst = next(k[0] for k in db.aevt.prefix(("list/team",)))
         owner = entid(db, ("user/id", "u0-1"))
         report = transact(db, [{"todo/title": "new", "todo/done": False, "todo/list": lst, "todo/owner": owner}],
                           instant=INSTANT)

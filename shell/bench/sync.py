@@ -86,7 +86,7 @@ def server_db(n_people: int = 20000) -> Any:
 @cache
 def _apply_case(n_people: int) -> tuple[Any, Delta]:
     db = server_db(n_people)
-    e = next(k[1] for k in db.aevt.prefix(("age",)))
+    e = next(k[0] for k in db.aevt.prefix(("age",)))
     report = transact(db, [["db/add", e, "age", 1000]], instant=EPOCH)
     return replica_of(db), delta_from_report(report)
 
