@@ -91,6 +91,20 @@ def handshake_accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + _WEBSOCKET_GUID).digest()).decode("ascii")
 
 
+class WebSocketClosed(ConnectionError):
+    """The connection is closed: the close ``code`` and ``reason`` (1006 when it was lost without one)."""
+
+    def __init__(self, code: int, reason: str = ""):
+        super().__init__(f"WebSocket closed: {code} {reason or close_name(code)}")
+        self.code = code
+        self.reason = reason
+
+    @property
+    def why(self) -> str:
+        """``"1001 server/shutdown"``: the code and the reason, or the code's name when there is none."""
+        return f"{self.code} {self.reason or close_name(self.code)}"
+
+
 @dataclass(frozen=True)
 class Ping:
     """A ping frame: answer it with a pong carrying ``payload``."""

@@ -26,8 +26,8 @@ from .websocket import (
     FrameReader,
     Ping,
     Violation,
+    WebSocketClosed,
     close_frame,
-    close_name,
     frame,
     handshake_accept,
     handshake_key,
@@ -54,20 +54,6 @@ class WebSocketRejected(ConnectionError):
 
 class WebSocketHandshakeError(ConnectionError):
     """The server's answer to the opening handshake is not a WebSocket one."""
-
-
-class WebSocketClosed(ConnectionError):
-    """The connection is closed: the close ``code`` and ``reason`` (1006 when it was lost without one)."""
-
-    def __init__(self, code: int, reason: str = ""):
-        super().__init__(f"WebSocket closed: {code} {reason or close_name(code)}")
-        self.code = code
-        self.reason = reason
-
-    @property
-    def why(self) -> str:
-        """``"1001 server/shutdown"``: the code and the reason, or the code's name when there is none."""
-        return f"{self.code} {self.reason or close_name(self.code)}"
 
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)

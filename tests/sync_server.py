@@ -143,6 +143,16 @@ class Servers:
                 s.kill()
 
 
+def raw_http(port: int, data: bytes) -> bytes:
+    """What the server at ``port`` answers ``data``, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll ``predicate`` (a condition in another process, with no event to await) until truthy."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
 
 import pytest
 import trio
@@ -20,8 +19,18 @@ from datsync.core import TX0, datoms
 from datsync.core.sync import PROTOCOL_VERSION
 from datsync.shell import ReplicaClosed, TxOutcomeUnknown, open_replica, open_store, store_in_use
 from datsync.shell.connection import Connection
-from datsync.shell.server import _frames_directly, _send_frames, schema_tx_from_edn, serve, ws_frame
-from tests.sync_server import FAST_RECONNECT, HELLO, SCHEMA_EDN, Servers, bootstrap_raw, expect, msg, wait_until
+from datsync.shell.server import schema_tx_from_edn, serve, ws_frame
+from tests.sync_server import (
+    FAST_RECONNECT,
+    HELLO,
+    SCHEMA_EDN,
+    Servers,
+    bootstrap_raw,
+    expect,
+    msg,
+    raw_http,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -29,15 +38,6 @@ def servers(tmp_path):
     s = Servers(tmp_path)
     yield s
     s.close()
-
-
-def raw_http(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
 
 
 def test_health_status_and_plain_http(servers):
@@ -314,30 +314,40 @@ def test_a_client_whose_socket_takes_nothing_is_cut_off(servers):
 
 
 def test_the_server_frames_messages_itself_and_every_peer_reads_them():
-    # Server frames are unmasked: the server writes a delta's frame, made once, to every socket,
-    # several frames in one write; a standard WebSocket client reads each message as sent.
+    # Server frames are unmasked: the server answers the handshake and writes a delta's frame, made
+    # once, to every socket, several frames in one write; a standard WebSocket client reads each
+    # message as sent, and the server reads the client's masked frames.
+    from datsync.shell.server.http import http_connection, read_request
+    from datsync.shell.server.stream import _Prefixed
+    from datsync.shell.server.ws import ServerWebSocket, handshake_refusal, upgrade_leftover
+
     messages = [b"x", b"y" * 200, b"z" * 70_000]
     got: list = []
+    answers: list = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        http = http_connection()
+        _, request = await read_request(stream, http)
+        assert request.path == "/some/path" and handshake_refusal(request) is None
+        ws = ServerWebSocket(_Prefixed(stream, upgrade_leftover(http)), 1 << 20)
+        await ws.accept(request.headers["sec-websocket-key"])
+        await ws.write(b"".join(ws_frame(m) for m in messages))
+        while not answers:
+            answers.extend(await ws.receive())
+        await ws.close(1000, "", 10)
 
     async def main() -> None:
-        async def handler(request: Any) -> None:
-            ws = await request.accept()
-            assert _frames_directly(ws)
-            await _send_frames(ws, b"".join(ws_frame(m) for m in messages))
-            await ws.get_message()
-
         async with trio.open_nursery() as nursery:
-            listener = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
-            port = listener.port
-            async with trio_websocket.open_websocket("127.0.0.1", port, "/", use_ssl=False) as ws:
-                assert not _frames_directly(ws)  # a client masks its frames
+            listeners = await nursery.start(trio.serve_tcp, handler, 0)
+            port = listeners[0].socket.getsockname()[1]
+            async with trio_websocket.open_websocket("127.0.0.1", port, "/some/path", use_ssl=False) as ws:
                 for _ in messages:
                     got.append(await ws.get_message())
                 await ws.send_message("done")
             nursery.cancel_scope.cancel()
 
     trio.run(main)
-    assert got == messages
+    assert got == messages and answers == ["done"]
 
 
 def test_a_silent_peer_is_timed_out(servers):

@@ -1,10 +1,12 @@
 """WebSocket framing (shell/websocket.py) and the replicas' client connection (shell/ws_client.py):
 frames however the network cuts them, fragments, control frames, the message size bound, masked
-frames as a server's parser reads them, and the connection against trio-websocket servers on 127.0.0.1."""
+frames as a server's parser reads them, the connection against trio-websocket servers on 127.0.0.1, and
+the sync server's side: its handshake and its reading of clients' frames."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
 
 import pytest
@@ -30,15 +32,17 @@ from datsync.shell.websocket import (
     mask,
 )
 from datsync.shell.ws_client import WebSocketClosed, WebSocketHandshakeError, WebSocketRejected, open_websocket
+from tests.sync_server import HELLO, msg, raw_http, wait_until
 
 KEY = b"\x01\x80\xfe\x7f"
 
 
-def fragment(opcode: int, pieces: list[bytes]) -> bytes:
-    """A message sent as several frames: the first with ``opcode``, then continuations, the last final."""
+def fragment(opcode: int, pieces: list[bytes], key: bytes | None = None) -> bytes:
+    """A message sent as several frames: the first with ``opcode``, then continuations, the last final
+    (masked with ``key``, as a client sends them, when given)."""
     out = b""
     for i, piece in enumerate(pieces):
-        head = frame(opcode if i == 0 else OP_CONTINUATION, piece)
+        head = frame(opcode if i == 0 else OP_CONTINUATION, piece, key)
         if i < len(pieces) - 1:
             head = bytes((head[0] & 0x7F,)) + head[1:]  # not final
         out += head
@@ -283,3 +287,97 @@ def test_a_replica_refused_by_the_handshake_gives_up_with_the_status_and_body():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+# -- the sync server's side: its handshake and its reading of clients' frames ----------------------
+
+
+async def server_frames(ws, reader: FrameReader, until) -> list:
+    """The server's frames on ``ws``'s stream read with ``reader``, pongs and closes included, until
+    ``until(events)`` or the end of the stream."""
+    events: list = []
+    with trio.fail_after(10):
+        while not until(events):
+            data = await ws.stream.receive_some(65536)
+            if not data:
+                break
+            events += reader.feed(data)
+    return events
+
+
+def has(kind: str):
+    """Whether events hold the protocol message of type ``kind``."""
+    return lambda events: any(type(e) is bytes and json.loads(e)["type"] == kind for e in events)
+
+
+def test_the_server_reads_fragments_answers_pings_and_echoes_the_clients_close(servers):
+    server = servers.start("db.sqlite")
+
+    async def main() -> None:
+        ws = await open_websocket(server.url, max_message_size=1 << 20)
+        hello = HELLO.encode()
+        pieces = fragment(OP_TEXT, [hello[:5], hello[5:9], hello[9:]], KEY)
+        cut = len(frame(OP_TEXT, hello[:5], KEY))  # a ping between the fragments, answered at once
+        await ws.stream.send_all(pieces[:cut] + frame(OP_PING, b"are you there", KEY) + pieces[cut:])
+        reader = FrameReader(1 << 22)
+        events = await server_frames(ws, reader, has("welcome"))
+        assert events[0] == Pong(b"are you there") and has("welcome")(events)
+        await ws.stream.send_all(frame(OP_BINARY, msg("ping", n=7).encode(), KEY))  # the protocol's own ping
+        events = await server_frames(ws, reader, has("pong"))
+        assert {"v": 2, "type": "pong", "n": 7} in [json.loads(e) for e in events]
+        await ws.stream.send_all(close_frame(4000, "done here", KEY))
+        events = await server_frames(ws, reader, lambda es: False)  # until the server closes the connection
+        assert events[-1] == CloseReceived(4000, "")
+        await ws.aclose()
+
+    trio.run(main)
+    assert wait_until(lambda: server.health()["sessions_closed"].get("peer")) == 1
+    assert "peer closed: 4000 done here" in server.log_text()
+
+
+@pytest.mark.parametrize(("data", "code", "reason", "closed_as"), [
+    (frame(OP_BINARY, b'{"v":2,"type":"ping"}'), 1002, "a client's frames must be masked", "protocol/malformed"),
+    (frame(OP_BINARY, b"x" * 3000, KEY)[:8], 1009, "Exceeded maximum message size: 2000 bytes", "protocol/too-large"),
+    (frame(OP_TEXT, b"\xff\xfe", KEY), 1007, "a text message that is not UTF-8", "protocol/malformed"),
+])
+def test_the_server_closes_on_frames_that_break_the_rules_saying_why(servers, data, code, reason, closed_as):
+    server = servers.start("db.sqlite", "--max-message-size", "1000")  # WebSocket messages up to 2000 bytes
+
+    async def main() -> None:
+        ws = await open_websocket(server.url, max_message_size=1 << 20)
+        await ws.stream.send_all(frame(OP_TEXT, HELLO.encode(), KEY))
+        reader = FrameReader(1 << 22)
+        assert has("welcome")(await server_frames(ws, reader, has("welcome")))
+        await ws.stream.send_all(data)  # the oversize one: its header alone, the payload never comes
+        events = await server_frames(ws, reader, lambda es: False)
+        assert events and events[-1] == CloseReceived(code, reason), (events, server.log_text()[-3000:])
+        await ws.aclose()
+
+    trio.run(main)
+    assert wait_until(lambda: server.health()["sessions_closed"].get(closed_as)) == 1
+    assert server.alive()
+
+
+def test_the_server_refuses_handshakes_it_cannot_answer_saying_why(servers):
+    server = servers.start("db.sqlite")
+    upgrade = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    ok = raw_http(server.port, upgrade + b"Sec-WebSocket-Version: 13\r\n\r\n" + close_frame(1000, "", KEY))
+    assert ok.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in ok  # RFC 6455's example
+    assert ok.endswith(close_frame(1000))  # its close, sent with the head, answered
+    version = raw_http(server.port, upgrade + b"Sec-WebSocket-Version: 8\r\n\r\n")
+    assert version.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13\r\n" in version
+    for request, why in [
+        (upgrade + b"\r\n", b"WebSocket version 13 only"),
+        (upgrade.replace(b"GET", b"POST") + b"Sec-WebSocket-Version: 13\r\n\r\n", b"a GET request"),
+        (upgrade.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short") + b"Sec-WebSocket-Version: 13\r\n\r\n",
+         b"16 bytes in base64"),
+        (upgrade.replace(b"keep-alive, Upgrade", b"keep-alive") + b"Sec-WebSocket-Version: 13\r\n\r\n",
+         b"Connection: Upgrade"),
+        (upgrade + b"Sec-WebSocket-Version: 13\r\nContent-Length: 3\r\n\r\nabc", b"has no body"),
+    ]:
+        answer = raw_http(server.port, request)
+        assert answer.startswith(b"HTTP/1.1 400 ") and why in answer, (request, answer)
+    assert server.health()["sessions"] == 0 and server.alive()
+

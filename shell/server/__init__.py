@@ -38,6 +38,7 @@ The files, one concern each::
     sync_server.py   SyncServer: the connection, fan-out, checkpoints, listeners, each TCP connection, health
     session.py       one WebSocket session: its state machine's effects, reader, writer, bounds
     frames.py        WebSocket frames written directly (a shared delta framed once), close codes
+    ws.py            the server's side of a WebSocket: the handshake answered, frames read and written, closing
     http.py          HTTP on the WebSocket port, parsed by h11: health, status, static files, the upgrade
     stream.py        a connection's bytes: what was read put back, how long a write has waited
     auth.py          loopback, token and JWT authorization
@@ -52,8 +53,6 @@ from __future__ import annotations
 from .auth import _bearer as _bearer
 from .auth import authorize, credential_token, is_loopback, read_token_file
 from .frames import WS_CLOSE_CODES, ws_frame
-from .frames import _frames_directly as _frames_directly
-from .frames import _send_frames as _send_frames
 from .http import MAX_HTTP_HEAD
 from .lock import StoreInUse, StoreLock, lock_path, store_in_use
 from .logs import JsonFormatter, TextFormatter, configure_logging

@@ -1,5 +1,5 @@
 """HTTP on the WebSocket port, parsed by h11: read a request head (at most ``MAX_HTTP_HEAD`` bytes), hand
-a WebSocket upgrade back (its bytes are replayed to trio-websocket's handshake), answer the rest: health,
+a WebSocket upgrade back (``ws.py`` answers its handshake), answer the rest: health,
 status for an authorized caller, the browser client and an application's static files; a request h11
 cannot parse gets 400 (431 for a head too long) saying why."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -78,30 +79,31 @@ async def read_request(stream: trio.abc.ReceiveStream,
 
 
 def response(http: h11.Connection, status: int, body: Any, *, head_only: bool = False,
-             content_type: str = "application/octet-stream") -> bytes:
+             content_type: str = "application/octet-stream", headers: Sequence[tuple[str, str]] = ()) -> bytes:
     """The bytes answering ``status`` with ``body`` (bytes as they are, a string as text, anything else as
     JSON) on ``http``, the connection the request came on; ``Connection: close``. ``head_only``: the
-    headers alone (the answer to a HEAD request)."""
+    headers alone (the answer to a HEAD request); ``headers``: more of them."""
     if isinstance(body, bytes):
         data, ctype = body, content_type
     elif isinstance(body, str):
         data, ctype = body.encode(), "text/plain; charset=utf-8"
     else:
         data, ctype = json.dumps(body, indent=1, default=str).encode() + b"\n", "application/json"
-    headers = [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
-               ("Connection", "close")]
-    out = http.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=headers)) or b""
+    head = [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Cache-Control", "no-store"),
+            ("Connection", "close"), *headers]
+    out = http.send(h11.Response(status_code=status, reason=HTTPStatus(status).phrase, headers=head)) or b""
     if not head_only:
         out += http.send(h11.Data(data=data)) or b""
     return out + (http.send(h11.EndOfMessage()) or b"")
 
 
 async def respond(stream: trio.abc.Stream, status: int, body: Any, *, http: h11.Connection | None = None,
-                  head_only: bool = False, content_type: str = "application/octet-stream") -> None:
+                  head_only: bool = False, content_type: str = "application/octet-stream",
+                  headers: Sequence[tuple[str, str]] = ()) -> None:
     """Send ``response(...)``, then close the connection (``linger``). Without ``http`` (no request was
     read) a fresh connection answers."""
     await stream.send_all(response(http or http_connection(), status, body, head_only=head_only,
-                                   content_type=content_type))
+                                   content_type=content_type, headers=headers))
     await linger(stream)
 
 

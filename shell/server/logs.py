@@ -54,4 +54,3 @@ def configure_logging(level: str = "info", fmt: str = "text", stream: Any = None
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-    logging.getLogger("trio-websocket").setLevel(logging.WARNING)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio_websocket
-from trio_websocket import ConnectionClosed
 
 from datsync.core.errors import DatsyncError
 from datsync.core.sync import (
@@ -52,21 +50,22 @@ from datsync.core.sync.server import LIVE
 from ..access import Access, SessionAccess
 from ..limits import IDLE, RATE, RateBucket
 from ..timer import SessionTimer
-from ..websocket import close_reason
-from .auth import authorize, credential_token
-from .frames import (
-    SHUTDOWN,
-    TOO_SLOW,
-    WS_CLOSE_CODES,
-    _direct_socket,
-    _frames_directly,
-    _may_write_now,
-    _next_batch,
-    _send_frames,
-    ws_frame,
+from ..websocket import (
+    CLOSE_ABNORMAL,
+    CLOSE_TOO_BIG,
+    OP_PONG,
+    CloseReceived,
+    Violation,
+    WebSocketClosed,
+    close_name,
+    frame,
 )
+from ..websocket import Ping as WsPing
+from .auth import authorize, credential_token
+from .frames import SHUTDOWN, TOO_SLOW, WS_CLOSE_CODES, _next_batch, ws_frame
 from .logs import log
 from .stream import _Prefixed
+from .ws import ServerWebSocket
 
 if TYPE_CHECKING:
     from .sync_server import SyncServer
@@ -94,24 +93,24 @@ class _Stream:
         self.messages = messages
 
 
-class _Rest:
-    """The part of a frame the socket did not take when it was written directly: the writer sends it."""
+class _Framed:
+    """Frames ready to write as they are: a pong, or nothing (what the socket did not take of a direct
+    write goes first)."""
 
     __slots__ = ("data",)
 
-    def __init__(self, data: memoryview):
+    def __init__(self, data: bytes | memoryview):
         self.data = data
 
 
 class _Session:
     """One WebSocket connection: its ``ServerSession`` value and the tasks carrying out its effects."""
 
-    def __init__(self, server: SyncServer, ws: trio_websocket.WebSocketConnection, peer: tuple[str, int], sid: int,
-                 stream: _Prefixed | None = None):
+    def __init__(self, server: SyncServer, ws: ServerWebSocket, peer: tuple[str, int], sid: int):
         cfg = server.config
         self.server = server
         self.ws = ws
-        self.stream = stream
+        self.stream = ws.stream
         self.peer = peer
         self.id = sid
         self.state = new_server_session(cfg, server.fed_t)
@@ -123,8 +122,6 @@ class _Session:
         """Items in the outbound queue (the writer's receive has not returned them yet)."""
         self._writer_idle = False
         """The writer waits for the queue and holds nothing: a frame may go straight to the socket."""
-        self.direct: Any = None
-        """The socket frames are written to from the fan-out (``_write_now``), or None."""
         self._drained: trio.Event | None = None
         self.timer = SessionTimer()
         self._events: collections.deque = collections.deque()
@@ -207,7 +204,7 @@ class _Session:
         held, self._held = self._held, None
         if not held:
             return
-        if self._writer_idle and not self.queued and self.direct is not None and self._write_now(held):
+        if self._writer_idle and not self.queued and self._write_now(held):
             return
         for item in held:
             self._queue(item)
@@ -335,7 +332,7 @@ class _Session:
             if self._held is not None:
                 self._held.append(item)
                 return
-            if self._writer_idle and not self.queued and self.direct is not None and self._write_now([item]):
+            if self._writer_idle and not self.queued and self._write_now([item]):
                 return
         self._queue(item)
 
@@ -347,26 +344,36 @@ class _Session:
 
     def _write_now(self, messages: list[bytes]) -> bool:
         """Write the frames of ``messages`` to the socket now, in one system call, without waking the
-        writer (nothing is queued and nobody writes): what the socket does not take at once is queued
-        for the writer. False: the connection is not open; queue them (the writer reports the loss)."""
-        if not _may_write_now(self.ws):
+        writer (nothing is queued and nobody writes): what the socket does not take at once the writer
+        writes first. False: the connection is not open; queue them (the writer reports the loss)."""
+        if not self.ws.may_write_now():
             return False
         frame_of = self.server.frame_of
-        frame = frame_of(messages[0]) if len(messages) == 1 else b"".join(map(frame_of, messages))
-        try:
-            sent = self.direct.send(frame)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
+        if not self._write_frames_now(frame_of(messages[0]) if len(messages) == 1
+                                      else b"".join(map(frame_of, messages))):
             return False
         self.messages_out += len(messages)
         self.bytes_out += sum(map(len, messages))
+        return True
+
+    def _write_frames_now(self, data: bytes) -> bool:
+        """Write ``data`` (frames) to the socket in one system call; what it does not take the connection
+        keeps and the writer, woken, writes first. False: the connection is lost (queue them: the
+        writer reports it)."""
+        sent = self.ws.write_now(data)
+        if sent is None:
+            return False
         counters = self.server.counters
         counters["writes_direct"] += 1
-        if sent < len(frame):
+        if sent < len(data):  # the connection keeps the rest: the writer writes it first
             counters["writes_partial"] += 1
-            self._enqueue(_Rest(memoryview(frame)[sent:]))
+            self._enqueue(_Framed(b""))
         return True
+
+    def _push_frame(self, data: bytes) -> None:
+        """Send a ready-made control frame (a pong): now when nothing waits, else after what does."""
+        if not (self._writer_idle and not self.queued and self.ws.may_write_now() and self._write_frames_now(data)):
+            self._queue(_Framed(data))
 
     def _close(self, code: str, reason: str) -> None:
         """Send what is queued, then close with ``code`` (the session is already closed); a client
@@ -477,55 +484,77 @@ class _Session:
             await self._drained.wait()
 
     async def _reader(self) -> None:
-        max_size = self.server.max_message_size
+        """Read the client's frames: every message a read completes is handled in this task, in order
+        (pings answered here); the outbound queue above its high-water mark stops the reading."""
+        ws = self.ws
         while True:
             await self._backpressure()
             try:
-                data = await self.ws.get_message()
-            except ConnectionClosed as e:
-                r = e.reason
-                why = f"peer closed: {r.code} {r.reason or r.name}" if r is not None else "peer closed"
-                code = "peer"
-                if r is not None and r.code == 1009:  # the WebSocket layer refused a message far too big
-                    code, why = TOO_LARGE, f"a message above {self.server.ws_max_message_size} bytes"
-                    self.server.counters["closed_too_large"] += 1
-                    self.server.throttled.warning(TOO_LARGE, "closing a session: limit exceeded", session=self.id,
-                                                  peer=self.peer_str, code=code, why=why)
-                if self.closed and code == "peer":
-                    return  # we are closing: the writer completes the close handshake (bounded)
-                if not self.closed:
-                    self.state, _ = server_step(self.state, Closed(why))
-                    self.closed = True
-                    self.close_code, self.close_reason = code, why
-                self._cancel()
+                events = await ws.receive()
+            except WebSocketClosed:
+                self._peer_gone(None)
                 return
-            self.messages_in += 1
-            self.bytes_in += len(data)
-            now = trio.current_time()
+            for event in events:
+                t = type(event)
+                if t is bytes or t is str:
+                    if self.queued >= self.capacity:
+                        await self._backpressure()
+                    self._message(event)  # type: ignore[arg-type]
+                elif t is WsPing:
+                    self._push_frame(frame(OP_PONG, event.payload))  # type: ignore[union-attr]
+                elif t is CloseReceived or t is Violation:
+                    self._peer_gone(event)
+                    return
+
+    def _peer_gone(self, event: CloseReceived | Violation | None) -> None:
+        """The client closed (``CloseReceived``), broke the framing rules or sent a message far too big
+        (``Violation``), or its connection was lost (None): the session ends (the close frame answers)."""
+        if type(event) is CloseReceived or event is None:
             if self.closed:
-                continue  # closing: read on (and drop), so the peer gets our error and close, not a reset
-            if not self.bucket.take(now):
-                lim = self.server.limits
-                self.limit_close(RATE, f"more than {lim.max_message_rate:g} messages per second "
-                                       f"(burst {lim.message_burst})")
-                continue
-            event = receive(data, max_size=max_size)
-            if type(event) is not Received or type(event.message) not in (Ping, Pong):
-                self.last_active = now
-            if self.server.frozen:  # shutting down: no more requests; a submit gets a definite answer
-                if type(event) is Received and type(event.message) is Submit:
-                    self._push(encode(TxRejected(event.message.req, SHUTDOWN,
-                                                 "The server is shutting down: the transaction was not committed")))
-                continue
-            self.feed(event)
+                return  # we are closing: the close handshake completes when the session's tasks are done
+            code, reason = (CLOSE_ABNORMAL, "") if event is None else (event.code, event.reason)
+            why, code_name = f"peer closed: {code} {reason or close_name(code)}", "peer"
+        elif event.code == CLOSE_TOO_BIG:  # a message far above the protocol's bound: refused from its header
+            code_name, why = TOO_LARGE, f"a message above {self.server.ws_max_message_size} bytes"
+            self.server.counters["closed_too_large"] += 1
+            self.server.throttled.warning(TOO_LARGE, "closing a session: limit exceeded", session=self.id,
+                                          peer=self.peer_str, code=code_name, why=why)
+        else:
+            code_name, why = "protocol/malformed", f"WebSocket: {event.reason}"
+        if not self.closed:
+            self.state, _ = server_step(self.state, Closed(why))
+            self.closed = True
+            self.close_code, self.close_reason = code_name, why
+        self._cancel()
+
+    def _message(self, data: bytes | str) -> None:
+        """One message from the client: counted, rate-limited, decoded and stepped (dropped while closing:
+        reading on lets the client get our error and close, not a reset)."""
+        self.messages_in += 1
+        self.bytes_in += len(data)
+        if self.closed:
+            return
+        now = trio.current_time()
+        if not self.bucket.take(now):
+            lim = self.server.limits
+            self.limit_close(RATE, f"more than {lim.max_message_rate:g} messages per second "
+                                   f"(burst {lim.message_burst})")
+            return
+        event = receive(data, max_size=self.server.max_message_size)
+        if type(event) is not Received or type(event.message) not in (Ping, Pong):
+            self.last_active = now
+        if self.server.frozen:  # shutting down: no more requests; a submit gets a definite answer
+            if type(event) is Received and type(event.message) is Submit:
+                self._push(encode(TxRejected(event.message.req, SHUTDOWN,
+                                             "The server is shutting down: the transaction was not committed")))
+            return
+        self.feed(event)
 
     async def _writer(self) -> None:
         ws = self.ws
         recv = self.out_recv
-        direct = _frames_directly(ws)
         frame_of = self.server.frame_of
         held: Any = None
-        self.direct = _direct_socket(ws, self.stream)
         try:
             while True:
                 if held is None:
@@ -535,13 +564,9 @@ class _Session:
                     self.queued -= 1
                 else:
                     item, held = held, None
-                if type(item) is _Rest:
-                    await _send_frames(ws, item.data)
+                if type(item) is _Framed:
+                    await ws.write(item.data)
                 elif type(item) is bytes:
-                    if not direct:
-                        self._taken(1, len(item))
-                        await ws.send_message(item)
-                        continue
                     # everything waiting goes out in one write (up to COALESCE_BYTES), each shared
                     # delta in the frame made once for every session
                     out, n, count = [], 0, 0
@@ -560,26 +585,20 @@ class _Session:
                             held = item
                             break
                     self._taken(count, n)
-                    await _send_frames(ws, out[0] if count == 1 else b"".join(out))
+                    await ws.write(out[0] if count == 1 else b"".join(out))
                 elif type(item) is _Stream:
                     it = iter(item.messages)
-                    direct = _frames_directly(ws)
                     while batch := await trio.to_thread.run_sync(_next_batch, it):
                         self._taken(0, 0)
-                        if direct:
-                            await _send_frames(ws, b"".join(map(ws_frame, batch)))
-                        else:
-                            for data in batch:
-                                await ws.send_message(data)
+                        await ws.write(b"".join(map(ws_frame, batch)))
                         self.messages_out += len(batch)
                         self.bytes_out += sum(map(len, batch))
                 else:
-                    code = WS_CLOSE_CODES.get(item.code, 1008)
                     with trio.move_on_after(self.server.close_timeout):
-                        await ws.aclose(code, close_reason(item.reason))
+                        await ws.send_close(WS_CLOSE_CODES.get(item.code, 1008), item.reason)
                     self._cancel()
                     return
-        except ConnectionClosed:
+        except WebSocketClosed:
             if not self.closed:
                 self.state, _ = server_step(self.state, Closed("connection lost while sending"))
                 self.closed = True

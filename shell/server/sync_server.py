@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import h11
 import trio
-import trio_websocket
 
 from datsync.core import TxError
 from datsync.core.history import basis_t
@@ -40,16 +40,16 @@ from ..connection import Connection
 from ..jwt_auth import JwtAuth
 from ..limits import CONNECTIONS, ConnectionCounts, Limits, ThrottledLog
 from ..store import Store, StoreError, is_store_url, open_store
-from ..websocket import close_reason
 from .auth import is_loopback
 from .frames import WS_CLOSE_CODES, ws_frame
-from .http import BadRequest, answer, http_connection, linger, read_request, respond
+from .http import BadRequest, HttpRequest, answer, http_connection, linger, read_request, respond
 from .lock import StoreLock
 from .logs import log
 from .readers import Readers
 from .schema_file import schema_is_installed, schema_tx_from_edn
 from .session import _Session
 from .stream import _Prefixed
+from .ws import ServerWebSocket, handshake_refusal, upgrade_leftover
 
 FRAME_CACHE = 256
 """Recent shared deltas whose WebSocket frame is kept, so each is framed once for every session."""
@@ -550,7 +550,7 @@ class SyncServer:
                     if tls_stream is None:
                         return
                     stream = tls_stream
-                buf, request = await read_request(stream, http)
+                _, request = await read_request(stream, http)
             if scope.cancelled_caught and self.tls is not None and stream is raw:  # no TLS yet: just close
                 self.counters["handshake_timeouts"] += 1
                 return
@@ -565,8 +565,7 @@ class SyncServer:
             if type(request) is BadRequest:
                 await respond(stream, request.status, f"datsync: bad HTTP request: {request.why}\n", http=http)
             elif request.is_upgrade:
-                await self._websocket(_Prefixed(stream, buf), (peer[0], peer[1]))
-                await linger(stream)
+                await self._websocket(stream, http, request, (peer[0], peer[1]))
             else:
                 await answer(self, stream, http, request, peer[0])
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -576,40 +575,44 @@ class SyncServer:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
 
-    async def _websocket(self, stream: _Prefixed, peer: tuple[str, int]) -> None:
-        async with trio.open_nursery() as nursery:
-            request = None
-            with trio.move_on_after(self.handshake_timeout):
-                request = await trio_websocket.wrap_server_stream(
-                    nursery, stream, message_queue_size=1, max_message_size=self.ws_max_message_size,
-                )
-            if request is None:  # a broken handshake: wsproto already answered 400
-                nursery.cancel_scope.cancel()
-                return
-            if self.stopping:
-                await request.reject(503, body=b"datsync: the server is shutting down\n")
-                nursery.cancel_scope.cancel()
-                return
-            ws = await request.accept()
-            session = _Session(self, ws, peer, next(self._ids), stream)
-            self.sessions[session.id] = session
-            self.counters["sessions"] += 1
-            log.info("session opened", extra={"session": session.id, "peer": session.peer_str})
-            try:
-                await session.run()
-            finally:
-                self.sessions.pop(session.id, None)
-                if not session.closed:
-                    session.abort("normal", "server task ended")
-                with trio.CancelScope(shield=True), trio.move_on_after(self.close_timeout):
-                    await ws.aclose(WS_CLOSE_CODES.get(session.close_code or "normal", 1000),
-                                    close_reason(session.close_reason) or None)
-                nursery.cancel_scope.cancel()
-                self.closed_by_code[session.close_code or "normal"] += 1
-                log.info("session closed", extra={"session": session.id, "code": session.close_code,
-                                                  "why": session.close_reason, "messages_in": session.messages_in,
-                                                  "messages_out": session.messages_out})
-                self._changes.pulse()
+    async def _websocket(self, stream: trio.abc.Stream, http: h11.Connection, request: HttpRequest,
+                         peer: tuple[str, int]) -> None:
+        """Answer the opening handshake (or refuse it saying why), run the session, close."""
+        refused = handshake_refusal(request)
+        leftover = upgrade_leftover(http) if refused is None else None
+        if refused is None and leftover is None:
+            refused = (400, "a WebSocket upgrade has no body", [])
+        if refused is not None:
+            status, why, headers = refused
+            await respond(stream, status, f"datsync: not a WebSocket handshake: {why}\n", http=http, headers=headers)
+            return
+        if self.stopping:
+            await respond(stream, 503, "datsync: the server is shutting down\n", http=http)
+            return
+        ws = ServerWebSocket(_Prefixed(stream, leftover or b""), self.ws_max_message_size)
+        with trio.move_on_after(self.handshake_timeout) as scope:
+            await ws.accept(request.headers["sec-websocket-key"])
+        if scope.cancelled_caught:
+            return
+        session = _Session(self, ws, peer, next(self._ids))
+        self.sessions[session.id] = session
+        self.counters["sessions"] += 1
+        log.info("session opened", extra={"session": session.id, "peer": session.peer_str})
+        try:
+            await session.run()
+        finally:
+            self.sessions.pop(session.id, None)
+            if not session.closed:
+                session.abort("normal", "server task ended")
+            with trio.CancelScope(shield=True):
+                await ws.close(WS_CLOSE_CODES.get(session.close_code or "normal", 1000), session.close_reason,
+                               self.close_timeout)
+            self.closed_by_code[session.close_code or "normal"] += 1
+            log.info("session closed", extra={"session": session.id, "code": session.close_code,
+                                              "why": session.close_reason, "messages_in": session.messages_in,
+                                              "messages_out": session.messages_out})
+            self._changes.pulse()
+        await linger(stream)
 
     async def _store_stats(self) -> dict:
         assert self._readers is not None
