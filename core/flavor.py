@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -50,14 +50,18 @@ def init_db(
     return make_db(norm, "datascript", ds)
 
 
-def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None) -> TxReport:
+def transact(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None,
+             new_eid: Callable[[Any], int] | None = None) -> TxReport:
     """Apply ``tx_data`` to ``db`` and report what happened; raise ``TxError`` and change nothing
-    if it fails. ``instant`` is the Datomic flavor's transaction time (the core reads no clock)."""
+    if it fails. ``instant`` is the Datomic flavor's transaction time (the core reads no clock).
+    ``new_eid(tempid)`` (DataScript flavor only) picks the ids of new entities."""
     if db.is_view:
         raise TxError("transaction/filtered", "Filtered DB cannot be modified (a filter or time view)", {})
     if db.flavor == "datomic":
+        if new_eid is not None:
+            raise ValueError("new_eid is for the DataScript flavor only")
         return transact_datomic(db, tx_data, tx_meta, instant=instant)
-    return transact_datascript(db, tx_data, tx_meta)
+    return transact_datascript(db, tx_data, tx_meta, new_eid=new_eid)
 
 
 def db_with(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: datetime | None = None) -> DB:

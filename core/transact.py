@@ -148,6 +148,7 @@ class _TxState:
         "eavt",
         "last_auto_tempid",
         "max_eid",
+        "new_eid",
         "props",
         "queued",
         "redundant",
@@ -169,8 +170,9 @@ class _TxState:
         return idx
 
     def __init__(self, db: DB, tempids: dict | None = None, upserted_tempids: dict | None = None,
-                 last_auto_tempid: int = 0):
+                 last_auto_tempid: int = 0, new_eid: Callable[[Any], int] | None = None):
         self.db = db
+        self.new_eid = new_eid
         self.last_auto_tempid = last_auto_tempid  # numbers auto tempids of maps made by tx functions
         self.props = db.props
         # Reads go to these; each becomes transient on its first write (see _edit).
@@ -254,8 +256,9 @@ class _TxState:
             raise TxError("entity-id/missing", f"Nothing found for entity id {eid!r}", {"entity-id": eid})
         return e
 
-    def next_eid(self) -> int:
-        return self.max_eid + 1
+    def next_eid(self, tempid: Any) -> int:
+        """The id of the new entity ``tempid`` names: the caller's ``new_eid`` if given, else after ``max_eid``."""
+        return self.max_eid + 1 if self.new_eid is None else self.new_eid(tempid)
 
     def search_ea(self, e: int, a: str) -> list:
         return self.eavt.prefix_list((e, a))
@@ -363,9 +366,12 @@ class _TxState:
         return db_before.with_indexes(eavt, aevt, avet, vaet, self.max_eid, self.tx)
 
 
-def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
+def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None, *,
+                        new_eid: Callable[[Any], int] | None = None) -> TxReport:
     """Apply ``tx_data`` to the DataScript-flavored ``db`` (not a view) as one transaction; raise
-    ``TxError`` and change nothing if it fails (``core.flavor.transact`` is the entry point)."""
+    ``TxError`` and change nothing if it fails (``core.flavor.transact`` is the entry point).
+    ``new_eid(tempid)``, if given, picks the id of each new entity (instead of the next after
+    ``max_eid``): a replica's view gives new entities provisional ids this way."""
     if tx_data is not None and not isinstance(tx_data, list | tuple):
         raise TxError(
             "transact/syntax",
@@ -381,7 +387,7 @@ def transact_datascript(db: DB, tx_data: Any, tx_meta: Any = None) -> TxReport:
     pinned: dict[Any, int] = {}
     upserted: dict[Any, int] = {}
     while True:
-        state = _TxState(db, pinned, upserted, n_auto)
+        state = _TxState(db, pinned, upserted, n_auto, new_eid)
         try:
             _run(state, forms)
         except _Retry as r:
@@ -745,7 +751,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
                     state.value_tempids[resolved] = v
                     entity = (op, e, a, resolved)
                 else:
-                    resolved = state.next_eid()
+                    resolved = state.next_eid(v)
                     state.allocate(v, resolved)
                     state.value_tempids[resolved] = v
                 continue
@@ -754,7 +760,7 @@ def _list_form(state: _TxState, entity: Any, es: deque) -> None:
             allocated = state.tempids.get(e)
             if upserted is not None and allocated is not None and upserted != allocated:
                 state.retry(e, upserted)
-            eid = upserted or allocated or state.next_eid()
+            eid = upserted or allocated or state.next_eid(e)
             state.allocate(e, eid)
             # Go on as the resolved form ``(op, eid, a, v)``: every check above gives it the same
             # answer as it gave the tempid form (only db/add gets here, v is no tempid).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from unittest import mock
 
 import pytest
 import trio
@@ -304,6 +305,70 @@ def test_writing_the_pending_datoms_again_gives_the_view_transacting_them_again_
         r, _ = apply_delta(r, d)
         assert rebased_values(r) == rebased_values(transacted_again(r))
     assert rebased_values(rebase(r)) == rebased_values(transacted_again(r))
+
+
+# -- a pending transaction written at its provisional ids at once is the one relabelled afterwards
+
+
+PENDING_FORMS = st.one_of(
+    FORMS,
+    st.builds(lambda n: [{"db/id": "a", "p/n": n, "p/boss": "b"}, {"db/id": "b", "p/n": n, "p/boss": "a"}],
+              st.integers(0, 3)),
+    st.builds(lambda name, n: [["db/add", "x", "p/name", name], ["db/add", "y", "p/boss", "x"],
+                               {"db/id": "x", "p/n": n}], st.sampled_from("ABUV"), st.integers(0, 3)),
+    st.builds(lambda name, n: [{"db/id": "t0", "p/boss": {"p/name": name, "p/n": n}}], st.sampled_from("AUV"),
+              st.integers(0, 3)),
+    st.builds(lambda n: [{"p/n": n}, {"p/n": n + 1, "p/boss": ("p/name", "U")}], st.integers(0, 3)),
+    st.builds(lambda n: [["db/add", 4000 + n, "p/n", n], {"db/id": "t1", "p/n": n}], st.integers(0, 1)),
+)
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), PENDING_FORMS),
+    st.tuples(st.just("server"), SERVER_TXS),
+    st.tuples(st.just("confirm"), st.integers(0, 4)),
+    st.tuples(st.just("reject"), st.integers(0, 4)),
+), min_size=1, max_size=8)
+
+
+def run_pending_steps(steps) -> list:
+    """The replica's view, provisional ids and pending transactions after each step."""
+    from datsync.core.sync import add_pending, apply_delta, reject
+
+    srv = Server()
+    r = replica_of(srv.db)
+    seen = []
+    for seq, (kind, arg) in enumerate(steps, 1):
+        if kind == "add":
+            r, p = add_pending(r, arg, ME, seq)
+            seen.append((p.tempids, p.provisional, p.conflict))
+        elif kind in ("confirm", "reject") and r.pending:
+            p = r.pending[arg % len(r.pending)]
+            if kind == "reject":
+                r, _ = reject(r, p.client, p.seq)
+            else:
+                try:
+                    d = srv.submit(r, p)
+                except Exception:
+                    continue
+                r, _ = apply_delta(r, d)
+        elif kind == "server":
+            try:
+                d = srv.commit(arg)
+            except Exception:
+                continue
+            r, _ = apply_delta(r, d)
+        seen.append(rebased_values(r))
+    return seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS)
+def test_pending_transactions_written_at_their_provisional_ids_give_what_relabelling_gives(steps):
+    from datsync.core.sync import pending
+
+    at_once = run_pending_steps(steps)
+    with mock.patch.object(pending, "_transact_at_provisional_ids", lambda *_: None):
+        relabelled = run_pending_steps(steps)
+    assert at_once == relabelled
 
 
 # -- nobody looks at the databases in between: a `deltas` message applied in one go

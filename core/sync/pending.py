@@ -24,7 +24,7 @@ the server resolves them; the server's answer is what counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -240,7 +240,11 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
     """Apply ``p`` on ``view``: the new view, ``p`` with its tempids and conflict updated, and the next
     free provisional id. New entities get ``p``'s provisional ids again (new ones if it has none). A
     transaction that refers to a provisional id no earlier transaction in the view holds (its
-    transaction was rejected, or conflicts) does not apply: ``sync/provisional-id``."""
+    transaction was rejected, or conflicts) does not apply: ``sync/provisional-id``.
+
+    The transaction allocates the provisional ids itself (one index write); when its result is not
+    exactly what relabelling a plain transaction gives (see ``_provisional_ids``), it is transacted
+    again plainly and relabelled."""
     missing = []
 
     def check(x: int) -> int:
@@ -249,52 +253,31 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
         return x
 
     local = tx_ids(replica.refs, replica.server_schema, replica.aliases, list(p.tx_data), check, names=True)
+    base_max = view.max_eid
     try:
         if missing:
             x = missing[0]
             raise SyncError("sync/provisional-id", f"Entity {x} of an earlier pending transaction is not in the view",
                             {"id": x})
-        report = transact(view, local)
+        found = _transact_at_provisional_ids(view, local, p, nxt)
+        if found is None:
+            report = transact(view, local)
+            relabel, tempids, own, nxt_after = _provisional_ids(p, report, lambda e: base_max < e < TX0, nxt)
+        else:
+            report, tempids, own, nxt_after = found
+            relabel = {}
     except DatsyncError as e:
         conflict = (e.code, e.message)
         return view, (p if p.conflict == conflict else replace(p, conflict=conflict, view_datoms=None)), nxt
-    base_max = view.max_eid
-    own = p.provisional
-    free = [x for x in own if x not in p.tempids.values()]
-    relabel: dict[int, int] = {}
-    tempids: dict[Any, Any] = {}
-    for t, e in report.tempids.items():
-        if t == CURRENT_TX_KEY or is_tx_tempid(t):
-            continue
-        if base_max < e < TX0:
-            if e not in relabel:
-                old = p.tempids.get(t)
-                if old not in own or old in relabel.values():
-                    old = free.pop(0) if free else None
-                if old is None:
-                    old, nxt = nxt, nxt + 1
-                    own = (*own, old)
-                relabel[e] = old
-            tempids[t] = relabel[e]
-        else:
-            tempids[t] = e
+    nxt = nxt_after
     refs = replica.refs
-    datoms = []
-    for d in report.tx_data:
-        e = d.e
-        if base_max < e < TX0 and e not in relabel:
-            if free:
-                relabel[e] = free.pop(0)
-            else:
-                relabel[e], nxt = nxt, nxt + 1
-                own = (*own, relabel[e])
-        datoms.append((e, d.a, d.v, d.tx, d.added))
+    datoms = [(d.e, d.a, d.v, d.tx, d.added) for d in report.tx_data]
     if relabel:
         f = lambda x: relabel.get(x, x)
         datoms = [(f(e), a, value_ids(refs, a, v, f) if refs.holds_ids(a) else v, tx, added)
                   for e, a, v, tx, added in datoms]
         view = apply_datoms(view, datoms, max_eid=base_max, max_tx=report.db_after.max_tx)
-    else:  # no new entity: the transaction's own result is the view
+    else:  # no entity to relabel: the transaction's own result is the view
         view = report.db_after
     tempids_p = pmap(tempids)
     written = _writes_alike(replica, local, datoms, own)
@@ -303,6 +286,92 @@ def _apply(replica: Replica, view: DB, p: PendingTx, nxt: int, live: set[int]) -
         p = replace(p, tempids=tempids_p, provisional=own, conflict=None, view_datoms=written,
                     view_schema=replica.server_schema)
     return view, p, nxt
+
+
+def _transact_at_provisional_ids(view: DB, tx_data: list, p: PendingTx, nxt: int) -> tuple | None:
+    """``p``'s transaction (``tx_data``) on ``view`` with its new entities at their provisional ids
+    from the start: ``(report, tempids, provisional ids owned, next free one)`` when that is exactly
+    what relabelling the plain transaction gives (same ids, the view's ``max_eid`` unchanged), else
+    None (an error, an entity id above ``max_eid`` given explicitly, another flavor...)."""
+    if view.flavor != "datascript":
+        return None
+    allocator = _ProvisionalAllocator(p, nxt)
+    try:
+        report = transact(view, tx_data, new_eid=allocator)
+    except DatsyncError:
+        return None  # its message may name the ids: the plain transaction says what the conflict is
+    if report.db_after.max_eid != view.max_eid:
+        return None
+    relabel, tempids, own, nxt = _provisional_ids(p, report, allocator.issued.__contains__, nxt)
+    if any(k != v for k, v in relabel.items()):
+        return None
+    return report, tempids, own, nxt
+
+
+class _ProvisionalAllocator:
+    """``new_eid`` for a pending transaction's transact: the provisional id ``_provisional_ids``
+    would relabel the new entity of each tempid to (the one it had, a free one it owns, or the next
+    new one), so the transaction writes its datoms at their provisional ids at once."""
+
+    __slots__ = ("free", "issued", "nxt", "own", "tempids")
+
+    def __init__(self, p: PendingTx, nxt: int):
+        held = set(p.tempids.values())
+        self.tempids = p.tempids
+        self.own = set(p.provisional)
+        self.free = [x for x in p.provisional if x not in held]
+        self.nxt = nxt
+        self.issued: set[int] = set()
+
+    def __call__(self, tempid: Any) -> int:
+        eid = self.tempids.get(tempid)
+        if eid not in self.own or eid in self.issued:
+            if self.free:
+                eid = self.free.pop(0)
+            else:
+                eid, self.nxt = self.nxt, self.nxt + 1
+        self.issued.add(eid)
+        return eid
+
+
+def _provisional_ids(p: PendingTx, report: Any, is_new: Callable[[int], bool],
+                     nxt: int) -> tuple[dict[int, int], dict[Any, Any], tuple[int, ...], int]:
+    """The provisional ids of the new entities (``is_new``) of ``report``, ``p``'s transaction: the
+    relabelling ``{id: provisional id}``, the tempids, the provisional ids ``p`` owns, and the next
+    free one. A tempid keeps the provisional id it had, else gets a free one ``p`` owns, else a new
+    one from ``nxt``; then the new entities no tempid names, in datom order."""
+    owned = set(p.provisional)
+    added: list[int] = []
+    held = set(p.tempids.values())
+    free = [x for x in p.provisional if x not in held]
+    relabel: dict[int, int] = {}
+    given: set[int] = set()
+    tempids: dict[Any, Any] = {}
+    for t, e in report.tempids.items():
+        if t == CURRENT_TX_KEY or is_tx_tempid(t):
+            continue
+        if is_new(e):
+            if e not in relabel:
+                old = p.tempids.get(t)
+                if old not in owned or old in given:
+                    old = free.pop(0) if free else None
+                if old is None:
+                    old, nxt = nxt, nxt + 1
+                    added.append(old)
+                relabel[e] = old
+                given.add(old)
+            tempids[t] = relabel[e]
+        else:
+            tempids[t] = e
+    for d in report.tx_data:
+        e = d.e
+        if is_new(e) and e not in relabel:
+            if free:
+                relabel[e] = free.pop(0)
+            else:
+                relabel[e], nxt = nxt, nxt + 1
+                added.append(relabel[e])
+    return relabel, tempids, (*p.provisional, *added) if added else p.provisional, nxt
 
 
 _READS_THE_DB = ("db/unique", "db/tupleAttrs", "db/tupleType", "db/tupleTypes", "db/isComponent")
