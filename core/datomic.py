@@ -69,6 +69,7 @@ from urllib.parse import ParseResult, SplitResult
 
 from .db import DB, TX0, make_db
 from .errors import DatsyncError, TxError
+from .index import HistoryIndexes
 from .schema import (
     CARDINALITY_MANY,
     CARDINALITY_ONE,
@@ -1138,8 +1139,7 @@ def transact_datomic(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: _dt.
         aevt=st.aevt.persistent(),
         avet=st.avet.persistent(),
         vaet=st.vaet.persistent(),
-        heavt=st.heavt.persistent(),
-        haevt=st.haevt.persistent(),
+        hist=st.history(),
         max_eid=txn.max_eid,
         max_tx=tx,
         **fields,
@@ -1188,7 +1188,7 @@ def _tx_instant(db: DB, ch: _Changes, instant: _dt.datetime | None) -> list[Dato
 
 
 class _Apply:
-    """Transient current and history indexes receiving a transaction's datoms."""
+    """Transient current indexes receiving a transaction's datoms, and its history events."""
 
     def __init__(self, db: DB, tx: int):
         self.props = db.props
@@ -1197,8 +1197,12 @@ class _Apply:
         self.aevt = db.aevt.transient()
         self.avet = db.avet.transient()
         self.vaet = db.vaet.transient()
-        self.heavt = db.heavt.transient()
-        self.haevt = db.haevt.transient()
+        self.hist = db.hist
+        self.events: list[tuple] = []
+
+    def history(self) -> HistoryIndexes:
+        """The history indexes with this transaction's events."""
+        return self.hist.appended(self.events)
 
     def add(self, e: int, a: str, v: Any) -> None:
         r, iv, tx = value_rank(v), index_value(v), self.tx
@@ -1209,9 +1213,7 @@ class _Apply:
             self.avet.add((a, r, iv, e, tx))
         if a in self.props.ref:
             self.vaet.add((iv, a, e, tx))
-        event = (e, a, r, iv, tx, True)
-        self.heavt.add(event)
-        self.haevt.add(event)
+        self.events.append((e, a, r, iv, tx, True))
 
     def retract(self, k: tuple) -> None:
         e, a, r, iv, old_tx = k
@@ -1221,9 +1223,7 @@ class _Apply:
             self.avet.discard((a, r, iv, e, old_tx))
         if a in self.props.ref:
             self.vaet.discard((iv, a, e, old_tx))
-        event = (e, a, r, iv, self.tx, False)
-        self.heavt.add(event)
-        self.haevt.add(event)
+        self.events.append((e, a, r, iv, self.tx, False))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1513,13 +1513,16 @@ def _rename_datoms(st: _Apply, old: str, new: str, props: Props) -> None:
         if ref:
             st.vaet.discard((iv, a, e, tx))
             st.vaet.add((iv, new, e, tx))
-    for k in st.haevt.prefix_list((old,)):
+    hist = st.history()
+    heavt, haevt = hist.heavt.transient(), hist.haevt.transient()
+    for k in hist.haevt.prefix_list((old,)):
         e, _, r, iv, tx, added = k
-        st.heavt.discard(k)
-        st.haevt.discard(k)
+        heavt.discard(k)
+        haevt.discard(k)
         renamed = (e, new, r, iv, tx, added)
-        st.heavt.add(renamed)
-        st.haevt.add(renamed)
+        heavt.add(renamed)
+        haevt.add(renamed)
+    st.hist, st.events = HistoryIndexes(heavt.persistent(), haevt.persistent()), []
 
 
 # ------------------------------------------------------------------------------------------------

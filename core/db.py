@@ -11,7 +11,8 @@ A ``DB`` is immutable. Its indexes hold plain key tuples in index order (see ``c
 ``rank`` is the value's type rank (``core.values.value_rank``), so values of different types never
 meet in a comparison. The Datomic flavor also keeps history indexes of every assertion and
 retraction: ``heavt (e, a, rank, v, tx, added)`` and ``haevt``, the same keys in AEVT order (an
-``AttrIndex`` over heavt's tuples).
+``AttrIndex`` over heavt's tuples), held in ``hist`` (a ``HistoryIndexes``: a transaction appends its
+events there, and they are written into the two indexes when a time view first reads them).
 
 Reads go through ``datoms``/``seek_datoms``/``index_range``; a view (``as_of``, ``since``,
 ``history``, ``filter_db``) is the same value with a time basis or predicate that those honor.
@@ -24,7 +25,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 from .errors import ResolveError
-from .index import TOP, AttrIndex, SortedIndex
+from .index import TOP, AttrIndex, HistoryIndexes, SortedIndex
 from .schema import IMPLICIT_SCHEMA, Props
 from .values import RANKS, Datom, Keyword, index_value, value_rank
 
@@ -54,8 +55,7 @@ class DB:
         "avet",
         "eavt",
         "flavor",
-        "haevt",
-        "heavt",
+        "hist",
         "idents",
         "max_eid",
         "max_tx",
@@ -75,8 +75,7 @@ class DB:
     vaet: SortedIndex
     max_eid: int
     max_tx: int
-    heavt: SortedIndex | None
-    haevt: AttrIndex | None
+    hist: HistoryIndexes | None
     idents: dict[Any, Any]
     view: tuple | None
     pred: Callable[[Datom], bool] | None
@@ -104,8 +103,7 @@ class DB:
         new.flavor = self.flavor
         new.schema = self.schema
         new.props = self.props
-        new.heavt = self.heavt
-        new.haevt = self.haevt
+        new.hist = self.hist
         new.idents = self.idents
         new.view = self.view
         new.pred = self.pred
@@ -118,6 +116,18 @@ class DB:
         new._hash = None
         new.__class__ = DB
         return new
+
+    @property
+    def heavt(self) -> SortedIndex | None:
+        """Every assertion and retraction, EAVT order (None: this database keeps no history)."""
+        hist = self.hist
+        return None if hist is None else hist.heavt
+
+    @property
+    def haevt(self) -> AttrIndex | None:
+        """``heavt``'s events in AEVT order."""
+        hist = self.hist
+        return None if hist is None else hist.haevt
 
     @property
     def is_view(self) -> bool:
@@ -198,13 +208,12 @@ def make_db(
     indexed, ref = props.indexed, props.ref
     ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
     vae = sorted([(k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref])
-    heavt = haevt = None
+    hist = None
     if flavor == "datomic":
-        hist = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
-        hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in hist)
-        heavt = SortedIndex.from_sorted(hk)
-        haevt = AttrIndex.from_sorted(hk)
-    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, idents)
+        events = list(history) if history is not None else [Datom(*d[:4], True) for d in ds]
+        hk = sorted((d[0], d[1], value_rank(d[2]), index_value(d[2]), d[3], d[4]) for d in events)
+        hist = HistoryIndexes(SortedIndex.from_sorted(hk), AttrIndex.from_sorted(hk))
+    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, hist, idents)
 
 
 def make_db_from_columns(
@@ -241,11 +250,11 @@ def make_db_from_columns(
     del eav_in_aevt
     aev = AttrIndex.from_groups(by_attr)
     vae.sort()
-    heavt = haevt = None
+    hist = None
     if flavor == "datomic":
         heavt = SortedIndex.from_sorted([(*k, True) for k in eav])
-        haevt = AttrIndex.from_sorted(heavt)
-    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, heavt, haevt, None)
+        hist = HistoryIndexes(heavt, AttrIndex.from_sorted(heavt))
+    return _bulk_db(schema, flavor, props, eav, aev, ave, vae, max_eid, max_tx, hist, None)
 
 
 def _share(xs: list, shared: dict[type, dict]) -> list:
@@ -275,8 +284,8 @@ def _ranked(vs: list) -> tuple[list, list]:
 
 
 def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: list, aev: AttrIndex, ave: list,
-             vae: list, max_eid: int | None, max_tx: int | None, heavt: SortedIndex | None,
-             haevt: AttrIndex | None, idents: dict[Any, Any] | None) -> DB:
+             vae: list, max_eid: int | None, max_tx: int | None, hist: HistoryIndexes | None,
+             idents: dict[Any, Any] | None) -> DB:
     vae = _dedupe_sorted(vae)
     if max_eid is None:
         max_eid = max((k[0] for k in eav if k[0] < TX0), default=E0)
@@ -295,8 +304,7 @@ def _bulk_db(schema: dict[str, dict[str, Any]], flavor: str, props: Props, eav: 
         vaet=SortedIndex.from_sorted(vae),
         max_eid=max_eid,
         max_tx=max_tx,
-        heavt=heavt,
-        haevt=haevt,
+        hist=hist,
         idents=idents if idents is not None else {},
         view=None,
         pred=None,
@@ -792,8 +800,8 @@ def apply_datoms(
             keys = aevt.prefix_list((a,))
             for e, _, _, iv, tx in keys:
                 (vaet.add if a in props.ref else vaet.discard)((iv, a, e, tx))
-    hist = db.heavt is not None
-    heavt, haevt = (db.heavt.transient(), db.haevt.transient()) if hist else (None, None)
+    hist = db.hist is not None
+    events: list[tuple] = []
     indexed, ref = props.indexed, props.ref
     new_eid, new_tx = db.max_eid, db.max_tx
     for d in datoms_:
@@ -825,14 +833,12 @@ def apply_datoms(
             if a in ref:
                 vaet.discard((iv, a, e, old_tx))
         if hist:
-            event = (e, a, r, iv, tx, added)
-            heavt.add(event)
-            haevt.add(event)
+            events.append((e, a, r, iv, tx, added))
         if tx > new_tx:
             new_tx = tx
     fields: dict[str, Any] = {}
     if hist:
-        fields = {"heavt": heavt.persistent(), "haevt": haevt.persistent()}
+        fields = {"hist": db.hist.appended(events)}
     if schema is not None:
         fields["schema"] = schema
     return db.replace(

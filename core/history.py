@@ -48,7 +48,7 @@ def basis_t(db: DB) -> int:
 
 
 def _require_history(db: DB) -> None:
-    if db.heavt is None:
+    if db.hist is None:
         raise ValueError("time views need a Datomic-flavored database (one that keeps history)")
 
 

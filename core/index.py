@@ -632,4 +632,82 @@ class TransientAttrIndex(_ByAttribute):
         return new
 
 
-__all__ = ["BRANCH_SIZE", "LEAF_SIZE", "TOP", "AttrIndex", "SortedIndex", "TransientAttrIndex", "TransientIndex"]
+HISTORY_FOLD_EVENTS = 512
+"""Events a ``HistoryIndexes`` holds unfolded at most: past this, appending folds them in (a fold
+costs well under a millisecond, so no single transaction pays much for it)."""
+
+
+class HistoryIndexes:
+    """The history indexes ``heavt`` (a ``SortedIndex`` of events ``(e, a, rank, v, tx, added)``) and
+    ``haevt`` (an ``AttrIndex`` over the same tuples), immutable, with the events appended since they
+    were last built kept aside and folded in on the first read.
+
+    A transaction or an applied delta appends its events in O(1) instead of copying a leaf of each
+    history index (the current indexes are read by every transaction; history only by time views),
+    and the fold writes many transactions' events through one transient of each index. The fold is
+    memoized in the value (deterministic; two threads folding at once build equal indexes)."""
+
+    __slots__ = ("_built", "_pending", "_unfolded")
+
+    def __init__(self, heavt: SortedIndex | None = None, haevt: AttrIndex | None = None):
+        self._built: tuple | None = (heavt if heavt is not None else SortedIndex(),
+                                     haevt if haevt is not None else AttrIndex())
+        self._pending: tuple | None = None  # (the value appended to, its events): set when _built is not
+        self._unfolded = 0
+
+    def appended(self, events: list) -> HistoryIndexes:
+        """These indexes with ``events`` (new, distinct) added; ``events`` must not change afterwards."""
+        if not events:
+            return self
+        new = _new_index(HistoryIndexes)
+        new._built, new._pending, new._unfolded = None, (self, events), self._unfolded + len(events)
+        if new._unfolded > HISTORY_FOLD_EVENTS:
+            new._fold()
+        return new
+
+    def _fold(self) -> tuple[SortedIndex, AttrIndex]:
+        """Build (once) and return ``(heavt, haevt)``."""
+        built = self._built
+        if built is not None:
+            return built
+        batches = []
+        node = self
+        while True:
+            built = node._built
+            if built is not None:
+                break
+            pending = node._pending
+            if pending is None:  # folded by another thread between the two reads
+                built = node._built
+                break
+            node, events = pending
+            batches.append(events)
+        heavt, haevt = built[0].transient(), built[1].transient()
+        for events in reversed(batches):
+            for event in events:
+                heavt.add(event)
+                haevt.add(event)
+        built = self._built = (heavt.persistent(), haevt.persistent())
+        self._pending = None  # after _built: see the reads above
+        self._unfolded = 0
+        return built
+
+    @property
+    def heavt(self) -> SortedIndex:
+        """Every event in EAVT order."""
+        return self._fold()[0]
+
+    @property
+    def haevt(self) -> AttrIndex:
+        """Every event in AEVT order (the same tuples)."""
+        return self._fold()[1]
+
+    def __len__(self) -> int:
+        return len(self._fold()[0])
+
+    def __repr__(self) -> str:
+        return f"HistoryIndexes({'built' if self._built is not None else f'{self._unfolded} events unfolded'})"
+
+
+__all__ = ["BRANCH_SIZE", "HISTORY_FOLD_EVENTS", "LEAF_SIZE", "TOP", "AttrIndex", "HistoryIndexes", "SortedIndex",
+           "TransientAttrIndex", "TransientIndex"]

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from datsync.core import index
-from datsync.core.index import TOP, AttrIndex, SortedIndex
+from datsync.core.index import TOP, AttrIndex, HistoryIndexes, SortedIndex
 
 LEAF = 2
 
@@ -286,3 +286,33 @@ def test_attr_index_matches_a_sorted_list_in_aevt_order(initial, batches, start,
             kept.append((version, set(model)))
         for version, model_then in kept:
             check_aevt_reads(version, model_then, start, bound)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    initial=st.lists(eav_keys, max_size=20, unique=True),
+    batches=st.lists(st.lists(eav_keys, max_size=8, unique=True), max_size=8),
+    reads=st.lists(st.booleans(), min_size=8, max_size=8),
+    fold_after=st.integers(0, 12),
+)
+def test_history_indexes_read_as_every_event_appended(initial, batches, reads, fold_after):
+    """Events appended batch by batch (each version read or not, folded when more than
+    ``fold_after`` wait): every version's ``heavt`` and ``haevt`` hold exactly the events up to it,
+    whenever and in whatever order the versions are read."""
+    with small_leaves(), mock.patch.object(index, "HISTORY_FOLD_EVENTS", fold_after):
+        seen = set(initial)
+        start = sorted(seen)
+        version = HistoryIndexes(SortedIndex.from_sorted(start), AttrIndex.from_sorted(start))
+        kept = [(version, set(seen))]
+        for events, read in zip(batches, reads):
+            fresh = [k for k in events if k not in seen]
+            version = version.appended(fresh)
+            seen.update(fresh)
+            assert version._unfolded <= fold_after
+            if read:
+                assert list(version.heavt) == sorted(seen)
+            kept.append((version, set(seen)))
+        for version, then in reversed(kept):  # newest first: older versions fold on their own
+            assert list(version.heavt) == sorted(then)
+            assert list(version.haevt) == sorted(then, key=lambda k: (k[1], k[0], *k[2:]))
+            assert len(version) == len(then)

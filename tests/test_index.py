@@ -14,7 +14,7 @@ from itertools import pairwise
 import pytest
 
 from datsync.core import index
-from datsync.core.index import TOP, AttrIndex, SortedIndex, TransientIndex
+from datsync.core.index import TOP, AttrIndex, HistoryIndexes, SortedIndex, TransientIndex
 
 
 @pytest.fixture
@@ -525,3 +525,28 @@ def test_attr_index_drops_an_attribute_whose_last_key_goes():
 def test_attr_index_persistent_without_edits_is_the_source():
     v1 = AttrIndex.from_sorted(EAV)
     assert v1.transient().persistent() is v1
+
+
+def test_history_indexes_take_events_as_batches_and_fold_them_when_read():
+    """A transaction appends its events without touching the indexes; the first read folds every
+    batch in, once; the versions appended to keep reading what they held."""
+    h0 = HistoryIndexes()
+    h1 = h0.appended([(2, "b", 0, 7, 10, True)])
+    h2 = h1.appended([(2, "b", 0, 7, 11, False), (1, "c", 0, 5, 11, True)])
+    assert h2.appended([]) is h2
+    assert h2._built is None and h1._built is None
+    assert list(h2.heavt) == [(1, "c", 0, 5, 11, True), (2, "b", 0, 7, 10, True), (2, "b", 0, 7, 11, False)]
+    assert list(h2.haevt) == [(2, "b", 0, 7, 10, True), (2, "b", 0, 7, 11, False), (1, "c", 0, 5, 11, True)]
+    assert h2._pending is None and h2.heavt is h2.heavt  # folded once, the chain let go
+    assert h1._built is None and list(h1.heavt) == [(2, "b", 0, 7, 10, True)]
+    assert len(h0) == 0 and len(h2) == 3
+
+
+def test_history_indexes_fold_by_themselves_past_the_bound(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(index, "HISTORY_FOLD_EVENTS", 4)
+    h = HistoryIndexes()
+    for i in range(9):
+        h = h.appended([(i, "a", 0, i, 100 + i, True), (i, "b", 0, i, 100 + i, True)])
+        assert h._unfolded <= 4
+    assert h._unfolded == 0 and h._built is not None  # every third batch folds (2 + 2 + 2 > 4), the ninth too
+    assert [k[0] for k in h.heavt] == [i for i in range(9) for _ in "ab"]

@@ -297,6 +297,7 @@ def test_jwt_claims_are_the_principal_the_policy_sees(servers, tmp_path):
             r = await a.transact([{"todo/title": "buy milk", "todo/list": red_list, "todo/owner": me}])
             await b.wait_for_t(r.t)
             await c.wait_for_t(r.t)
+            await nobody.wait_for_t(r.t)  # its share holds the transaction entity too
             assert "buy milk" in titles(a.db) and titles(b.db) == {"fix the bike"}
             shares.update(alice=held(a.db), carol=held(c.db), nobody=held(nobody.db))
 

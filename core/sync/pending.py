@@ -210,7 +210,7 @@ def carry_pending(old: Replica, new: Replica) -> Replica:
 
 def _without_history(db: DB) -> DB:
     """The view keeps no history: time travel is over the confirmed database."""
-    return db if db.heavt is None else db.replace(heavt=None, haevt=None)
+    return db if db.hist is None else db.replace(hist=None)
 
 
 def ids_in_tx(replica: Replica, tx_data: Iterable) -> list[int]:

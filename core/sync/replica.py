@@ -24,7 +24,7 @@ from pyrsistent import PMap, pmap
 
 from ..db import DB, TX0, apply_datoms
 from ..history import as_of, history, resolve_tx, since
-from ..index import AttrIndex, SortedIndex
+from ..index import AttrIndex, HistoryIndexes, SortedIndex
 from .delta import ALREADY_APPLIED, APPLIED, GAP, Delta, Outcome
 from .eids import PROVISIONAL_BASE, EidMap, datoms_to_local, datoms_to_remote
 from .errors import SyncError
@@ -170,9 +170,9 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
             rewrites.append((e, new, v, tx, True))
     out = db
     if rewrites:
-        plain = db if db.heavt is None else db.replace(heavt=None, haevt=None)
+        plain = db if db.hist is None else db.replace(hist=None)
         out = apply_datoms(plain, rewrites, schema=replica_schema(mid), max_tx=db.max_tx, max_eid=db.max_eid)
-    if db.heavt is None:
+    if db.hist is None:
         return out
     heavt, haevt = db.heavt.transient(), db.haevt.transient()
     for old, new in renames:
@@ -183,12 +183,12 @@ def _rename(db: DB, server_schema: Mapping[str, Mapping[str, Any]], renames: tup
             renamed = (e, new, r, v, tx, added)
             haevt.add(renamed)
             heavt.add(renamed)
-    return out.replace(heavt=heavt.persistent(), haevt=haevt.persistent())
+    return out.replace(hist=HistoryIndexes(heavt.persistent(), haevt.persistent()))
 
 
 def with_history(db: DB) -> DB:
     """``db`` recording every datom ``apply_datoms`` writes from now on in (empty) history indexes."""
-    return db.replace(heavt=SortedIndex(), haevt=AttrIndex())
+    return db.replace(hist=HistoryIndexes())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,11 +202,11 @@ def _history_db(replica: Replica) -> DB:
     """The confirmed database with its whole history: the datoms current at bootstrap as assertions
     (at their own tx), then every event since (built on demand: a bootstrap pays nothing for it)."""
     db, base = replica.db, replica.base_db
-    if base is None or db.heavt is None:
+    if base is None or db.hist is None:
         raise SyncError("sync/no-history", "This replica keeps no history (built with history=False)", {})
     added = repeat((True,))
     heavt = SortedIndex.from_sorted(list(merge(map(tuple.__add__, base.eavt, added), db.heavt)))
-    return db.replace(heavt=heavt, haevt=AttrIndex.from_sorted(heavt))
+    return db.replace(hist=HistoryIndexes(heavt, AttrIndex.from_sorted(heavt)))
 
 
 def replica_as_of(replica: Replica, t: Any) -> DB:
