@@ -313,6 +313,9 @@ class TransientIndex:
                 self._add_first(key)
                 return True
             i -= 1
+            if len(self._branches[i][-1]) >= LEAF_SIZE:
+                self._append_leaf(i, key)
+                return True
             last = True
         else:
             bm = self._bmaxes[i]
@@ -357,6 +360,26 @@ class TransientIndex:
         self._tops.append(key)
         self._owned.update((id(leaf), id(branch)))
         self._len = 1
+
+    def _append_leaf(self, i: int, key: Any) -> None:
+        """``key``, past every key, as a new last leaf after a full one (and a new last branch after a
+        full one): keys added in order (new entities, new transactions) leave full leaves behind, and
+        the leaf and branch each transaction copies stay small."""
+        leaf = [key]
+        owned = self._owned
+        owned.add(id(leaf))
+        self._len += 1
+        if len(self._branches[i]) >= BRANCH_SIZE:
+            branch = [leaf]
+            self._branches.append(branch)
+            self._bmaxes.append([key])
+            self._tops.append(key)
+            owned.add(id(branch))
+            return
+        branch, bm = self._own_branch(i)
+        branch.append(leaf)
+        bm.append(key)
+        self._tops[i] = key
 
     def _split_leaf(self, i: int, branch: list, bm: list, j: int, leaf: list) -> None:
         half = len(leaf) >> 1

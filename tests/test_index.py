@@ -222,12 +222,26 @@ def test_update_inserts_many_keys():
 
 def test_leaf_splits_in_two_when_it_grows_past_twice_leaf_size(small_leaves):
     t = SortedIndex().transient()
-    for i in range(5):
+    for i in [4, 0, 1, 2, 3]:  # (4,) first: the others go into the middle of the index
         t.add((i,))
     # 5 > 2 * LEAF_SIZE: the leaf split at its middle
     assert leaves(t) == [[(0,), (1,)], [(2,), (3,), (4,)]]
     assert maxes(t) == [(1,), (4,)]
     check_structure(t)
+
+
+def test_keys_added_in_order_fill_leaves_and_branches_and_start_new_ones(small_leaves):
+    """Past the last key, a full last leaf (LEAF_SIZE keys) is followed by a new one, and a full last
+    branch (BRANCH_SIZE leaves) by a new one: no half-empty leaves behind, a small tail to copy."""
+    v = SortedIndex.from_sorted(ints(3), leaf_size=2)  # leaves [(0,), (10,)] [(20,)]
+    t = v.transient()
+    for k in range(21, 26):
+        t.add((k,))
+    assert leaves(t) == [[(0,), (10,)], [(20,), (21,)], [(22,), (23,)], [(24,), (25,)]]
+    assert [len(b) for b in t._branches] == [2, 2]
+    assert list(v) == [(0,), (10,), (20,)] and leaves(v) == [[(0,), (10,)], [(20,)]]
+    check_structure(t)
+    check_structure(t.persistent())
 
 
 def test_split_in_the_middle_of_the_index_keeps_both_halves_reachable(small_leaves):
