@@ -655,9 +655,10 @@ class TransientAttrIndex(_ByAttribute):
         return new
 
 
-HISTORY_FOLD_EVENTS = 512
-"""Events a ``HistoryIndexes`` holds unfolded at most: past this, appending folds them in (a fold
-costs well under a millisecond, so no single transaction pays much for it)."""
+HISTORY_FOLD_EVENTS = 128
+"""Events a ``HistoryIndexes`` holds unfolded at most: past this, appending folds them in. Small, so
+that a fold (~0.1 ms) delays no transaction or delta much, even when a process's many replicas fold
+on the same delta; large enough that a fold copies each touched leaf once for dozens of transactions."""
 
 
 class HistoryIndexes:
