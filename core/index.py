@@ -305,7 +305,14 @@ class TransientIndex:
         return leaf
 
     def add(self, key: Any) -> bool:
-        """Insert ``key``; False if it was already present."""
+        """Insert ``key``; False if it was already present.
+
+        A key that falls between two leaves (past the last key of one, before the first of the next)
+        goes at the end of the first while it has room (fewer than ``LEAF_SIZE`` keys), else at the
+        front of the next while that one has room, else into a new leaf between them (a new last
+        branch when it is past every key and the last branch is full): keys added in order, past
+        the end or into one gap (new entities before the transaction entities), fill the leaves
+        they leave behind, and the leaf each write copies stays small."""
         tops = self._tops
         i = bisect_left(tops, key)
         if i == len(tops):
@@ -313,10 +320,11 @@ class TransientIndex:
                 self._add_first(key)
                 return True
             i -= 1
-            if len(self._branches[i][-1]) >= LEAF_SIZE:
-                self._append_leaf(i, key)
+            j = len(self._branches[i]) - 1
+            if len(self._branches[i][j]) >= LEAF_SIZE:
+                self._new_leaf(i, j + 1, key)
                 return True
-            last = True
+            k = -1
         else:
             bm = self._bmaxes[i]
             j = bisect_left(bm, key)
@@ -324,7 +332,13 @@ class TransientIndex:
             k = bisect_left(leaf, key)
             if leaf[k] == key:
                 return False
-            last = False
+            if k == 0 and (j or i):  # in the gap after the leaf before this one
+                pi, pj = (i, j - 1) if j else (i - 1, len(self._branches[i - 1]) - 1)
+                if len(self._branches[pi][pj]) < LEAF_SIZE:
+                    i, j, k = pi, pj, -1
+                elif len(leaf) >= LEAF_SIZE:
+                    self._new_leaf(i, j, key)
+                    return True
         # _own_branch and _own_leaf, inlined: this is the hottest path of a transaction
         owned = self._owned
         branch = self._branches[i]
@@ -334,19 +348,18 @@ class TransientIndex:
             branch = self._branches[i] = branch.copy()
             bm = self._bmaxes[i] = self._bmaxes[i].copy()
             owned.add(id(branch))
-        if last:
-            j = len(branch) - 1
         leaf = branch[j]
         if id(leaf) not in owned:
             leaf = branch[j] = leaf.copy()
             owned.add(id(leaf))
-        if last:
+        self._len += 1
+        if k < 0:  # at the end of leaf j
             leaf.append(key)
             bm[j] = key
-            tops[i] = key
-        else:
-            leaf.insert(k, key)
-        self._len += 1
+            if j == len(branch) - 1:
+                tops[i] = key
+            return True
+        leaf.insert(k, key)
         if len(leaf) > 2 * LEAF_SIZE:
             self._split_leaf(i, branch, bm, j, leaf)
         return True
@@ -361,15 +374,14 @@ class TransientIndex:
         self._owned.update((id(leaf), id(branch)))
         self._len = 1
 
-    def _append_leaf(self, i: int, key: Any) -> None:
-        """``key``, past every key, as a new last leaf after a full one (and a new last branch after a
-        full one): keys added in order (new entities, new transactions) leave full leaves behind, and
-        the leaf and branch each transaction copies stay small."""
+    def _new_leaf(self, i: int, j: int, key: Any) -> None:
+        """``[key]`` as leaf ``j`` of branch ``i`` (``key`` lies between leaves ``j - 1`` and ``j``);
+        past every key with the last branch full, as the first leaf of a new last branch."""
         leaf = [key]
         owned = self._owned
         owned.add(id(leaf))
         self._len += 1
-        if len(self._branches[i]) >= BRANCH_SIZE:
+        if i == len(self._branches) - 1 and j == len(self._branches[i]) >= BRANCH_SIZE:
             branch = [leaf]
             self._branches.append(branch)
             self._bmaxes.append([key])
@@ -377,9 +389,11 @@ class TransientIndex:
             owned.add(id(branch))
             return
         branch, bm = self._own_branch(i)
-        branch.append(leaf)
-        bm.append(key)
-        self._tops[i] = key
+        branch.insert(j, leaf)
+        bm.insert(j, key)
+        if j == len(branch) - 1:
+            self._tops[i] = key
+        self._split_branch(i, branch, bm)
 
     def _split_leaf(self, i: int, branch: list, bm: list, j: int, leaf: list) -> None:
         half = len(leaf) >> 1
@@ -388,6 +402,10 @@ class TransientIndex:
         branch.insert(j + 1, right)
         bm.insert(j, left[-1])
         self._owned.update((id(left), id(right)))
+        self._split_branch(i, branch, bm)
+
+    def _split_branch(self, i: int, branch: list, bm: list) -> None:
+        """Branch ``i`` (owned) split in two when it has grown past twice ``BRANCH_SIZE`` leaves."""
         if len(branch) > 2 * BRANCH_SIZE:
             half = len(branch) >> 1
             rbranch, rbm = branch[half:], bm[half:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from contextlib import contextmanager
+from itertools import pairwise
 from unittest import mock
 
 from hypothesis import given, settings
@@ -316,3 +317,33 @@ def test_history_indexes_read_as_every_event_appended(initial, batches, reads, f
             assert list(version.heavt) == sorted(then)
             assert list(version.haevt) == sorted(then, key=lambda k: (k[1], k[0], *k[2:]))
             assert len(version) == len(then)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    initial=st.lists(st.integers(0, 400), max_size=40, unique=True),
+    runs=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 12), st.sampled_from([1, -1, 7, -3])), max_size=8),
+    lo=bounds,
+    hi=bounds,
+    prefix=prefixes,
+)
+def test_runs_of_keys_in_order_keep_the_index_exact_and_its_leaves_full(initial, runs, lo, hi, prefix):
+    """Runs of keys added in order, ascending or descending, past the end or into the gaps between
+    leaves (as new entities arrive): every read agrees with the model, and with no discards no two
+    neighbouring leaves are both short of ``LEAF`` keys, so the leaves stay at most about twice as
+    many as full ones would be."""
+    with small_leaves():
+        model = sorted({(k * 10, 0) for k in initial})
+        t = SortedIndex.from_sorted(model, leaf_size=LEAF).transient()
+        added = set(model)
+        for start, count, step in runs:
+            for n in range(count):
+                key = (start * 10 + n * step, 1)
+                assert t.add(key) is (key not in added)
+                added.add(key)
+        model = sorted(added)
+        frozen = t.persistent()
+        check_structure(frozen)
+        check_reads(frozen, model, lo, hi, prefix)
+        sizes = [len(leaf) for leaf in frozen.leaves()]
+        assert not any(a < LEAF and b < LEAF for a, b in pairwise(sizes)), sizes

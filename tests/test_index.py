@@ -159,11 +159,38 @@ def test_add_before_the_first_key_goes_into_the_first_leaf():
     check_structure(t)
 
 
-def test_add_between_leaves_goes_into_the_right_leaf():
-    t = SortedIndex.from_sorted(ints(4), leaf_size=2).transient()
+def test_add_between_leaves_goes_to_the_end_of_the_leaf_before_while_it_has_room():
+    t = SortedIndex.from_sorted(ints(4), leaf_size=2).transient()  # leaves of 2 < LEAF_SIZE keys
     assert t.add((15,))
-    # (15,) > max of the first leaf (10,): it belongs to the leaf whose max is (30,)
-    assert leaves(t) == [[(0,), (10,)], [(15,), (20,), (30,)]]
+    assert leaves(t) == [[(0,), (10,), (15,)], [(20,), (30,)]]
+    assert maxes(t) == [(15,), (30,)]
+    check_structure(t)
+
+
+def test_add_between_full_leaves_goes_to_the_front_of_the_next_while_it_has_room(small_leaves):
+    t = SortedIndex.from_sorted(ints(3), leaf_size=2).transient()  # [(0,), (10,)] full, [(20,)] not
+    assert t.add((15,))
+    assert leaves(t) == [[(0,), (10,)], [(15,), (20,)]]
+    check_structure(t)
+
+
+def test_add_between_two_full_leaves_starts_a_leaf_between_them(small_leaves):
+    t = SortedIndex.from_sorted(ints(4), leaf_size=2).transient()  # two full leaves
+    for k in [(15,), (16,), (17,), (14,)]:
+        assert t.add(k)
+    # (15,) starts a leaf; (16,) goes after it; (17,) finds it full and (20,)'s full: a new leaf;
+    # (14,) comes before the full [(15,), (16,)] with [(0,), (10,)] full too: a new leaf again
+    assert leaves(t) == [[(0,), (10,)], [(14,)], [(15,), (16,)], [(17,)], [(20,), (30,)]]
+    check_structure(t)
+    check_structure(t.persistent())
+
+
+def test_keys_added_in_order_into_one_gap_fill_leaves(small_leaves):
+    """New entities go between the entities and the transaction entities: in order, into one gap."""
+    t = SortedIndex.from_sorted([(1,), (2,), (100,), (101,)], leaf_size=2).transient()
+    for k in range(3, 10):
+        t.add((k,))
+    assert leaves(t) == [[(1,), (2,)], [(3,), (4,)], [(5,), (6,)], [(7,), (8,)], [(9,)], [(100,), (101,)]]
     check_structure(t)
 
 
@@ -246,13 +273,13 @@ def test_keys_added_in_order_fill_leaves_and_branches_and_start_new_ones(small_l
 
 def test_split_in_the_middle_of_the_index_keeps_both_halves_reachable(small_leaves):
     t = SortedIndex.from_sorted(ints(6), leaf_size=2).transient()
-    for k in [(11,), (12,), (13,)]:
+    for k in [(21,), (22,), (23,)]:
         t.add(k)
-    # the middle leaf [(20,), (30,)] took (11,)..(13,) and split
-    assert leaves(t) == [[(0,), (10,)], [(11,), (12,)], [(13,), (20,), (30,)], [(40,), (50,)]]
-    for k in [(0,), (11,), (12,), (13,), (20,), (50,)]:
+    # the middle leaf [(20,), (30,)] took (21,)..(23,) and split
+    assert leaves(t) == [[(0,), (10,)], [(20,), (21,)], [(22,), (23,), (30,)], [(40,), (50,)]]
+    for k in [(0,), (21,), (22,), (23,), (20,), (50,)]:
         assert k in t
-    assert list(t.slice((11,), (21,))) == [(11,), (12,), (13,), (20,)]
+    assert list(t.slice((11,), (23,))) == [(20,), (21,), (22,)]
     check_structure(t)
 
 
