@@ -156,9 +156,13 @@ class Connection:
     ``conn.run_writer`` in a nursery (``Connection.serve`` does both)."""
 
     def __init__(self, store: Store, db: DB, *, clock: Clock = utc_now, max_batch: int = 1000,
-                 submissions: Submissions | None = None):
+                 submissions: Submissions | None = None, events: int | None = None, checkpoint_events: int = 0):
         self.store = store
         self.db = db
+        self.events = len(db.heavt) if events is None else events
+        """Assertions and retractions in ``db``'s history: what a checkpoint of it would write."""
+        self.checkpoint_events = checkpoint_events
+        """Events in the store's newest checkpoint that this connection knows of (0: none)."""
         self.submissions = submissions if submissions is not None else Submissions()
         self._clock = clock
         self._max_batch = max_batch
@@ -188,8 +192,10 @@ class Connection:
         if cp is not None:
             cp_t, payload = cp
             events = decode_events(payload)
+            checkpoint_events = len(events)
         else:
             cp_t, events = 0, [tuple(d) for d in history_datoms(empty_db(flavor="datomic"))]
+            checkpoint_events = 0
         tail = store.read_log(cp_t)
         for entry in tail:
             delta = decode(entry.payload)
@@ -200,7 +206,8 @@ class Connection:
         db = from_history(events) if (cp is not None or tail) else empty_db(flavor="datomic")
         log.info("recovered database at t=%d (checkpoint t=%d, %d events)", basis_t(db), cp_t, len(events))
         rows, floors = store.read_submissions()
-        return cls(store, db, clock=clock, submissions=submissions_from_rows(rows, floors, keep_submissions))
+        return cls(store, db, clock=clock, submissions=submissions_from_rows(rows, floors, keep_submissions),
+                   events=len(events), checkpoint_events=checkpoint_events)
 
     @property
     def t(self) -> int:
@@ -383,6 +390,7 @@ class Connection:
             return True
         self.appends += 1
         self.db = db
+        self.events += sum(len(c.delta.datoms) for _, c in done)
         self.submissions = subs
         for p, c in done:
             p.report = c.report
@@ -406,6 +414,7 @@ class Connection:
                 raise RuntimeError(f"the log skips from t={self.t} to t={entry.t}")
             delta = decode(entry.payload, max_size=max(len(entry.payload), DEFAULT_MAX_SIZE))
             self.db = server_db_with(self.db, delta)
+            self.events += len(delta.datoms)
             self._last_instant = max(self._last_instant or delta.instant, delta.instant)
             self.caught_up += 1
             origin = origin_at(self.submissions, delta.t)
@@ -452,8 +461,9 @@ class Connection:
 
     async def checkpoint(self) -> int:
         """Write a checkpoint of the current value; returns its ``t``."""
-        db = self.db
+        db, events = self.db, self.events
         payload = await trio.to_thread.run_sync(encode_events, db)
         async with self._store_lock:
             await trio.to_thread.run_sync(self.store.write_checkpoint, basis_t(db), payload)
+        self.checkpoint_events = events
         return basis_t(db)

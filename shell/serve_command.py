@@ -17,7 +17,8 @@ Serve the database in a store to replicas over WebSocket (the sync protocol, doc
 The first line on stdout is the bound URL, e.g.
   datsync serving ws://127.0.0.1:8765/ store=./datsync.sqlite t=42 health=http://127.0.0.1:8765/health
 then logs go to stderr. A transaction is acknowledged once it is on disk (SQLite WAL, group commit);
-a checkpoint every --checkpoint-every transactions keeps start-up short. The server holds an
+checkpoints (every --checkpoint-every transactions at the least, once the log after the last one
+holds --checkpoint-growth times its events) keep start-up short. The server holds an
 exclusive lock on STORE.lock while it runs: one server per store file. A PostgreSQL store
 (--store postgresql://HOST:PORT/DB) may be served by several processes at once, on several
 machines: any of them accepts writes, each streams every commit to its own replicas, and replicas
@@ -81,7 +82,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="serve the files of DIR over HTTP at / (a web application; the browser client is "
                         "always at /datsync/client.js)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                   help="write a checkpoint every N transactions (default 1000)")
+                   help="transactions at the least between checkpoints (default 1000)")
+    p.add_argument("--checkpoint-growth", type=float, default=0.5, metavar="F",
+                   help="write a checkpoint once the log after the last one holds F times the events it holds "
+                        "(default 0.5: checkpoints cost a bounded multiple of what is written, start-up replays "
+                        "at most about half a checkpoint's worth from the log; 0: every --checkpoint-every)")
     p.add_argument("--max-message-size", type=int, default=16 << 20, metavar="BYTES",
                    help="largest message accepted (default 16 MiB; bigger: an error; the WebSocket is closed "
                         "above twice that)")
@@ -201,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     )
     return run_server(
         args.host, args.port, args.store, args.schema, token, log_level=args.log_level, log_format=args.log_format,
-        checkpoint_every=args.checkpoint_every, max_message_size=args.max_message_size, config=config,
+        checkpoint_every=args.checkpoint_every, checkpoint_growth=args.checkpoint_growth,
+        max_message_size=args.max_message_size, config=config,
         shutdown_timeout=args.shutdown_timeout, static_dir=args.static, limits=limits,
         tls_cert=args.tls_cert, tls_key=args.tls_key, jwt=jwt, access=access,
     )

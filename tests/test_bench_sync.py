@@ -20,3 +20,15 @@ def test_bootstrap_socket_bootstraps_the_people_database_from_a_server_it_stops(
     finally:
         b.stop_socket_server()
     assert server.poll() is not None and not b._servers
+
+
+def test_apply_round_robin_brings_every_replica_to_the_server_after_the_200_deltas():
+    start, deltas = b._round_robin_case()
+    assert len(deltas) == b.ROUND_ROBIN_DELTAS and all(len(d.datoms) == 3 for d in deltas)
+    replicas = b.apply_round_robin()
+    assert len(replicas) == b.ROUND_ROBIN_REPLICAS
+    last_age = {e: v for d in deltas for e, a, v, added in d.datoms if a == "age" and added}
+    ages = {e: v for e, a, v, _ in server_datoms(replicas[0]) if a == "age"}
+    assert {e: ages[e] for e in last_age} == last_age
+    assert all(r.t == start.t + len(deltas) for r in replicas)
+    assert len({frozenset(server_datoms(r)) for r in replicas}) == 1

@@ -185,8 +185,8 @@ def test_serve_on_an_unreachable_postgresql_says_so(tmp_path):
 
 
 def test_one_process_writes_each_checkpoint_of_a_shared_store(servers, pg_url):
-    one = servers.start(pg_url, "--checkpoint-every", "5")
-    two = servers.start(pg_url, "--checkpoint-every", "5")
+    one = servers.start(pg_url, "--checkpoint-every", "5", "--checkpoint-growth", "0")
+    two = servers.start(pg_url, "--checkpoint-every", "5", "--checkpoint-growth", "0")
 
     async def main() -> None:
         async with open_replica(one.url) as a, open_replica(two.url) as b:

@@ -18,7 +18,7 @@ import trio_websocket
 from datsync.core import TX0, datoms
 from datsync.core.sync import PROTOCOL_VERSION
 from datsync.shell import ReplicaClosed, TxOutcomeUnknown, open_replica, open_store, store_in_use
-from datsync.shell.connection import Connection
+from datsync.shell.connection import Connection, decode_events
 from datsync.shell.server import schema_tx_from_edn, serve, ws_frame
 from tests.sync_server import (
     FAST_RECONNECT,
@@ -559,6 +559,50 @@ def test_fanout_overflow_is_repaired_from_the_log(tmp_path):
             assert health["counters"]["fanout_overflows"] >= 1 and health["t"] == 81
             await server.shutdown()
         assert server.stopped.is_set() and not store_in_use(tmp_path / "db.sqlite")
+
+    trio.run(main)
+
+
+def test_checkpoints_wait_until_the_log_holds_a_share_of_the_last_one(tmp_path):
+    # every transaction here adds two events (a name and its db/txInstant); with --checkpoint-every 1
+    # the next checkpoint after one of E events waits for E / 2 events in the log (growth 0.5)
+    store_path = tmp_path / "db.sqlite"
+
+    def latest() -> tuple[int, int]:
+        store = open_store(store_path)  # a second connection: WAL readers do not block the server
+        try:
+            t, payload = store.latest_checkpoint()
+        finally:
+            store.close()
+        return t, len(decode_events(payload))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(lambda task_status: serve(
+                port=0, store_path=store_path, schema_file=_schema_file(tmp_path), handle_signals=False,
+                checkpoint_every=1, checkpoint_growth=0.5, task_status=task_status))
+            with trio.fail_after(10):
+                while server.counters["checkpoints"] < 1:  # at start: the schema's transaction
+                    await trio.sleep(0.01)
+            first_t, first_events = latest()
+            assert first_t == 1 and server.conn.checkpoint_events == first_events
+            below = (first_events + 3) // 4 - 1  # transactions whose 2 events each stay below E / 2
+            async with open_replica(server.url) as rep:
+                for i in range(below):
+                    await rep.transact([{"person/name": f"p{i}"}])
+                with trio.fail_after(10):
+                    while server.fed_t < rep.t:
+                        await trio.sleep(0.01)
+                await trio.sleep(0.2)
+                assert server.counters["checkpoints"] == 1 and latest() == (first_t, first_events)
+                await rep.transact([{"person/name": "enough"}])
+                with trio.fail_after(10):
+                    while server.counters["checkpoints"] < 2:
+                        await trio.sleep(0.01)
+                assert latest() == (first_t + below + 1, first_events + 2 * (below + 1))
+            health = await server.health()
+            assert health["history_events"] == first_events + 2 * (below + 1)
+            await server.shutdown()
 
     trio.run(main)
 

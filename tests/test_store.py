@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from datsync.core import TxError, datoms, kw, pull
-from datsync.shell.connection import Connection
+from datsync.shell.connection import Connection, history_datoms
 from datsync.shell.store import LogEntry, StoreConflict, StoreError, open_store
 
 SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
@@ -90,7 +90,9 @@ def test_connection_commits_groups_recovers(store_location):
             seen = [events.receive_nowait().delta.t for _ in range(101)]
             assert seen == list(range(1, 102))
             assert await conn.checkpoint() == 101
+            assert conn.events == conn.checkpoint_events == len(history_datoms(conn.db))
             await conn.transact([{"person/name": "after"}])
+            assert conn.events == conn.checkpoint_events + 2 == len(history_datoms(conn.db))
             nursery.cancel_scope.cancel()
         store.close()
         return list(datoms(conn.db, "eavt")), conn.t
@@ -98,6 +100,7 @@ def test_connection_commits_groups_recovers(store_location):
     before, t = trio.run(main)
     conn = Connection.recover(open_store(path))
     assert conn.t == t == 102
+    assert conn.events == conn.checkpoint_events + 2 == len(history_datoms(conn.db))  # the checkpoint + the log
     assert list(datoms(conn.db, "eavt")) == before
     assert pull(conn.db, "[:person/name]", ("person/name", "after")) == {"person/name": "after"}
 

@@ -3,6 +3,10 @@
 * ``apply-1-datom-1k`` / ``apply-1-datom-200k``: apply a delta of one datom (a transaction asserting
   one value, plus its ``db/txInstant``) to a replica of about 1k datoms, and to one of about 192k
   (the 20k-people database). The cost grows with the delta, not the database: the two are close.
+* ``apply-3-datom-10-replicas``: 10 replicas of a 500-person database each apply the same 200
+  three-datom deltas (a new age: its retraction, its assertion, the ``db/txInstant``) in turn, as a
+  process holding many replicas does when a transaction reaches them all: 2,000 applies per op, each
+  on an index another replica last touched (so the figure includes the history indexes' folds).
 * ``bootstrap-people``: the 20k-people database (Datomic flavor, ~192k datoms) to a live replica:
   snapshot in chunks, encode every chunk, decode it, build the replica in bulk.
 * ``submit-10-pending``: ``rep.submit`` of a one-entity transaction on the 20k-people replica with
@@ -101,6 +105,33 @@ def apply_large() -> Any:
     """A one-datom delta applied to a replica of ~192k datoms (20k people)."""
     replica, delta = _apply_case(20000)
     return apply_delta(replica, delta)
+
+
+ROUND_ROBIN_REPLICAS = 10
+ROUND_ROBIN_DELTAS = 200
+
+
+@cache
+def _round_robin_case() -> tuple[Any, tuple[Delta, ...]]:
+    """A replica of 500 people and 200 deltas, each a new age for one of them (three datoms)."""
+    db = server_db(500)
+    start = db
+    people = [k[0] for k in db.aevt.prefix(("age",))]
+    deltas = []
+    for i in range(ROUND_ROBIN_DELTAS):
+        report = transact(db, [["db/add", people[i * 7 % len(people)], "age", 1000 + i]], instant=EPOCH)
+        deltas.append(delta_from_report(report))
+        db = report.db_after
+    return replica_of(start), tuple(deltas)
+
+
+def apply_round_robin() -> Any:
+    """Each of 10 replicas (equal at the start) applies the 200 deltas, one delta to all replicas in turn."""
+    start, deltas = _round_robin_case()
+    replicas = [start] * ROUND_ROBIN_REPLICAS
+    for delta in deltas:
+        replicas = [apply_delta(r, delta)[0] for r in replicas]
+    return replicas
 
 
 def bootstrap_people() -> Any:
@@ -282,6 +313,7 @@ def session_fanout() -> Any:
 SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
     "apply-1-datom-1k": apply_small,
     "apply-1-datom-200k": apply_large,
+    "apply-3-datom-10-replicas": apply_round_robin,
     "bootstrap-people": bootstrap_people,
     "session-fanout-32": session_fanout,
     "submit-10-pending": submit_10_pending,
@@ -296,6 +328,7 @@ SYNC_BENCHMARKS: dict[str, Callable[[], Any]] = {
 SYNC_SETUP: dict[str, Callable[[], Any]] = {
     "apply-1-datom-1k": lambda: _apply_case(100),
     "apply-1-datom-200k": lambda: _apply_case(20000),
+    "apply-3-datom-10-replicas": _round_robin_case,
     "bootstrap-people": server_db,
     "session-fanout-32": _fanout_case,
     "submit-10-pending": _pending_case,
@@ -315,6 +348,8 @@ def datoms_per_op(name: str) -> int | None:
         return len(_messages()["delta"][0].datoms)
     if name.endswith("-chunk"):
         return len(_messages()["chunk"][0].datoms)
+    if name == "apply-3-datom-10-replicas":
+        return sum(len(d.datoms) for d in _round_robin_case()[1]) * ROUND_ROBIN_REPLICAS
     if name.startswith("apply-"):
         return len(_apply_case(100 if name.endswith("1k") else 20000)[1].datoms)
     return None

@@ -45,6 +45,7 @@ async def serve(
     token: str | None = None,
     *,
     checkpoint_every: int = 1000,
+    checkpoint_growth: float = 0.5,
     max_message_size: int = DEFAULT_MAX_SIZE,
     config: ServerConfig | None = None,
     handle_signals: bool = True,
@@ -72,12 +73,15 @@ async def serve(
     above twice that. ``limits``: connections in all and per address, message rate, idle sessions
     (``Limits``). ``tls_cert``/``tls_key``: PEM files; the server then speaks TLS only (``wss://``,
     ``https://``). ``jwt``: accept bearer JWTs (``JwtAuth``) as well as, or instead of, ``token``.
-    ``access``: tokens (token -> principal) and the policy (docs/security.md). Raises ``StoreInUse``
-    if another process serves the store."""
+    ``access``: tokens (token -> principal) and the policy (docs/security.md). A checkpoint is
+    written ``checkpoint_every`` transactions after the last at the least, once the log after it holds
+    ``checkpoint_growth`` times the events it holds. Raises ``StoreInUse`` if another process serves
+    the store."""
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
         schema_file=schema_file, static_dir=static_dir, token=token,
-        checkpoint_every=max(1, checkpoint_every), max_message_size=max_message_size,
+        checkpoint_every=max(1, checkpoint_every), checkpoint_growth=max(0.0, checkpoint_growth),
+        max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
         listen_buffer=listen_buffer, banner=banner, limits=limits, tls=tls_context(tls_cert, tls_key), jwt=jwt,
         access=access,

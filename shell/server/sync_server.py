@@ -78,6 +78,7 @@ class SyncServer:
         tls: ssl.SSLContext | None = None,
         jwt: JwtAuth | None = None,
         access: Access | None = None,
+        checkpoint_growth: float = 0.5,
     ):
         self.store_path = store_path
         self.access = access
@@ -87,6 +88,7 @@ class SyncServer:
         self.static_dir = Path(static_dir) if static_dir is not None else None
         self.token = token
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_growth = checkpoint_growth
         self.max_message_size = max_message_size
         self.ws_max_message_size = 2 * max_message_size
         self.config = config
@@ -201,7 +203,7 @@ class SyncServer:
                 await root.start(self.conn.follow)
             if self.schema_file is not None:
                 await self._install_schema(self.schema_file)
-            if self.conn.t - self._checkpoint_t >= self.checkpoint_every:
+            if not self._checkpointing and self._checkpoint_due(self.conn.t):
                 self._start_checkpoint()
             listeners = await self._listen()
             await root.start(self._connections)
@@ -378,9 +380,18 @@ class SyncServer:
 
     def _maybe_checkpoint(self, own: bool) -> None:
         # On a shared store the process whose commit crosses the mark checkpoints, not every process.
-        if not self._checkpointing and self.fed_t - self._checkpoint_t >= self.checkpoint_every \
-                and (own or not self.store_shared):
+        if not self._checkpointing and (own or not self.store_shared) and self._checkpoint_due(self.fed_t):
             self._start_checkpoint()
+
+    def _checkpoint_due(self, t: int) -> bool:
+        """Is a checkpoint due at ``t``: ``checkpoint_every`` transactions after the last one, once the
+        log after it holds ``checkpoint_growth`` times the events the checkpoint holds? A checkpoint
+        writes the whole history, so checkpoints at a fixed interval would cost ever more per
+        transaction as the database grows; this way they cost in all a bounded multiple of the events
+        written, and start-up replays at most about that share of the checkpoint from the log."""
+        conn = self.conn
+        return (t - self._checkpoint_t >= self.checkpoint_every
+                and conn.events - conn.checkpoint_events >= self.checkpoint_growth * conn.checkpoint_events)
 
     def _route(self, d: Delta, report: Any) -> None:
         """Route a commit to the sessions under the policy; close those whose view cannot follow."""
@@ -477,16 +488,17 @@ class SyncServer:
         return self.store is not None and self.store.shared
 
     async def _checkpoint_needed(self) -> bool:
-        """False when another process sharing the store wrote a checkpoint less than
-        ``checkpoint_every`` transactions ago (or the store cannot be read now)."""
+        """False when another process sharing the store wrote a checkpoint since which none is due
+        yet (``_checkpoint_due``), or the store cannot be read now."""
         if not self.store_shared:
             return True
         try:
             latest = (await self._store_stats())["checkpoint_t"]
         except StoreError:
             return False
-        self._checkpoint_t = max(self._checkpoint_t, latest)
-        return self.conn.t - latest >= self.checkpoint_every
+        if latest > self._checkpoint_t:  # another process wrote it: about as many events as ours now
+            self._checkpoint_t, self.conn.checkpoint_events = latest, self.conn.events
+        return self._checkpoint_due(self.conn.t)
 
     async def _checkpoint(self) -> None:
         try:
@@ -495,7 +507,9 @@ class SyncServer:
                 return
             t = await self.conn.checkpoint()
             self._checkpoint_t = t
-            log.info("checkpoint written", extra={"t": t, "seconds": round(time.perf_counter() - t0, 3)})
+            self.counters["checkpoints"] += 1
+            log.info("checkpoint written", extra={"t": t, "events": self.conn.checkpoint_events,
+                                                  "seconds": round(time.perf_counter() - t0, 3)})
         except Exception:
             log.exception("checkpoint failed")
         finally:
@@ -640,6 +654,7 @@ class SyncServer:
             "tls": self.tls is not None,
             "store": stats,
             "counters": {**self.counters, "store_appends": self.conn.appends},
+            "history_events": self.conn.events,
             "sessions_closed": dict(self.closed_by_code),
             "connections": self.connections.total,
             "limits": {**self.limits.as_dict(), "max_message_size": self.max_message_size,
