@@ -9,11 +9,34 @@ import pytest
 import trio
 
 from datsync.core import TxError, datoms, kw, pull
-from datsync.shell.connection import Connection, history_datoms
+from datsync.shell.connection import Connection, decode_events, encode_events, history_datoms
 from datsync.shell.store import LogEntry, StoreConflict, StoreError, open_store
 
 SCHEMA_TX = [{"db/ident": kw("person/name"), "db/valueType": kw("db.type/string"),
               "db/cardinality": kw("db.cardinality/one"), "db/unique": kw("db.unique/identity")}]
+
+
+def test_a_checkpoint_holds_every_event_of_the_history_and_reads_back_as_it():
+    import uuid
+
+    from datsync.core import as_of, empty_db, transact
+
+    types = {"name": "string", "kind": "keyword", "at": "instant", "id": "uuid", "tags": "string", "friend": "ref",
+             "score": "double"}
+    schema = {a: {"db/valueType": kw(f"db.type/{t}"),
+                  "db/cardinality": kw("db.cardinality/many" if a == "tags" else "db.cardinality/one")}
+              for a, t in types.items()}
+    db = empty_db(schema, flavor="datomic")
+    ann_data = {"db/id": "a", "name": "Ann", "kind": kw("k/x"), "at": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                "id": uuid.UUID(int=7), "tags": ["x", "~y"], "score": 1.5}
+    report = transact(db, [ann_data, {"name": "Bo", "friend": "a"}])
+    db, ann = report.db_after, report.tempids["a"]
+    db = transact(db, [["db/retract", ann, "tags", "x"], ["db/add", ann, "name", "Anne"]]).db_after
+    events = decode_events(encode_events(db))
+    assert events == [tuple(d) for d in history_datoms(db)]
+    assert sum(1 for e in events if not e[4]) == 2 and ("~y" in {e[2] for e in events})
+    with pytest.raises(ValueError):
+        encode_events(as_of(db, db.max_tx - 1))
 
 
 def test_store_log_and_checkpoints(store_location):
