@@ -607,6 +607,36 @@ def test_checkpoints_wait_until_the_log_holds_a_share_of_the_last_one(tmp_path):
     trio.run(main)
 
 
+def test_a_server_owning_its_process_tunes_the_collector_and_freezes_what_it_recovered(tmp_path):
+    import gc
+
+    from datsync.shell.server.run import YOUNG_COLLECTION_THRESHOLD, tune_collector
+
+    threshold = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
+    finally:
+        gc.set_threshold(*threshold)
+
+    async def main(own_process: bool) -> int:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(lambda task_status: serve(
+                port=0, store_path=tmp_path / "db.sqlite", schema_file=_schema_file(tmp_path), handle_signals=False,
+                own_process=own_process, task_status=task_status))
+            frozen = gc.get_freeze_count()
+            await server.shutdown()
+        return frozen
+
+    gc.unfreeze()
+    try:
+        assert trio.run(main, False) == 0 and gc.get_threshold() == threshold
+        assert trio.run(main, True) > 0 and gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
 def test_backup_while_serving_and_json_logs(servers, tmp_path):
     server = servers.start("db.sqlite", "--log-format", "json")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
 import sys
 from collections.abc import Callable
@@ -58,6 +59,7 @@ async def serve(
     tls_key: str | Path | None = None,
     jwt: JwtAuth | None = None,
     access: Access | None = None,
+    own_process: bool = False,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the store at ``store_path`` (a file, or a ``postgresql://`` URL) to replicas over WebSocket
@@ -75,8 +77,12 @@ async def serve(
     ``https://``). ``jwt``: accept bearer JWTs (``JwtAuth``) as well as, or instead of, ``token``.
     ``access``: tokens (token -> principal) and the policy (docs/security.md). A checkpoint is
     written ``checkpoint_every`` transactions after the last at the least, once the log after it holds
-    ``checkpoint_growth`` times the events it holds. Raises ``StoreInUse`` if another process serves
-    the store."""
+    ``checkpoint_growth`` times the events it holds. ``own_process``: the server is the process's only
+    work (``datsync serve``): the collector is tuned for it (``tune_collector``) and the database
+    recovered at start-up is frozen out of its reach (``gc.freeze``; full collections then scan only
+    what came later). Raises ``StoreInUse`` if another process serves the store."""
+    if own_process:
+        tune_collector()
     server = SyncServer(
         store_path if is_store_url(store_path) else Path(store_path), host=host, port=port,
         schema_file=schema_file, static_dir=static_dir, token=token,
@@ -84,9 +90,22 @@ async def serve(
         max_message_size=max_message_size,
         config=config or ServerConfig(), handle_signals=handle_signals, shutdown_timeout=shutdown_timeout,
         listen_buffer=listen_buffer, banner=banner, limits=limits, tls=tls_context(tls_cert, tls_key), jwt=jwt,
-        access=access,
+        access=access, freeze_recovered=own_process,
     )
     await server.run(task_status=task_status)
+
+
+YOUNG_COLLECTION_THRESHOLD = 10_000
+"""Allocations between collections of the youngest generation in a ``datsync serve`` process (Python's
+default: 700). Each transaction allocates new index leaves (lists of 256 keys) that a young collection
+traverses; at 700 the collector took ~12% of the server's CPU under write load, at 10,000 ~2%."""
+
+
+def tune_collector() -> None:
+    """Tune the garbage collector for a process that holds one large, long-lived database (the
+    server's own process): collect the youngest generation less often."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 
 def run_server(
@@ -109,7 +128,8 @@ def run_server(
 
     try:
         try:
-            trio.run(lambda: serve(host, port, store_path, schema_file, token, banner=banner, **options))
+            trio.run(lambda: serve(host, port, store_path, schema_file, token, banner=banner, own_process=True,
+                                   **options))
         except BaseExceptionGroup as group:
             raise _sole(group) from None
     except StoreInUse as e:

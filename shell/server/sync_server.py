@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import itertools
 import os
 import signal
@@ -79,6 +80,7 @@ class SyncServer:
         jwt: JwtAuth | None = None,
         access: Access | None = None,
         checkpoint_growth: float = 0.5,
+        freeze_recovered: bool = False,
     ):
         self.store_path = store_path
         self.access = access
@@ -89,6 +91,7 @@ class SyncServer:
         self.token = token
         self.checkpoint_every = checkpoint_every
         self.checkpoint_growth = checkpoint_growth
+        self.freeze_recovered = freeze_recovered
         self.max_message_size = max_message_size
         self.ws_max_message_size = 2 * max_message_size
         self.config = config
@@ -148,6 +151,8 @@ class SyncServer:
             self._readers = Readers(self.store)
             t0 = time.perf_counter()
             self.conn = Connection.recover(self.store)
+            if self.freeze_recovered:  # kept for long, freed by reference counts: no collection need scan it
+                gc.freeze()
             cp = self.store.latest_checkpoint()
             self._checkpoint_t = cp[0] if cp else 0
             self.fed_t = self.conn.t
