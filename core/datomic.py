@@ -69,7 +69,7 @@ from urllib.parse import ParseResult, SplitResult
 
 from .db import DB, TX0, make_db
 from .errors import DatsyncError, TxError
-from .index import HistoryIndexes
+from .index import LAYOUT_MIN_KEYS, HistoryIndexes, TransientAttrIndex, TransientIndex, lay_out_by_attribute
 from .schema import (
     CARDINALITY_MANY,
     CARDINALITY_ONE,
@@ -1134,6 +1134,9 @@ def transact_datomic(db: DB, tx_data: Any, tx_meta: Any = None, *, instant: _dt.
     fields: dict[str, Any] = {}
     if schema_touched:
         out = _schema_changes(db, st, schema_touched, out, fields)
+    if (type(st.eavt) is TransientIndex and type(st.aevt) is TransientAttrIndex
+            and len(st.eavt) - len(db.eavt) >= LAYOUT_MIN_KEYS):
+        lay_out_by_attribute(st.eavt, st.aevt, tx)
     db_after = db.replace(
         eavt=st.eavt.persistent(),
         aevt=st.aevt.persistent(),

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from .db import DB, EMAX, TX0, resolve_tuple_refs
 from .errors import DatsyncError, TxError
-from .index import TransientAttrIndex, TransientIndex
+from .index import LAYOUT_MIN_KEYS, TransientAttrIndex, TransientIndex, lay_out_by_attribute
 from .schema import is_reverse_attr, reverse_attr
 from .values import _ATOMIC, RANKS, Datom, Keyword, index_value, value_rank
 
@@ -355,6 +355,9 @@ class _TxState:
 
     def persistent(self, db_before: DB) -> DB:
         eavt, aevt, avet, vaet = self.eavt, self.aevt, self.avet, self.vaet
+        if (type(eavt) is TransientIndex and type(aevt) is TransientAttrIndex
+                and len(eavt) - len(db_before.eavt) >= LAYOUT_MIN_KEYS):
+            lay_out_by_attribute(eavt, aevt, self.tx)
         if type(eavt) is TransientIndex:
             eavt = eavt.persistent()
         if type(aevt) is TransientAttrIndex:

@@ -591,3 +591,36 @@ def test_history_indexes_fold_by_themselves_past_the_bound(monkeypatch: pytest.M
         assert h._unfolded <= 4
     assert h._unfolded == 0 and h._built is not None  # every third batch folds (2 + 2 + 2 > 4), the ninth too
     assert [k[0] for k in h.heavt] == [i for i in range(9) for _ in "ab"]
+
+
+@pytest.mark.parametrize("flavor", ["datascript", "datomic"])
+def test_a_large_transaction_lays_its_keys_out_anew_and_both_indexes_still_share_them(flavor):
+    from datsync.core import datoms, empty_db, kw, transact
+
+    schema = {} if flavor == "datascript" else {
+        a: {"db/valueType": kw(f"db.type/{t}"), "db/cardinality": kw("db.cardinality/one")}
+        for a, t in {"name": "string", "age": "long", "tag": "string"}.items()}
+    people = [{"name": f"p{i}", "age": i % 90, "tag": "x" if i % 2 else "y"} for i in range(index.LAYOUT_MIN_KEYS // 2)]
+    before = transact(empty_db(schema, flavor=flavor), people[:500]).db_after
+    first, second = (d.e for d in datoms(before, "aevt", "name")[:2])
+    edits = [["db/retract", first, "age", 0], ["db/add", second, "age", 1000]]
+    kept = {id(k): k for k in before.eavt}
+    after = transact(before, [*people[500:], *edits]).db_after
+    assert len(after.eavt) - len(before.eavt) >= index.LAYOUT_MIN_KEYS
+    # the same datoms as smaller transactions give (which are not laid out again)
+    step = before
+    for i in range(500, len(people), 100):
+        step = transact(step, people[i:i + 100]).db_after
+    step = transact(step, edits).db_after
+
+    def content(db, order):
+        return [(d.e, d.a, d.v) for d in datoms(db, order) if d.a != "db/txInstant"]
+
+    assert content(after, "eavt") == content(step, "eavt") and content(after, "aevt") == content(step, "aevt")
+    assert not datoms(after, "eavt", first, "age") and datoms(after, "eavt", second, "age")[0].v == 1000
+    # one key object per datom, in both indexes; keys of earlier transactions still the earlier objects
+    in_eavt = {id(k) for k in after.eavt}
+    in_aevt = {id(k) for a in after.aevt.attributes() for k in after.aevt.attribute(a)}
+    assert in_eavt == in_aevt and len(in_eavt) == len(after.eavt)
+    old_keys = [k for k in after.eavt if k[4] != after.max_tx]
+    assert len(old_keys) > 1000 and all(kept.get(id(k)) is k for k in old_keys)
