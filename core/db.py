@@ -25,7 +25,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 from .errors import ResolveError
-from .index import TOP, AttrIndex, HistoryIndexes, SortedIndex, laid_out_by_attribute
+from .index import TOP, AttrIndex, HistoryIndexes, SortedIndex
 from .schema import IMPLICIT_SCHEMA, Props
 from .values import RANKS, Datom, Keyword, index_value, value_rank
 
@@ -204,8 +204,7 @@ def make_db(
     eav = eavt_keys(ds)  # (one pass: datoms made as they are read are dropped at once)
     eav.sort()
     eav = _dedupe_sorted(eav)  # the other indexes permute these keys: distinct too
-    eav, by_attr = laid_out_by_attribute(eav)
-    aev = AttrIndex.from_groups(by_attr)
+    aev = AttrIndex.from_sorted(eav)
     indexed, ref = props.indexed, props.ref
     ave = sorted([(k[1], k[2], k[3], k[0], k[4]) for k in eav if k[1] in indexed])
     vae = sorted([(k[3], k[1], k[0], k[4]) for k in eav if k[1] in ref])

@@ -678,21 +678,6 @@ LAYOUT_MIN_KEYS = 4096
 (``lay_out_by_attribute``)."""
 
 
-def laid_out_by_attribute(eav: list) -> tuple[list, dict]:
-    """The keys ``(e, a, rank, v, tx)`` of ``eav`` (sorted in EAVT order, distinct) made anew attribute
-    by attribute (``lay_out_by_attribute`` says why): the new keys in EAVT order, and attribute ->
-    its new keys in AEVT order (for ``AttrIndex.from_groups``)."""
-    groups: dict = {}
-    for k in eav:
-        group = groups.get(k[1])
-        if group is None:
-            group = groups[k[1]] = []
-        group.append(k)
-    fresh = {a: [(k[0], k[1], k[2], k[3], k[4]) for k in groups[a]] for a in sorted(groups)}
-    nexts = {a: iter(keys).__next__ for a, keys in fresh.items()}
-    return [nexts[k[1]]() for k in eav], fresh
-
-
 def _owned_leaves(ix: TransientIndex) -> Iterator[list]:
     """The leaves ``ix`` owns (copied or made by its edits), in order."""
     owned = ix._owned

@@ -624,11 +624,3 @@ def test_a_large_transaction_lays_its_keys_out_anew_and_both_indexes_still_share
     assert in_eavt == in_aevt and len(in_eavt) == len(after.eavt)
     old_keys = [k for k in after.eavt if k[4] != after.max_tx]
     assert len(old_keys) > 1000 and all(kept.get(id(k)) is k for k in old_keys)
-
-
-def test_keys_laid_out_by_attribute_are_new_equal_keys_in_both_orders():
-    eav = sorted((e, a, 0, f"{a}{e}", 536870913) for e in range(1, 200) for a in ("b", "a", "c"))
-    keys, by_attr = index.laid_out_by_attribute(eav)
-    assert keys == eav and all(new is not old for new, old in zip(keys, eav))
-    assert list(by_attr) == ["a", "b", "c"] and by_attr["a"] == [k for k in eav if k[1] == "a"]
-    assert {id(k) for k in keys} == {id(k) for ks in by_attr.values() for k in ks}
