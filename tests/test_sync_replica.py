@@ -334,3 +334,16 @@ def test_a_snapshot_received_over_the_wire_shares_equal_ids_and_values():
     for k in keys:
         by_entity.setdefault(k[0], set()).add(id(k[0]))
     assert all(len(ids) == 1 for ids in by_entity.values())
+
+
+def test_a_snapshot_sends_the_schema_then_each_attribute_in_turn():
+    _, reports = stream(6)
+    db = reports[-1].db_after
+    sent = list(snapshot_datoms(db))
+    schema = [d for d in sent if d[1] in SCHEMA_ATTRS]
+    rest = sent[len(schema):]
+    assert sent[:len(schema)] == schema and not any(d[1] in SCHEMA_ATTRS for d in rest)
+    assert [(d[1], d[0]) for d in rest] == sorted((d[1], d[0]) for d in rest)  # AEVT order
+    assert sorted((d[0], d[1], d[2], d[3]) for d in sent) == current(db)
+    kept = list(snapshot_datoms(db, lambda e, a: a != "p/age"))
+    assert kept == [d for d in sent if d[1] != "p/age" or d[1] in SCHEMA_ATTRS]

@@ -85,8 +85,11 @@ def _plain(v: object) -> object:
 
 
 def snapshot_datoms(db: DB, keep: Callable[[int, str], bool] | None = None) -> Iterator[SnapshotDatom]:
-    """Every current datom of ``db`` as ``(e, a, v, tx)``: schema datoms first, then the rest (only
-    those ``keep(e, a)`` accepts, when given: a replica's share under a policy)."""
+    """Every current datom of ``db`` as ``(e, a, v, tx)``: schema datoms first, then the rest attribute
+    by attribute, in AEVT order (only those ``keep(e, a)`` accepts, when given: a replica's share
+    under a policy). A replica builds its index keys in the order they arrive, and keys made
+    attribute by attribute lie together in memory, where a query's scan of an attribute reads them
+    (``core.index.lay_out_by_attribute``)."""
     if db.is_view:
         raise ValueError("snapshot of a view: take it of the database value itself")
     schema_attrs = sorted(SCHEMA_ATTRS)
@@ -94,9 +97,12 @@ def snapshot_datoms(db: DB, keep: Callable[[int, str], bool] | None = None) -> I
         for k in db.aevt.prefix((a,)):
             yield (k[0], a, _plain(k[3]) if k[2] == RANK_TUPLE else k[3], k[4])
     skip = frozenset(schema_attrs)
-    for e, a, r, v, tx in db.eavt:
-        if a not in skip and (keep is None or keep(e, a)):
-            yield (e, a, _plain(v) if r == RANK_TUPLE else v, tx)
+    for a in db.aevt.attributes():  # attribute by attribute: a replica makes each one's keys together
+        if a in skip:
+            continue
+        for e, _, r, v, tx in db.aevt.attribute(a):
+            if keep is None or keep(e, a):
+                yield (e, a, _plain(v) if r == RANK_TUPLE else v, tx)
 
 
 def snapshot(db: DB, chunk_size: int = DEFAULT_CHUNK_SIZE, *, db_id: str | None = None,
